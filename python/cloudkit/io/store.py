@@ -1,0 +1,430 @@
+"""The tile store: a Zarr v3 group of fixed-size tiles that many scenes append into.
+
+Layout (the contract documented in the README):
+
+    images          uint16 (N, C, T, T)  stored DN, one tile per chunk, zstd
+    valid           uint8  (N, 1, T, T)  1 where every band has data
+    labels          uint8  (N, 1, T, T)  cloudkit label codes (only when some scene has labels)
+    tile_scene      int32  (N,)          row of the tile's scene in scenes/
+    tile_row/col    int32  (N,)          pixel offset of the tile in its scene's grid
+    valid_fraction  float32 (N,)
+    cloud_fraction  float32 (N,)         NaN when the tile has no labels
+    scenes/...      one row per scene: id, crs, transform, shape, offsets, tile range
+
+The group attribute ``num_tiles`` is the commit point: rows at or beyond it belong to a scene
+that was interrupted. Pixels are written by the Rust extension (``_core.TileWriter``); this
+module owns creation, metadata and the commit protocol, all through zarr-python, whose local
+store replaces files atomically.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import zarr
+from zarr.codecs import ZstdCodec
+
+from cloudkit.errors import BandMismatchError, StoreError
+from cloudkit.io.scene import LABEL_CLASSES, LABEL_NODATA
+
+FORMAT = "cloudkit-tiles"
+FORMAT_VERSION = 1
+#: DN convention of every store: reflectance = (value + STORE_ADD_OFFSET) / quantification,
+#: the convention of processing baseline 04.00. Older products are shifted by +1000 on write.
+STORE_ADD_OFFSET = -1000
+QUANTIFICATION = 10000.0
+_INDEX_CHUNK = 16384
+_SCENE_CHUNK = 1024
+_COMPRESSOR = ZstdCodec(level=3)
+
+
+@dataclass(frozen=True)
+class StoreLayout:
+    """What every scene in a store must share."""
+
+    bands: tuple[str, ...]
+    tile_size: int
+    overlap: int
+    resolution: float
+
+
+@dataclass(frozen=True)
+class TileRecord:
+    index: int
+    row: int
+    col: int
+    valid_fraction: float
+    cloud_fraction: float
+
+
+@dataclass(frozen=True)
+class SceneRecord:
+    """What the store remembers of a scene (one row of ``scenes/``)."""
+
+    scene_id: str
+    path: str
+    layout: str
+    crs_wkt: str
+    transform: tuple[float, float, float, float, float, float]
+    height: int
+    width: int
+    add_offset: tuple[int, ...]  # the product's own offsets, per band
+    dn_shift: tuple[int, ...]  # what was added to non-zero DN to reach the store's convention
+    processing_baseline: str
+    label_kind: str
+
+
+def dn_shift_for(add_offset: Sequence[int]) -> tuple[int, ...]:
+    """Shift that brings a product's DN to the store convention (0 for baseline >= 04.00)."""
+    return tuple(int(a) - STORE_ADD_OFFSET for a in add_offset)
+
+
+class TileStore:
+    """An open tile store. Use :meth:`open` (creates it when absent)."""
+
+    def __init__(self, path: Path, group: zarr.Group, lock_file) -> None:
+        self.path = path
+        self._group = group
+        self._lock_file = lock_file
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    def open(cls, path: Path, layout: StoreLayout) -> TileStore:
+        """Open ``path`` for appending, creating it with ``layout`` if it does not exist.
+
+        An existing store must have the same layout. A store left half-written by an
+        interrupted run is repaired: rows past the last committed scene are dropped.
+        """
+        path = Path(path)
+        if path.exists() and not (path / "zarr.json").is_file():
+            if path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
+            else:
+                raise StoreError(f"{path}: exists but is not a Zarr store; choose another output path")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            created = not path.exists()
+            if created:
+                group = _create(path, layout)
+            else:
+                group = zarr.open_group(str(path), mode="r+")
+            lock_file = _lock(path)
+        except PermissionError as err:
+            raise StoreError(f"{path}: cannot write the store ({err.strerror})") from err
+        except OSError as err:
+            if isinstance(err, StoreError):
+                raise
+            raise StoreError(f"{path}: cannot open the store ({err})") from err
+        store = cls(path, group, lock_file)
+        if not created:
+            try:
+                store._check_layout(layout)
+                store._repair()
+            except BaseException:
+                store.close()
+                raise
+        return store
+
+    def close(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    def __enter__(self) -> TileStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --------------------------------------------------------------- properties
+
+    @property
+    def attrs(self) -> dict:
+        return dict(self._group.attrs)
+
+    @property
+    def num_tiles(self) -> int:
+        return int(self._group.attrs["num_tiles"])
+
+    @property
+    def num_scenes(self) -> int:
+        return int(self._group.attrs["num_scenes"])
+
+    @property
+    def has_labels(self) -> bool:
+        return "labels" in self._group
+
+    def scene_ids(self) -> list[str]:
+        n = self.num_scenes
+        if n == 0:
+            return []
+        return [str(s) for s in self._group["scenes/id"][:n]]
+
+    # ------------------------------------------------------------------ writing
+
+    def begin_scene(self, scene_id: str, max_tiles: int, *, with_labels: bool) -> int:
+        """Reserve room for up to ``max_tiles`` tiles of a scene; returns its first tile index."""
+        attrs = self._group.attrs
+        if with_labels and not self.has_labels:
+            # earlier scenes had no labels: their rows read as no-data (fill value)
+            self._create_tile_array("labels", np.uint8, LABEL_NODATA, self.num_tiles)
+            attrs.update({"label_codes": {str(k): v for k, v in LABEL_CLASSES.items()}})
+        attrs.update({"in_progress": scene_id})
+        start = self.num_tiles
+        for name in self._tile_arrays():
+            arr = self._group[name]
+            arr.resize((start + max_tiles, *arr.shape[1:]))
+        return start
+
+    def commit_scene(self, record: SceneRecord, tiles: Sequence[TileRecord]) -> None:
+        """Write the index rows of a fully written scene, then advance the commit point."""
+        start, n = self.num_tiles, len(tiles)
+        if any(t.index != start + i for i, t in enumerate(tiles)):
+            raise StoreError(f"{self.path}: tile indices of {record.scene_id} are not contiguous")
+        end = start + n
+        columns = {
+            "tile_scene": np.full(n, self.num_scenes, dtype=np.int32),
+            "tile_row": np.array([t.row for t in tiles], dtype=np.int32),
+            "tile_col": np.array([t.col for t in tiles], dtype=np.int32),
+            "valid_fraction": np.array([t.valid_fraction for t in tiles], dtype=np.float32),
+            "cloud_fraction": np.array([t.cloud_fraction for t in tiles], dtype=np.float32),
+        }
+        for name, values in columns.items():
+            arr = self._group[name]
+            arr.resize((end,))
+            if n:
+                arr[start:end] = values
+        for name in self._tile_arrays():
+            self._truncate(name, end)
+        self._append_scene(record, start, n, tiles)
+        # the commit point: until this write the scene is not part of the store
+        self._group.attrs.update({"num_tiles": end, "num_scenes": self.num_scenes + 1, "in_progress": None})
+
+    def abort_scene(self) -> None:
+        """Forget the rows of a scene that failed half way."""
+        self._repair()
+
+    # ----------------------------------------------------------------- internals
+
+    def _tile_arrays(self) -> list[str]:
+        return [n for n in ("images", "valid", "labels") if n in self._group]
+
+    def _check_layout(self, layout: StoreLayout) -> None:
+        attrs = self._group.attrs
+        if attrs.get("format") != FORMAT:
+            raise StoreError(f"{self.path}: is a Zarr store but not a cloudkit tile store")
+        if attrs.get("format_version") != FORMAT_VERSION:
+            raise StoreError(
+                f"{self.path}: tile store format {attrs.get('format_version')} is not "
+                f"{FORMAT_VERSION}; write to a new store"
+            )
+        have = StoreLayout(
+            tuple(attrs["bands"]), int(attrs["tile_size"]), int(attrs["overlap"]), float(attrs["resolution"])
+        )
+        if have.bands != layout.bands:
+            raise BandMismatchError(
+                f"{self.path}: store holds bands {','.join(have.bands)} but the scene gives "
+                f"{','.join(layout.bands)}; pass --bands {','.join(have.bands)} or use a new store"
+            )
+        for what, flag in (("tile_size", "--tile-size"), ("overlap", "--overlap"), ("resolution", "--resolution")):
+            old, new = getattr(have, what), getattr(layout, what)
+            if not math.isclose(float(old), float(new)):
+                raise StoreError(
+                    f"{self.path}: store has {what} {old:g} but this run asks {new:g}; "
+                    f"pass {flag} {old:g} or use a new store"
+                )
+
+    def _repair(self) -> None:
+        """Drop rows past the commit point left by an interrupted run."""
+        n_tiles, n_scenes = self.num_tiles, self.num_scenes
+        for name in (*self._tile_arrays(), *_INDEX_ARRAYS):
+            self._truncate(name, n_tiles)
+        for name in _SCENE_ARRAYS:
+            arr = self._group[f"scenes/{name}"]
+            if arr.shape[0] != n_scenes:
+                arr.resize((n_scenes, *arr.shape[1:]))
+        if self._group.attrs.get("in_progress") is not None:
+            self._group.attrs.update({"in_progress": None})
+
+    def _truncate(self, name: str, n: int) -> None:
+        """Shrink an array to ``n`` rows and delete chunk files past the end.
+
+        zarr's resize leaves out-of-bounds chunks on disk; they would reappear as data when
+        the array grows again, so stale rows are removed explicitly.
+        """
+        arr = self._group[name]
+        old = arr.shape[0]
+        if old != n:
+            arr.resize((n, *arr.shape[1:]))
+        chunk_rows = arr.chunks[0]
+        first_stale = -(-n // chunk_rows)  # chunks at or past this index hold only stale rows
+        chunk_dir = self.path / name / "c"
+        if not chunk_dir.is_dir():
+            return
+        for entry in chunk_dir.iterdir():
+            if entry.name.isdigit() and int(entry.name) >= first_stale:
+                if entry.is_dir():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+
+    def _create_tile_array(self, name: str, dtype, fill, rows: int) -> None:
+        c = 1 if name != "images" else len(self._group.attrs["bands"])
+        t = int(self._group.attrs["tile_size"])
+        self._group.create_array(
+            name,
+            shape=(rows, c, t, t),
+            chunks=(1, c, t, t),
+            dtype=dtype,
+            fill_value=fill,
+            compressors=_COMPRESSOR,
+            dimension_names=("tile", "band" if name == "images" else "layer", "y", "x"),
+        )
+
+    def _append_scene(self, record: SceneRecord, start: int, n: int, tiles: Sequence[TileRecord]) -> None:
+        s = self.num_scenes
+        valid = float(np.mean([t.valid_fraction for t in tiles])) if tiles else 0.0
+        clouds = [t.cloud_fraction for t in tiles if not math.isnan(t.cloud_fraction)]
+        row = {
+            "id": record.scene_id,
+            "path": record.path,
+            "layout": record.layout,
+            "crs": record.crs_wkt,
+            "transform": np.asarray(record.transform, dtype=np.float64),
+            "shape": np.asarray((record.height, record.width), dtype=np.int32),
+            "tile_start": start,
+            "tile_count": n,
+            "add_offset": np.asarray(record.add_offset, dtype=np.int32),
+            "dn_shift": np.asarray(record.dn_shift, dtype=np.int32),
+            "processing_baseline": record.processing_baseline,
+            "label_kind": record.label_kind,
+            "valid_fraction": valid,
+            "cloud_fraction": float(np.mean(clouds)) if clouds else math.nan,
+            "tiled_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        for name, value in row.items():
+            arr = self._group[f"scenes/{name}"]
+            arr.resize((s + 1, *arr.shape[1:]))
+            arr[s] = value
+
+
+_INDEX_ARRAYS = ("tile_scene", "tile_row", "tile_col", "valid_fraction", "cloud_fraction")
+_SCENE_ARRAYS = (
+    "id",
+    "path",
+    "layout",
+    "crs",
+    "transform",
+    "shape",
+    "tile_start",
+    "tile_count",
+    "add_offset",
+    "dn_shift",
+    "processing_baseline",
+    "label_kind",
+    "valid_fraction",
+    "cloud_fraction",
+    "tiled_at",
+)
+
+
+def _create(path: Path, layout: StoreLayout) -> zarr.Group:
+    """Create an empty store; written to a temporary folder and renamed into place."""
+    tmp = path.with_name(f".{path.name}.creating")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    c, t = len(layout.bands), layout.tile_size
+    attrs = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "bands": list(layout.bands),
+        "tile_size": t,
+        "overlap": layout.overlap,
+        "resolution": layout.resolution,
+        "quantification": QUANTIFICATION,
+        "add_offset": [STORE_ADD_OFFSET] * c,
+        # reflectance = value * scale + offset, for value != 0 (0 is no data)
+        "scale": [1.0 / QUANTIFICATION] * c,
+        "offset": [STORE_ADD_OFFSET / QUANTIFICATION] * c,
+        "nodata": 0,
+        "label_nodata": LABEL_NODATA,
+        "num_tiles": 0,
+        "num_scenes": 0,
+        "in_progress": None,
+    }
+    group = zarr.create_group(str(tmp), attributes=attrs)
+    group.create_array(
+        "images", shape=(0, c, t, t), chunks=(1, c, t, t), dtype=np.uint16, fill_value=0,
+        compressors=_COMPRESSOR, dimension_names=("tile", "band", "y", "x"),
+    )
+    group.create_array(
+        "valid", shape=(0, 1, t, t), chunks=(1, 1, t, t), dtype=np.uint8, fill_value=0,
+        compressors=_COMPRESSOR, dimension_names=("tile", "layer", "y", "x"),
+    )
+    for name, dtype, fill in (
+        ("tile_scene", np.int32, -1),
+        ("tile_row", np.int32, 0),
+        ("tile_col", np.int32, 0),
+        ("valid_fraction", np.float32, 0.0),
+        ("cloud_fraction", np.float32, math.nan),
+    ):
+        group.create_array(name, shape=(0,), chunks=(_INDEX_CHUNK,), dtype=dtype, fill_value=fill)
+    scenes = group.create_group("scenes")
+    for name in ("id", "path", "layout", "crs", "processing_baseline", "label_kind", "tiled_at"):
+        scenes.create_array(name, shape=(0,), chunks=(_SCENE_CHUNK,), dtype=str)
+    scenes.create_array("transform", shape=(0, 6), chunks=(_SCENE_CHUNK, 6), dtype=np.float64)
+    scenes.create_array("shape", shape=(0, 2), chunks=(_SCENE_CHUNK, 2), dtype=np.int32)
+    scenes.create_array("tile_start", shape=(0,), chunks=(_SCENE_CHUNK,), dtype=np.int64)
+    scenes.create_array("tile_count", shape=(0,), chunks=(_SCENE_CHUNK,), dtype=np.int32)
+    scenes.create_array("add_offset", shape=(0, c), chunks=(_SCENE_CHUNK, c), dtype=np.int32)
+    scenes.create_array("dn_shift", shape=(0, c), chunks=(_SCENE_CHUNK, c), dtype=np.int32)
+    scenes.create_array("valid_fraction", shape=(0,), chunks=(_SCENE_CHUNK,), dtype=np.float32)
+    scenes.create_array(
+        "cloud_fraction", shape=(0,), chunks=(_SCENE_CHUNK,), dtype=np.float32, fill_value=math.nan
+    )
+    tmp.rename(path)
+    return zarr.open_group(str(path), mode="r+")
+
+
+def _lock(path: Path):
+    """Hold an exclusive lock so two runs never append to one store at once."""
+    lock_file = open(path / ".cloudkit.lock", "w")  # noqa: SIM115 - held for the store's lifetime
+    try:
+        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as err:
+        lock_file.close()
+        raise StoreError(f"{path}: another cloudkit run is writing this store") from err
+    return lock_file
+
+
+def read_scene_table(path: Path) -> list[dict]:
+    """The committed scenes of a store as plain dicts (for summaries and tests)."""
+    group = zarr.open_group(str(path), mode="r")
+    n = int(group.attrs["num_scenes"])
+    table: dict[str, np.ndarray] = {name: group[f"scenes/{name}"][:n] for name in _SCENE_ARRAYS}
+    rows = []
+    for i in range(n):
+        row = {}
+        for name, values in table.items():
+            v = values[i]
+            row[name] = v.tolist() if isinstance(v, np.ndarray) else (v.item() if hasattr(v, "item") else v)
+        rows.append(row)
+    return rows
+
+
+def describe(path: Path) -> str:
+    """One JSON line describing a store (used by the CLI summary)."""
+    group = zarr.open_group(str(path), mode="r")
+    a = group.attrs
+    return json.dumps(
+        {"tiles": a["num_tiles"], "scenes": a["num_scenes"], "bands": a["bands"], "tile_size": a["tile_size"]}
+    )

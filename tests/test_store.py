@@ -1,0 +1,139 @@
+"""The tile store's contract: layout, attributes, the commit point and repair after a crash.
+
+Pixels here are written with zarr-python standing in for the Rust writer, so the protocol is
+tested on its own; tests/test_tiling.py covers the real writer end to end.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import zarr
+
+from cloudkit.errors import BandMismatchError, StoreError
+from cloudkit.io.store import (
+    STORE_ADD_OFFSET,
+    SceneRecord,
+    StoreLayout,
+    TileRecord,
+    TileStore,
+    dn_shift_for,
+    read_scene_table,
+)
+
+LAYOUT = StoreLayout(bands=("B02", "B03", "B04"), tile_size=8, overlap=0, resolution=10.0)
+
+
+def _record(scene_id: str) -> SceneRecord:
+    return SceneRecord(
+        scene_id=scene_id,
+        path=f"/data/{scene_id}.SAFE",
+        layout="l1c-safe",
+        crs_wkt="EPSG:32631",
+        transform=(10.0, 0.0, 300000.0, 0.0, -10.0, 5000040.0),
+        height=16,
+        width=16,
+        add_offset=(0, 0, 0),
+        dn_shift=dn_shift_for((0, 0, 0)),
+        processing_baseline="02.09",
+        label_kind="",
+    )
+
+
+def _write_scene(store: TileStore, scene_id: str, n: int, value: int, *, commit: bool = True) -> None:
+    start = store.begin_scene(scene_id, n + 2, with_labels=False)
+    group = zarr.open_group(str(store.path), mode="r+")
+    for i in range(n + 2):  # two reserved rows more than used, as when empty tiles are skipped
+        group["images"][start + i] = np.full((3, 8, 8), value, dtype=np.uint16)
+    if commit:
+        tiles = [TileRecord(start + i, 0, 8 * i, 1.0, math.nan) for i in range(n)]
+        store.commit_scene(_record(scene_id), tiles)
+
+
+def test_new_store_has_the_documented_attributes(tmp_path):
+    with TileStore.open(tmp_path / "t.zarr", LAYOUT):
+        pass
+    attrs = dict(zarr.open_group(str(tmp_path / "t.zarr"), mode="r").attrs)
+    assert attrs["bands"] == ["B02", "B03", "B04"]
+    assert attrs["tile_size"] == 8 and attrs["resolution"] == 10.0
+    assert attrs["scale"] == [1e-4] * 3
+    assert attrs["offset"] == [STORE_ADD_OFFSET / 10000] * 3
+    assert attrs["num_tiles"] == 0 and attrs["in_progress"] is None
+
+
+def test_dn_shift_maps_old_baselines_to_the_store_convention():
+    # baseline 04.00 products carry -1000 (no shift); older ones are stored 1000 higher
+    assert dn_shift_for((-1000, 0)) == (0, 1000)
+
+
+def test_committed_scenes_are_read_back(tmp_path):
+    path = tmp_path / "t.zarr"
+    with TileStore.open(path, LAYOUT) as store:
+        _write_scene(store, "a", 2, 7)
+        _write_scene(store, "b", 3, 9)
+        assert store.scene_ids() == ["a", "b"]
+    group = zarr.open_group(str(path), mode="r")
+    assert group["images"].shape == (5, 3, 8, 8)
+    assert group["images"][1].max() == 7 and group["images"][2].min() == 9
+    assert group["tile_scene"][:].tolist() == [0, 0, 1, 1, 1]
+    assert group["tile_col"][:].tolist() == [0, 8, 0, 8, 16]
+    table = read_scene_table(path)
+    assert [r["id"] for r in table] == ["a", "b"]
+    assert table[1]["tile_start"] == 2 and table[1]["tile_count"] == 3
+    assert table[0]["transform"][0] == 10.0
+
+
+def test_interrupted_scene_is_dropped_and_stale_chunks_removed(tmp_path):
+    path = tmp_path / "t.zarr"
+    with TileStore.open(path, LAYOUT) as store:
+        _write_scene(store, "a", 2, 7)
+        _write_scene(store, "b", 3, 9, commit=False)  # as if killed before the commit point
+    raw = zarr.open_group(str(path), mode="r")
+    assert raw.attrs["in_progress"] == "b"  # a plain reader can tell the store is unfinished
+    assert raw.attrs["num_tiles"] == 2
+    with TileStore.open(path, LAYOUT) as store:
+        assert store.scene_ids() == ["a"]
+        assert zarr.open_group(str(path))["images"].shape[0] == 2
+        assert not (path / "images" / "c" / "3").exists()
+        # growing again must not resurrect the dropped rows
+        start = store.begin_scene("c", 4, with_labels=False)
+        assert start == 2
+        assert zarr.open_group(str(path))["images"][3].max() == 0
+
+
+def test_layout_mismatch_is_refused(tmp_path):
+    path = tmp_path / "t.zarr"
+    with TileStore.open(path, LAYOUT):
+        pass
+    with pytest.raises(BandMismatchError, match="--bands B02,B03,B04"):
+        TileStore.open(path, StoreLayout(("B02",), 8, 0, 10.0))
+    with pytest.raises(StoreError, match="--tile-size 8"):
+        TileStore.open(path, StoreLayout(LAYOUT.bands, 16, 0, 10.0))
+
+
+def test_second_writer_is_refused(tmp_path):
+    path = tmp_path / "t.zarr"
+    with TileStore.open(path, LAYOUT), pytest.raises(StoreError, match="another cloudkit run"):
+        TileStore.open(path, LAYOUT)
+
+
+def test_non_store_output_is_refused(tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("x")
+    with pytest.raises(StoreError, match="not a Zarr store"):
+        TileStore.open(tmp_path / "notes", LAYOUT)
+
+
+def test_labels_array_appears_with_the_first_labelled_scene(tmp_path):
+    path = tmp_path / "t.zarr"
+    with TileStore.open(path, LAYOUT) as store:
+        _write_scene(store, "a", 2, 7)
+        start = store.begin_scene("b", 1, with_labels=True)
+        store.commit_scene(_record("b"), [TileRecord(start, 0, 0, 1.0, 0.5)])
+    group = zarr.open_group(str(path), mode="r")
+    # rows of the unlabelled scene read as no-data, never as clear
+    assert group["labels"].shape == (3, 1, 8, 8)
+    assert int(group["labels"][0].min()) == 255
+    assert group.attrs["label_codes"]["1"] == "thick cloud"
