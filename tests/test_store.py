@@ -42,7 +42,9 @@ def _record(scene_id: str) -> SceneRecord:
     )
 
 
-def _write_scene(store: TileStore, scene_id: str, n: int, value: int, *, commit: bool = True) -> None:
+def _write_scene(
+    store: TileStore, scene_id: str, n: int, value: int, *, commit: bool = True
+) -> None:
     start = store.begin_scene(scene_id, n + 2, with_labels=False)
     group = zarr.open_group(str(store.path), mode="r+")
     for i in range(n + 2):  # two reserved rows more than used, as when empty tiles are skipped

@@ -53,5 +53,7 @@ def esa_order(names: list[str] | tuple[str, ...]) -> list[str]:
     """Sort band names into ESA order; unknown names raise KeyError."""
     for name in names:
         if name not in BY_NAME:
-            raise KeyError(f"unknown Sentinel-2 band {name!r}; expected one of {', '.join(L1C_BANDS)}")
+            raise KeyError(
+                f"unknown Sentinel-2 band {name!r}; expected one of {', '.join(L1C_BANDS)}"
+            )
     return sorted(names, key=lambda n: BY_NAME[n].band_id)

@@ -20,7 +20,9 @@ def sample_product() -> Path:
     if not found:
         from cloudkit.errors import SceneNotFoundError
 
-        raise SceneNotFoundError(f"{SAMPLE_DIR}: the sample product is missing from this installation")
+        raise SceneNotFoundError(
+            f"{SAMPLE_DIR}: the sample product is missing from this installation"
+        )
     return found[0]
 
 

@@ -55,8 +55,8 @@ def write_l1c_safe(
     if size_10m % 6:
         raise ValueError(f"size_10m must be a multiple of 6, got {size_10m}")
     import rasterio
+    from affine import Affine
     from rasterio.crs import CRS
-    from rasterio.transform import from_origin
 
     offset = -1000 if _baseline_tuple(baseline) >= (4, 0) else 0
     pb = baseline.replace(".", "")
@@ -90,16 +90,20 @@ def write_l1c_safe(
             "count": 1,
             "dtype": "uint16",
             "crs": crs,
-            "transform": from_origin(x0, y0, band.resolution, band.resolution),
+            "transform": Affine(band.resolution, 0.0, x0, 0.0, -band.resolution, y0),
         }
         if driver == "JP2OpenJPEG":
             # lossless and tiled like the real products
             block = min(1024, n)
-            profile.update(QUALITY=100, REVERSIBLE="YES", BLOCKXSIZE=block, BLOCKYSIZE=block, RESOLUTIONS=4)
+            profile.update(
+                QUALITY=100, REVERSIBLE="YES", BLOCKXSIZE=block, BLOCKYSIZE=block, RESOLUTIONS=4
+            )
         with rasterio.open(img_dir / f"{prefix}_{band.name}{ext}", "w", **profile) as dst:
             dst.write(dn, 1)
         del dn
-    (tmp / "MTD_MSIL1C.xml").write_text(_mtd_xml(name, baseline, granule, prefix, offset), encoding="utf-8")
+    (tmp / "MTD_MSIL1C.xml").write_text(
+        _mtd_xml(name, baseline, granule, prefix, offset), encoding="utf-8"
+    )
     tmp.rename(final)
     return SyntheticProduct(final, tile_id, size_10m, baseline)
 
@@ -107,7 +111,9 @@ def write_l1c_safe(
 class _Scene:
     """Surface classes and cloud fields on the 60 m grid, refined per band."""
 
-    def __init__(self, classes: np.ndarray, cloud: np.ndarray, cirrus: np.ndarray, nodata: np.ndarray):
+    def __init__(
+        self, classes: np.ndarray, cloud: np.ndarray, cirrus: np.ndarray, nodata: np.ndarray
+    ):
         self.classes, self.cloud, self.cirrus, self.nodata = classes, cloud, cirrus, nodata
 
     @classmethod
@@ -117,15 +123,21 @@ class _Scene:
         classes = np.where(moisture > 0.5, 1, 2).astype(np.uint8)  # vegetation / soil
         classes[relief < 0.22] = 0  # a lake in the low ground
         clouds = _fractal(n60, rng, octaves=7)
-        cloud = np.clip((clouds - 0.55) / 0.2, 0.0, 1.0).astype(np.float32)  # cumulus cores saturate
+        cloud = np.clip((clouds - 0.55) / 0.2, 0.0, 1.0).astype(
+            np.float32
+        )  # cumulus cores saturate
         cirrus = np.clip((_fractal(n60, rng, octaves=4) - 0.6) / 0.3, 0.0, 1.0).astype(np.float32)
         yy, xx = np.mgrid[0:n60, 0:n60]
         nodata = xx < (0.35 * n60 - 0.3 * yy)  # outside the swath, as at a tile's edge
         return cls(classes, cloud, cirrus, nodata)
 
-    def band_dn(self, band_id: int, factor: int, offset: int, rng: np.random.Generator) -> np.ndarray:
+    def band_dn(
+        self, band_id: int, factor: int, offset: int, rng: np.random.Generator
+    ) -> np.ndarray:
         """DN of one band at its native grid (``factor`` = pixel size / 10 m)."""
-        spectra = np.array([_SPECTRA["water"][band_id], _SPECTRA["vegetation"][band_id], _SPECTRA["soil"][band_id]])
+        spectra = np.array(
+            [_SPECTRA["water"][band_id], _SPECTRA["vegetation"][band_id], _SPECTRA["soil"][band_id]]
+        )
         up = 6 // factor
         surface = _repeat(spectra[self.classes].astype(np.float32), up)
         cloud = _repeat(self.cloud, up)
@@ -173,11 +185,15 @@ def _baseline_tuple(baseline: str) -> tuple[int, int]:
 
 def _mtd_xml(name: str, baseline: str, granule: str, prefix: str, offset: int) -> str:
     files = "\n".join(
-        f"            <IMAGE_FILE>GRANULE/{granule}/IMG_DATA/{prefix}_{b.name}</IMAGE_FILE>" for b in BANDS
+        f"            <IMAGE_FILE>GRANULE/{granule}/IMG_DATA/{prefix}_{b.name}</IMAGE_FILE>"
+        for b in BANDS
     )
     offsets = ""
     if offset:
-        rows = "\n".join(f'        <RADIO_ADD_OFFSET band_id="{b.band_id}">{offset}</RADIO_ADD_OFFSET>' for b in BANDS)
+        rows = "\n".join(
+            f'        <RADIO_ADD_OFFSET band_id="{b.band_id}">{offset}</RADIO_ADD_OFFSET>'
+            for b in BANDS
+        )
         offsets = f"      <Radiometric_Offset_List>\n{rows}\n      </Radiometric_Offset_List>\n"
     return f"""<?xml version="1.0" encoding="UTF-8" standalone="no"?>
 <n1:Level-1C_User_Product xmlns:n1="https://psd-14.sentinel2.eo.esa.int/PSD/User_Product_Level-1C.xsd">

@@ -55,7 +55,9 @@ class Scene:
 
     scene_id: str  # unique within a store, e.g. the product name without .SAFE
     path: Path  # the product folder / sample file the user pointed at
-    layout: str  # "l1c-safe", "l2a-safe", "band-folder", "cloudsen12", "whus2", "sen12ms", "geotiff"
+    layout: (
+        str  # "l1c-safe", "l2a-safe", "band-folder", "cloudsen12", "whus2", "sen12ms", "geotiff"
+    )
     # candidate files per band, in ESA order of bands; several candidates when a product
     # carries a band at more than one resolution (L2A R10m/R20m/R60m)
     bands: dict[str, list[BandSource]]

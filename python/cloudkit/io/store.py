@@ -109,14 +109,13 @@ class TileStore:
             if path.is_dir() and not any(path.iterdir()):
                 path.rmdir()
             else:
-                raise StoreError(f"{path}: exists but is not a Zarr store; choose another output path")
+                raise StoreError(
+                    f"{path}: exists but is not a Zarr store; choose another output path"
+                )
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             created = not path.exists()
-            if created:
-                group = _create(path, layout)
-            else:
-                group = zarr.open_group(str(path), mode="r+")
+            group = _create(path, layout) if created else zarr.open_group(str(path), mode="r+")
             lock_file = _lock(path)
         except PermissionError as err:
             raise StoreError(f"{path}: cannot write the store ({err.strerror})") from err
@@ -207,7 +206,9 @@ class TileStore:
             self._truncate(name, end)
         self._append_scene(record, start, n, tiles)
         # the commit point: until this write the scene is not part of the store
-        self._group.attrs.update({"num_tiles": end, "num_scenes": self.num_scenes + 1, "in_progress": None})
+        self._group.attrs.update(
+            {"num_tiles": end, "num_scenes": self.num_scenes + 1, "in_progress": None}
+        )
 
     def abort_scene(self) -> None:
         """Forget the rows of a scene that failed half way."""
@@ -228,14 +229,21 @@ class TileStore:
                 f"{FORMAT_VERSION}; write to a new store"
             )
         have = StoreLayout(
-            tuple(attrs["bands"]), int(attrs["tile_size"]), int(attrs["overlap"]), float(attrs["resolution"])
+            tuple(attrs["bands"]),
+            int(attrs["tile_size"]),
+            int(attrs["overlap"]),
+            float(attrs["resolution"]),
         )
         if have.bands != layout.bands:
             raise BandMismatchError(
                 f"{self.path}: store holds bands {','.join(have.bands)} but the scene gives "
                 f"{','.join(layout.bands)}; pass --bands {','.join(have.bands)} or use a new store"
             )
-        for what, flag in (("tile_size", "--tile-size"), ("overlap", "--overlap"), ("resolution", "--resolution")):
+        for what, flag in (
+            ("tile_size", "--tile-size"),
+            ("overlap", "--overlap"),
+            ("resolution", "--resolution"),
+        ):
             old, new = getattr(have, what), getattr(layout, what)
             if not math.isclose(float(old), float(new)):
                 raise StoreError(
@@ -290,7 +298,9 @@ class TileStore:
             dimension_names=("tile", "band" if name == "images" else "layer", "y", "x"),
         )
 
-    def _append_scene(self, record: SceneRecord, start: int, n: int, tiles: Sequence[TileRecord]) -> None:
+    def _append_scene(
+        self, record: SceneRecord, start: int, n: int, tiles: Sequence[TileRecord]
+    ) -> None:
         s = self.num_scenes
         valid = float(np.mean([t.valid_fraction for t in tiles])) if tiles else 0.0
         clouds = [t.cloud_fraction for t in tiles if not math.isnan(t.cloud_fraction)]
@@ -363,12 +373,22 @@ def _create(path: Path, layout: StoreLayout) -> zarr.Group:
     }
     group = zarr.create_group(str(tmp), attributes=attrs)
     group.create_array(
-        "images", shape=(0, c, t, t), chunks=(1, c, t, t), dtype=np.uint16, fill_value=0,
-        compressors=_COMPRESSOR, dimension_names=("tile", "band", "y", "x"),
+        "images",
+        shape=(0, c, t, t),
+        chunks=(1, c, t, t),
+        dtype=np.uint16,
+        fill_value=0,
+        compressors=_COMPRESSOR,
+        dimension_names=("tile", "band", "y", "x"),
     )
     group.create_array(
-        "valid", shape=(0, 1, t, t), chunks=(1, 1, t, t), dtype=np.uint8, fill_value=0,
-        compressors=_COMPRESSOR, dimension_names=("tile", "layer", "y", "x"),
+        "valid",
+        shape=(0, 1, t, t),
+        chunks=(1, 1, t, t),
+        dtype=np.uint8,
+        fill_value=0,
+        compressors=_COMPRESSOR,
+        dimension_names=("tile", "layer", "y", "x"),
     )
     for name, dtype, fill in (
         ("tile_scene", np.int32, -1),
@@ -416,7 +436,9 @@ def read_scene_table(path: Path) -> list[dict]:
         row = {}
         for name, values in table.items():
             v = values[i]
-            row[name] = v.tolist() if isinstance(v, np.ndarray) else (v.item() if hasattr(v, "item") else v)
+            row[name] = (
+                v.tolist() if isinstance(v, np.ndarray) else (v.item() if hasattr(v, "item") else v)
+            )
         rows.append(row)
     return rows
 
@@ -426,5 +448,10 @@ def describe(path: Path) -> str:
     group = zarr.open_group(str(path), mode="r")
     a = group.attrs
     return json.dumps(
-        {"tiles": a["num_tiles"], "scenes": a["num_scenes"], "bands": a["bands"], "tile_size": a["tile_size"]}
+        {
+            "tiles": a["num_tiles"],
+            "scenes": a["num_scenes"],
+            "bands": a["bands"],
+            "tile_size": a["tile_size"],
+        }
     )

@@ -1,0 +1,121 @@
+"""End to end `cloudkit tile` on a full-size L1C .SAFE vs the best plain decode of its 13 JP2s.
+
+The product is synthetic but realistic (cloudkit.synthetic: 10980 x 10980 at 10 m, lossless
+JPEG 2000 tiled 1024, texture that compresses like real scenes), generated once and cached in
+~/.cache/cloudkit/bench. Baselines, each in its own process, same files:
+
+  decode-processes  every band decoded whole in a pool of one process per core, one GDAL
+                    thread each, largest bands first (the floor for JPEG 2000 here)
+  decode-threads    bands one after another, GDAL's own threads (GDAL_NUM_THREADS=ALL_CPUS)
+  tile              `cloudkit tile PRODUCT OUT.zarr` (decode + Rust kernels + zstd + write)
+
+Reported: wall time, peak RSS (largest process), and tile time / best decode time.
+
+    python benches/bench_tile.py                 # full scene (first run generates it: minutes)
+    python benches/bench_tile.py --size 1098     # a smaller scene, e.g. for a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+CACHE = Path(os.environ.get("CLOUDKIT_BENCH_CACHE", Path.home() / ".cache" / "cloudkit" / "bench"))
+
+
+def product_for(size: int) -> Path:
+    from cloudkit.synthetic import write_l1c_safe
+
+    dest = CACHE / f"l1c-{size}"
+    dest.mkdir(parents=True, exist_ok=True)
+    return write_l1c_safe(dest, size_10m=size, seed=1).path
+
+
+def band_files(product: Path) -> list[Path]:
+    files = sorted(product.glob("GRANULE/*/IMG_DATA/*_B??.jp2")) + sorted(
+        product.glob("GRANULE/*/IMG_DATA/*_B8A.jp2")
+    )
+    return sorted(files, key=lambda p: -p.stat().st_size)  # largest first
+
+
+def _decode_one(path: str) -> int:
+    import rasterio
+
+    with rasterio.Env(GDAL_NUM_THREADS=1), rasterio.open(path) as ds:
+        return int(ds.read(1).shape[0])
+
+
+def decode_processes(product: Path, workers: int) -> None:
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(_decode_one, [str(p) for p in band_files(product)]))
+
+
+def decode_threads(product: Path) -> None:
+    import rasterio
+
+    with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"):
+        for path in band_files(product):
+            with rasterio.open(path) as ds:
+                ds.read(1)
+
+
+def measure(cmd: list[str], env: dict | None = None) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB, largest process of the tree) of one command."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"failed ({status}): {' '.join(cmd)}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=10980, help="10 m grid size (multiple of 6)")
+    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument(
+        "--mode", choices=("decode-processes", "decode-threads"), help=argparse.SUPPRESS
+    )
+    parser.add_argument("--product", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.mode == "decode-processes":
+        decode_processes(args.product, args.workers)
+        return
+    if args.mode == "decode-threads":
+        decode_threads(args.product)
+        return
+
+    t0 = time.perf_counter()
+    product = product_for(args.size)
+    print(
+        f"product {product.name} ({args.size} px at 10 m), ready in {time.perf_counter() - t0:.0f} s"
+    )
+    me = [sys.executable, __file__, "--product", str(product), "--workers", str(args.workers)]
+    rows = {}
+    rows["decode-processes"] = measure([*me, "--mode", "decode-processes"])
+    rows["decode-threads"] = measure([*me, "--mode", "decode-threads"])
+    out = Path(tempfile.mkdtemp(prefix="cloudkit-bench-")) / "tiles.zarr"
+    cloudkit = shutil.which("cloudkit") or "cloudkit"
+    try:
+        rows["tile"] = measure(
+            [cloudkit, "tile", str(product), str(out), "--workers", str(args.workers)]
+        )
+        store_mb = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 1e6
+    finally:
+        shutil.rmtree(out.parent, ignore_errors=True)
+    best = min(rows["decode-processes"][0], rows["decode-threads"][0])
+    for name, (sec, rss) in rows.items():
+        print(f"  {name:17s} {sec:7.1f} s   peak RSS {rss:7.0f} MB")
+    print(f"  tile / best decode: {rows['tile'][0] / best:.2f}x   (store: {store_mb:.0f} MB)")
+
+
+if __name__ == "__main__":
+    main()

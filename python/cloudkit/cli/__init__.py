@@ -1,0 +1,57 @@
+"""The `cloudkit` command. Each subcommand lives in its own module; heavy imports stay inside them."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from cloudkit.cli import tile as _tile
+
+app = typer.Typer(
+    name="cloudkit",
+    help="Cloud detection in Sentinel-2 imagery with self-supervised learning.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("tile")(_tile.tile)
+
+
+@app.callback()
+def _root() -> None:
+    """Cloud detection in Sentinel-2 imagery with self-supervised learning."""
+    # a callback keeps `tile` a subcommand even while it is the only one
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: runs the app and turns cloudkit errors into one line on stderr, exit 1.
+
+    Set CLOUDKIT_DEBUG=1 to see the traceback as well.
+    """
+    from cloudkit.errors import CloudkitError
+
+    try:
+        app(args=argv, prog_name="cloudkit", standalone_mode=False)
+    except CloudkitError as err:
+        if os.environ.get("CLOUDKIT_DEBUG") == "1":
+            raise
+        print(f"cloudkit: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("cloudkit: interrupted", file=sys.stderr)
+        return 130
+    except typer.Exit as exit_:
+        return exit_.exit_code
+    except typer.Abort:
+        print("cloudkit: aborted", file=sys.stderr)
+        return 1
+    except Exception as err:  # click usage errors and the like
+        import click
+
+        if isinstance(err, click.ClickException):
+            err.show()
+            return err.exit_code
+        raise
+    return 0

@@ -1,0 +1,94 @@
+"""`cloudkit tile`: Sentinel-2 products and datasets into a Zarr tile store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cloudkit.cli._options import Bands, Resolution, Workers, parse_bands
+
+
+def tile(
+    # old-style defaults: click needs OUT required after the variadic SCENES
+    scenes: list[Path] | None = typer.Argument(  # noqa: B008
+        None,
+        help="Products (.SAFE, band folders, GeoTIFFs), folders of products or dataset roots "
+        "(CloudSEN12, WHUS2-CD+, SEN12MS).",
+        show_default=False,
+    ),
+    out: Path = typer.Argument(  # noqa: B008
+        ..., help="Output tile store (.zarr); created if absent, appended to if not."
+    ),
+    resolution: Resolution = None,
+    tile_size: Annotated[int, typer.Option("--tile-size", help="Tile edge in pixels.")] = 384,
+    overlap: Annotated[
+        int, typer.Option("--overlap", help="Pixels shared by neighbouring tiles.")
+    ] = 0,
+    workers: Workers = None,
+    bands: Bands = None,
+    scl_labels: Annotated[
+        bool,
+        typer.Option(
+            "--scl-labels",
+            help="Store the Sen2Cor SCL layer of L2A products as labels (cloud/shadow).",
+        ),
+    ] = False,
+    sample: Annotated[
+        bool,
+        typer.Option(
+            "--sample",
+            help="Tile the small L1C product that ships with cloudkit (no SCENES needed).",
+        ),
+    ] = False,
+    keep_going: Annotated[
+        bool,
+        typer.Option(
+            "--keep-going",
+            help="Go on with the next scene after a bad one; exit 1 at the end if any failed.",
+        ),
+    ] = False,
+) -> None:
+    """Cut scenes into TILE_SIZE x TILE_SIZE tiles of all bands on one grid, with labels when present.
+
+    Re-running on the same store skips scenes it already holds and redoes a scene that an
+    interrupted run left unfinished.
+
+    Example: cloudkit tile S2A_MSIL1C_*.SAFE tiles.zarr --resolution 10
+    """
+    from cloudkit.cli._progress import RichProgress
+    from cloudkit.errors import CloudkitError
+    from cloudkit.io.discover import discover_scenes
+    from cloudkit.tiling import TileOptions, tile_scenes
+
+    paths = list(scenes or [])
+    if sample:
+        from cloudkit.sample import sample_product
+
+        paths.append(sample_product())
+    if not paths:
+        raise typer.BadParameter("give at least one scene, or --sample", param_hint="SCENES")
+    found = discover_scenes(paths, scl_labels=scl_labels)
+    options = TileOptions(
+        resolution=resolution,
+        bands=parse_bands(bands),
+        tile_size=tile_size,
+        overlap=overlap,
+        workers=workers,
+    )
+    with RichProgress(total_scenes=len(found)) as progress:
+        summary = tile_scenes(found, out, options, progress, stop_on_error=not keep_going)
+    tiled = [r for r in summary.results if r.status == "tiled"]
+    skipped = [r for r in summary.results if r.status == "skipped"]
+    seconds = sum(r.seconds for r in tiled)
+    mb = sum(r.megabytes for r in tiled)
+    typer.echo(
+        f"{out}: {len(tiled)} scene(s) tiled ({sum(r.tiles for r in tiled)} tiles, "
+        f"{mb:.0f} MB of DN in {seconds:.1f} s), {len(skipped)} already in the store, "
+        f"{len(summary.failed)} failed"
+    )
+    if summary.failed:
+        for r in summary.failed:
+            typer.echo(f"  failed: {r.scene_id}: {r.error}", err=True)
+        raise CloudkitError(f"{len(summary.failed)} of {len(found)} scene(s) failed; see above")

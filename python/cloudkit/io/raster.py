@@ -1,0 +1,68 @@
+"""Raster headers: size, CRS and transform of a band file, without reading its pixels.
+
+Every reader and the grid planner open rasters through :func:`read_header`, so a corrupt or
+non-raster file is always reported the same way: as an :class:`InvalidSceneError` naming it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
+
+from cloudkit.errors import InvalidSceneError
+
+#: File endings cloudkit reads band rasters from, in order of preference.
+RASTER_SUFFIXES = (".jp2", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class RasterHeader:
+    path: Path
+    crs: CRS | None
+    transform: Affine
+    width: int
+    height: int
+    count: int
+    dtypes: tuple[str, ...]
+    descriptions: tuple[str | None, ...]
+
+
+def read_header(path: Path) -> RasterHeader:
+    """Open ``path`` for its metadata only; unreadable files raise InvalidSceneError."""
+    try:
+        # Files without georeferencing are reported by the grid checks with a clearer
+        # message than GDAL's warning, so the warning itself is noise here.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path) as ds:
+                return RasterHeader(
+                    path=Path(path),
+                    crs=ds.crs,
+                    transform=ds.transform,
+                    width=ds.width,
+                    height=ds.height,
+                    count=ds.count,
+                    dtypes=tuple(ds.dtypes),
+                    descriptions=tuple(ds.descriptions),
+                )
+    except RasterioError as err:
+        reason = " ".join(str(err).split())  # GDAL messages may span lines
+        raise InvalidSceneError(
+            f"{path}: not a readable raster ({reason}); expected a GeoTIFF or JPEG 2000 band "
+            "file: download it again or remove it"
+        ) from err
+
+
+def find_raster(stem_path: Path) -> Path | None:
+    """The existing file ``stem_path`` + one of RASTER_SUFFIXES, or None."""
+    for suffix in RASTER_SUFFIXES:
+        candidate = stem_path.with_name(stem_path.name + suffix)
+        if candidate.is_file():
+            return candidate
+    return None

@@ -1,0 +1,23 @@
+//! cloudkit-core: the Sentinel-2 preprocessing kernels behind `cloudkit._core`.
+//!
+//! Pure Rust on ndarray views, no Python: bands are resampled onto one target grid
+//! ([`resample`], [`raster`], [`bands`]), scaled to reflectance ([`reflectance`]), cut into
+//! tiles ([`tiling`], [`stripe`]) and written as Zarr chunks ([`store`]). Kernels run on
+//! whichever rayon pool the caller installs.
+
+pub mod bands;
+pub mod error;
+pub mod raster;
+pub mod reflectance;
+pub mod resample;
+pub mod store;
+pub mod stripe;
+pub mod tiling;
+
+pub use bands::stack_bands;
+pub use error::{Error, Result};
+pub use reflectance::{reflectance_tiles, scale_reflectance};
+pub use resample::{band_window, downsample_mean, downsample_mode, upsample_nearest};
+pub use store::{TileStore, TileWriter, WrittenTile};
+pub use stripe::{cut_stripe, StripeLayout, StripeTile};
+pub use tiling::{cut_tiles, tile_windows, TileGrid};

@@ -1,0 +1,351 @@
+//! Writing finished tiles as whole chunks into the Zarr v3 tile store.
+//!
+//! Python (zarr-python) creates the group and its arrays and sizes them; Rust only opens them,
+//! checks they fit the tiles it will write, and encodes and writes chunks by tile index.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ndarray::ArrayView2;
+use rayon::prelude::*;
+use zarrs::array::{data_type, Array, DataType};
+use zarrs::filesystem::FilesystemStore;
+
+use crate::error::{Error, Result};
+use crate::stripe::{cut_stripe, StripeLayout, StripeTile};
+
+/// The arrays of an opened tile store, checked against the band count and tile size.
+pub struct TileStore {
+    path: PathBuf,
+    images: Array<FilesystemStore>,
+    valid: Array<FilesystemStore>,
+    labels: Option<Array<FilesystemStore>>,
+    bands: usize,
+    tile: usize,
+}
+
+impl TileStore {
+    /// Opens `images` (uint16, chunks (1, bands, tile, tile)), `valid` (uint8, chunks
+    /// (1, 1, tile, tile)) and, when `with_labels`, `labels` (like `valid`) in the group at `path`.
+    pub fn open(path: &Path, bands: usize, tile: usize, with_labels: bool) -> Result<Self> {
+        let (first, side) = (bands as u64, tile as u64);
+        let open = |name, data_type, first| open_array(path, name, data_type, [first, side]);
+        Ok(Self {
+            path: path.to_path_buf(),
+            images: open("images", data_type::uint16(), first)?,
+            valid: open("valid", data_type::uint8(), 1)?,
+            labels: with_labels
+                .then(|| open("labels", data_type::uint8(), 1))
+                .transpose()?,
+            bands,
+            tile,
+        })
+    }
+
+    /// How many tiles every array can hold.
+    pub fn capacity(&self) -> u64 {
+        let arrays = [Some(&self.images), Some(&self.valid), self.labels.as_ref()];
+        arrays
+            .into_iter()
+            .flatten()
+            .map(|a| a.shape()[0])
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// Makes sure tiles `0..end` fit, re-reading the metadata once in case Python resized.
+    pub fn ensure_capacity(&mut self, end: u64) -> Result<()> {
+        if end <= self.capacity() {
+            return Ok(());
+        }
+        *self = Self::open(&self.path, self.bands, self.tile, self.labels.is_some())?;
+        if end > self.capacity() {
+            return Err(self.error(format!(
+                "tile index {} is beyond the arrays' {} tiles: resize them before writing",
+                end - 1,
+                self.capacity()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Encodes and writes one tile's chunks at `index`.
+    pub fn write_tile(&self, index: u64, tile: &StripeTile) -> Result<()> {
+        if index >= self.capacity() {
+            return Err(self.error(format!(
+                "tile index {index} is beyond the arrays' {} tiles",
+                self.capacity()
+            )));
+        }
+        let chunk = [index, 0, 0, 0];
+        let write = |array: &Array<FilesystemStore>, result: zarrs::array::ArrayError| {
+            self.error(format!(
+                "cannot write chunk {index} of {}: {result}",
+                array.path()
+            ))
+        };
+        self.images
+            .store_chunk(&chunk, tile.image.as_slice())
+            .map_err(|e| write(&self.images, e))?;
+        self.valid
+            .store_chunk(&chunk, tile.valid.as_slice())
+            .map_err(|e| write(&self.valid, e))?;
+        match (&self.labels, &tile.labels) {
+            (Some(array), Some(codes)) => array
+                .store_chunk(&chunk, codes.as_slice())
+                .map_err(|e| write(array, e)),
+            (None, None) => Ok(()),
+            _ => Err(self.error("tile labels do not match the store's labels array".into())),
+        }
+    }
+
+    fn error(&self, reason: String) -> Error {
+        Error::Store {
+            path: self.path.display().to_string(),
+            reason,
+        }
+    }
+}
+
+/// Opens array `name` of the group at `path` and checks its data type, shape `(N, *inner)`
+/// and chunk shape `(1, *inner)`, where `inner` is `[first, tile]` for `(first, tile, tile)`.
+fn open_array(
+    path: &Path,
+    name: &str,
+    data_type: DataType,
+    [first, tile]: [u64; 2],
+) -> Result<Array<FilesystemStore>> {
+    let error = |reason: String| Error::Store {
+        path: path.display().to_string(),
+        reason,
+    };
+    let store =
+        FilesystemStore::new(path).map_err(|e| error(format!("cannot open the directory: {e}")))?;
+    let array = Array::open(Arc::new(store), &format!("/{name}")).map_err(|e| {
+        error(format!(
+            "cannot open array '{name}' ({e}); create the store with cloudkit first"
+        ))
+    })?;
+    if array.data_type() != &data_type {
+        return Err(error(format!(
+            "array '{name}' holds {}, expected {data_type}",
+            array.data_type()
+        )));
+    }
+    let expected = [first, tile, tile];
+    let shape = array.shape();
+    let chunk: Vec<u64> = array
+        .chunk_shape(&[0, 0, 0, 0])
+        .map(|c| c.iter().map(|n| n.get()).collect())
+        .unwrap_or_default();
+    if shape.len() != 4 || shape[1..] != expected || chunk[..] != [1, first, tile, tile] {
+        return Err(error(format!(
+            "array '{name}' has shape {shape:?} in chunks {chunk:?}, expected shape \
+             [N, {first}, {tile}, {tile}] in chunks [1, {first}, {tile}, {tile}]"
+        )));
+    }
+    Ok(array)
+}
+
+/// What the store index records about one written tile.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct WrittenTile {
+    pub index: u64,
+    pub row_origin: usize,
+    pub col_origin: usize,
+    pub valid_fraction: f32,
+    pub cloud_fraction: f32,
+}
+
+/// Cuts tile rows and writes their tiles at consecutive indices.
+pub struct TileWriter {
+    store: TileStore,
+    layout: StripeLayout,
+    next_index: u64,
+    skip_empty: bool,
+}
+
+impl TileWriter {
+    pub fn new(
+        path: &Path,
+        start_index: u64,
+        layout: StripeLayout,
+        skip_empty: bool,
+    ) -> Result<Self> {
+        let store = TileStore::open(
+            path,
+            layout.band_count(),
+            layout.grid().tile(),
+            layout.has_labels(),
+        )?;
+        Ok(Self {
+            store,
+            layout,
+            next_index: start_index,
+            skip_empty,
+        })
+    }
+
+    /// Index the next written tile gets.
+    pub fn next_index(&self) -> u64 {
+        self.next_index
+    }
+
+    /// Cuts the tile row at `y0` from native stripes (see [`cut_stripe`]) and writes its tiles,
+    /// leaving out those without a valid pixel when `skip_empty`, compressing in parallel.
+    pub fn write_row(
+        &mut self,
+        y0: usize,
+        bands: &[ArrayView2<'_, u16>],
+        labels: Option<ArrayView2<'_, u8>>,
+    ) -> Result<Vec<WrittenTile>> {
+        let mut tiles = cut_stripe(&self.layout, y0, bands, labels)?;
+        if self.skip_empty {
+            tiles.retain(|tile| tile.valid_fraction > 0.0);
+        }
+        let first = self.next_index;
+        self.store.ensure_capacity(first + tiles.len() as u64)?;
+        let store = &self.store;
+        tiles
+            .par_iter()
+            .enumerate()
+            .try_for_each(|(i, tile)| store.write_tile(first + i as u64, tile))?;
+        self.next_index = first + tiles.len() as u64;
+        Ok(tiles
+            .iter()
+            .enumerate()
+            .map(|(i, tile)| WrittenTile {
+                index: first + i as u64,
+                row_origin: tile.row_origin,
+                col_origin: tile.col_origin,
+                valid_fraction: tile.valid_fraction,
+                cloud_fraction: tile.cloud_fraction,
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tiling::TileGrid;
+    use ndarray::Array2;
+    use zarrs::array::codec::ZstdCodec;
+    use zarrs::array::ArrayBuilder;
+
+    /// Creates the arrays the way Python does: bytes + zstd, chunks of one tile.
+    fn create_store(path: &Path, tiles: u64, bands: u64, tile: u64, labels: bool) {
+        let store = Arc::new(FilesystemStore::new(path).unwrap());
+        let mut arrays = vec![
+            ("images", data_type::uint16(), bands, 0u64),
+            ("valid", data_type::uint8(), 1, 0),
+        ];
+        if labels {
+            arrays.push(("labels", data_type::uint8(), 1, 255));
+        }
+        for (name, data_type, first, fill) in arrays {
+            let fill: zarrs::array::FillValue = if data_type == data_type::uint16() {
+                (fill as u16).into()
+            } else {
+                (fill as u8).into()
+            };
+            ArrayBuilder::new(
+                vec![tiles, first, tile, tile],
+                vec![1, first, tile, tile],
+                data_type,
+                fill,
+            )
+            .bytes_to_bytes_codecs(vec![Arc::new(ZstdCodec::new(0, false))])
+            .build(store.clone(), &format!("/{name}"))
+            .unwrap()
+            .store_metadata()
+            .unwrap();
+        }
+    }
+
+    fn read_chunk<T: zarrs::array::ElementOwned>(path: &Path, name: &str, index: u64) -> Vec<T> {
+        let store = Arc::new(FilesystemStore::new(path).unwrap());
+        let array = Array::open(store, &format!("/{name}")).unwrap();
+        array.retrieve_chunk::<Vec<T>>(&[index, 0, 0, 0]).unwrap()
+    }
+
+    #[test]
+    fn written_chunks_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (h, w, tile) = (6, 8, 4);
+        create_store(dir.path(), 3, 2, tile as u64, true);
+        let grid = TileGrid::new(h, w, tile, 0).unwrap();
+        let layout = StripeLayout::new(grid, &[1, 2], &[0, 0], Some(1)).unwrap();
+        let mut writer = TileWriter::new(dir.path(), 1, layout.clone(), true).unwrap();
+
+        // Right half of band 0 is no-data, so tile (0, 4) of the first row is skipped.
+        let band0 = Array2::from_shape_fn(
+            (h, w),
+            |(y, x)| if x < 4 { (y * w + x + 1) as u16 } else { 0 },
+        );
+        let band1 = Array2::from_shape_fn((3, 4), |(y, x)| (100 + y * 4 + x) as u16);
+        let labels = Array2::from_shape_fn((h, w), |(y, x)| ((y + x) % 4) as u8);
+        let written = writer
+            .write_row(0, &[band0.view(), band1.view()], Some(labels.view()))
+            .unwrap();
+        assert_eq!(written.len(), 1);
+        assert_eq!((written[0].index, written[0].col_origin), (1, 0));
+        assert_eq!(writer.next_index(), 2);
+
+        let expected = cut_stripe(
+            &layout,
+            0,
+            &[band0.view(), band1.view()],
+            Some(labels.view()),
+        )
+        .unwrap()
+        .remove(0);
+        assert_eq!(read_chunk::<u16>(dir.path(), "images", 1), expected.image);
+        assert_eq!(read_chunk::<u8>(dir.path(), "valid", 1), expected.valid);
+        assert_eq!(
+            Some(read_chunk::<u8>(dir.path(), "labels", 1)),
+            expected.labels
+        );
+
+        // The second tile row: rows 4..6 of band 0 (left half valid), rows 2..3 of band 1.
+        let rows = writer
+            .write_row(
+                4,
+                &[
+                    band0.slice(ndarray::s![4.., ..]),
+                    band1.slice(ndarray::s![2.., ..]),
+                ],
+                Some(labels.slice(ndarray::s![4.., ..])),
+            )
+            .unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].index, 2);
+        // Index 3 does not exist: the store holds 3 tiles.
+        let err = writer
+            .write_row(
+                4,
+                &[
+                    band0.slice(ndarray::s![4.., ..]),
+                    band1.slice(ndarray::s![2.., ..]),
+                ],
+                Some(labels.slice(ndarray::s![4.., ..])),
+            )
+            .unwrap_err();
+        assert!(matches!(err, Error::Store { .. }), "{err}");
+    }
+
+    #[test]
+    fn mismatched_store_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        create_store(dir.path(), 2, 3, 4, false);
+        assert!(TileStore::open(dir.path(), 3, 4, false).is_ok());
+        for (bands, tile, labels) in [(2, 4, false), (3, 5, false), (3, 4, true)] {
+            let err = TileStore::open(dir.path(), bands, tile, labels)
+                .err()
+                .unwrap();
+            assert!(matches!(err, Error::Store { .. }), "{err}");
+        }
+        let missing = dir.path().join("nowhere");
+        assert!(TileStore::open(&missing, 3, 4, false).is_err());
+    }
+}

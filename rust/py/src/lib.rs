@@ -1,0 +1,386 @@
+//! `cloudkit._core`: PyO3 glue over cloudkit-core.
+//!
+//! Every function borrows numpy arrays (C-contiguous only), releases the GIL, runs the kernel
+//! on a dedicated rayon pool and hands back new numpy arrays that own the Rust buffers.
+//! Stubs: `python/cloudkit/_core.pyi`.
+
+mod errors;
+mod threads;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ndarray::{Array1, Array4, ArrayView, Dimension};
+use numpy::{
+    Element, IntoPyArray, PyArray1, PyArray2, PyArray3, PyArray4, PyReadonlyArray,
+    PyReadonlyArray2, PyReadonlyArray3, PyUntypedArrayMethods,
+};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use rayon::ThreadPool;
+
+use crate::errors::CoreError;
+use crate::threads::thread_pool;
+
+/// Borrows a numpy array as an ndarray view, refusing layouts the kernels cannot slice.
+fn c_contiguous<'a, T: Element, D: Dimension>(
+    name: &str,
+    array: &'a PyReadonlyArray<'_, T, D>,
+) -> PyResult<ArrayView<'a, T, D>> {
+    if !array.is_c_contiguous() {
+        return Err(PyValueError::new_err(format!(
+            "{name} must be C-contiguous; pass np.ascontiguousarray({name})"
+        )));
+    }
+    Ok(array.as_array())
+}
+
+fn c_contiguous_all<'a, T: Element, D: Dimension>(
+    name: &str,
+    arrays: &'a [PyReadonlyArray<'_, T, D>],
+) -> PyResult<Vec<ArrayView<'a, T, D>>> {
+    arrays
+        .iter()
+        .enumerate()
+        .map(|(i, array)| c_contiguous(&format!("{name}[{i}]"), array))
+        .collect()
+}
+
+/// Runs `work` on the pool for `threads` with the GIL released.
+fn detached<T: Send>(
+    py: Python<'_>,
+    threads: Option<usize>,
+    work: impl FnOnce() -> Result<T, cloudkit_core::Error> + Send,
+) -> PyResult<T> {
+    let pool = thread_pool(threads)?;
+    Ok(py.detach(|| pool.install(work)).map_err(CoreError)?)
+}
+
+/// A 2-D raster of either dtype the resampling kernels accept.
+#[derive(FromPyObject)]
+enum Raster2<'py> {
+    Reflectance(PyReadonlyArray2<'py, u16>),
+    Labels(PyReadonlyArray2<'py, u8>),
+}
+
+/// Nearest-neighbour upsampling of a uint16 or uint8 array: each pixel becomes k x k.
+#[pyfunction]
+#[pyo3(signature = (a, k, *, threads = None))]
+fn upsample_nearest<'py>(
+    py: Python<'py>,
+    a: Raster2<'py>,
+    k: usize,
+    threads: Option<usize>,
+) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match a {
+        Raster2::Reflectance(a) => {
+            let view = c_contiguous("a", &a)?;
+            let out = detached(py, threads, || cloudkit_core::upsample_nearest(view, k))?;
+            out.into_pyarray(py).into_any()
+        }
+        Raster2::Labels(a) => {
+            let view = c_contiguous("a", &a)?;
+            let out = detached(py, threads, || cloudkit_core::upsample_nearest(view, k))?;
+            out.into_pyarray(py).into_any()
+        }
+    })
+}
+
+/// Mean of the non-zero DNs of each d x d block, rounded half up (all zero: 0).
+#[pyfunction]
+#[pyo3(signature = (a, d, *, threads = None))]
+fn downsample_mean<'py>(
+    py: Python<'py>,
+    a: PyReadonlyArray2<'py, u16>,
+    d: usize,
+    threads: Option<usize>,
+) -> PyResult<Bound<'py, PyArray2<u16>>> {
+    let view = c_contiguous("a", &a)?;
+    let out = detached(py, threads, || cloudkit_core::downsample_mean(view, d))?;
+    Ok(out.into_pyarray(py))
+}
+
+/// Most frequent label code (255 ignored) of each d x d block, ties to the smallest code.
+#[pyfunction]
+#[pyo3(signature = (a, d, *, threads = None))]
+fn downsample_mode<'py>(
+    py: Python<'py>,
+    a: PyReadonlyArray2<'py, u8>,
+    d: usize,
+    threads: Option<usize>,
+) -> PyResult<Bound<'py, PyArray2<u8>>> {
+    let view = c_contiguous("a", &a)?;
+    let out = detached(py, threads, || cloudkit_core::downsample_mode(view, d))?;
+    Ok(out.into_pyarray(py))
+}
+
+/// Native rows (first, count) a band must supply for target rows [y0, y0 + rows).
+#[pyfunction]
+fn band_window(
+    y0: usize,
+    rows: usize,
+    factor: i64,
+    native_height: usize,
+) -> PyResult<(usize, usize)> {
+    Ok(cloudkit_core::band_window(y0, rows, factor, native_height).map_err(CoreError)?)
+}
+
+/// Tile origins (row, col) over a height x width scene, row-major.
+#[pyfunction]
+fn tile_windows(
+    height: usize,
+    width: usize,
+    tile: usize,
+    overlap: usize,
+) -> PyResult<Vec<(usize, usize)>> {
+    Ok(cloudkit_core::tile_windows(height, width, tile, overlap).map_err(CoreError)?)
+}
+
+/// Resampled, rebased (bands, height, width) stack of native-resolution bands.
+#[pyfunction]
+#[pyo3(signature = (bands, factors, height, width, shifts = None, *, threads = None))]
+#[allow(clippy::too_many_arguments)] // mirrors the Python signature
+fn stack_bands<'py>(
+    py: Python<'py>,
+    bands: Vec<PyReadonlyArray2<'py, u16>>,
+    factors: Vec<i64>,
+    height: usize,
+    width: usize,
+    shifts: Option<Vec<i32>>,
+    threads: Option<usize>,
+) -> PyResult<Bound<'py, PyArray3<u16>>> {
+    let views = c_contiguous_all("bands", &bands)?;
+    let out = detached(py, threads, || {
+        cloudkit_core::stack_bands(&views, &factors, height, width, shifts.as_deref())
+    })?;
+    Ok(out.into_pyarray(py))
+}
+
+/// (DN + offset) / quantification in float32 per band; DN 0 -> NaN.
+#[pyfunction]
+#[pyo3(signature = (stack, quantification, offsets, *, threads = None))]
+fn scale_reflectance<'py>(
+    py: Python<'py>,
+    stack: PyReadonlyArray3<'py, u16>,
+    quantification: f32,
+    offsets: Vec<f32>,
+    threads: Option<usize>,
+) -> PyResult<Bound<'py, PyArray3<f32>>> {
+    let view = c_contiguous("stack", &stack)?;
+    let out = detached(py, threads, || {
+        cloudkit_core::scale_reflectance(view, quantification, &offsets)
+    })?;
+    Ok(out.into_pyarray(py))
+}
+
+/// Tile images and their validity masks.
+type TileArrays<'py> = (Bound<'py, PyArray4<u16>>, Bound<'py, PyArray4<u8>>);
+
+/// Zero-padded tiles (n, bands, tile, tile) and validity masks (n, 1, tile, tile).
+#[pyfunction]
+#[pyo3(signature = (stack, tile, overlap, *, threads = None))]
+fn cut_tiles<'py>(
+    py: Python<'py>,
+    stack: PyReadonlyArray3<'py, u16>,
+    tile: usize,
+    overlap: usize,
+    threads: Option<usize>,
+) -> PyResult<TileArrays<'py>> {
+    let view = c_contiguous("stack", &stack)?;
+    let (images, valid) = detached(py, threads, || {
+        cloudkit_core::cut_tiles(view, tile, overlap)
+    })?;
+    Ok((images.into_pyarray(py), valid.into_pyarray(py)))
+}
+
+/// Fused resample + stack + scale + tile: float32 tiles (n, bands, tile, tile), NaN padding.
+#[pyfunction]
+#[pyo3(signature = (bands, factors, height, width, quantification, offsets, tile, overlap, threads = None))]
+#[allow(clippy::too_many_arguments)] // mirrors the Python signature
+fn reflectance_tiles<'py>(
+    py: Python<'py>,
+    bands: Vec<PyReadonlyArray2<'py, u16>>,
+    factors: Vec<i64>,
+    height: usize,
+    width: usize,
+    quantification: f32,
+    offsets: Vec<f32>,
+    tile: usize,
+    overlap: usize,
+    threads: Option<usize>,
+) -> PyResult<Bound<'py, PyArray4<f32>>> {
+    let views = c_contiguous_all("bands", &bands)?;
+    let out = detached(py, threads, || {
+        cloudkit_core::reflectance_tiles(
+            &views,
+            &factors,
+            height,
+            width,
+            quantification,
+            &offsets,
+            tile,
+            overlap,
+        )
+    })?;
+    Ok(out.into_pyarray(py))
+}
+
+/// What `cut_stripe` returns: images, valid, labels (None without labels), valid and cloud
+/// fractions.
+type StripeArrays<'py> = (
+    Bound<'py, PyArray4<u16>>,
+    Bound<'py, PyArray4<u8>>,
+    Option<Bound<'py, PyArray4<u8>>>,
+    Bound<'py, PyArray1<f32>>,
+    Bound<'py, PyArray1<f32>>,
+);
+
+/// Stacks per-tile buffers into one `(n, planes, tile, tile)` array.
+fn stack_tiles<T: Clone>(buffers: Vec<&Vec<T>>, planes: usize, tile: usize) -> Array4<T> {
+    let n = buffers.len();
+    let flat: Vec<T> = buffers.into_iter().flatten().cloned().collect();
+    Array4::from_shape_vec((n, planes, tile, tile), flat).expect("every tile has the same size")
+}
+
+/// Every tile of the tile row at y0 from native stripes read with band_window.
+#[pyfunction]
+#[pyo3(signature = (
+    y0, bands, factors, height, width, tile, overlap,
+    shifts = None, labels = None, label_factor = None, *, threads = None
+))]
+#[allow(clippy::too_many_arguments)] // mirrors the Python signature
+fn cut_stripe<'py>(
+    py: Python<'py>,
+    y0: usize,
+    bands: Vec<PyReadonlyArray2<'py, u16>>,
+    factors: Vec<i64>,
+    height: usize,
+    width: usize,
+    tile: usize,
+    overlap: usize,
+    shifts: Option<Vec<i32>>,
+    labels: Option<PyReadonlyArray2<'py, u8>>,
+    label_factor: Option<i64>,
+    threads: Option<usize>,
+) -> PyResult<StripeArrays<'py>> {
+    let views = c_contiguous_all("bands", &bands)?;
+    let label_view = labels
+        .as_ref()
+        .map(|l| c_contiguous("labels", l))
+        .transpose()?;
+    let shifts = shifts.unwrap_or_else(|| vec![0; factors.len()]);
+    let tiles = detached(py, threads, || {
+        let grid = cloudkit_core::TileGrid::new(height, width, tile, overlap)?;
+        let layout = cloudkit_core::StripeLayout::new(grid, &factors, &shifts, label_factor)?;
+        cloudkit_core::cut_stripe(&layout, y0, &views, label_view)
+    })?;
+    let images = stack_tiles(tiles.iter().map(|t| &t.image).collect(), views.len(), tile);
+    let valid = stack_tiles(tiles.iter().map(|t| &t.valid).collect(), 1, tile);
+    let codes: Option<Vec<&Vec<u8>>> = tiles.iter().map(|t| t.labels.as_ref()).collect();
+    let codes = codes
+        .filter(|_| label_factor.is_some())
+        .map(|c| stack_tiles(c, 1, tile));
+    let valid_fraction: Array1<f32> = tiles.iter().map(|t| t.valid_fraction).collect();
+    let cloud_fraction: Array1<f32> = tiles.iter().map(|t| t.cloud_fraction).collect();
+    Ok((
+        images.into_pyarray(py),
+        valid.into_pyarray(py),
+        codes.map(|c| c.into_pyarray(py)),
+        valid_fraction.into_pyarray(py),
+        cloud_fraction.into_pyarray(py),
+    ))
+}
+
+/// (tile index, row origin, col origin, valid fraction, cloud fraction) of a written tile.
+type WrittenRecord = (u64, usize, usize, f32, f32);
+
+/// Cuts a scene tile row by tile row and writes the tiles as chunks of a Zarr tile store.
+#[pyclass(module = "cloudkit._core")]
+struct TileWriter {
+    writer: cloudkit_core::TileWriter,
+    pool: Arc<ThreadPool>,
+}
+
+#[pymethods]
+impl TileWriter {
+    #[new]
+    #[pyo3(signature = (
+        store_path, start_index, height, width, factors, shifts, tile_size, overlap,
+        label_factor = None, skip_empty = true, threads = None
+    ))]
+    #[allow(clippy::too_many_arguments)] // mirrors the Python signature
+    fn new(
+        py: Python<'_>,
+        store_path: PathBuf,
+        start_index: u64,
+        height: usize,
+        width: usize,
+        factors: Vec<i64>,
+        shifts: Vec<i32>,
+        tile_size: usize,
+        overlap: usize,
+        label_factor: Option<i64>,
+        skip_empty: bool,
+        threads: Option<usize>,
+    ) -> PyResult<Self> {
+        let pool = thread_pool(threads)?;
+        let writer = py
+            .detach(|| {
+                let grid = cloudkit_core::TileGrid::new(height, width, tile_size, overlap)?;
+                let layout =
+                    cloudkit_core::StripeLayout::new(grid, &factors, &shifts, label_factor)?;
+                cloudkit_core::TileWriter::new(&store_path, start_index, layout, skip_empty)
+            })
+            .map_err(CoreError)?;
+        Ok(Self { writer, pool })
+    }
+
+    /// Writes the tiles of the tile row at y0; returns (index, row, col, valid_fraction,
+    /// cloud_fraction) for each tile written.
+    #[pyo3(signature = (y0, bands, labels = None))]
+    fn write_row<'py>(
+        &mut self,
+        py: Python<'py>,
+        y0: usize,
+        bands: Vec<PyReadonlyArray2<'py, u16>>,
+        labels: Option<PyReadonlyArray2<'py, u8>>,
+    ) -> PyResult<Vec<WrittenRecord>> {
+        let views = c_contiguous_all("bands", &bands)?;
+        let label_view = labels
+            .as_ref()
+            .map(|l| c_contiguous("labels", l))
+            .transpose()?;
+        let (writer, pool) = (&mut self.writer, &self.pool);
+        let written = py
+            .detach(|| pool.install(|| writer.write_row(y0, &views, label_view)))
+            .map_err(CoreError)?;
+        Ok(written
+            .into_iter()
+            .map(|t| {
+                (
+                    t.index,
+                    t.row_origin,
+                    t.col_origin,
+                    t.valid_fraction,
+                    t.cloud_fraction,
+                )
+            })
+            .collect())
+    }
+
+    /// Index the next written tile gets.
+    #[getter]
+    fn next_index(&self) -> u64 {
+        self.writer.next_index()
+    }
+}
+
+/// Rust kernels of cloudkit: resampling, reflectance, tiling and Zarr tile writing.
+#[pymodule]
+mod _core {
+    #[pymodule_export]
+    use super::{
+        band_window, cut_stripe, cut_tiles, downsample_mean, downsample_mode, reflectance_tiles,
+        scale_reflectance, stack_bands, tile_windows, upsample_nearest, TileWriter,
+    };
+}

@@ -1,0 +1,242 @@
+"""`cloudkit tile` end to end on real products, checked against a plain numpy reference."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import zarr
+
+import numpy_reference as ref
+from cloudkit.io.discover import discover_scenes
+from cloudkit.io.grid import plan_grid
+from cloudkit.io.store import read_scene_table
+from cloudkit.synthetic import write_l1c_safe
+from cloudkit.tiling import TileOptions, tile_scenes
+from shared_data import AWS_T19UDP, L2A_T29UNU
+
+T29UNU_60M_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B8A", "B09", "B11", "B12")
+
+
+def _tile(paths, out, **kw):
+    scl = kw.pop("scl_labels", False)
+    return tile_scenes(discover_scenes(list(paths), scl_labels=scl), out, TileOptions(**kw))
+
+
+def _expected_tiles(plan, shifts, tile, overlap):
+    """Whole-scene numpy reference: read every band, resample, rebase, cut."""
+    bands = []
+    for src in plan.sources:
+        with rasterio.open(src.path) as ds:
+            bands.append(ds.read(src.index))
+    stack = ref.stack_bands(bands, plan.factors, plan.height, plan.width, shifts)
+    valid = (stack != 0).all(axis=0)[None].astype(np.uint8)
+    return (
+        ref.cut_tiles(stack, tile, overlap),
+        ref.cut_tiles(valid, tile, overlap),
+        ref.tile_origins(plan.height, plan.width, tile, overlap),
+    )
+
+
+@pytest.fixture(scope="module")
+def t29unu_store(tmp_path_factory):
+    out = tmp_path_factory.mktemp("t29") / "t29unu.zarr"
+    _tile([L2A_T29UNU], out, resolution=60, bands=T29UNU_60M_BANDS, scl_labels=True, tile_size=384)
+    return out
+
+
+class TestRealL2A:
+    def test_store_matches_the_numpy_reference_exactly(self, t29unu_store):
+        plan = plan_grid(discover_scenes([L2A_T29UNU])[0], resolution=60, bands=T29UNU_60M_BANDS)
+        images, valid, origins = _expected_tiles(plan, [0] * len(T29UNU_60M_BANDS), 384, 0)
+        g = zarr.open_group(str(t29unu_store), mode="r")
+        n = g.attrs["num_tiles"]
+        assert n == int(
+            (valid.reshape(len(origins), -1).sum(axis=1) > 0).sum()
+        )  # empty tiles skipped
+        where = {o: i for i, o in enumerate(origins)}
+        for k in range(n):
+            i = where[(int(g["tile_row"][k]), int(g["tile_col"][k]))]
+            np.testing.assert_array_equal(g["images"][k], images[i])
+            np.testing.assert_array_equal(g["valid"][k], valid[i])
+            assert g["valid_fraction"][k] == pytest.approx(valid[i].mean())
+
+    def test_a_pixel_by_hand_is_dn_minus_1000_over_10000(self, t29unu_store):
+        # baseline 04.00: BOA_ADD_OFFSET -1000, so reflectance = (DN - 1000) / 10000
+        b04 = next(L2A_T29UNU.glob("GRANULE/*/IMG_DATA/R60m/*_B04_60m.jp2"))
+        with rasterio.open(b04) as ds:
+            dn = int(ds.read(1, window=((1000, 1001), (500, 501)))[0, 0])
+        assert dn > 1000
+        g = zarr.open_group(str(t29unu_store), mode="r")
+        rows, cols = g["tile_row"][:], g["tile_col"][:]
+        k = int(np.flatnonzero((rows == 768) & (cols == 384))[0])  # the tile holding (1000, 500)
+        band = list(g.attrs["bands"]).index("B04")
+        value = int(g["images"][k, band, 1000 - 768, 500 - 384])
+        assert value == dn
+        refl = value * g.attrs["scale"][band] + g.attrs["offset"][band]
+        assert refl == pytest.approx((dn - 1000) / 10000, abs=1e-9)
+
+    def test_scl_labels_and_cloud_fraction(self, t29unu_store):
+        scl = next(L2A_T29UNU.glob("GRANULE/*/IMG_DATA/R60m/*_SCL_60m.jp2"))
+        with rasterio.open(scl) as ds:
+            codes = ds.read(1)
+        lut = np.full(256, 255, np.uint8)
+        lut[[2, 4, 5, 6, 7, 11]] = 0
+        lut[[8, 9]] = 1
+        lut[10] = 2
+        lut[3] = 3
+        labels = ref.cut_tiles(lut[codes][None], 384, 0, fill=255)
+        origins = ref.tile_origins(1830, 1830, 384, 0)
+        g = zarr.open_group(str(t29unu_store), mode="r")
+        assert g.attrs["label_codes"]["3"] == "cloud shadow"
+        for k in range(g.attrs["num_tiles"]):
+            i = origins.index((int(g["tile_row"][k]), int(g["tile_col"][k])))
+            np.testing.assert_array_equal(g["labels"][k], labels[i])
+            lab = labels[i]
+            expected = np.isin(lab, (1, 2)).sum() / max((lab != 255).sum(), 1)
+            assert g["cloud_fraction"][k] == pytest.approx(expected, rel=1e-6)
+        # ~60 % cloud over the scene according to the product
+        scene = read_scene_table(t29unu_store)[0]
+        assert 0.3 < scene["cloud_fraction"] < 0.9
+        assert scene["label_kind"] == "scl"
+
+    def test_scene_table_has_grid_and_offsets(self, t29unu_store):
+        scene = read_scene_table(t29unu_store)[0]
+        assert scene["id"].startswith("S2A_MSIL2A_20221005T115411_N0400")
+        assert "32629" in scene["crs"] or "UTM zone 29N" in scene["crs"]
+        assert scene["transform"] == [60.0, 0.0, 499980.0, 0.0, -60.0, 5900040.0]
+        assert scene["shape"] == [1830, 1830]
+        assert scene["add_offset"] == [-1000] * 11 and scene["dn_shift"] == [0] * 11
+        assert scene["processing_baseline"] == "04.00"
+
+
+class TestRealAwsTile:
+    def test_old_baseline_is_rebased_and_equal_to_reference(self, tmp_path):
+        out = tmp_path / "t19.zarr"
+        _tile([AWS_T19UDP], out, tile_size=64)
+        plan = plan_grid(discover_scenes([AWS_T19UDP])[0])
+        assert plan.resolution == 900 and (plan.height, plan.width) == (122, 122)
+        images, valid, origins = _expected_tiles(plan, [1000] * 13, 64, 0)
+        g = zarr.open_group(str(out), mode="r")
+        assert list(g.attrs["bands"]) == list(ref_bands := [s.band for s in plan.sources])
+        assert len(ref_bands) == 13
+        for k in range(g.attrs["num_tiles"]):
+            i = origins.index((int(g["tile_row"][k]), int(g["tile_col"][k])))
+            np.testing.assert_array_equal(g["images"][k], images[i])
+            np.testing.assert_array_equal(g["valid"][k], valid[i])
+        # baseline 02.05 has no offset: reflectance = DN / 10000 by hand
+        with rasterio.open(AWS_T19UDP / "B08.jp2") as ds:
+            dn = int(ds.read(1)[100, 100])
+        k = next(
+            k
+            for k in range(g.attrs["num_tiles"])
+            if (g["tile_row"][k], g["tile_col"][k]) == (64, 64)
+        )
+        b = list(g.attrs["bands"]).index("B08")
+        value = int(g["images"][k, b, 36, 36])
+        assert value == dn + 1000
+        assert value * g.attrs["scale"][b] + g.attrs["offset"][b] == pytest.approx(
+            dn / 10000, abs=1e-9
+        )
+        assert "label_codes" not in g.attrs and "labels" not in g
+
+
+class TestSyntheticProducts:
+    """Small generated L1C products (cloudkit.synthetic): stand-ins for full-size L1C scenes."""
+
+    def test_overlap_and_edge_padding(self, tmp_path):
+        product = write_l1c_safe(tmp_path, size_10m=192, seed=3).path
+        out = tmp_path / "o.zarr"
+        _tile([product], out, tile_size=64, overlap=16)
+        plan = plan_grid(discover_scenes([product])[0])
+        images, _valid, origins = _expected_tiles(plan, [0] * 13, 64, 16)
+        g = zarr.open_group(str(out), mode="r")
+        assert len(origins) == 16  # 1 + ceil((192 - 64) / 48) = 4 per axis
+        for k in range(g.attrs["num_tiles"]):
+            i = origins.index((int(g["tile_row"][k]), int(g["tile_col"][k])))
+            np.testing.assert_array_equal(g["images"][k], images[i])
+
+    def test_scenes_append_and_rerun_skips(self, tmp_path):
+        a = write_l1c_safe(tmp_path / "a", size_10m=192, seed=1, tile_id="T31TCJ").path
+        b = write_l1c_safe(tmp_path / "b", size_10m=192, seed=2, tile_id="T31TDJ").path
+        out = tmp_path / "s.zarr"
+        first = _tile([a], out, tile_size=96)
+        second = _tile([a, b], out, tile_size=96)
+        assert [r.status for r in first.results] == ["tiled"]
+        assert [r.status for r in second.results] == ["skipped", "tiled"]
+        table = read_scene_table(out)
+        assert [t["id"] for t in table] == [a.name[:-5], b.name[:-5]]
+        g = zarr.open_group(str(out), mode="r")
+        assert g.attrs["num_tiles"] == sum(t["tile_count"] for t in table)
+        assert (
+            g["tile_scene"][:].tolist()
+            == [0] * table[0]["tile_count"] + [1] * table[1]["tile_count"]
+        )
+
+
+def test_resume_after_kill_9(tmp_path):
+    """A run killed half way through a scene leaves nothing that looks complete; a re-run
+    gives the same store as an uninterrupted run."""
+    product = write_l1c_safe(tmp_path, size_10m=384, seed=5).path
+    killed, clean = tmp_path / "killed.zarr", tmp_path / "clean.zarr"
+    script = textwrap.dedent(
+        f"""
+        import os, signal
+        from cloudkit import tiling
+        real = tiling._core.TileWriter
+
+        class DiesAfterOneRow:
+            def __init__(self, *a, **k):
+                self._w, self._rows = real(*a, **k), 0
+            def write_row(self, *a):
+                if self._rows == 1:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                self._rows += 1
+                return self._w.write_row(*a)
+
+        tiling._core = type("M", (), {{"TileWriter": DiesAfterOneRow, "tile_windows": tiling._core.tile_windows,
+                                       "band_window": tiling._core.band_window}})
+        from cloudkit.cli import main
+        main(["tile", {str(product)!r}, {str(killed)!r}, "--tile-size", "128"])
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=os.environ.copy()
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    g = zarr.open_group(str(killed), mode="r")
+    assert g.attrs["num_tiles"] == 0 and g.attrs["num_scenes"] == 0
+    assert g.attrs["in_progress"] == product.name[:-5]
+    assert g["images"].shape[0] > 0  # rows were reserved and partly written, but not committed
+
+    _tile([product], killed, tile_size=128)
+    _tile([product], clean, tile_size=128)
+    a, b = zarr.open_group(str(killed), mode="r"), zarr.open_group(str(clean), mode="r")
+    assert a.attrs["num_tiles"] == b.attrs["num_tiles"] == 9
+    assert a.attrs["in_progress"] is None
+    for name in ("images", "valid", "tile_row", "tile_col", "valid_fraction"):
+        np.testing.assert_array_equal(a[name][:], b[name][:])
+    assert not math.isnan(float(a["valid_fraction"][0]))
+
+
+def test_store_reads_with_plain_zarr_and_attrs_give_reflectance(tmp_path):
+    from cloudkit.sample import sample_product
+
+    out = tmp_path / "demo.zarr"
+    _tile([sample_product()], out)
+    g = zarr.open_group(str(out), mode="r")
+    assert g["images"].shape[1:] == (13, 384, 384) and g["images"].dtype == np.uint16
+    assert g["images"].chunks == (1, 13, 384, 384)
+    dn = g["images"][0].astype(np.float32)
+    refl = dn * np.float32(1e-4) - np.float32(0.1)
+    ok = g["valid"][0, 0] == 1
+    assert 0.0 < float(np.median(refl[:, ok])) < 1.0
+    assert Path(out, "images", "zarr.json").is_file()
