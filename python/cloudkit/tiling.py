@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import rasterio
-from rasterio.windows import Window
 
 from cloudkit import _core
 from cloudkit.errors import CloudkitError, InvalidSceneError, TileShapeError
+from cloudkit.io.band_stream import BandStream, RasterBand
 from cloudkit.io.grid import GridPlan, plan_grid
 from cloudkit.io.scene import Scene
 from cloudkit.io.store import (
@@ -30,10 +27,6 @@ from cloudkit.io.store import (
     TileStore,
     dn_shift_for,
 )
-
-#: GDAL's block cache must hold one row of JPEG 2000 tiles of every band, or windows that cut
-#: a JP2 tile row would decode it again for each tile row of ours.
-GDAL_CACHE_MB = 1024
 
 
 @dataclass(frozen=True)
@@ -142,9 +135,20 @@ def tile_scene(
     progress.scene_started(scene.scene_id, len(row_origins))
     records: list[TileRecord] = []
     megabytes = 0.0
+    lanes = [RasterBand(src.path, src.index, _as_dn(src.path)) for src in plan.sources]
+    if with_labels:
+        lanes.append(RasterBand(plan.label.path, plan.label.index, _through_lut(plan.label.lut)))
+    factors = [*plan.factors, *([plan.label_factor] if with_labels else [])]
     try:
-        with _BandReader(plan, t, workers=options.workers) as reader:
-            for y0, (bands, labels) in reader.rows(row_origins):
+        with BandStream(lanes, workers=options.workers or _default_workers()) as stream:
+            for y0 in row_origins:
+                rows = min(t, plan.height - y0)
+                arrays = []
+                for i, factor in enumerate(factors):
+                    native_rows = stream.shape(i)[0]
+                    arrays.append(stream.rows(i, *_core.band_window(y0, rows, factor, native_rows)))
+                bands = arrays[: len(plan.sources)]
+                labels = arrays[len(plan.sources)] if with_labels else None
                 written = writer.write_row(y0, bands, labels)
                 records.extend(TileRecord(*w) for w in written)
                 row_mb = sum(b.nbytes for b in bands) / 1e6
@@ -163,115 +167,34 @@ def tile_scene(
     )
 
 
-class _BandReader:
-    """Reads the native-resolution windows of every band for one tile row at a time.
+def _as_dn(path: Path):
+    """Check that a band holds unsigned 16-bit DN (converting lossless integer types)."""
 
-    Each band file has its own dataset handle, used by one thread at a time; the reads of
-    the next tile row are submitted before the current row is handed to Rust.
-    """
-
-    def __init__(self, plan: GridPlan, tile_size: int, *, workers: int | None) -> None:
-        self._plan = plan
-        self._tile = tile_size
-        self._workers = workers or _default_workers()
-        self._stack = ExitStack()
-
-    def __enter__(self) -> _BandReader:
-        self._stack.enter_context(
-            rasterio.Env(
-                GDAL_CACHEMAX=GDAL_CACHE_MB,
-                GDAL_NUM_THREADS=1,
-                GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR",
-            )
+    def convert(data: np.ndarray) -> np.ndarray:
+        if data.dtype == np.uint16:
+            return data
+        if (
+            np.issubdtype(data.dtype, np.integer)
+            and data.min(initial=0) >= 0
+            and data.max(initial=0) <= 65535
+        ):
+            return data.astype(np.uint16)
+        raise InvalidSceneError(
+            f"{path}: holds {data.dtype} values, expected 16-bit unsigned digital numbers"
         )
-        self._datasets = [self._open(s.path) for s in self._plan.sources]
-        self._label = self._open(self._plan.label.path) if self._plan.label is not None else None
-        self._pool = self._stack.enter_context(ThreadPoolExecutor(max_workers=self._workers))
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self._stack.close()
+    return convert
 
-    def _open(self, path: Path):
-        try:
-            return self._stack.enter_context(rasterio.open(path))
-        except rasterio.errors.RasterioIOError as err:
-            raise InvalidSceneError(f"{path}: cannot open raster ({_first_line(err)})") from err
 
-    def rows(self, row_origins: Sequence[int]):
-        """Yield (y0, (band arrays, label array or None)) for every tile row, reading ahead."""
-        pending = self._submit(row_origins[0]) if row_origins else None
-        for i, y0 in enumerate(row_origins):
-            current = pending
-            pending = self._submit(row_origins[i + 1]) if i + 1 < len(row_origins) else None
-            yield y0, self._collect(current)
+def _through_lut(lut: np.ndarray):
+    """Map a label raster's codes to cloudkit's codes (codes beyond 255 become no-data)."""
 
-    def _submit(self, y0: int) -> tuple[list[Future], Future | None]:
-        plan, rows = self._plan, min(self._tile, self._plan.height - y0)
-        # biggest windows first so the two decoders finish together
-        order = sorted(
-            range(len(self._datasets)),
-            key=lambda i: -self._datasets[i].width * abs(plan.factors[i]),
-        )
-        futures: list[Future | None] = [None] * len(order)
-        for i in order:
-            src = plan.sources[i]
-            futures[i] = self._pool.submit(
-                self._read, self._datasets[i], src.index, src.path, y0, rows, plan.factors[i]
-            )
-        label = None
-        if self._label is not None:
-            lab = plan.label
-            label = self._pool.submit(
-                self._read_label,
-                self._label,
-                lab.index,
-                lab.path,
-                lab.lut,
-                y0,
-                rows,
-                plan.label_factor,
-            )
-        return futures, label  # type: ignore[return-value]
-
-    @staticmethod
-    def _collect(pending: tuple[list[Future], Future | None]):
-        futures, label = pending
-        return [f.result() for f in futures], (label.result() if label is not None else None)
-
-    @staticmethod
-    def _read(ds, index: int, path: Path, y0: int, rows: int, factor: int) -> np.ndarray:
-        row0, nrows = _core.band_window(y0, rows, factor, ds.height)
-        try:
-            data = ds.read(index, window=Window(0, row0, ds.width, nrows))
-        except rasterio.errors.RasterioIOError as err:
-            raise InvalidSceneError(
-                f"{path}: cannot decode rows {row0}-{row0 + nrows} ({_first_line(err)})"
-            ) from err
-        if data.dtype != np.uint16:
-            if (
-                not np.issubdtype(data.dtype, np.integer)
-                or data.min(initial=0) < 0
-                or data.max(initial=0) > 65535
-            ):
-                raise InvalidSceneError(
-                    f"{path}: band {index} is {data.dtype}, expected uint16 digital numbers"
-                )
-            data = data.astype(np.uint16)
-        return np.ascontiguousarray(data)
-
-    @staticmethod
-    def _read_label(ds, index, path, lut, y0, rows, factor) -> np.ndarray:
-        row0, nrows = _core.band_window(y0, rows, factor, ds.height)
-        try:
-            data = ds.read(index, window=Window(0, row0, ds.width, nrows))
-        except rasterio.errors.RasterioIOError as err:
-            raise InvalidSceneError(
-                f"{path}: cannot decode label rows ({_first_line(err)})"
-            ) from err
+    def convert(data: np.ndarray) -> np.ndarray:
         if data.dtype != np.uint8:
-            data = np.clip(data, 0, 255).astype(np.uint8)
-        return np.ascontiguousarray(lut[data])
+            data = np.where((data >= 0) & (data <= 255), data, 255).astype(np.uint8)
+        return lut[data]
+
+    return convert
 
 
 def _layout_of(plan: GridPlan, options: TileOptions) -> StoreLayout:

@@ -43,7 +43,7 @@ STORE_ADD_OFFSET = -1000
 QUANTIFICATION = 10000.0
 _INDEX_CHUNK = 16384
 _SCENE_CHUNK = 1024
-_COMPRESSOR = ZstdCodec(level=3)
+_COMPRESSOR = ZstdCodec(level=1)
 
 
 @dataclass(frozen=True)

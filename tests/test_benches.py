@@ -1,0 +1,38 @@
+"""Smoke runs of the benchmark scripts on small inputs, so they cannot rot.
+
+The real figures come from running them at full size (see the README's performance section).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHES = Path(__file__).resolve().parents[1] / "benches"
+
+
+def _run(*args: str, env_extra: dict | None = None) -> str:
+    import os
+
+    env = {**os.environ, **(env_extra or {})}
+    out = subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_kernel_benchmark_smoke():
+    out = _run(str(BENCHES / "bench_kernels.py"), "--size", "1200", "--tile", "128")
+    assert "speed-up rust vs numpy" in out
+
+
+def test_tile_benchmark_smoke(tmp_path):
+    out = _run(
+        str(BENCHES / "bench_tile.py"),
+        "--size",
+        "600",
+        env_extra={"CLOUDKIT_BENCH_CACHE": str(tmp_path)},
+    )
+    assert "tile / best decode" in out
