@@ -20,6 +20,22 @@ def downsample_mean(a: np.ndarray, d: int) -> np.ndarray:
     return out.astype(a.dtype)
 
 
+def downsample_mode(a: np.ndarray, d: int) -> np.ndarray:
+    """Most frequent label code (255 = no data excluded) of each block; ties -> smallest code."""
+    h, w = a.shape[0] // d, a.shape[1] // d
+    blocks = a[: h * d, : w * d].reshape(h, d, w, d).transpose(0, 2, 1, 3).reshape(h, w, d * d)
+    codes = np.unique(blocks[blocks != 255])  # ascending: argmax picks the smallest on ties
+    if codes.size == 0:
+        return np.full((h, w), 255, np.uint8)
+    counts = np.stack([(blocks == c).sum(axis=-1) for c in codes], axis=-1)
+    return np.where(counts.max(axis=-1) > 0, codes[counts.argmax(axis=-1)], 255).astype(np.uint8)
+
+
+def rebase(a: np.ndarray, shift: int) -> np.ndarray:
+    """Add ``shift`` to non-zero DN, clamped to 1..65535; no-data (0) stays 0."""
+    return np.where(a == 0, 0, np.clip(a.astype(np.int64) + shift, 1, 65535)).astype(np.uint16)
+
+
 def resample(a: np.ndarray, factor: int) -> np.ndarray:
     if factor > 1:
         return upsample_nearest(a, factor)
@@ -29,11 +45,13 @@ def resample(a: np.ndarray, factor: int) -> np.ndarray:
 
 
 def stack_bands(bands, factors, height, width, shifts=None) -> np.ndarray:
-    out = np.stack([resample(b, f)[:height, :width] for b, f in zip(bands, factors, strict=True)])
-    if shifts is not None:
-        shifted = out.astype(np.int64) + np.asarray(shifts, dtype=np.int64)[:, None, None]
-        out = np.where(out == 0, 0, np.clip(shifted, 1, 65535)).astype(np.uint16)
-    return out
+    shifts = shifts if shifts is not None else [0] * len(bands)
+    return np.stack(
+        [
+            rebase(resample(b, f)[:height, :width], s)
+            for b, f, s in zip(bands, factors, shifts, strict=True)
+        ]
+    )
 
 
 def scale_reflectance(stack: np.ndarray, quantification: float, offsets) -> np.ndarray:
@@ -64,6 +82,12 @@ def cut_tiles(stack: np.ndarray, tile: int, overlap: int, fill=0) -> np.ndarray:
         t = padded.reshape(c, nr, tile, nc, tile).transpose(1, 3, 0, 2, 4)
         return np.ascontiguousarray(t).reshape(nr * nc, c, tile, tile)
     return np.stack([padded[:, r : r + tile, col : col + tile] for r, col in origins])
+
+
+def cut_tiles_with_valid(stack: np.ndarray, tile: int, overlap: int):
+    """Tiles of a DN stack and their validity (every band non-zero; padding invalid)."""
+    images = cut_tiles(stack, tile, overlap)
+    return images, (images != 0).all(axis=1, keepdims=True).astype(np.uint8)
 
 
 def reflectance_tiles(

@@ -12,94 +12,11 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from zarr.codecs import ZstdCodec
 
+import numpy_reference as ref
 from cloudkit import _core
 from cloudkit.errors import InvalidSceneError, StoreError, TileShapeError
 
-# --- numpy references: written for clarity, not speed ----------------------------------------
-
-
-def ref_upsample(a: np.ndarray, k: int) -> np.ndarray:
-    return np.repeat(np.repeat(a, k, axis=0), k, axis=1)
-
-
-def ref_blocks(a: np.ndarray, d: int) -> np.ndarray:
-    """(h // d, w // d, d * d) blocks, trailing partial blocks dropped."""
-    h, w = a.shape[0] // d, a.shape[1] // d
-    return a[: h * d, : w * d].reshape(h, d, w, d).transpose(0, 2, 1, 3).reshape(h, w, d * d)
-
-
-def ref_downsample_mean(a: np.ndarray, d: int) -> np.ndarray:
-    blocks = ref_blocks(a, d).astype(np.int64)
-    total, count = blocks.sum(axis=-1), (blocks != 0).sum(axis=-1)
-    return np.where(count > 0, (total + count // 2) // np.maximum(count, 1), 0).astype(np.uint16)
-
-
-def ref_downsample_mode(a: np.ndarray, d: int) -> np.ndarray:
-    blocks = ref_blocks(a, d)
-    codes = np.unique(blocks[blocks != 255])  # ascending: argmax picks the smallest on ties
-    if codes.size == 0:
-        return np.full(blocks.shape[:2], 255, np.uint8)
-    counts = np.stack([(blocks == c).sum(axis=-1) for c in codes], axis=-1)
-    return np.where(counts.max(axis=-1) > 0, codes[counts.argmax(axis=-1)], 255).astype(np.uint8)
-
-
-def ref_rebase(a: np.ndarray, shift: int) -> np.ndarray:
-    return np.where(a == 0, 0, np.clip(a.astype(np.int64) + shift, 1, 65535)).astype(np.uint16)
-
-
-def ref_resample(a: np.ndarray, factor: int) -> np.ndarray:
-    if factor > 1:
-        return ref_upsample(a, factor)
-    if factor < -1:
-        return ref_downsample_mean(a, -factor)
-    return a
-
-
-def ref_stack(bands, factors, height, width, shifts=None) -> np.ndarray:
-    shifts = shifts or [0] * len(bands)
-    return np.stack(
-        [
-            ref_rebase(ref_resample(b, f)[:height, :width], s)
-            for b, f, s in zip(bands, factors, shifts, strict=True)
-        ]
-    )
-
-
-def ref_scale(stack: np.ndarray, quantification: float, offsets) -> np.ndarray:
-    out = (stack.astype(np.float32) + np.asarray(offsets, np.float32)[:, None, None]) / np.float32(
-        quantification
-    )
-    out[stack == 0] = np.nan
-    return out
-
-
-def ref_tile_windows(height: int, width: int, tile: int, overlap: int) -> list[tuple[int, int]]:
-    stride = tile - overlap
-
-    def count(n: int) -> int:
-        return 1 if n <= tile else 1 + -(-(n - tile) // stride)
-
-    return [(r * stride, c * stride) for r in range(count(height)) for c in range(count(width))]
-
-
-def ref_cut_tiles(stack: np.ndarray, tile: int, overlap: int):
-    _, height, width = stack.shape
-    windows = ref_tile_windows(height, width, tile, overlap)
-    padded = np.pad(
-        stack,
-        (
-            (0, 0),
-            (0, max(r for r, _ in windows) + tile - height),
-            (0, max(c for _, c in windows) + tile - width),
-        ),
-    )
-    images = np.stack([padded[:, r : r + tile, c : c + tile] for r, c in windows])
-    return images, (images != 0).all(axis=1, keepdims=True).astype(np.uint8)
-
-
-def ref_reflectance_tiles(bands, factors, height, width, quantification, offsets, tile, overlap):
-    images, _ = ref_cut_tiles(ref_stack(bands, factors, height, width), tile, overlap)
-    return np.stack([ref_scale(image, quantification, offsets) for image in images])
+# --- numpy references live in numpy_reference.py (shared with the benchmarks) ---------------
 
 
 def read_stripe(band: np.ndarray, factor: int, y0: int, rows: int) -> np.ndarray:
@@ -204,7 +121,7 @@ class TestConversions:
 
     def test_threads(self, rng, monkeypatch):
         a = random_dn(rng, (5, 5))
-        expected = ref_upsample(a, 2)
+        expected = ref.upsample_nearest(a, 2)
         assert_same(_core.upsample_nearest(a, 2, threads=1), expected)
         monkeypatch.setenv("CLOUDKIT_NUM_THREADS", "2")
         assert_same(_core.upsample_nearest(a, 2), expected)
@@ -222,15 +139,15 @@ class TestKernels:
     @pytest.mark.parametrize("k", [1, 2, 3, 6])
     def test_upsample(self, rng, k):
         a = random_dn(rng, (7, 9))
-        assert_same(_core.upsample_nearest(a, k), ref_upsample(a, k))
+        assert_same(_core.upsample_nearest(a, k), ref.upsample_nearest(a, k))
         codes = rng.integers(0, 256, (4, 3), dtype=np.uint8)
-        assert_same(_core.upsample_nearest(codes, k), ref_upsample(codes, k))
+        assert_same(_core.upsample_nearest(codes, k), ref.upsample_nearest(codes, k))
 
     @pytest.mark.parametrize("d", [1, 2, 3, 5])
     def test_downsample_mean(self, rng, d):
         a = random_dn(rng, (17, 23), zeros=0.5)
         a[:d, :d] = 0  # one all-no-data block
-        assert_same(_core.downsample_mean(a, d), ref_downsample_mean(a, d))
+        assert_same(_core.downsample_mean(a, d), ref.downsample_mean(a, d))
 
     def test_downsample_mean_rounds_half_up(self):
         a = np.array([[1, 2, 0, 0], [0, 0, 0, 0]], np.uint16)
@@ -240,7 +157,7 @@ class TestKernels:
     def test_downsample_mode(self, rng, d):
         codes = rng.choice(np.array([0, 1, 2, 3, 255], np.uint8), size=(13, 14))
         codes[:d, :d] = 255
-        assert_same(_core.downsample_mode(codes, d), ref_downsample_mode(codes, d))
+        assert_same(_core.downsample_mode(codes, d), ref.downsample_mode(codes, d))
 
     def test_downsample_mode_ties_go_to_the_smallest_code(self):
         codes = np.array([[3, 1], [1, 3]], np.uint8)
@@ -257,21 +174,22 @@ class TestKernels:
         bands, factors = random_scene(rng, 25, 31)
         assert_same(
             _core.stack_bands(bands, factors, 25, 31, shifts),
-            ref_stack(bands, factors, 25, 31, shifts),
+            ref.stack_bands(bands, factors, 25, 31, shifts),
         )
 
     def test_scale_reflectance(self, rng):
         stack = random_dn(rng, (3, 10, 12))
         offsets = [0.0, -1000.0, 12.5]
         assert_same(
-            _core.scale_reflectance(stack, 10000.0, offsets), ref_scale(stack, 1e4, offsets)
+            _core.scale_reflectance(stack, 10000.0, offsets),
+            ref.scale_reflectance(stack, 1e4, offsets),
         )
 
     @pytest.mark.parametrize(("tile", "overlap"), [(4, 0), (5, 2), (8, 7), (64, 0)])
     def test_cut_tiles(self, rng, tile, overlap):
         stack = random_dn(rng, (3, 19, 13))
         images, valid = _core.cut_tiles(stack, tile, overlap)
-        ref_images, ref_valid = ref_cut_tiles(stack, tile, overlap)
+        ref_images, ref_valid = ref.cut_tiles_with_valid(stack, tile, overlap)
         assert_same(images, ref_images)
         assert_same(valid, ref_valid)
 
@@ -280,8 +198,8 @@ class TestKernels:
         bands, factors = random_scene(rng, 25, 31)
         offsets = [-1000.0, 0.0, 3.25, -0.5]
         args = (bands, factors, 25, 31, 10000.0, offsets, tile, overlap)
-        assert_same(_core.reflectance_tiles(*args), ref_reflectance_tiles(*args))
-        assert_same(_core.reflectance_tiles(*args, threads=1), ref_reflectance_tiles(*args))
+        assert_same(_core.reflectance_tiles(*args), ref.reflectance_tiles(*args))
+        assert_same(_core.reflectance_tiles(*args, threads=1), ref.reflectance_tiles(*args))
 
     @pytest.mark.parametrize("label_factor", [2, -2])
     @pytest.mark.parametrize("clip_rows", [False, True])
@@ -291,12 +209,14 @@ class TestKernels:
         shifts = [0, -1000, 7, 3]
         label_shape = (13, 16) if label_factor == 2 else (53, 63)
         labels = rng.choice(np.array([0, 1, 2, 3, 255], np.uint8), size=label_shape)
-        stack = ref_stack(bands, factors, height, width, shifts)
-        images, valid = ref_cut_tiles(stack, tile, overlap)
-        on_grid = ref_upsample(labels, 2) if label_factor == 2 else ref_downsample_mode(labels, 2)
+        stack = ref.stack_bands(bands, factors, height, width, shifts)
+        images, valid = ref.cut_tiles_with_valid(stack, tile, overlap)
+        on_grid = (
+            ref.upsample_nearest(labels, 2) if label_factor == 2 else ref.downsample_mode(labels, 2)
+        )
         # Labels pad with 255: shift codes by one so that the zero padding marks the padding.
         shifted = on_grid[None, :height, :width].astype(np.int32) + 1
-        ref_codes = ref_cut_tiles(shifted, tile, overlap)[0]
+        ref_codes = ref.cut_tiles_with_valid(shifted, tile, overlap)[0]
         ref_codes = np.where(ref_codes == 0, 255, ref_codes - 1).astype(np.uint8)
 
         rows = tile_row_origins(height, width, tile, overlap)
@@ -331,26 +251,26 @@ class TestRealData:
     @pytest.mark.parametrize("d", [3, 6])
     def test_downsample_mean(self, real_bands, d):
         b01 = real_bands["B01"]
-        assert_same(_core.downsample_mean(b01, d), ref_downsample_mean(b01, d))
+        assert_same(_core.downsample_mean(b01, d), ref.downsample_mean(b01, d))
 
     def test_upsample(self, real_bands):
         b02 = real_bands["B02"]
-        assert_same(_core.upsample_nearest(b02, 2), ref_upsample(b02, 2))
+        assert_same(_core.upsample_nearest(b02, 2), ref.upsample_nearest(b02, 2))
 
     def test_downsample_mode_of_scene_classification(self, real_bands):
         scl = real_bands["SCL"]
         scl = np.where(scl == 0, 255, scl).astype(np.uint8)  # SCL 0 is no data
-        assert_same(_core.downsample_mode(scl, 3), ref_downsample_mode(scl, 3))
+        assert_same(_core.downsample_mode(scl, 3), ref.downsample_mode(scl, 3))
 
     def test_reflectance_tiles_mixed_factors(self, real_bands):
         # A 1830 x 1830 grid from a same-grid, a 3x coarser and a 2x finer band.
         bands = [
             real_bands["B01"],
-            ref_downsample_mean(real_bands["B02"], 3),
-            ref_upsample(real_bands["B04"], 2),
+            ref.downsample_mean(real_bands["B02"], 3),
+            ref.upsample_nearest(real_bands["B04"], 2),
         ]
         args = (bands, [1, 3, -2], 1830, 1830, 10000.0, [-1000.0, -1000.0, -1000.0], 256, 32)
-        assert_same(_core.reflectance_tiles(*args), ref_reflectance_tiles(*args))
+        assert_same(_core.reflectance_tiles(*args), ref.reflectance_tiles(*args))
 
 
 # --- properties ---------------------------------------------------------------------------------
@@ -367,7 +287,7 @@ class TestProperties:
     def test_tiles_cover_the_scene(self, height, width, tile, data):
         overlap = data.draw(st.integers(0, tile - 1))
         windows = _core.tile_windows(height, width, tile, overlap)
-        assert windows == ref_tile_windows(height, width, tile, overlap)
+        assert windows == ref.tile_origins(height, width, tile, overlap)
         hits = np.zeros((height, width), np.int32)
         for r, c in windows:
             assert r < height and c < width
