@@ -36,3 +36,16 @@ def test_tile_benchmark_smoke(tmp_path):
         env_extra={"CLOUDKIT_BENCH_CACHE": str(tmp_path)},
     )
     assert "tile / best decode" in out
+
+
+def test_loader_benchmark_smoke():
+    out = _run(
+        str(BENCHES / "bench_loader.py"),
+        "--tile-size",
+        "64",
+        "--size",
+        "48",
+        "--images",
+        "64",
+    )
+    assert "images/s" in out

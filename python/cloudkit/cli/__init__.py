@@ -7,6 +7,7 @@ import sys
 
 import typer
 
+from cloudkit.cli import pretrain as _pretrain
 from cloudkit.cli import tile as _tile
 
 app = typer.Typer(
@@ -17,6 +18,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("tile")(_tile.tile)
+app.command("pretrain")(_pretrain.pretrain)
 
 
 @app.callback()
@@ -50,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # click usage errors and the like
         import click
 
-        if isinstance(err, click.ClickException):
+        # recent typer raises usage errors from its own vendored copy of click
+        if isinstance(err, click.ClickException | typer.TyperException) and hasattr(err, "show"):
             err.show()
             return err.exit_code
         raise

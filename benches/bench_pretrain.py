@@ -1,0 +1,181 @@
+"""Pretraining throughput: train-step images/s of MoCo and DeepCluster, and DataLoader images/s.
+
+Does loading keep the model fed? The loader is timed alone (reading tiles from the Zarr store,
+two random views each, collation, with the same workers as training), the train step alone on
+a batch already in memory (forward, backward, optimiser step; DeepCluster with real k-means
+targets), both through the same code `cloudkit pretrain` runs (cloudkit.train.pretrain.Trainer).
+A loader/step ratio >= 1 means the GPU (or CPU) never waits for data.
+
+The store is built once in a temporary folder from the real T29UNU L2A sample (11 bands at
+60 m), tiles of the view size, overlapping by half so that there are enough of them.
+
+    python benches/bench_pretrain.py                               # CPU: views 128 px, batch 16
+    python benches/bench_pretrain.py --device cuda --crop 256 --batch-size 128 --amp
+    python benches/bench_pretrain.py --store tiles.zarr            # an existing store
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+T29UNU = (
+    Path(__file__).resolve().parents[1]
+    / ".."
+    / "shared"
+    / "data"
+    / "safe"
+    / "S2A_MSIL2A_20221005T115411_N0400_R023_T29UNU_20221005T164454.SAFE"
+).resolve()
+BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B8A", "B09", "B11", "B12")
+
+
+def build_store(folder: Path, tile: int) -> Path:
+    from cloudkit.io.discover import discover_scenes
+    from cloudkit.tiling import TileOptions, tile_scenes
+
+    if not T29UNU.is_dir():
+        sys.exit(f"the real sample {T29UNU} is missing; pass --store")
+    out = folder / f"t29unu-{tile}.zarr"
+    options = TileOptions(resolution=60, bands=BANDS, tile_size=tile, overlap=tile // 2)
+    t0 = time.perf_counter()
+    tile_scenes(discover_scenes([T29UNU], scl_labels=True), out, options)
+    print(f"built {out.name} in {time.perf_counter() - t0:.1f} s")
+    return out
+
+
+def trainer_for(args, method: str, store: Path):
+    import torch
+
+    from cloudkit.config import PretrainConfig
+    from cloudkit.data import TileDataset
+    from cloudkit.train.pretrain import Trainer, pick_device
+
+    n = len(TileDataset([store], min_valid=args.min_valid))
+    extra = {}
+    if method == "moco":
+        extra["queue_size"] = max(args.batch_size, 65536 // args.batch_size * args.batch_size)
+    else:
+        extra["prototypes"] = (min(3000, n // 2),) * 3
+    cfg = PretrainConfig(
+        stores=(store,),
+        out=Path("unused"),
+        method=method,
+        epochs=1,
+        batch_size=args.batch_size,
+        crop=args.crop,
+        min_valid=args.min_valid,
+        workers=args.workers,
+        device=args.device,
+        amp=args.amp,
+        compile=args.compile,
+        **extra,
+    )
+    device = pick_device(cfg.device)
+    trainer = Trainer.create(cfg, device=device)
+    trainer.prepare()
+    if method == "deepcluster":
+        # real targets: a bank of random unit embeddings, clustered once
+        bank = trainer.model.bank
+        bank.update(torch.arange(n), torch.nn.functional.normalize(torch.randn(n, 128), dim=1))
+        trainer.model.cluster(seed=0)
+    return trainer
+
+
+def _sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_steps(trainer, steps: int, warmup: int) -> float:
+    """images/s of the train step on one batch kept on the device."""
+    trainer.sampler.set_epoch(1)
+    batch = next(iter(trainer.loader))
+    batch = {k: v.to(trainer.device) for k, v in batch.items()}
+    trainer.model.train()
+    for _ in range(warmup):
+        trainer.step(batch)
+    _sync(trainer.device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        trainer.step(batch)
+    _sync(trainer.device)
+    return steps * trainer.cfg.batch_size / (time.perf_counter() - t0)
+
+
+def time_loader(trainer, batches: int, warmup: int) -> float:
+    """images/s of the DataLoader alone (workers started, first batches excluded)."""
+    done, seen, t0, epoch = 0, 0, None, 0
+    while done < warmup + batches:
+        epoch += 1
+        trainer.sampler.set_epoch(epoch)
+        for batch in trainer.loader:
+            if trainer.device.type == "cuda":  # what training does: pinned copy to the GPU
+                batch["view1"].to(trainer.device, non_blocking=True)
+                batch["view2"].to(trainer.device, non_blocking=True)
+            done += 1
+            if done == warmup:
+                t0 = time.perf_counter()
+            elif done > warmup:
+                seen += batch["view1"].shape[0]
+            if done >= warmup + batches:
+                break
+    return seen / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--crop", type=int, default=128, help="view size in px (default 128)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=10, help="timed train steps per method")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps / batches first")
+    parser.add_argument("--batches", type=int, default=None, help="timed loader batches")
+    parser.add_argument("--workers", type=int, default=None, help="DataLoader workers")
+    parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--methods", default="moco,deepcluster")
+    parser.add_argument("--store", type=Path, default=None, help="an existing tile store")
+    parser.add_argument("--min-valid", type=float, default=0.5)
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    args = parser.parse_args()
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory(prefix="cloudkit-bench-") as tmp:
+        store = args.store or build_store(Path(tmp), args.crop)
+        rates = {}
+        trainer = None
+        for method in args.methods.split(","):
+            trainer = trainer_for(args, method, store)
+            rates[method] = time_steps(trainer, args.steps, args.warmup)
+            cfg = trainer.cfg
+            print(
+                f"train step {method:<12} {rates[method]:8.1f} img/s   "
+                f"(batch {cfg.batch_size}, views {cfg.crop} px, {trainer.device}, "
+                f"amp {'on' if cfg.amp else 'off'}, compile {'on' if cfg.compile else 'off'})"
+            )
+        tiles = trainer.tiles
+        batches = args.batches or max(args.steps, 2 * len(trainer.loader))
+        loader = time_loader(trainer, batches, args.warmup)
+        print(
+            f"loader                  {loader:8.1f} img/s   ({trainer.cfg.workers} workers, "
+            f"{len(tiles)} tiles of {tiles.tile_size} px, {len(tiles.bands)} bands, "
+            f"{batches} batches)"
+        )
+        ratios = ", ".join(f"{m} {loader / r:.2f}x" for m, r in rates.items())
+        print(f"loader / step: {ratios}  (>= 1: loading keeps the model fed)")
+        if torch.cuda.is_available() and trainer.device.type == "cuda":
+            print(f"device: {torch.cuda.get_device_name(trainer.device)}")
+        del trainer
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,255 @@
+"""`cloudkit pretrain`: self-supervised pretraining (MoCo v2 or DeepCluster v2) on tile stores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cloudkit.config import Device, Method, PretrainConfig, Views, parse_int_list
+
+_HP = "Hyper-parameters (default: the method's, from the paper)"
+
+
+def pretrain(
+    stores: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="STORE",
+            help="Tile stores made by `cloudkit tile` (same bands and tile size).",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Run folder: last.pt (checkpoint, rewritten atomically every epoch) and metrics.jsonl.",
+            show_default=False,
+        ),
+    ],
+    method: Annotated[
+        Method,
+        typer.Option(
+            "--method",
+            help="moco: MoCo v2 (two augmentations of a tile, queue of negatives). "
+            "deepcluster: DeepCluster v2 (k-means prototypes re-fitted every epoch).",
+            case_sensitive=False,
+        ),
+    ] = Method.moco,
+    epochs: Annotated[
+        int | None,
+        typer.Option(
+            "--epochs",
+            help="Epochs to train in all (a resumed run counts those done).",
+            rich_help_panel=_HP,
+            show_default="100",
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-size",
+            help="Samples per step and process (per GPU under torchrun).",
+            rich_help_panel=_HP,
+            show_default="moco 64, deepcluster 128",
+        ),
+    ] = None,
+    lr: Annotated[
+        float | None,
+        typer.Option(
+            "--lr",
+            help="Peak learning rate.",
+            rich_help_panel=_HP,
+            show_default="moco 0.03 (SGD), deepcluster 0.6 (LARS)",
+        ),
+    ] = None,
+    weight_decay: Annotated[
+        float | None,
+        typer.Option(
+            "--weight-decay",
+            help="Weight decay (LARS: none on biases and norms).",
+            rich_help_panel=_HP,
+            show_default="moco 1e-4, deepcluster 1e-6",
+        ),
+    ] = None,
+    momentum: Annotated[
+        float | None,
+        typer.Option(
+            "--momentum",
+            help="Optimizer momentum (SGD or LARS).",
+            rich_help_panel=_HP,
+            show_default="0.9",
+        ),
+    ] = None,
+    queue_size: Annotated[
+        int | None,
+        typer.Option(
+            "--queue-size",
+            help="MoCo: negative keys kept; a multiple of batch size x processes.",
+            rich_help_panel=_HP,
+            show_default="65536",
+        ),
+    ] = None,
+    moco_momentum: Annotated[
+        float | None,
+        typer.Option(
+            "--moco-momentum",
+            help="MoCo: EMA momentum of the key encoder.",
+            rich_help_panel=_HP,
+            show_default="0.999",
+        ),
+    ] = None,
+    temperature: Annotated[
+        float | None,
+        typer.Option(
+            "--temperature",
+            help="Softmax temperature of the loss.",
+            rich_help_panel=_HP,
+            show_default="moco 0.07, deepcluster 0.1",
+        ),
+    ] = None,
+    prototypes: Annotated[
+        str | None,
+        typer.Option(
+            "--prototypes",
+            help="DeepCluster: prototypes (k-means clusters) per head, one number per head, comma-separated.",
+            rich_help_panel=_HP,
+            show_default="3000,3000,3000",
+        ),
+    ] = None,
+    warmup_epochs: Annotated[
+        int | None,
+        typer.Option(
+            "--warmup-epochs",
+            help="Epochs of linear learning-rate warm-up before the cosine decay.",
+            rich_help_panel=_HP,
+            show_default="moco 0, deepcluster 11",
+        ),
+    ] = None,
+    final_lr: Annotated[
+        float | None,
+        typer.Option(
+            "--final-lr",
+            help="Learning rate the cosine decay ends at.",
+            rich_help_panel=_HP,
+            show_default="moco 0, deepcluster 0.0006",
+        ),
+    ] = None,
+    views: Annotated[
+        Views,
+        typer.Option(
+            "--views",
+            help="two-augmentations: two random views of one tile. cloudiness-pair (deepcluster, "
+            "needs labelled stores): views of two tiles of the same cloudiness bin.",
+            case_sensitive=False,
+        ),
+    ] = Views.two_augmentations,
+    crop: Annotated[
+        int | None,
+        typer.Option(
+            "--crop",
+            min=1,
+            help="View size in pixels (random crops of the tiles).",
+            show_default="min(256, tile size)",
+        ),
+    ] = None,
+    min_valid: Annotated[
+        float,
+        typer.Option(
+            "--min-valid",
+            min=0.0,
+            max=1.0,
+            help="Skip tiles with a smaller fraction of valid pixels.",
+        ),
+    ] = 0.5,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=0,
+            help="DataLoader worker processes per training process; 0 loads in the training process.",
+            show_default="cores per process - 1, at most 8",
+        ),
+    ] = None,
+    seed: Annotated[
+        int,
+        typer.Option(
+            "--seed",
+            help="Seed of weights, shuffling and views; on CPU the same seed gives the same run bit for bit.",
+        ),
+    ] = 0,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            "--resume",
+            help="Continue from a checkpoint, or from a run folder's last.pt. Options left unset take the checkpoint's values.",
+            show_default=False,
+        ),
+    ] = None,
+    device: Annotated[
+        Device,
+        typer.Option(
+            "--device",
+            help="auto: CUDA when available (one GPU per process under torchrun), else CPU.",
+            case_sensitive=False,
+        ),
+    ] = Device.auto,
+    compile_: Annotated[
+        bool | None,
+        typer.Option(
+            "--compile/--no-compile",
+            help="torch.compile the encoders.",
+            show_default="on with CUDA, off on CPU",
+        ),
+    ] = None,
+    amp: Annotated[
+        bool | None,
+        typer.Option(
+            "--amp/--no-amp",
+            help="bfloat16 autocast.",
+            show_default="on with CUDA, off on CPU",
+        ),
+    ] = None,
+) -> None:
+    """Pretrain a ResNet-18 encoder on tile stores with MoCo v2 or DeepCluster v2.
+
+    Every epoch writes OUT/last.pt (the whole model, the encoder for fine-tuning, optimizer, schedule and RNG states; atomically, so a killed run can always --resume) and appends a line to OUT/metrics.jsonl: loss, learning rate, images/s, embedding spread (with a loud warning when it collapses), kNN accuracy on cloudiness bins when the stores have labels, and k-means cluster balance (DeepCluster).
+
+    Several GPUs: torchrun --nproc-per-node 4 -m cloudkit.cli pretrain STORE ... (DistributedDataParallel, one GPU per process).
+
+    Example: cloudkit pretrain tiles.zarr --method deepcluster --out runs/dc
+    """
+    from cloudkit.train.distributed import from_env
+    from cloudkit.train.pretrain import pretrain as run
+
+    cfg = PretrainConfig(
+        stores=tuple(stores),
+        out=out,
+        method=method,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        momentum=momentum,
+        queue_size=queue_size,
+        moco_momentum=moco_momentum,
+        temperature=temperature,
+        prototypes=parse_int_list(prototypes, option="--prototypes"),
+        warmup_epochs=warmup_epochs,
+        final_lr=final_lr,
+        views=views,
+        crop=crop,
+        min_valid=min_valid,
+        workers=workers,
+        seed=seed,
+        resume=resume,
+        device=device,
+        compile=compile_,
+        amp=amp,
+    )
+    checkpoint = run(cfg)
+    if from_env().is_main:  # one line under torchrun, not one per process
+        typer.echo(str(checkpoint))

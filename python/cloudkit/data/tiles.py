@@ -1,0 +1,188 @@
+"""Tiles of one or more tile stores as a PyTorch dataset of reflectance tensors.
+
+Only the small per-tile index (valid and cloud fractions) is read up front; pixels are read
+one tile (one Zarr chunk) per item. Zarr handles are opened on first use in each process and
+again after a fork, so the dataset works inside DataLoader workers (fork or spawn).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import zarr
+from torch.utils.data import Dataset
+
+from cloudkit.errors import BandMismatchError, StoreError, TileShapeError
+from cloudkit.io.store import FORMAT, FORMAT_VERSION
+
+#: cloudiness bins of SEED.md: int(percent cloud) // 10, ten bins
+NUM_CLOUD_BINS = 10
+# cloud_fraction is float32: 0.7 reads back as 69.99999 %; a tolerance far below one pixel
+# of any tile (1e-4 % of 384 x 384 pixels is 0.15 pixel) keeps such values in their own bin
+_PERCENT_TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True)
+class _StoreInfo:
+    """What the dataset needs to know of one store before reading pixels."""
+
+    path: Path
+    bands: tuple[str, ...]
+    tile_size: int
+    scale: np.ndarray  # (C, 1, 1) float32
+    offset: np.ndarray  # (C, 1, 1) float32
+    has_labels: bool
+    rows: np.ndarray  # (n,) int64, the kept rows of the store
+    cloud_fraction: np.ndarray  # (n,) float32 of the kept rows
+
+
+class TileDataset(Dataset):
+    """Tiles with ``valid_fraction >= min_valid`` from every store, indices concatenated in
+    store order. Items are dicts:
+
+    ``image``      float32 (C, T, T) reflectance, no-data pixels 0.0
+    ``valid``      bool (1, T, T)
+    ``index``      the dataset index
+    ``cloud_bin``  ``int(percent cloud) // 10`` in 0..9, -1 when the tile has no labels
+    ``labels``     uint8 (1, T, T), only with ``with_labels=True``
+    """
+
+    def __init__(
+        self, stores: Sequence[Path], *, min_valid: float = 0.5, with_labels: bool = False
+    ) -> None:
+        if isinstance(stores, (str, Path)):
+            stores = [stores]
+        if not stores:
+            raise StoreError("no tile store given; pass at least one path made by `cloudkit tile`")
+        if not 0.0 <= min_valid <= 1.0:
+            raise ValueError(f"min_valid must be a fraction in [0, 1], got {min_valid}")
+        self.with_labels = with_labels
+        self._stores = [_read_store_info(Path(p), min_valid, with_labels) for p in stores]
+        first = self._stores[0]
+        for info in self._stores[1:]:
+            _check_same_layout(first, info)
+        self.bands: tuple[str, ...] = first.bands
+        self.tile_size: int = first.tile_size
+        self._store_of = np.concatenate(
+            [np.full(len(s.rows), k, dtype=np.int64) for k, s in enumerate(self._stores)]
+        )
+        self._row_of = np.concatenate([s.rows for s in self._stores])
+        self._cloud_bins = cloud_bins_of(np.concatenate([s.cloud_fraction for s in self._stores]))
+        self._arrays: list[dict[str, zarr.Array]] | None = None
+        self._pid: int | None = None
+
+    def __len__(self) -> int:
+        return len(self._row_of)
+
+    def __getitem__(self, i: int) -> dict:
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"tile index {i} out of range for {len(self)} tiles")
+        i = int(i) % len(self)
+        k, row = int(self._store_of[i]), int(self._row_of[i])
+        info, arrays = self._stores[k], self._open()[k]
+        dn = arrays["images"][row]  # (C, T, T) uint16
+        valid = arrays["valid"][row] != 0  # (1, T, T)
+        reflectance = dn.astype(np.float32) * info.scale + info.offset
+        # DN 0 is no data per band; valid says every band has data, both mean "no value"
+        reflectance[(dn == 0) | ~valid] = 0.0
+        item = {
+            "image": torch.from_numpy(reflectance),
+            "valid": torch.from_numpy(valid),
+            "index": i,
+            "cloud_bin": int(self._cloud_bins[i]),
+        }
+        if self.with_labels:
+            item["labels"] = torch.from_numpy(arrays["labels"][row])
+        return item
+
+    def cloud_bins(self) -> np.ndarray:
+        """(len,) int64 cloudiness bin of every tile, -1 where the tile has no labels."""
+        return self._cloud_bins.copy()
+
+    def _open(self) -> list[dict[str, zarr.Array]]:
+        # handles of a parent process are not reused in a forked DataLoader worker
+        if self._arrays is None or self._pid != os.getpid():
+            names = ("images", "valid", "labels") if self.with_labels else ("images", "valid")
+            groups = [zarr.open_group(str(s.path), mode="r") for s in self._stores]
+            self._arrays = [{name: g[name] for name in names} for g in groups]
+            self._pid = os.getpid()
+        return self._arrays
+
+    def __getstate__(self) -> dict:
+        # spawn-started workers get the dataset pickled; they open their own handles
+        return {**self.__dict__, "_arrays": None, "_pid": None}
+
+
+def cloud_bins_of(cloud_fraction: np.ndarray) -> np.ndarray:
+    """Cloudiness bins (0..9, int64) of cloud fractions in [0, 1]; NaN -> -1."""
+    fraction = np.asarray(cloud_fraction, dtype=np.float64)
+    known = ~np.isnan(fraction)
+    percent = np.where(known, fraction, 0.0) * 100.0 + _PERCENT_TOLERANCE
+    bins = np.clip(np.floor(percent) // 10, 0, NUM_CLOUD_BINS - 1).astype(np.int64)
+    return np.where(known, bins, -1)
+
+
+def _read_store_info(path: Path, min_valid: float, with_labels: bool) -> _StoreInfo:
+    group = _open_store(path)
+    attrs = group.attrs
+    n = int(attrs["num_tiles"])  # rows past it belong to an interrupted run
+    valid_fraction = group["valid_fraction"][:n]
+    rows = np.flatnonzero(valid_fraction >= min_valid).astype(np.int64)
+    if len(rows) == 0:
+        raise StoreError(
+            f"{path}: no tile with valid fraction >= {min_valid:g} (the store has {n} tiles); "
+            "lower min_valid or tile more scenes"
+        )
+    has_labels = "labels" in group
+    if with_labels and not has_labels:
+        raise StoreError(
+            f"{path}: the store has no labels; tile labelled scenes (e.g. --scl-labels) into it"
+        )
+    bands = tuple(attrs["bands"])
+    return _StoreInfo(
+        path=path,
+        bands=bands,
+        tile_size=int(attrs["tile_size"]),
+        scale=np.asarray(attrs["scale"], dtype=np.float32).reshape(-1, 1, 1),
+        offset=np.asarray(attrs["offset"], dtype=np.float32).reshape(-1, 1, 1),
+        has_labels=has_labels,
+        rows=rows,
+        cloud_fraction=group["cloud_fraction"][:n][rows],
+    )
+
+
+def _open_store(path: Path) -> zarr.Group:
+    if not path.exists():
+        raise StoreError(f"{path}: no such tile store; create one with `cloudkit tile`")
+    if not (path / "zarr.json").is_file():
+        raise StoreError(
+            f"{path}: not a tile store (no zarr.json); pass a store made by `cloudkit tile`"
+        )
+    group = zarr.open_group(str(path), mode="r")
+    attrs = group.attrs
+    if attrs.get("format") != FORMAT:
+        raise StoreError(f"{path}: is a Zarr group but not a cloudkit tile store")
+    if attrs.get("format_version") != FORMAT_VERSION:
+        raise StoreError(
+            f"{path}: tile store format {attrs.get('format_version')} is not {FORMAT_VERSION}; "
+            "tile the scenes again with this cloudkit"
+        )
+    return group
+
+
+def _check_same_layout(first: _StoreInfo, other: _StoreInfo) -> None:
+    if other.bands != first.bands:
+        raise BandMismatchError(
+            f"{other.path}: bands {','.join(other.bands)} differ from {','.join(first.bands)} "
+            f"of {first.path}; stores read together must hold the same bands"
+        )
+    if other.tile_size != first.tile_size:
+        raise TileShapeError(
+            f"{other.path}: tile size {other.tile_size} differs from {first.tile_size} of "
+            f"{first.path}; stores read together must share one tile size"
+        )
