@@ -226,3 +226,207 @@ class PretrainConfig:
                 value = [str(v) if isinstance(v, Path) else v for v in value]
             out[key] = value
         return out
+
+
+# ---------------------------------------------------------------------------------------------
+# fine-tuning (segmentation) and the label-fraction experiment
+
+
+class TaskName(str, enum.Enum):
+    """What the segmentation model predicts (classes in cloudkit.data.tasks)."""
+
+    cloud = "cloud"  # clear vs thick or thin cloud
+    shadow = "shadow"  # no shadow vs cloud shadow
+    joint = "joint"  # clear vs cloud or shadow
+    multi = "multi"  # clear, thick cloud, thin cloud, cloud shadow
+
+
+class Head(str, enum.Enum):
+    """Segmentation head (cloudkit.models.segmentation)."""
+
+    unet = "unet"  # U-Net decoder on the strided encoder: the efficient default
+    paper = "paper"  # every stride 1 + Conv3x3/InstanceNorm/Conv1x1 (the paper's; very slow)
+
+
+#: Fine-tuning defaults of the paper (SEED.md, "Fine-tuning").
+FINETUNE_DEFAULT_MAX_CROP = 256
+RANDOM_INIT = "random"
+
+
+@dataclass(frozen=True, kw_only=True)
+class FinetuneOptions:
+    """The hyper-parameters shared by `cloudkit finetune` and `cloudkit experiment`."""
+
+    task: TaskName = TaskName.cloud
+    head: Head = Head.unet
+    epochs: int = 50
+    batch_size: int = 16
+    crop: int | None = None  # training crop edge in pixels; default min(256, tile size)
+    lr: float = 7e-3
+    backbone_lr_scale: float = 0.1  # the backbone's lr once unfrozen is lr * this
+    freeze_epochs: int = 5
+    patience: int = 15  # early stopping: epochs without a lower val loss
+    val_fraction: float = 0.2
+    min_valid: float = 0.5
+    seed: int = 0
+    device: Device = Device.auto
+    amp: bool | None = None  # bf16 autocast; default on with CUDA; never on CPU
+    workers: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "task", TaskName(self.task))
+        object.__setattr__(self, "head", Head(self.head))
+        object.__setattr__(self, "device", Device(self.device))
+
+    def validate(self) -> None:
+        positive = {
+            "epochs": "--epochs",
+            "batch_size": "--batch-size",
+            "crop": "--crop",
+            "lr": "--lr",
+        }
+        for name, flag in positive.items():
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise CloudkitError(f"{flag} must be positive, got {value}")
+        non_negative = {
+            "backbone_lr_scale": "--backbone-lr-scale",
+            "freeze_epochs": "--freeze-epochs",
+            "patience": "--patience",
+            "workers": "--workers",
+        }
+        for name, flag in non_negative.items():
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise CloudkitError(f"{flag} must be >= 0, got {value}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise CloudkitError(
+                f"--val-fraction must be in (0, 1), got {self.val_fraction}; early stopping "
+                "and the best checkpoint need a validation set"
+            )
+        if not 0.0 <= self.min_valid <= 1.0:
+            raise CloudkitError(f"--min-valid must be in [0, 1], got {self.min_valid}")
+
+    def options_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(FinetuneOptions)}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able values (paths and enums as strings), e.g. for a checkpoint."""
+        return _plain_fields(self)
+
+
+def _plain_fields(obj: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in asdict(obj).items():
+        if isinstance(value, enum.Enum):
+            value = value.value
+        elif isinstance(value, Path):
+            value = str(value)
+        elif isinstance(value, tuple):
+            value = [str(v) if isinstance(v, Path) else v for v in value]
+        out[key] = value
+    return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class FinetuneConfig(FinetuneOptions):
+    """Everything `cloudkit finetune` needs; one field per CLI option.
+
+    ``init`` is ``"random"`` or the path of a pretraining checkpoint (``last.pt`` of
+    `cloudkit pretrain`); ``fraction`` is the share in (0, 1] of the labelled tiles used (drawn
+    stratified on the cloudiness bins, then split into train and val the same way).
+    """
+
+    stores: tuple[Path, ...]
+    out: Path
+    init: str = RANDOM_INIT
+    fraction: float = 1.0
+    resume: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "stores", tuple(Path(s) for s in self.stores))
+        object.__setattr__(self, "out", Path(self.out))
+        object.__setattr__(self, "init", str(self.init))
+
+    def validate(self) -> None:
+        if not self.stores:
+            raise CloudkitError("give at least one labelled tile store (made by `cloudkit tile`)")
+        if not 0.0 < self.fraction <= 1.0:
+            raise CloudkitError(
+                f"--fraction must be in (0, 1] (a share of the labelled tiles, e.g. 0.25), "
+                f"got {self.fraction}"
+            )
+        super().validate()
+
+    def resolved(self, *, tile_size: int, device_type: str) -> FinetuneConfig:
+        """Fills ``crop`` from the tile size and ``amp`` from the device (bf16 on CUDA only)."""
+        self.validate()
+        changes: dict[str, Any] = {}
+        if self.crop is None:
+            changes["crop"] = min(FINETUNE_DEFAULT_MAX_CROP, tile_size)
+        on_gpu = device_type == "cuda"
+        changes["amp"] = bool(self.amp if self.amp is not None else on_gpu) and on_gpu
+        return replace(self, **changes)
+
+
+def parse_fractions(value: str) -> tuple[float, ...]:
+    """``"1,5,25,100"`` (percent of the labelled tiles) -> ``(1.0, 5.0, 25.0, 100.0)``."""
+    parts = [p.strip().rstrip("%") for p in value.split(",") if p.strip()]
+    try:
+        numbers = tuple(float(p) for p in parts)
+    except ValueError:
+        numbers = ()
+    if not numbers or any(not 0.0 < n <= 100.0 for n in numbers):
+        raise CloudkitError(
+            f"--fractions {value!r}: expected percentages in (0, 100] separated by commas, "
+            "e.g. 1,5,10,25,50,100"
+        )
+    return numbers
+
+
+def parse_inits(value: str) -> tuple[str, ...]:
+    """``"random,moco.pt"`` -> ``("random", "moco.pt")``."""
+    parts = tuple(p.strip() for p in value.split(",") if p.strip())
+    if not parts:
+        raise CloudkitError(
+            f"--inits {value!r}: expected 'random' and/or pretraining checkpoints separated by "
+            "commas, e.g. random,runs/moco/last.pt"
+        )
+    return parts
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExperimentConfig(FinetuneOptions):
+    """`cloudkit experiment`: fine-tune every init x fraction, evaluate each on the test stores.
+
+    ``fractions`` are percentages in (0, 100] (the paper's 1, 5, 10, 25, 50, 100).
+    """
+
+    stores: tuple[Path, ...]
+    test_stores: tuple[Path, ...]
+    out: Path
+    inits: tuple[str, ...] = (RANDOM_INIT,)
+    fractions: tuple[float, ...] = (1.0, 5.0, 10.0, 25.0, 50.0, 100.0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "stores", tuple(Path(s) for s in self.stores))
+        object.__setattr__(self, "test_stores", tuple(Path(s) for s in self.test_stores))
+        object.__setattr__(self, "out", Path(self.out))
+        object.__setattr__(self, "inits", tuple(str(i) for i in self.inits))
+        object.__setattr__(self, "fractions", tuple(float(f) for f in self.fractions))
+
+    def validate(self) -> None:
+        if not self.stores:
+            raise CloudkitError("give at least one labelled training store")
+        if not self.test_stores:
+            raise CloudkitError("give at least one labelled --test-store")
+        if not self.inits:
+            raise CloudkitError("--inits: give 'random' and/or pretraining checkpoints")
+        bad = [f for f in self.fractions if not 0.0 < f <= 100.0]
+        if not self.fractions or bad:
+            raise CloudkitError(
+                f"--fractions must be percentages in (0, 100], got {', '.join(map(str, bad))}"
+            )
+        super().validate()

@@ -38,3 +38,7 @@ class StoreError(CloudkitError, OSError):
 
 class MissingDependencyError(CloudkitError, ImportError):
     """An optional dependency needed by this command is not installed."""
+
+
+class CheckpointError(CloudkitError, ValueError):
+    """A file given as a checkpoint is missing, unreadable or of the wrong kind."""

@@ -7,6 +7,9 @@ import sys
 
 import typer
 
+from cloudkit.cli import evaluate as _evaluate
+from cloudkit.cli import experiment as _experiment
+from cloudkit.cli import finetune as _finetune
 from cloudkit.cli import pretrain as _pretrain
 from cloudkit.cli import tile as _tile
 
@@ -19,6 +22,9 @@ app = typer.Typer(
 )
 app.command("tile")(_tile.tile)
 app.command("pretrain")(_pretrain.pretrain)
+app.command("evaluate")(_evaluate.evaluate)
+app.command("finetune")(_finetune.finetune)
+app.command("experiment")(_experiment.experiment)
 
 
 @app.callback()

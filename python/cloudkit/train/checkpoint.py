@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cloudkit.errors import CloudkitError
+from cloudkit.errors import CheckpointError
 
 FORMAT = "cloudkit-pretrain"
 FORMAT_VERSION = 1
@@ -126,32 +126,46 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def resolve_checkpoint(path: Path) -> Path:
-    """A checkpoint file, or a run folder meaning its ``last.pt``."""
+def resolve_checkpoint(path: Path, *, option: str = "--resume") -> Path:
+    """A checkpoint file, or a run folder meaning its ``last.pt``; ``option`` names the CLI
+    option that brought the path, for the message."""
     path = Path(path)
     if path.is_dir():
         candidate = path / LAST
         if not candidate.is_file():
-            raise CloudkitError(f"--resume {path}: no {LAST} in that folder")
+            raise CheckpointError(f"{option} {path}: no {LAST} in that folder")
         return candidate
     if not path.is_file():
-        raise CloudkitError(f"--resume {path}: no such checkpoint file or run folder")
+        raise CheckpointError(f"{option} {path}: no such checkpoint file or run folder")
     return path
 
 
-def load_checkpoint(path: Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load and check a pretraining checkpoint (a file, or a run folder's ``last.pt``)."""
-    path = resolve_checkpoint(path)
+#: what each checkpoint format is called in messages
+_KINDS = {FORMAT: "pretraining", "cloudkit-finetune": "fine-tuning"}
+
+
+def load_checkpoint(
+    path: Path,
+    *,
+    map_location: str | torch.device = "cpu",
+    expected_format: str = FORMAT,
+    max_version: int = FORMAT_VERSION,
+    option: str = "--resume",
+) -> dict[str, Any]:
+    """Load and check a checkpoint (a file, or a run folder's ``last.pt``) whose ``format``
+    tag is ``expected_format`` (default: a pretraining checkpoint); CheckpointError otherwise."""
+    path = resolve_checkpoint(path, option=option)
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # truncated, not a torch file, pickled classes, ...
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CloudkitError(f"{path}: not a readable cloudkit checkpoint ({first})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CloudkitError(f"{path}: not a cloudkit pretraining checkpoint")
-    if payload.get("format_version", 0) > FORMAT_VERSION:
-        raise CloudkitError(
+        raise CheckpointError(f"{path}: not a readable cloudkit checkpoint ({first})") from None
+    kind = _KINDS.get(expected_format, expected_format)
+    if not isinstance(payload, dict) or payload.get("format") != expected_format:
+        raise CheckpointError(f"{path}: not a cloudkit {kind} checkpoint")
+    if payload.get("format_version", 0) > max_version:
+        raise CheckpointError(
             f"{path}: checkpoint format {payload['format_version']} is newer than this "
-            f"cloudkit reads ({FORMAT_VERSION}); upgrade cloudkit"
+            f"cloudkit reads ({max_version}); upgrade cloudkit"
         )
     return payload

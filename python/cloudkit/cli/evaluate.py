@@ -1,0 +1,107 @@
+"""`cloudkit evaluate`: score a fine-tuned checkpoint, or a reference mask, on labelled stores."""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cloudkit.config import Device
+
+
+class TaskName(str, enum.Enum):
+    cloud = "cloud"
+    shadow = "shadow"
+    joint = "joint"
+    multi = "multi"
+
+
+def evaluate(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="[CKPT] STORE...",
+            help="A checkpoint of `cloudkit finetune`, then the labelled tile stores to score it "
+            "on. With --reference: only the stores.",
+            show_default=False,
+        ),
+    ],
+    reference: Annotated[
+        str | None,
+        typer.Option(
+            "--reference",
+            help="Score a reference instead of a checkpoint: 'scl' (each L2A scene's Sen2Cor "
+            "scene classification) or a mask GeoTIFF in the scenes' CRS (class indices, or a "
+            "probability with --threshold).",
+            show_default=False,
+        ),
+    ] = None,
+    task: Annotated[
+        TaskName | None,
+        typer.Option(
+            "--task",
+            help="With --reference: the classes to score (cloud, shadow, joint, multi). "
+            "A checkpoint brings its own task.",
+            case_sensitive=False,
+            show_default="cloud",
+        ),
+    ] = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            "--threshold",
+            help="Probability masks: value >= threshold is the positive class (binary tasks).",
+            show_default="0.5 for floating-point masks",
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="JSON file for the metrics (written atomically).",
+            show_default="<CKPT stem>.eval.json beside the checkpoint, or ./reference.eval.json",
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int,
+        typer.Option("--batch-size", min=1, help="Tiles per forward pass."),
+    ] = 16,
+    device: Annotated[
+        Device,
+        typer.Option("--device", help="auto: CUDA when available, else CPU.", case_sensitive=False),
+    ] = Device.auto,
+) -> None:
+    """Score a fine-tuned checkpoint (or a reference mask) against the labels of tile stores:
+    per-class precision, recall, F1, IoU, overall and balanced accuracy, confusion matrix."""
+    from rich.console import Console
+
+    from cloudkit.errors import CloudkitError
+    from cloudkit.eval.evaluate import evaluate_checkpoint, evaluate_reference, write_json
+    from cloudkit.eval.metrics import format_table
+
+    if reference is None:
+        if len(paths) < 2:
+            raise CloudkitError(
+                "expected a checkpoint and at least one store: cloudkit evaluate CKPT STORE... "
+                "(or --reference scl|MASK.tif STORE...)"
+            )
+        if task is not None or threshold is not None:
+            raise CloudkitError(
+                "--task and --threshold go with --reference; a checkpoint brings its own task"
+            )
+        checkpoint, stores = paths[0], paths[1:]
+        result = evaluate_checkpoint(checkpoint, stores, batch_size=batch_size, device=device.value)
+        target = out or checkpoint.with_name(f"{checkpoint.stem}.eval.json")
+        title = f"{checkpoint} on {len(stores)} store(s), task {result['task']}"
+    else:
+        name = (task or TaskName.cloud).value
+        result = evaluate_reference(paths, reference=reference, task=name, threshold=threshold)
+        target = out or Path("reference.eval.json")
+        title = f"reference {result['reference']} on {len(paths)} store(s), task {name}"
+    console = Console()
+    console.print(format_table({**result, "title": title}), end="", highlight=False, markup=False)
+    write_json(result, target)
+    console.print(f"{result['tiles']} tiles scored; metrics written to {target}", highlight=False)

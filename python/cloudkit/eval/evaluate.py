@@ -1,0 +1,155 @@
+"""Score a fine-tuned checkpoint on the labelled tiles of one or more tile stores.
+
+Every tile with labels is predicted whole (no crops; the U-Net head pads to a multiple of 32
+itself) and the confusion matrix is accumulated over the pixels that are both valid (every
+band has data) and labelled for the checkpoint's task; no-data is never scored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from cloudkit.errors import CloudkitError
+from cloudkit.eval.metrics import ConfusionAccumulator, class_metrics
+from cloudkit.eval.reference import evaluate_reference, open_store
+
+__all__ = ["evaluate_checkpoint", "evaluate_reference", "load_finetuned", "resolve_device"]
+
+
+def resolve_device(device: str):
+    """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is an error."""
+    import torch
+
+    name = str(getattr(device, "value", device)).lower()
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise CloudkitError("--device cuda: no CUDA device is available; use --device cpu")
+    if name not in ("cpu",) and not name.startswith("cuda"):
+        raise CloudkitError(f"--device {device}: expected auto, cpu or cuda")
+    return torch.device(name)
+
+
+def load_finetuned(checkpoint: Path) -> tuple[dict, object]:
+    """(checkpoint dict, segmenter in eval mode) of a `cloudkit finetune` checkpoint."""
+    import torch
+
+    from cloudkit.models.segmentation import load_segmenter
+
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise CloudkitError(
+            f"{path}: no such checkpoint; pass a best.pt/last.pt of `cloudkit finetune`"
+        )
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated, not a torch file, pickled classes, ...
+        text = str(err).strip()
+        first = text.splitlines()[0] if text else type(err).__name__
+        raise CloudkitError(f"{path}: not a readable cloudkit checkpoint ({first})") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("model"), dict):
+        what = (
+            "a pretraining checkpoint"
+            if isinstance(payload, dict) and "encoder" in payload
+            else "not a fine-tuned model"
+        )
+        raise CloudkitError(
+            f"{path}: {what} (no 'model' key); evaluate a checkpoint of `cloudkit finetune`"
+        )
+    model = load_segmenter(payload["model"])
+    model.eval()
+    return payload, model
+
+
+def evaluate_checkpoint(
+    checkpoint: Path,
+    stores: Sequence[Path],
+    *,
+    batch_size: int = 16,
+    device: str = "auto",
+    tiles: Sequence[int] | None = None,
+) -> dict:
+    """Metrics of the checkpoint's segmenter on the labelled tiles of ``stores``.
+
+    ``tiles``: indices into the tiles of all stores (in store order, tiles with any valid
+    pixel) to score only those. Returns :func:`class_metrics` output plus ``checkpoint``,
+    ``task``, ``stores`` and ``tiles`` (the number of tiles predicted).
+    """
+    import torch
+    from torch.utils.data import DataLoader, Subset
+
+    from cloudkit.data.tasks import IGNORE, get_task, task_targets
+    from cloudkit.data.tiles import TileDataset
+    from cloudkit.models.encoder import check_bands
+    from cloudkit.models.losses import predict_classes
+
+    if batch_size < 1:
+        raise CloudkitError(f"--batch-size {batch_size}: expected at least 1")
+    if not stores:
+        raise CloudkitError("no tile store given; pass at least one store made by `cloudkit tile`")
+    dev = resolve_device(device)
+    payload, model = load_finetuned(checkpoint)
+    task = get_task(str(payload.get("task", payload["model"]["task"])))
+    for store in stores:
+        group = open_store(Path(store))  # also: "store has no labels"
+        check_bands(model.bands, tuple(group.attrs["bands"]), what=f"store {store}")
+    dataset = TileDataset([Path(s) for s in stores], min_valid=1e-9, with_labels=True)
+    if tiles is not None:
+        dataset = Subset(dataset, [int(i) for i in tiles])
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+    model.to(dev)
+    acc = ConfusionAccumulator(task.num_classes, ignore=IGNORE)
+    count = 0
+    with torch.inference_mode():
+        for batch in loader:
+            targets = task_targets(batch["labels"], task)
+            targets[~batch["valid"][:, 0]] = IGNORE
+            if not (targets != IGNORE).any():
+                continue
+            logits = model(batch["image"].to(dev, non_blocking=True))
+            pred = predict_classes(logits, task.binary).cpu()
+            acc.update(pred.numpy(), targets.numpy())
+            count += len(targets)
+    result = class_metrics(acc.matrix, task.classes)
+    result.update(
+        {
+            "checkpoint": str(checkpoint),
+            "task": task.name,
+            "stores": [str(s) for s in stores],
+            "tiles": count,
+        }
+    )
+    return result
+
+
+def write_json(result: dict, path: Path) -> Path:
+    """Write ``result`` as JSON atomically (a temporary file, then os.replace)."""
+    import json
+    import os
+    import tempfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(_plain(result), f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
