@@ -49,3 +49,8 @@ def test_loader_benchmark_smoke():
         "64",
     )
     assert "images/s" in out
+
+
+def test_heads_benchmark_smoke():
+    out = _run(str(BENCHES / "bench_heads.py"), "--size", "64", "--steps", "1", "--warmup", "1")
+    assert "paper" in out and "unet" in out

@@ -1,0 +1,84 @@
+"""Do the efficient U-Net head and the paper's stride-1 head reach the same accuracy?
+
+Both heads are fine-tuned with identical settings (random init, same seed, same tiles, same
+crops, same epochs) on the real T29UNU L2A product at 60 m with Sen2Cor SCL cloud labels, east
+of a buffer column, and scored on the spatially separate western strip (see
+tests/finetune_stores.py). Reported per head: cloud F1 and IoU, balanced accuracy, wall time of
+the fine-tuning, and the ratio of times.
+
+    python benches/bench_head_accuracy.py --fraction 0.25 --epochs 2 --crop 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fraction", type=float, default=0.25)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--crop", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+
+    from cloudkit.io.discover import discover_scenes
+    from cloudkit.tiling import TileOptions, tile_scenes
+    from finetune_stores import TILE_64, spatial_split
+    from pretrain_stores import BANDS
+    from shared_data import L2A_T29UNU
+
+    work = Path(tempfile.mkdtemp(prefix="cloudkit-heads-"))
+    full = work / "t29unu.zarr"
+    tile_scenes(
+        discover_scenes([L2A_T29UNU], scl_labels=True),
+        full,
+        TileOptions(resolution=60, bands=BANDS, tile_size=TILE_64),
+    )
+    train, test = spatial_split(full, work)
+    rows = {}
+    for head in ("unet", "paper"):
+        out = work / head
+        cmd = [
+            "cloudkit", "finetune", str(train), "--out", str(out), "--init", "random",
+            "--head", head, "--task", "cloud", "--fraction", str(args.fraction),
+            "--epochs", str(args.epochs), "--crop", str(args.crop), "--batch-size",
+            str(args.batch_size), "--freeze-epochs", "0", "--seed", str(args.seed),
+            "--device", args.device, "--workers", "0",
+        ]  # fmt: skip
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        seconds = time.perf_counter() - t0
+        report = out / "eval.json"
+        subprocess.run(
+            ["cloudkit", "evaluate", str(out / "best.pt"), str(test), "--out", str(report)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        metrics = json.loads(report.read_text())
+        cloud = metrics["per_class"]["cloud"]
+        rows[head] = (cloud["f1"], cloud["iou"], metrics["balanced_overall_accuracy"], seconds)
+    print(
+        f"T29UNU 60 m, cloud task, fraction {args.fraction}, {args.epochs} epochs, "
+        f"crop {args.crop}, batch {args.batch_size}, seed {args.seed}"
+    )
+    for head, (f1, iou, bacc, sec) in rows.items():
+        print(
+            f"  {head:6s} F1 {f1:.3f}  IoU {iou:.3f}  balanced OA {bacc:.3f}  fine-tune {sec:7.1f} s"
+        )
+    print(f"  fine-tune time paper/unet: {rows['paper'][3] / rows['unet'][3]:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
