@@ -166,10 +166,6 @@ class PretrainConfig:
             "temperature": "--temperature",
             "crop": "--crop",
         }
-        for name, flag in positive.items():
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise CloudkitError(f"{flag} must be positive, got {value}")
         non_negative = {
             "weight_decay": "--weight-decay",
             "momentum": "--momentum",
@@ -177,10 +173,7 @@ class PretrainConfig:
             "final_lr": "--final-lr",
             "workers": "--workers",
         }
-        for name, flag in non_negative.items():
-            value = getattr(self, name)
-            if value is not None and value < 0:
-                raise CloudkitError(f"{flag} must be >= 0, got {value}")
+        _check_signs(self, positive=positive, non_negative=non_negative)
         if self.moco_momentum is not None and not 0.0 <= self.moco_momentum < 1.0:
             raise CloudkitError(f"--moco-momentum must be in [0, 1), got {self.moco_momentum}")
         if self.momentum is not None and self.momentum >= 1.0:
@@ -285,20 +278,13 @@ class FinetuneOptions:
             "crop": "--crop",
             "lr": "--lr",
         }
-        for name, flag in positive.items():
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise CloudkitError(f"{flag} must be positive, got {value}")
         non_negative = {
             "backbone_lr_scale": "--backbone-lr-scale",
             "freeze_epochs": "--freeze-epochs",
             "patience": "--patience",
             "workers": "--workers",
         }
-        for name, flag in non_negative.items():
-            value = getattr(self, name)
-            if value is not None and value < 0:
-                raise CloudkitError(f"{flag} must be >= 0, got {value}")
+        _check_signs(self, positive=positive, non_negative=non_negative)
         if not 0.0 < self.val_fraction < 1.0:
             raise CloudkitError(
                 f"--val-fraction must be in (0, 1), got {self.val_fraction}; early stopping "
@@ -430,3 +416,15 @@ class ExperimentConfig(FinetuneOptions):
                 f"--fractions must be percentages in (0, 100], got {', '.join(map(str, bad))}"
             )
         super().validate()
+
+
+def _check_signs(cfg: object, *, positive: dict[str, str], non_negative: dict[str, str]) -> None:
+    """Refuse options (field name -> CLI flag) that are set but out of sign; None means unset."""
+    for name, flag in positive.items():
+        value = getattr(cfg, name)
+        if value is not None and value <= 0:
+            raise CloudkitError(f"{flag} must be positive, got {value}")
+    for name, flag in non_negative.items():
+        value = getattr(cfg, name)
+        if value is not None and value < 0:
+            raise CloudkitError(f"{flag} must be >= 0, got {value}")

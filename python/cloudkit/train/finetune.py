@@ -68,10 +68,10 @@ from cloudkit.train.pretrain import (
     EpochSampler,
     Report,
     SeededViews,
-    _seed_worker,
     default_workers,
     lr_factor,
     pick_device,
+    seeded_loader,
 )
 
 FORMAT = "cloudkit-finetune"
@@ -286,17 +286,13 @@ class FineTuner:
         self.sampler = EpochSampler(
             DistributedSampler(self.train_set, num_replicas=1, rank=0, shuffle=True, seed=cfg.seed)
         )
-        self.generator = torch.Generator().manual_seed(cfg.seed)
-        self.loader = DataLoader(
+        self.loader, self.generator = seeded_loader(
             self.train_set,
-            batch_size=cfg.batch_size,
-            sampler=self.sampler,
-            num_workers=cfg.workers,
+            self.sampler,
+            cfg.batch_size,
+            workers=cfg.workers,
+            seed=cfg.seed,
             pin_memory=self.on_gpu,
-            drop_last=True,
-            persistent_workers=cfg.workers > 0,
-            worker_init_fn=_seed_worker,
-            generator=self.generator,
         )
         self.val_loader = DataLoader(
             WholeTiles(tiles, self.val_idx),

@@ -127,6 +127,31 @@ def _seed_worker(worker_id: int) -> None:
     np.random.seed(seed)
 
 
+def seeded_loader(
+    dataset: Dataset,
+    sampler: Sampler,
+    batch_size: int,
+    *,
+    workers: int,
+    seed: int,
+    pin_memory: bool,
+) -> tuple[DataLoader, torch.Generator]:
+    """A DataLoader whose shuffling and workers are seeded; its generator goes in checkpoints."""
+    generator = torch.Generator().manual_seed(seed)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        drop_last=True,
+        persistent_workers=workers > 0,
+        worker_init_fn=_seed_worker,
+        generator=generator,
+    )
+    return loader, generator
+
+
 def default_workers(local_processes: int = 1) -> int:
     """DataLoader workers per process: the cores left after the training processes."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -249,17 +274,13 @@ class Trainer:
                 drop_last=False,
             )
         )
-        self.generator = torch.Generator().manual_seed(cfg.seed)
-        self.loader = DataLoader(
+        self.loader, self.generator = seeded_loader(
             self.views,
-            batch_size=cfg.batch_size,
-            sampler=self.sampler,
-            num_workers=cfg.workers,
+            self.sampler,
+            cfg.batch_size,
+            workers=cfg.workers,
+            seed=cfg.seed,
             pin_memory=self.on_gpu,
-            drop_last=True,
-            persistent_workers=cfg.workers > 0,
-            worker_init_fn=_seed_worker,
-            generator=self.generator,
         )
         self.steps_per_epoch = len(self.loader)
 
