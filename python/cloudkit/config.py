@@ -209,16 +209,7 @@ class PretrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able values (paths and enums as strings), e.g. for a checkpoint."""
-        out: dict[str, Any] = {}
-        for key, value in asdict(self).items():
-            if isinstance(value, enum.Enum):
-                value = value.value
-            elif isinstance(value, Path):
-                value = str(value)
-            elif isinstance(value, tuple):
-                value = [str(v) if isinstance(v, Path) else v for v in value]
-            out[key] = value
-        return out
+        return _plain_fields(self)
 
 
 # ---------------------------------------------------------------------------------------------
