@@ -15,19 +15,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-PRODUCT = (
-    Path(__file__).resolve().parents[1]
-    / ".."
-    / "shared"
-    / "data"
-    / "safe"
-    / "S2A_MSIL2A_20221005T115411_N0400_R023_T29UNU_20221005T164454.SAFE"
-).resolve()
-BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B8A", "B09", "B11", "B12")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from shared_data import L2A_T29UNU as PRODUCT  # noqa: E402
+from shared_data import T29UNU_60M_BANDS as BANDS  # noqa: E402
 
 
 def build_store(product: Path, out: Path, tile_size: int) -> Path:

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from shared_data import L2A_T29UNU
+from shared_data import L2A_T29UNU, T29UNU_60M_BANDS
 
-BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B8A", "B09", "B11", "B12")
+BANDS = T29UNU_60M_BANDS
 TILE = 32
 _ARRAYS = (
     "images",

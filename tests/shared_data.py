@@ -13,3 +13,5 @@ L1C_T46RER = SAFE / "S2A_MSIL1C_20210908T042701_N0301_R133_T46RER_20210908T07024
 AWS_T19UDP = DATA / "aws-l1c-tile" / "T19UDP_2017-07-29"
 COGS_L2A = DATA / "cogs-l2a" / "S2A_29RKH_20200219_0_L2A"
 DERIVED = DATA / "derived"
+#: The bands T29UNU has on disk at 60 m (its R10m files, hence B08, are absent).
+T29UNU_60M_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B8A", "B09", "B11", "B12")

@@ -21,9 +21,7 @@ from cloudkit.io.grid import plan_grid
 from cloudkit.io.store import read_scene_table
 from cloudkit.synthetic import write_l1c_safe
 from cloudkit.tiling import TileOptions, tile_scenes
-from shared_data import AWS_T19UDP, L2A_T29UNU
-
-T29UNU_60M_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B8A", "B09", "B11", "B12")
+from shared_data import AWS_T19UDP, L2A_T29UNU, T29UNU_60M_BANDS
 
 
 def _tile(paths, out, **kw):
