@@ -13,13 +13,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from cloudkit import _core
-from cloudkit.errors import CloudkitError, InvalidSceneError, TileShapeError
-from cloudkit.io.band_stream import BandStream, RasterBand
+from cloudkit.errors import CloudkitError, TileShapeError
 from cloudkit.io.grid import GridPlan, plan_grid
 from cloudkit.io.scene import Scene
+from cloudkit.io.scene_rows import SceneRows
 from cloudkit.io.store import (
     SceneRecord,
     StoreLayout,
@@ -135,20 +133,11 @@ def tile_scene(
     progress.scene_started(scene.scene_id, len(row_origins))
     records: list[TileRecord] = []
     megabytes = 0.0
-    lanes = [RasterBand(src.path, src.index, _as_dn(src.path)) for src in plan.sources]
-    if with_labels:
-        lanes.append(RasterBand(plan.label.path, plan.label.index, _through_lut(plan.label.lut)))
-    factors = [*plan.factors, *([plan.label_factor] if with_labels else [])]
+    workers = options.workers or _default_workers()
     try:
-        with BandStream(lanes, workers=options.workers or _default_workers()) as stream:
+        with SceneRows(plan, workers=workers, with_labels=with_labels) as scene_rows:
             for y0 in row_origins:
-                rows = min(t, plan.height - y0)
-                arrays = []
-                for i, factor in enumerate(factors):
-                    native_rows = stream.shape(i)[0]
-                    arrays.append(stream.rows(i, *_core.band_window(y0, rows, factor, native_rows)))
-                bands = arrays[: len(plan.sources)]
-                labels = arrays[len(plan.sources)] if with_labels else None
+                bands, labels = scene_rows.read(y0, min(t, plan.height - y0))
                 written = writer.write_row(y0, bands, labels)
                 records.extend(TileRecord(*w) for w in written)
                 row_mb = sum(b.nbytes for b in bands) / 1e6
@@ -165,36 +154,6 @@ def tile_scene(
         seconds=time.perf_counter() - started,
         megabytes=megabytes,
     )
-
-
-def _as_dn(path: Path):
-    """Check that a band holds unsigned 16-bit DN (converting lossless integer types)."""
-
-    def convert(data: np.ndarray) -> np.ndarray:
-        if data.dtype == np.uint16:
-            return data
-        if (
-            np.issubdtype(data.dtype, np.integer)
-            and data.min(initial=0) >= 0
-            and data.max(initial=0) <= 65535
-        ):
-            return data.astype(np.uint16)
-        raise InvalidSceneError(
-            f"{path}: holds {data.dtype} values, expected 16-bit unsigned digital numbers"
-        )
-
-    return convert
-
-
-def _through_lut(lut: np.ndarray):
-    """Map a label raster's codes to cloudkit's codes (codes beyond 255 become no-data)."""
-
-    def convert(data: np.ndarray) -> np.ndarray:
-        if data.dtype != np.uint8:
-            data = np.where((data >= 0) & (data <= 255), data, 255).astype(np.uint8)
-        return lut[data]
-
-    return convert
 
 
 def _layout_of(plan: GridPlan, options: TileOptions) -> StoreLayout:

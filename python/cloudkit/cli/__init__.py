@@ -10,6 +10,7 @@ import typer
 from cloudkit.cli import evaluate as _evaluate
 from cloudkit.cli import experiment as _experiment
 from cloudkit.cli import finetune as _finetune
+from cloudkit.cli import predict as _predict
 from cloudkit.cli import pretrain as _pretrain
 from cloudkit.cli import tile as _tile
 
@@ -25,6 +26,7 @@ app.command("pretrain")(_pretrain.pretrain)
 app.command("evaluate")(_evaluate.evaluate)
 app.command("finetune")(_finetune.finetune)
 app.command("experiment")(_experiment.experiment)
+app.command("predict")(_predict.predict)
 
 
 @app.callback()

@@ -17,6 +17,7 @@ import torch
 import zarr
 from torch.utils.data import Dataset
 
+from cloudkit.data.reflectance import band_constants, store_reflectance
 from cloudkit.errors import BandMismatchError, StoreError, TileShapeError
 from cloudkit.io.store import FORMAT, FORMAT_VERSION
 
@@ -34,8 +35,8 @@ class _StoreInfo:
     path: Path
     bands: tuple[str, ...]
     tile_size: int
-    scale: np.ndarray  # (C, 1, 1) float32
-    offset: np.ndarray  # (C, 1, 1) float32
+    scale: torch.Tensor  # (C, 1, 1) float32
+    offset: torch.Tensor  # (C, 1, 1) float32
     has_labels: bool
     rows: np.ndarray  # (n,) int64, the kept rows of the store
     cloud_fraction: np.ndarray  # (n,) float32 of the kept rows
@@ -87,12 +88,12 @@ class TileDataset(Dataset):
         info, arrays = self._stores[k], self._open()[k]
         dn = arrays["images"][row]  # (C, T, T) uint16
         valid = arrays["valid"][row] != 0  # (1, T, T)
-        reflectance = dn.astype(np.float32) * info.scale + info.offset
+        valid_t = torch.from_numpy(valid)
         # DN 0 is no data per band; valid says every band has data, both mean "no value"
-        reflectance[(dn == 0) | ~valid] = 0.0
+        reflectance = store_reflectance(torch.from_numpy(dn), valid_t, info.scale, info.offset)
         item = {
-            "image": torch.from_numpy(reflectance),
-            "valid": torch.from_numpy(valid),
+            "image": reflectance,
+            "valid": valid_t,
             "index": i,
             "cloud_bin": int(self._cloud_bins[i]),
         }
@@ -148,8 +149,8 @@ def _read_store_info(path: Path, min_valid: float, with_labels: bool) -> _StoreI
         path=path,
         bands=bands,
         tile_size=int(attrs["tile_size"]),
-        scale=np.asarray(attrs["scale"], dtype=np.float32).reshape(-1, 1, 1),
-        offset=np.asarray(attrs["offset"], dtype=np.float32).reshape(-1, 1, 1),
+        scale=band_constants(attrs["scale"]),
+        offset=band_constants(attrs["offset"]),
         has_labels=has_labels,
         rows=rows,
         cloud_fraction=group["cloud_fraction"][:n][rows],

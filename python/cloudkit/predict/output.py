@@ -1,0 +1,448 @@
+"""Write one scene's predictions: mask COG, optional probability COG and quicklook, JSON summary.
+
+`cloudkit predict` hands :class:`MaskWriter` the predicted rows strip by strip, top to bottom.
+Each strip goes straight into uncompressed temporary GeoTIFFs on disk, so memory stays bounded
+for a full 10980 x 10980 scene; only every q-th row and column is kept for the quicklook.
+:meth:`MaskWriter.finish` turns the temporaries into Cloud-Optimised GeoTIFFs, moves every file
+to its final name with ``os.replace`` and writes the JSON summary last: a scene is complete
+exactly when its summary exists (:func:`is_complete`).
+
+Temporary files are hidden and named ``.<scene>_<kind>.<ext>.partial`` in the output folder,
+so a killed run never leaves a file under a final name; the next writer of that scene deletes
+them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.errors import RasterioError
+from rasterio.windows import Window
+
+from cloudkit.errors import CloudkitError
+
+__all__ = ["MaskWriter", "OutputPaths", "is_complete", "output_paths"]
+
+#: class code of pixels without data, in the mask and in its palette
+NODATA = 255
+#: long side of the quicklook, at most
+QUICKLOOK_SIZE = 1024
+#: reflectance shown as full white in the quicklook, and the gamma applied after the stretch
+QUICKLOOK_WHITE = 0.3
+QUICKLOOK_GAMMA = 1.6
+#: quicklook background where the model has no B04/B03/B02
+QUICKLOOK_GREY = 128
+QUICKLOOK_ALPHA = 0.5
+
+#: colours of the classes worth pointing at (palette and quicklook overlay)
+CLASS_COLOURS: dict[str, tuple[int, int, int]] = {
+    "cloud": (255, 0, 255),
+    "thick cloud": (255, 0, 255),
+    "thin cloud": (0, 255, 255),
+    "cloud shadow": (255, 200, 0),
+    "shadow": (255, 200, 0),
+    "cloud or shadow": (255, 0, 255),
+}
+#: palette colour of every other class ("clear", "no shadow"); not overlaid in the quicklook
+OTHER_COLOUR = (40, 160, 40)
+
+_COG_COMMON = {"COMPRESS": "DEFLATE", "BLOCKSIZE": 512}
+# mode: overview pixels are the majority class code (nearest keeps one fixed pixel per block)
+_MASK_COG = {**_COG_COMMON, "OVERVIEW_RESAMPLING": "MODE"}
+_PROBABILITY_COG = {**_COG_COMMON, "OVERVIEW_RESAMPLING": "AVERAGE", "PREDICTOR": 3}
+# nothing may land in a side-car .aux.xml: it would stay behind under a partial name
+_GDAL_ENV = {"GDAL_PAM_ENABLED": "NO"}
+
+
+@dataclass(frozen=True)
+class OutputPaths:
+    """Final file names of one scene's outputs (whether or not they were requested)."""
+
+    mask: Path
+    probabilities: Path
+    quicklook: Path
+    summary: Path
+
+
+def output_paths(out_dir: Path, scene_id: str) -> OutputPaths:
+    """Where the outputs of ``scene_id`` go in ``out_dir``."""
+    out_dir = Path(out_dir)
+    return OutputPaths(
+        mask=out_dir / f"{scene_id}_mask.tif",
+        probabilities=out_dir / f"{scene_id}_probabilities.tif",
+        quicklook=out_dir / f"{scene_id}_quicklook.png",
+        summary=out_dir / f"{scene_id}.json",
+    )
+
+
+def is_complete(out_dir: Path, scene_id: str) -> bool:
+    """True when the mask and the summary exist; the summary is written last."""
+    paths = output_paths(out_dir, scene_id)
+    return paths.mask.is_file() and paths.summary.is_file()
+
+
+def class_colour(name: str) -> tuple[int, int, int] | None:
+    """RGB colour overlaid for class ``name``, or None for classes left unmarked."""
+    return CLASS_COLOURS.get(name.strip().lower())
+
+
+#: (kind, extension) of every temporary: streamed GTiff, COG being written, quicklook
+_PARTIALS = (
+    ("mask", "tif"),
+    ("mask", "cog"),
+    ("probabilities", "tif"),
+    ("probabilities", "cog"),
+    ("quicklook", "tif"),
+    ("quicklook", "png"),
+)
+
+
+def _partial_names(scene_id: str) -> list[str]:
+    """Every temporary name a writer of ``scene_id`` may create (GDAL may add suffixes)."""
+    names = [f".{scene_id}_{kind}.{ext}.partial" for kind, ext in _PARTIALS]
+    return [*names, f".{scene_id}.json.partial"]
+
+
+def _remove_partials(out_dir: Path, scene_id: str) -> None:
+    """Delete this scene's temporaries and GDAL's side files of them (.ovr.tmp, .aux.xml)."""
+    for name in _partial_names(scene_id):
+        for path in glob.glob(glob.escape(str(out_dir / name)) + "*"):
+            Path(path).unlink(missing_ok=True)
+
+
+class MaskWriter:
+    """Stream a scene's predicted rows into its output files; see the module docstring.
+
+    Use it as a context manager: leaving the block without :meth:`finish` (an exception, a
+    missing call) deletes every temporary file and leaves existing final files untouched.
+    """
+
+    def __init__(
+        self,
+        out_dir: Path,
+        scene_id: str,
+        *,
+        crs: CRS,
+        transform: Affine,
+        height: int,
+        width: int,
+        classes: Sequence[str],
+        probabilities: bool = False,
+        quicklook: bool = False,
+        threads: int | None = None,
+    ) -> None:
+        if height < 1 or width < 1:
+            raise ValueError(f"scene size must be positive, got {height} x {width}")
+        if not 1 <= len(classes) < NODATA:
+            raise ValueError(f"expected 1 to {NODATA - 1} class names, got {len(classes)}")
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
+        self.out_dir = Path(out_dir)
+        self.scene_id = scene_id
+        self.paths = output_paths(self.out_dir, scene_id)
+        self.height, self.width = int(height), int(width)
+        self.classes = tuple(str(c) for c in classes)
+        self._crs, self._transform = crs, transform
+        self._threads = "ALL_CPUS" if threads is None else str(threads)
+        self._next_row = 0
+        self._closed = False
+        self._moves: list[tuple[Path, Path]] | None = None  # set by build()
+        self._mask_ds = None
+        self._prob_ds = None
+        # quicklook: keep every q-th row and column, so the long side is <= QUICKLOOK_SIZE
+        self._q = math.ceil(max(self.height, self.width) / QUICKLOOK_SIZE) if quicklook else 0
+        self._ql_classes: list[np.ndarray] = []
+        self._ql_background: list[np.ndarray] = []
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            _remove_partials(self.out_dir, scene_id)
+            self._mask_ds = self._open_mask()
+            if probabilities:
+                self._prob_ds = self._open_probabilities()
+        except OSError as err:  # RasterioIOError is an OSError too
+            self.abort()
+            reason = err.strerror or " ".join(str(err).split())
+            raise CloudkitError(
+                f"{self.out_dir}: cannot write predictions here ({reason}); "
+                "choose a writable output folder"
+            ) from None
+
+    # -- temporaries ------------------------------------------------------------------------
+
+    def _partial(self, kind: str, ext: str) -> Path:
+        return self.out_dir / f".{self.scene_id}_{kind}.{ext}.partial"
+
+    def _profile(self, dtype: str, count: int, **extra) -> dict:
+        # striped and uncompressed: any strip height writes straight through to disk
+        return {
+            "driver": "GTiff",
+            "dtype": dtype,
+            "count": count,
+            "height": self.height,
+            "width": self.width,
+            "crs": self._crs,
+            "transform": self._transform,
+            **extra,
+        }
+
+    def _open_mask(self):
+        ds = rasterio.open(
+            self._partial("mask", "tif"), "w", **self._profile("uint8", 1, nodata=NODATA)
+        )
+        ds.set_band_description(1, "classes")
+        names = {str(code): name for code, name in enumerate(self.classes)}
+        ds.update_tags(CLOUDKIT_CLASSES=json.dumps(names), CLOUDKIT_NODATA=str(NODATA))
+        palette = {
+            code: (*(class_colour(name) or OTHER_COLOUR), 255)
+            for code, name in enumerate(self.classes)
+        }
+        palette[NODATA] = (0, 0, 0, 0)
+        ds.write_colormap(1, palette)
+        return ds
+
+    def _open_probabilities(self):
+        k = len(self.classes)
+        ds = rasterio.open(
+            self._partial("probabilities", "tif"),
+            "w",
+            **self._profile("float32", k, nodata=float("nan")),
+        )
+        ds.descriptions = self.classes
+        return ds
+
+    # -- streaming --------------------------------------------------------------------------
+
+    def write_rows(
+        self,
+        row0: int,
+        classes: np.ndarray,
+        probabilities: np.ndarray | None = None,
+        rgb: np.ndarray | None = None,
+    ) -> None:
+        """Write rows ``row0 .. row0 + len(classes)`` of the scene.
+
+        ``classes``: (rows, width) class codes, 255 at no-data; ``probabilities``: float32
+        (K, rows, width), NaN at no-data, required when the writer was made with
+        ``probabilities=True``; ``rgb``: float32 reflectance (3, rows, width) of B04, B03,
+        B02 for the quicklook, or None. Strips must follow each other without gap or overlap.
+        """
+        self._check_open()
+        classes = self._check_classes(classes, row0)
+        rows = classes.shape[0]
+        window = Window(0, row0, self.width, rows)
+        if self._prob_ds is not None:
+            if probabilities is None:
+                raise ValueError("this writer stores probabilities: pass them with every strip")
+            probabilities = self._check_stack(
+                probabilities, len(self.classes), rows, "probabilities"
+            )
+        if rgb is not None:
+            rgb = self._check_stack(rgb, 3, rows, "rgb")
+        self._mask_ds.write(classes, 1, window=window)
+        if self._prob_ds is not None:
+            self._prob_ds.write(probabilities, window=window)
+        if self._q:
+            self._keep_quicklook_rows(row0, classes, rgb)
+        self._next_row = row0 + rows
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"writer of {self.scene_id} is already finished or aborted")
+
+    def _check_classes(self, classes: np.ndarray, row0: int) -> np.ndarray:
+        classes = np.asarray(classes)
+        if classes.ndim != 2 or classes.shape[1] != self.width:
+            raise ValueError(f"classes must be (rows, {self.width}), got {classes.shape}")
+        if not np.issubdtype(classes.dtype, np.integer):
+            raise ValueError(f"classes must be integer class codes, got {classes.dtype}")
+        if row0 != self._next_row:
+            raise ValueError(
+                f"rows must follow on: expected a strip starting at row {self._next_row}, "
+                f"got row {row0}"
+            )
+        if row0 + classes.shape[0] > self.height:
+            raise ValueError(
+                f"rows {row0}..{row0 + classes.shape[0]} run past the scene height {self.height}"
+            )
+        bad = (classes >= len(self.classes)) & (classes != NODATA) | (classes < 0)
+        if bad.any():
+            raise ValueError(
+                f"class codes must be 0..{len(self.classes) - 1} or {NODATA} (no data), "
+                f"got {classes[bad][0]}"
+            )
+        return classes.astype(np.uint8, copy=False)
+
+    def _check_stack(self, array: np.ndarray, bands: int, rows: int, what: str) -> np.ndarray:
+        array = np.asarray(array, dtype=np.float32)
+        if array.shape != (bands, rows, self.width):
+            raise ValueError(f"{what} must be ({bands}, {rows}, {self.width}), got {array.shape}")
+        return array
+
+    def _keep_quicklook_rows(self, row0: int, classes: np.ndarray, rgb: np.ndarray | None):
+        q = self._q
+        first = -row0 % q  # first row of this strip that is a multiple of q
+        cls = classes[first::q, ::q]
+        if cls.shape[0] == 0:
+            return
+        self._ql_classes.append(cls.copy())
+        if rgb is None:
+            self._ql_background.append(np.full((3, *cls.shape), QUICKLOOK_GREY, np.uint8))
+        else:
+            self._ql_background.append(_true_colour(rgb[:, first::q, ::q]))
+
+    # -- finishing --------------------------------------------------------------------------
+
+    def build(self) -> None:
+        """Convert the streamed rows into the final formats, still under partial names.
+
+        Separate from :meth:`finish` so a caller can time it and put the time in the summary;
+        :meth:`finish` builds first if this was not called.
+        """
+        self._check_open()
+        if self._moves is not None:
+            return
+        if self._next_row != self.height:
+            raise ValueError(
+                f"rows {self._next_row}..{self.height} of {self.scene_id} were never written"
+            )
+        try:
+            self._moves = self._convert()
+        except BaseException:
+            self.abort()
+            raise
+
+    def finish(self, summary: dict) -> OutputPaths:
+        """Move every output into place and write ``summary`` (plus "outputs") as the JSON,
+        last: the JSON's presence marks the scene complete."""
+        self.build()
+        try:
+            for partial, final in self._moves:
+                os.replace(partial, final)
+            with_probabilities, with_quicklook = self._prob_ds is not None, bool(self._q)
+            outputs = {
+                "mask": self.paths.mask.name,
+                "probabilities": self.paths.probabilities.name if with_probabilities else None,
+                "quicklook": self.paths.quicklook.name if with_quicklook else None,
+            }
+            _remove_partials(self.out_dir, self.scene_id)  # GDAL side files, if any
+            _write_json({**summary, "outputs": outputs}, self.paths.summary)
+        except BaseException:
+            self.abort()
+            raise
+        self._closed = True
+        return self.paths
+
+    def _convert(self) -> list[tuple[Path, Path]]:
+        """Write every output under a partial name; (partial, final) pairs to move."""
+        moves = []
+        with rasterio.Env(**_GDAL_ENV):
+            self._mask_ds.close()
+            cog = self._partial("mask", "cog")
+            self._copy_cog(self._partial("mask", "tif"), cog, _MASK_COG)
+            moves.append((cog, self.paths.mask))
+            if self._prob_ds is not None:
+                self._prob_ds.close()
+                cog = self._partial("probabilities", "cog")
+                self._copy_cog(self._partial("probabilities", "tif"), cog, _PROBABILITY_COG)
+                moves.append((cog, self.paths.probabilities))
+            if self._q:
+                moves.append((self._write_quicklook(), self.paths.quicklook))
+        return moves
+
+    def _copy_cog(self, src: Path, dst: Path, options: dict) -> None:
+        rasterio.shutil.copy(src, dst, driver="COG", NUM_THREADS=self._threads, **options)
+        src.unlink()  # the uncompressed copy is as large as the scene: free the disk now
+
+    def _write_quicklook(self) -> Path:
+        classes = np.concatenate(self._ql_classes)
+        image = np.concatenate(self._ql_background, axis=1)
+        self._ql_classes, self._ql_background = [], []
+        for code, name in enumerate(self.classes):
+            colour = class_colour(name)
+            if colour is None:
+                continue
+            hit = classes == code
+            paint = QUICKLOOK_ALPHA * np.array(colour, dtype=np.float64)[:, None]
+            image[:, hit] = np.rint((1 - QUICKLOOK_ALPHA) * image[:, hit] + paint).astype(np.uint8)
+        image[:, classes == NODATA] = 0
+        # a georeferenced GTiff first: rasterio warns about datasets without a transform
+        tif, png = self._partial("quicklook", "tif"), self._partial("quicklook", "png")
+        profile = self._profile("uint8", 3, photometric="RGB")
+        profile.update(
+            height=image.shape[1],
+            width=image.shape[2],
+            transform=self._transform @ Affine.scale(self._q),
+        )
+        with rasterio.open(tif, "w", **profile) as ds:
+            ds.write(image)
+        rasterio.shutil.copy(tif, png, driver="PNG")
+        tif.unlink()
+        return png
+
+    def abort(self) -> None:
+        """Close and delete every temporary file of this writer; calling it again is harmless."""
+        if self._closed:
+            return
+        self._closed = True
+        for ds in (self._mask_ds, self._prob_ds):
+            if ds is not None and not ds.closed:
+                # the files go anyway; an error here would hide the one that brought us here
+                with contextlib.suppress(OSError, RasterioError):
+                    ds.close()
+        self._ql_classes, self._ql_background = [], []
+        _remove_partials(self.out_dir, self.scene_id)
+
+    def __enter__(self) -> MaskWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.abort()  # a no-op after finish()
+
+
+def _true_colour(rgb: np.ndarray) -> np.ndarray:
+    """(3, h, w) reflectance -> uint8: linear stretch 0..QUICKLOOK_WHITE, then gamma."""
+    stretched = np.clip(np.nan_to_num(rgb, nan=0.0) / QUICKLOOK_WHITE, 0.0, 1.0)
+    return np.rint(255 * stretched ** (1 / QUICKLOOK_GAMMA)).astype(np.uint8)
+
+
+def _plain(value):
+    """JSON-ready copy of ``value``: numpy scalars and arrays as Python values, paths as str."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return value
+
+
+def _write_json(result: dict, path: Path) -> None:
+    """Atomic JSON write (temporary, then os.replace), like cloudkit.eval.evaluate.write_json.
+
+    Not imported from there: that module pulls in torch, seconds of start-up for a JSON file.
+    """
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        with open(tmp, "w") as f:
+            json.dump(_plain(result), f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
