@@ -33,7 +33,7 @@ def trained_checkpoint(tmp_path_factory) -> Path:
         fraction=1.0,
         epochs=2,
         batch_size=8,
-        crop=32,
+        crop=64,
         lr=1e-3,
         freeze_epochs=0,
         patience=0,

@@ -112,6 +112,14 @@ def check_options(options: PredictOptions) -> None:
         raise TileShapeError(f"--workers {options.workers} must be at least 1")
 
 
+def check_window(window: int, overlap: int) -> None:
+    if 2 * overlap > window:
+        raise TileShapeError(
+            f"--overlap {overlap} must be at most half of the window ({window} px); the "
+            "blending ramps of two neighbours may not cross"
+        )
+
+
 def predict_paths(
     paths: Sequence[Path],
     predictor: Predictor,
@@ -122,6 +130,7 @@ def predict_paths(
     """Predict every scene found under ``paths``; a path or scene that fails is reported in
     the summary and the next one goes on."""
     check_options(options)
+    check_window(*options.window_for(predictor.info))
     summary = PredictSummary()
     scenes: list[Scene] = []
     for path in paths:
@@ -142,6 +151,7 @@ def predict_scenes(
     progress: Progress | None = None,
 ) -> PredictSummary:
     check_options(options)
+    check_window(*options.window_for(predictor.info))
     progress = progress or Progress()
     summary = PredictSummary()
     for scene in scenes:
@@ -192,8 +202,7 @@ def predict_scene(
     started = time.perf_counter()
     info = predictor.info
     window, overlap = options.window_for(info)
-    if 2 * overlap > window:
-        raise TileShapeError(f"--overlap {overlap} must be at most half of --window {window}")
+    check_window(window, overlap)
     scene, height, width = plan.scene, plan.height, plan.width
     shifts = list(dn_shift_for(tuple(scene.offset_of(b) for b in plan.bands)))
     cols_of_row: dict[int, list[int]] = {}
