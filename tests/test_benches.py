@@ -54,3 +54,19 @@ def test_loader_benchmark_smoke():
 def test_heads_benchmark_smoke():
     out = _run(str(BENCHES / "bench_heads.py"), "--size", "64", "--steps", "1", "--warmup", "1")
     assert "paper" in out and "unet" in out
+
+
+def test_predict_benchmark_smoke(tmp_path):
+    out = _run(
+        str(BENCHES / "bench_predict.py"),
+        "--size",
+        "384",
+        "--window",
+        "64",
+        "--overlap",
+        "16",
+        "--precisions",
+        "fp32",
+        env_extra={"CLOUDKIT_BENCH_CACHE": str(tmp_path)},
+    )
+    assert "decode (floor)" in out and "predict-fp32" in out and "decode floor" in out

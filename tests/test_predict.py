@@ -413,3 +413,57 @@ class TestErrors:
         )
         assert code == 1
         assert "--overlap 40" in _one_line_error(err)
+
+
+# ------------------------------------------------------------------------ the predictor
+
+
+@pytest.fixture(scope="module")
+def windows() -> tuple[np.ndarray, np.ndarray]:
+    """Two 64 px windows of T29UNU's store values (the tile store's first tiles)."""
+    from cloudkit.io.discover import discover_scenes
+    from cloudkit.io.grid import plan_grid
+    from cloudkit.io.scene_rows import SceneRows
+    from cloudkit.io.store import dn_shift_for
+
+    (scene,) = discover_scenes([L2A_T29UNU])
+    plan = plan_grid(scene, resolution=60, bands=T29UNU_60M_BANDS)
+    shifts = list(dn_shift_for([scene.offset_of(b) for b in plan.bands]))
+    with SceneRows(plan, workers=2) as rows:
+        bands, _ = rows.read(0, 64)
+    from cloudkit import _core
+
+    images, valid, *_ = _core.cut_stripe(
+        0, bands, list(plan.factors), plan.height, plan.width, 64, 0, shifts
+    )
+    return images[:2].copy(), valid[:2].copy()
+
+
+class TestPredictor:
+    def test_folded_batchnorm_changes_only_rounding(self, checkpoint, windows):
+        from cloudkit.eval.evaluate import load_finetuned
+
+        predictor = Predictor(checkpoint, device="cpu")
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in predictor._model.modules())
+        _, model = load_finetuned(checkpoint)
+        x = predictor.inputs(*windows)
+        with torch.inference_mode():
+            expected = torch.sigmoid(model(x)).numpy()
+        np.testing.assert_allclose(predictor.probabilities(x), expected, atol=1e-5)
+
+    def test_bf16_on_the_cpu_stays_close_to_fp32(self, checkpoint, windows):
+        fp32 = Predictor(checkpoint, device="cpu")
+        bf16 = Predictor(checkpoint, device="cpu", precision="bf16")
+        assert (fp32.precision, bf16.precision) == ("fp32", "bf16")
+        a = fp32.probabilities(fp32.inputs(*windows))
+        b = bf16.probabilities(bf16.inputs(*windows))
+        assert b.dtype == np.float32
+        assert np.abs(a - b).max() < 0.05
+        assert ((a > 0.5) == (b > 0.5)).mean() > 0.99
+
+    def test_unknown_normalisation_is_refused(self, tmp_path):
+        from cloudkit.errors import CheckpointError
+
+        ckpt = untrained_checkpoint(tmp_path / "m.pt", extra={"normalisation": {"kind": "zscore"}})
+        with pytest.raises(CheckpointError, match="zscore"):
+            Predictor(ckpt, device="cpu")

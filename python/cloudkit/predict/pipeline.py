@@ -247,7 +247,7 @@ def predict_scene(
             probs = _predict_windows(predictor, images, valid, keep, options.batch_size, timings)
             with timings.stage("write"):
                 cols = [cols_of_row[y0][k] for k in keep]
-                pasted = images[keep][:, rgb] if rgb else None
+                pasted = images[keep[:, None], rgb] if rgb else None
                 for rows in blender.add_row(y0, cols, probs, valid[keep], pasted):
                     _write_rows(writer, rows, info, counts, options.probabilities)
             windows += len(keep)

@@ -1,0 +1,246 @@
+"""`cloudkit predict` end to end, split into read / preprocess / model / write, against the
+decoding floor of the same scene, each configuration in its own process (wall time, peak RSS).
+
+Scenes:
+  default       the real L2A product T29UNU at 60 m (its 11 R60m bands), ../shared/data
+  --size N      a synthetic L1C .SAFE of N x N pixels at 10 m (cloudkit.synthetic: lossless
+                JPEG 2000 tiled 1024, texture that compresses like real scenes), predicted at
+                10 m with all 13 bands; --size 10980 is a full scene, cached in
+                ~/.cache/cloudkit/bench (shared with bench_tile.py)
+
+Runs, each a separate process:
+  decode        the scene's band files read through cloudkit's decoding lanes (SceneRows),
+                row range by row range as prediction reads them: the floor for end to end
+  predict-*     `predict_paths` with the given precision (fp32, bf16; +compile with
+                --compile), channels_last; the per-stage split comes from the scene's JSON
+
+The model is a seeded, untrained ResNet-18 U-Net with the scene's bands: speed does not
+depend on the weights. On a GPU (``--device cuda``) the script also reports the model alone
+on a scene's worth of windows already on the device, and the paper head on a crop
+(``--paper-crop 2048``).
+
+    python benches/bench_predict.py                       # T29UNU at 60 m, CPU
+    python benches/bench_predict.py --size 10980 --precisions bf16 --compile
+    python benches/bench_predict.py --size 10980 --device cuda --paper-crop 2048
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+from bench_tile import measure, product_for  # noqa: E402
+
+ALL_BANDS = (
+    "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"
+)  # fmt: skip
+
+
+def scene_and_bands(size: int | None) -> tuple[Path, float, tuple[str, ...]]:
+    if size is None:
+        from shared_data import L2A_T29UNU, T29UNU_60M_BANDS
+
+        return L2A_T29UNU, 60.0, T29UNU_60M_BANDS
+    return product_for(size), 10.0, ALL_BANDS
+
+
+def write_model(path: Path, bands: tuple[str, ...], head: str = "unet") -> Path:
+    import torch
+
+    from cloudkit.models.encoder import Encoder
+    from cloudkit.models.segmentation import build_segmenter, segmenter_state
+
+    torch.manual_seed(0)
+    model = build_segmenter(Encoder(bands), head=head, num_classes=2, binary=True)
+    payload = {
+        "format": "cloudkit-finetune",
+        "model": segmenter_state(model, task="cloud"),
+        "task": "cloud",
+        "normalisation": {"kind": "store-reflectance"},
+        "tile_size": 384,
+    }
+    torch.save(payload, path)
+    return path
+
+
+# ------------------------------------------------------------------------ child processes
+
+
+def child_decode(args) -> dict:
+    from cloudkit.io.discover import discover_scenes
+    from cloudkit.io.grid import plan_grid
+    from cloudkit.io.scene_rows import SceneRows
+
+    (scene,) = discover_scenes([Path(args.scene)])
+    plan = plan_grid(scene, resolution=args.resolution, bands=args.bands.split(","))
+    window, overlap = args.window, args.overlap
+    started = time.perf_counter()
+    with SceneRows(plan, workers=args.workers or os.cpu_count()) as rows:
+        for y0 in range(0, plan.height, window - overlap):
+            rows.read(y0, min(window, plan.height - y0))
+            if y0 + window >= plan.height:
+                break
+    return {"seconds": time.perf_counter() - started}
+
+
+def child_predict(args) -> dict:
+    import torch
+
+    from cloudkit.predict.model import Predictor
+    from cloudkit.predict.pipeline import PredictOptions, predict_paths
+
+    torch.set_num_threads(args.workers or os.cpu_count())
+    predictor = Predictor(
+        Path(args.model), device=args.device, precision=args.precision, compile=args.compile
+    )
+    options = PredictOptions(
+        resolution=args.resolution,
+        window=args.window,
+        overlap=args.overlap,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        overwrite=True,
+    )
+    with tempfile.TemporaryDirectory(dir=args.tmp) as out:
+        (result,) = predict_paths([Path(args.scene)], predictor, Path(out), options).results
+    if result.status != "predicted":
+        raise SystemExit(f"prediction failed: {result.error}")
+    return {**result.summary["timings"], "windows": result.windows, "seconds": result.seconds}
+
+
+def child_model_only(args) -> dict:
+    """The model alone on ``args.windows`` windows already on the device (bf16 autocast)."""
+    import torch
+
+    from cloudkit.predict.model import Predictor
+
+    predictor = Predictor(Path(args.model), device=args.device, precision=args.precision)
+    c, t = len(args.bands.split(",")), args.window
+    x = torch.rand(args.batch_size, c, t, t, device=predictor.device) * 0.3
+    predictor.probabilities(x)  # warm-up: cuDNN autotuning, allocations
+    if predictor.device.type == "cuda":
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    for _ in range(0, args.windows, args.batch_size):
+        predictor.probabilities(x)
+    return {"seconds": time.perf_counter() - started, "windows": args.windows}
+
+
+def child_paper_crop(args) -> dict:
+    import torch
+
+    from cloudkit.predict.model import Predictor
+
+    predictor = Predictor(Path(args.model), device=args.device, precision=args.precision)
+    c, t = len(args.bands.split(",")), args.paper_crop
+    x = torch.rand(1, c, t, t, device=predictor.device) * 0.3
+    predictor.probabilities(x)
+    started = time.perf_counter()
+    predictor.probabilities(x)
+    return {"seconds": time.perf_counter() - started}
+
+
+CHILDREN = {
+    "decode": child_decode,
+    "predict": child_predict,
+    "model-only": child_model_only,
+    "paper-crop": child_paper_crop,
+}
+
+
+# ------------------------------------------------------------------------ the parent
+
+
+def run_child(kind: str, common: list[str], extra: list[str], result_file: Path) -> dict:
+    cmd = [sys.executable, __file__, "--child", kind, "--result", str(result_file), *common]
+    seconds, peak_mb = measure(cmd + extra)
+    result = json.loads(result_file.read_text())
+    return {**result, "wall": seconds, "peak_mb": peak_mb}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=int, default=None, help="synthetic 10 m scene size")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precisions", default="fp32,bf16")
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--window", type=int, default=384)
+    parser.add_argument("--overlap", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--paper-crop", type=int, default=0)
+    # child-only arguments
+    parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    parser.add_argument("--scene", help=argparse.SUPPRESS)
+    parser.add_argument("--resolution", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--bands", help=argparse.SUPPRESS)
+    parser.add_argument("--model", help=argparse.SUPPRESS)
+    parser.add_argument("--precision", default="auto", help=argparse.SUPPRESS)
+    parser.add_argument("--windows", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--tmp", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        Path(args.result).write_text(json.dumps(CHILDREN[args.child](args)))
+        return
+
+    scene, resolution, bands = scene_and_bands(args.size)
+    with tempfile.TemporaryDirectory(prefix="bench-predict-") as tmp:
+        tmp = Path(tmp)
+        model = write_model(tmp / "unet.pt", bands)
+        common = [
+            "--scene", str(scene), "--resolution", str(resolution), "--bands", ",".join(bands),
+            "--window", str(args.window), "--overlap", str(args.overlap),
+            "--batch-size", str(args.batch_size), "--device", args.device, "--tmp", str(tmp),
+        ]  # fmt: skip
+        if args.workers:
+            common += ["--workers", str(args.workers)]
+        print(f"scene {scene.name} at {resolution:g} m, {len(bands)} bands, device {args.device}")
+        print(f"window {args.window}, overlap {args.overlap}, batch {args.batch_size}")
+        floor = run_child("decode", common, [], tmp / "decode.json")
+        print(f"decode (floor)        {floor['wall']:7.1f} s wall  peak {floor['peak_mb']:6.0f} MB")
+        runs = {}
+        for precision in args.precisions.split(","):
+            extra = ["--model", str(model), "--precision", precision]
+            names = [(f"predict-{precision}", extra)]
+            if args.compile:
+                names.append((f"predict-{precision}+compile", [*extra, "--compile"]))
+            for name, more in names:
+                r = run_child("predict", common, more, tmp / f"{name}.json")
+                runs[name] = r
+                print(
+                    f"{name:<21} {r['wall']:7.1f} s wall  peak {r['peak_mb']:6.0f} MB  "
+                    f"read {r['read_s']:.1f} preprocess {r['preprocess_s']:.1f} "
+                    f"model {r['model_s']:.1f} write {r['write_s']:.1f} s  "
+                    f"{r['windows']} windows, {r['windows'] / r['total_s']:.1f} windows/s end to "
+                    f"end ({r['windows_per_s']:.1f}/s model)  {r['wall'] / floor['wall']:.2f}x "
+                    "decode"
+                )
+        if args.device != "cpu":
+            windows = max(r["windows"] for r in runs.values())
+            extra = ["--model", str(model), "--precision", "auto", "--windows", str(windows)]
+            r = run_child("model-only", common, extra, tmp / "model-only.json")
+            print(f"model only, {windows} windows on the device: {r['seconds']:.2f} s")
+        if args.paper_crop:
+            paper = write_model(tmp / "paper.pt", bands, head="paper")
+            extra = ["--model", str(paper), "--paper-crop", str(args.paper_crop)]
+            r = run_child("paper-crop", common, extra, tmp / "paper.json")
+            print(f"paper head, one {args.paper_crop}^2 crop: {r['seconds']:.2f} s")
+        if "predict-fp32" in runs and "predict-bf16" in runs:
+            ratio = runs["predict-fp32"]["model_s"] / runs["predict-bf16"]["model_s"]
+            print(f"model time fp32 / bf16: {ratio:.2f}x")
+        best = min(runs.values(), key=lambda r: r["wall"])
+        print(f"best end to end / decode floor: {best['wall'] / floor['wall']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
