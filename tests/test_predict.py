@@ -299,9 +299,21 @@ class TestAtomicOutputs:
         again = PredictOptions(resolution=60, overwrite=True)
         assert predict_paths([synthetic], predictor, out, again).results[0].status == "predicted"
 
-    def test_killed_process_leaves_no_complete_looking_file(self, checkpoint, tmp_path):
-        """SIGKILL mid-scene: only hidden partial files remain; a re-run completes cleanly."""
+    def test_sigterm_removes_everything_of_the_scene(self, checkpoint, tmp_path):
+        """`kill` (SIGTERM) mid-scene is handled like Ctrl-C: the partial files go too."""
         out = tmp_path / "out"
+        proc, log = self._start(checkpoint, out, tmp_path)
+        try:
+            self._wait_for_partial_files(proc, out, log)
+        finally:
+            proc.terminate()
+            code = proc.wait(timeout=120)
+        assert code == 130, log.read_text()
+        assert "cloudkit: interrupted" in log.read_text()
+        assert _files(out) == []
+
+    @staticmethod
+    def _start(checkpoint, out, tmp_path):
         args = [
             sys.executable, "-m", "cloudkit.cli", "predict", str(L2A_T29UNU), "--model",
             str(checkpoint), "-o", str(out), "--resolution", "60", "--window", "128",
@@ -310,13 +322,23 @@ class TestAtomicOutputs:
         log = tmp_path / "stderr.txt"
         with log.open("wb") as stderr:
             proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=stderr)
+        return proc, log
+
+    @staticmethod
+    def _wait_for_partial_files(proc, out, log):
         deadline = time.monotonic() + 120
+        while not any(n.endswith(".partial") for n in _files(out)):
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(0.5)  # well inside the scene's rows
+
+    def test_killed_process_leaves_no_complete_looking_file(self, checkpoint, tmp_path):
+        """SIGKILL mid-scene: only hidden partial files remain; a re-run completes cleanly."""
+        out = tmp_path / "out"
+        proc, log = self._start(checkpoint, out, tmp_path)
         try:
-            while not any(n.endswith(".partial") for n in _files(out)):
-                assert proc.poll() is None, log.read_text()
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
-            time.sleep(0.5)  # well inside the scene's rows
+            self._wait_for_partial_files(proc, out, log)
         finally:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
+import threading
 
 import typer
 
@@ -43,7 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     from cloudkit.errors import CloudkitError
 
     try:
-        app(args=argv, prog_name="cloudkit", standalone_mode=False)
+        with _sigterm_as_interrupt():
+            code = app(args=argv, prog_name="cloudkit", standalone_mode=False)
+        # without standalone mode typer turns Ctrl-C into Exit(130) and click *returns* an
+        # Exit's code instead of raising it; commands themselves return None
+        if isinstance(code, int) and code != 0:
+            if code == 130:
+                print("cloudkit: interrupted", file=sys.stderr)
+            return code
     except CloudkitError as err:
         if os.environ.get("CLOUDKIT_DEBUG") == "1":
             raise
@@ -54,9 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except typer.Exit as exit_:
         return exit_.exit_code
-    except typer.Abort:
-        print("cloudkit: aborted", file=sys.stderr)
-        return 1
+    except typer.Abort:  # click's form of a KeyboardInterrupt (Ctrl-C, SIGTERM)
+        print("cloudkit: interrupted", file=sys.stderr)
+        return 130
     except Exception as err:  # click usage errors and the like
         import click
 
@@ -66,3 +76,22 @@ def main(argv: list[str] | None = None) -> int:
             return err.exit_code
         raise
     return 0
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """Treat SIGTERM (``kill``, a batch scheduler's time limit) like Ctrl-C while a command
+    runs, so its clean-up runs: a half-written scene, mask or checkpoint is removed, not left
+    looking complete. The previous handler comes back afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

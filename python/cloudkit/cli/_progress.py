@@ -1,4 +1,4 @@
-"""A rich progress display for the tiler: scenes, tiles and decode throughput."""
+"""Rich progress displays: scenes, rows of the current scene, and a throughput figure."""
 
 from __future__ import annotations
 
@@ -9,28 +9,29 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cloudkit.tiling import Progress as TileProgress
-from cloudkit.tiling import SceneResult
 
 
-class RichProgress(TileProgress):
-    def __init__(self, total_scenes: int) -> None:
+class _SceneBars:
+    """A bar over scenes and one over the rows of the scene at hand, both showing ``count``
+    (tiles, windows) and ``rate`` rendered by ``rate_text``."""
+
+    def __init__(self, total_scenes: int, unit: str, rate_text: str) -> None:
         self._console = Console(stderr=True)
         self._bar = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[tiles]} tiles, {task.fields[rate]:.1f} MB/s"),
+            TextColumn(f"{{task.fields[count]}} {unit}, {rate_text}"),
             TimeElapsedColumn(),
             console=self._console,
             disable=not sys.stderr.isatty(),
         )
-        self._scenes = self._bar.add_task("scenes", total=total_scenes, tiles=0, rate=0.0)
+        self._scenes = self._bar.add_task("scenes", total=total_scenes, count=0, rate=0.0)
         self._rows = None
-        self._tiles = 0
-        self._mb = 0.0
+        self._count = 0
         self._t0 = time.perf_counter()
 
-    def __enter__(self) -> RichProgress:
+    def __enter__(self):
         self._bar.__enter__()
         return self
 
@@ -40,59 +41,39 @@ class RichProgress(TileProgress):
     def scene_started(self, scene_id: str, tile_rows: int) -> None:
         if self._rows is not None:
             self._bar.remove_task(self._rows)
-        self._rows = self._bar.add_task(scene_id[:48], total=tile_rows, tiles=0, rate=0.0)
+        self._rows = self._bar.add_task(scene_id[:48], total=tile_rows, count=0, rate=0.0)
 
-    def row_done(self, tiles: int, megabytes: float) -> None:
-        self._tiles += tiles
-        self._mb += megabytes
-        rate = self._mb / max(time.perf_counter() - self._t0, 1e-9)
-        self._bar.update(self._rows, advance=1, tiles=self._tiles, rate=rate)
-        self._bar.update(self._scenes, tiles=self._tiles, rate=rate)
+    def _row(self, count: int, rate: float) -> None:
+        self._count += count
+        self._bar.update(self._rows, advance=1, count=self._count, rate=rate)
+        self._bar.update(self._scenes, count=self._count, rate=rate)
 
-    def scene_finished(self, result: SceneResult) -> None:
-        self._bar.update(self._scenes, advance=1)
-        if result.status == "failed":
-            self._console.print(f"[red]failed[/red] {result.scene_id}: {result.error}")
-
-
-class RichPredictProgress:
-    """Scenes and tile rows of windows predicted, with the window rate."""
-
-    def __init__(self, total_scenes: int) -> None:
-        self._console = Console(stderr=True)
-        self._bar = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[windows]} windows, {task.fields[rate]:.1f}/s"),
-            TimeElapsedColumn(),
-            console=self._console,
-            disable=not sys.stderr.isatty(),
-        )
-        self._scenes = self._bar.add_task("scenes", total=total_scenes, windows=0, rate=0.0)
-        self._rows = None
-        self._windows = 0
-        self._t0 = time.perf_counter()
-
-    def __enter__(self) -> RichPredictProgress:
-        self._bar.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._bar.__exit__(*exc)
-
-    def scene_started(self, scene_id: str, tile_rows: int) -> None:
-        if self._rows is not None:
-            self._bar.remove_task(self._rows)
-        self._rows = self._bar.add_task(scene_id[:48], total=tile_rows, windows=0, rate=0.0)
-
-    def row_done(self, windows: int) -> None:
-        self._windows += windows
-        rate = self._windows / max(time.perf_counter() - self._t0, 1e-9)
-        self._bar.update(self._rows, advance=1, windows=self._windows, rate=rate)
-        self._bar.update(self._scenes, windows=self._windows, rate=rate)
+    def _per_second(self, amount: float) -> float:
+        return amount / max(time.perf_counter() - self._t0, 1e-9)
 
     def scene_finished(self, result) -> None:
         self._bar.update(self._scenes, advance=1)
         if result.status == "failed":
             self._console.print(f"[red]failed[/red] {result.scene_id}: {result.error}")
+
+
+class RichProgress(_SceneBars, TileProgress):
+    """The tiler's display: tiles written and decoded MB/s."""
+
+    def __init__(self, total_scenes: int) -> None:
+        super().__init__(total_scenes, "tiles", "{task.fields[rate]:.1f} MB/s")
+        self._mb = 0.0
+
+    def row_done(self, tiles: int, megabytes: float) -> None:
+        self._mb += megabytes
+        self._row(tiles, self._per_second(self._mb))
+
+
+class RichPredictProgress(_SceneBars):
+    """Prediction's display: windows predicted per second."""
+
+    def __init__(self, total_scenes: int) -> None:
+        super().__init__(total_scenes, "windows", "{task.fields[rate]:.1f}/s")
+
+    def row_done(self, windows: int) -> None:
+        self._row(windows, self._per_second(self._count + windows))

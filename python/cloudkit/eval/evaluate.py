@@ -10,13 +10,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
 from cloudkit.errors import CloudkitError
 from cloudkit.eval.metrics import ConfusionAccumulator, class_metrics
 from cloudkit.eval.reference import evaluate_reference, open_store
+from cloudkit.jsonfile import write_json
 
-__all__ = ["evaluate_checkpoint", "evaluate_reference", "load_finetuned", "resolve_device"]
+__all__ = [
+    "evaluate_checkpoint",
+    "evaluate_reference",
+    "load_finetuned",
+    "resolve_device",
+    "write_json",
+]
 
 
 def resolve_device(device: str):
@@ -123,33 +128,3 @@ def evaluate_checkpoint(
         }
     )
     return result
-
-
-def write_json(result: dict, path: Path) -> Path:
-    """Write ``result`` as JSON atomically (a temporary file, then os.replace)."""
-    import json
-    import os
-    import tempfile
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(_plain(result), f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _plain(value):
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value

@@ -32,6 +32,7 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from cloudkit.errors import CloudkitError
+from cloudkit.jsonfile import write_json
 
 __all__ = ["MaskWriter", "OutputPaths", "is_complete", "output_paths"]
 
@@ -337,7 +338,7 @@ class MaskWriter:
                 "quicklook": self.paths.quicklook.name if with_quicklook else None,
             }
             _remove_partials(self.out_dir, self.scene_id)  # GDAL side files, if any
-            _write_json({**summary, "outputs": outputs}, self.paths.summary)
+            write_json({**summary, "outputs": outputs}, self.paths.summary)
         except BaseException:
             self.abort()
             raise
@@ -415,34 +416,3 @@ def _true_colour(rgb: np.ndarray) -> np.ndarray:
     """(3, h, w) reflectance -> uint8: linear stretch 0..QUICKLOOK_WHITE, then gamma."""
     stretched = np.clip(np.nan_to_num(rgb, nan=0.0) / QUICKLOOK_WHITE, 0.0, 1.0)
     return np.rint(255 * stretched ** (1 / QUICKLOOK_GAMMA)).astype(np.uint8)
-
-
-def _plain(value):
-    """JSON-ready copy of ``value``: numpy scalars and arrays as Python values, paths as str."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    return value
-
-
-def _write_json(result: dict, path: Path) -> None:
-    """Atomic JSON write (temporary, then os.replace), like cloudkit.eval.evaluate.write_json.
-
-    Not imported from there: that module pulls in torch, seconds of start-up for a JSON file.
-    """
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
-        with open(tmp, "w") as f:
-            json.dump(_plain(result), f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

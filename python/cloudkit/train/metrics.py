@@ -8,30 +8,13 @@ One object per epoch, appended and flushed as soon as the epoch ends, so ``tail 
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
 
+from cloudkit.jsonfile import plain
+
 FILENAME = "metrics.jsonl"
-
-
-def _plain(value: Any) -> Any:
-    """Numbers, strings, lists and dicts that ``json`` writes; NaN/inf become None."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return value
-    if isinstance(value, int):
-        return value
-    if hasattr(value, "item"):  # numpy / torch scalars
-        value = value.item()
-        if isinstance(value, bool | int):
-            return value
-    value = float(value)
-    return value if math.isfinite(value) else None
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -76,6 +59,6 @@ class MetricsWriter:
         if not self.enabled:
             return
         with self.path.open("a") as f:
-            f.write(json.dumps(_plain(record), allow_nan=False) + "\n")
+            f.write(json.dumps(plain(record), allow_nan=False) + "\n")
             f.flush()
             os.fsync(f.fileno())
