@@ -329,6 +329,9 @@ class MaskWriter:
         last: the JSON's presence marks the scene complete."""
         self.build()
         try:
+            # an earlier run's summary would vouch for a mix of old and new files if this
+            # run died between the moves below: the scene is incomplete until the new one
+            self.paths.summary.unlink(missing_ok=True)
             for partial, final in self._moves:
                 os.replace(partial, final)
             with_probabilities, with_quicklook = self._prob_ds is not None, bool(self._q)

@@ -296,10 +296,11 @@ def _write_rows(
     rgb = None
     if rows.pasted is not None:
         dn = rows.pasted
-        rgb = np.where(
-            dn == 0, 0.0, dn * (1.0 / QUANTIFICATION) + STORE_ADD_OFFSET / QUANTIFICATION
+        scale, offset = (
+            np.float32(1.0 / QUANTIFICATION),
+            np.float32(STORE_ADD_OFFSET / QUANTIFICATION),
         )
-        rgb = rgb.astype(np.float32)
+        rgb = np.where(dn == 0, np.float32(0.0), dn.astype(np.float32) * scale + offset)
     writer.write_rows(rows.row0, classes, per_class, rgb)
 
 
