@@ -1,12 +1,13 @@
-"""Do the efficient U-Net head and the paper's stride-1 head reach the same accuracy?
+"""Do the efficient heads (U-Net, light) and the paper's stride-1 head reach the same accuracy?
 
-Both heads are fine-tuned with identical settings (random init, same seed, same tiles, same
+The heads are fine-tuned with identical settings (random init, same seed, same tiles, same
 crops, same epochs) on the real T29UNU L2A product at 60 m with Sen2Cor SCL cloud labels, east
 of a buffer column, and scored on the spatially separate western strip (see
 tests/finetune_stores.py). Reported per head: cloud F1 and IoU, balanced accuracy, wall time of
 the fine-tuning, and the ratio of times.
 
     python benches/bench_head_accuracy.py --fraction 0.25 --epochs 2 --crop 32
+    python benches/bench_head_accuracy.py --heads unet,light --epochs 10 --crop 64
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--heads", default="unet,light,paper", help="comma-separated heads")
     args = parser.parse_args()
 
     from cloudkit.io.discover import discover_scenes
@@ -48,7 +50,7 @@ def main() -> None:
     )
     train, test = spatial_split(full, work)
     rows = {}
-    for head in ("unet", "paper"):
+    for head in args.heads.split(","):
         out = work / head
         cmd = [
             "cloudkit", "finetune", str(train), "--out", str(out), "--init", "random",
@@ -77,7 +79,9 @@ def main() -> None:
         print(
             f"  {head:6s} F1 {f1:.3f}  IoU {iou:.3f}  balanced OA {bacc:.3f}  fine-tune {sec:7.1f} s"
         )
-    print(f"  fine-tune time paper/unet: {rows['paper'][3] / rows['unet'][3]:.1f}x")
+    for slow, fast in (("paper", "unet"), ("unet", "light")):
+        if slow in rows and fast in rows:
+            print(f"  fine-tune time {slow}/{fast}: {rows[slow][3] / rows[fast][3]:.1f}x")
 
 
 if __name__ == "__main__":

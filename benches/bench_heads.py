@@ -1,4 +1,5 @@
-"""Segmentation heads: training-step cost of the paper's all-stride-1 head against the U-Net.
+"""Segmentation heads: training-step cost of the paper's all-stride-1 head against the U-Net
+and the light head.
 
 For each head, one forward + backward (dice + BCE loss, no optimiser step) on random
 13-band input of --size x --size pixels, timed over --steps after --warmup steps, reported as
@@ -11,7 +12,8 @@ parameter counts and the peak memory:
   step; each head runs in its own subprocess so neither sees the other's peak.
 
 Per-pixel figures are comparable across sizes (both heads are convolutional); the summary
-line gives the paper/unet per-pixel cost ratio (the target is a U-Net at least 20x cheaper).
+line gives the paper/unet per-pixel cost ratio (the target is a U-Net at least 20x cheaper),
+and the unet/light one.
 The paper head takes ~24 s per 256x256 step on a 2-core CPU, hence --size 128 there.
 
     python benches/bench_heads.py --size 128                 # CPU, batch 1
@@ -41,7 +43,7 @@ BANDS = (
     "B11",
     "B12",
 )
-HEADS = ("paper", "unet")
+HEADS = ("paper", "unet", "light")
 
 
 def measure(args: argparse.Namespace, head: str) -> dict:
@@ -172,6 +174,10 @@ def main() -> None:
             f"paper/unet per-pixel cost: time {time_ratio:.1f}x, FLOP {flop_ratio:.1f}x, "
             f"peak memory {mem_ratio:.1f}x ({verdict} the >= 20x target)"
         )
+    if {"unet", "light"} <= by_head.keys():
+        time_ratio = by_head["unet"]["ns_per_pixel"] / by_head["light"]["ns_per_pixel"]
+        flop_ratio = by_head["unet"]["gflop_per_sample"] / by_head["light"]["gflop_per_sample"]
+        print(f"unet/light per-pixel cost: time {time_ratio:.1f}x, FLOP {flop_ratio:.1f}x")
 
 
 if __name__ == "__main__":

@@ -11,16 +11,17 @@ Scenes:
 Runs, each a separate process:
   decode        the scene's band files read through cloudkit's decoding lanes (SceneRows),
                 row range by row range as prediction reads them: the floor for end to end
-  predict-*     `predict_paths` with the given precision (fp32, bf16; +compile with
-                --compile), channels_last; the per-stage split comes from the scene's JSON
+  HEAD-PREC     `predict_paths` with each head of --heads (light, unet) and each precision
+                (fp32, bf16; +compile with --compile), channels_last; the per-stage split
+                comes from the scene's JSON
 
-The model is a seeded, untrained ResNet-18 U-Net with the scene's bands: speed does not
+The models are seeded, untrained ResNet-18 segmenters with the scene's bands: speed does not
 depend on the weights. On a GPU (``--device cuda``) the script also reports the model alone
 on a scene's worth of windows already on the device, and the paper head on a crop
 (``--paper-crop 2048``).
 
     python benches/bench_predict.py                       # T29UNU at 60 m, CPU
-    python benches/bench_predict.py --size 10980 --precisions bf16 --compile
+    python benches/bench_predict.py --size 10980 --precisions bf16 --heads light,unet
     python benches/bench_predict.py --size 10980 --device cuda --paper-crop 2048
 """
 
@@ -172,6 +173,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=None, help="synthetic 10 m scene size")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precisions", default="fp32,bf16")
+    parser.add_argument("--heads", default="light,unet", help="comma-separated heads")
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--window", type=int, default=384)
     parser.add_argument("--overlap", type=int, default=64)
@@ -196,7 +198,8 @@ def main() -> None:
     scene, resolution, bands = scene_and_bands(args.size)
     with tempfile.TemporaryDirectory(prefix="bench-predict-") as tmp:
         tmp = Path(tmp)
-        model = write_model(tmp / "unet.pt", bands)
+        heads = args.heads.split(",")
+        models = {head: write_model(tmp / f"{head}.pt", bands, head) for head in heads}
         common = [
             "--scene", str(scene), "--resolution", str(resolution), "--bands", ",".join(bands),
             "--window", str(args.window), "--overlap", str(args.overlap),
@@ -209,35 +212,44 @@ def main() -> None:
         floor = run_child("decode", common, [], tmp / "decode.json")
         print(f"decode (floor)        {floor['wall']:7.1f} s wall  peak {floor['peak_mb']:6.0f} MB")
         runs = {}
-        for precision in args.precisions.split(","):
-            extra = ["--model", str(model), "--precision", precision]
-            names = [(f"predict-{precision}", extra)]
-            if args.compile:
-                names.append((f"predict-{precision}+compile", [*extra, "--compile"]))
-            for name, more in names:
-                r = run_child("predict", common, more, tmp / f"{name}.json")
-                runs[name] = r
-                print(
-                    f"{name:<21} {r['wall']:7.1f} s wall  peak {r['peak_mb']:6.0f} MB  "
-                    f"read {r['read_s']:.1f} preprocess {r['preprocess_s']:.1f} "
-                    f"model {r['model_s']:.1f} write {r['write_s']:.1f} s  "
-                    f"{r['windows']} windows, {r['windows'] / r['total_s']:.1f} windows/s end to "
-                    f"end ({r['windows_per_s']:.1f}/s model)  {r['wall'] / floor['wall']:.2f}x "
-                    "decode"
-                )
+        names = []
+        for head in heads:
+            for precision in args.precisions.split(","):
+                extra = ["--model", str(models[head]), "--precision", precision]
+                names.append((f"{head}-{precision}", extra))
+                if args.compile:
+                    names.append((f"{head}-{precision}+compile", [*extra, "--compile"]))
+        for name, more in names:
+            r = run_child("predict", common, more, tmp / f"{name}.json")
+            runs[name] = r
+            print(
+                f"{name:<21} {r['wall']:7.1f} s wall  peak {r['peak_mb']:6.0f} MB  "
+                f"read {r['read_s']:.1f} preprocess {r['preprocess_s']:.1f} "
+                f"model {r['model_s']:.1f} write {r['write_s']:.1f} s  "
+                f"{r['windows']} windows, {r['windows'] / r['total_s']:.1f} windows/s end to "
+                f"end ({r['windows_per_s']:.1f}/s model)  {r['wall'] / floor['wall']:.2f}x "
+                "decode"
+            )
         if args.device != "cpu":
             windows = max(r["windows"] for r in runs.values())
-            extra = ["--model", str(model), "--precision", "auto", "--windows", str(windows)]
+            extra = ["--model", str(models[heads[0]]), "--precision", "auto"]
+            extra += ["--windows", str(windows)]
             r = run_child("model-only", common, extra, tmp / "model-only.json")
-            print(f"model only, {windows} windows on the device: {r['seconds']:.2f} s")
+            print(f"model only ({heads[0]}), {windows} windows on the device: {r['seconds']:.2f} s")
         if args.paper_crop:
             paper = write_model(tmp / "paper.pt", bands, head="paper")
             extra = ["--model", str(paper), "--paper-crop", str(args.paper_crop)]
             r = run_child("paper-crop", common, extra, tmp / "paper.json")
             print(f"paper head, one {args.paper_crop}^2 crop: {r['seconds']:.2f} s")
-        if "predict-fp32" in runs and "predict-bf16" in runs:
-            ratio = runs["predict-fp32"]["model_s"] / runs["predict-bf16"]["model_s"]
-            print(f"model time fp32 / bf16: {ratio:.2f}x")
+        for head in heads:
+            if f"{head}-fp32" in runs and f"{head}-bf16" in runs:
+                ratio = runs[f"{head}-fp32"]["model_s"] / runs[f"{head}-bf16"]["model_s"]
+                print(f"{head}: model time fp32 / bf16: {ratio:.2f}x")
+        for precision in args.precisions.split(","):
+            pair = [runs.get(f"{head}-{precision}") for head in ("unet", "light")]
+            if all(pair):
+                ratio = pair[0]["model_s"] / pair[1]["model_s"]
+                print(f"{precision}: model time unet / light: {ratio:.2f}x")
         best = min(runs.values(), key=lambda r: r["wall"])
         print(f"best end to end / decode floor: {best['wall'] / floor['wall']:.2f}x")
 

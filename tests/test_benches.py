@@ -69,4 +69,5 @@ def test_predict_benchmark_smoke(tmp_path):
         "fp32",
         env_extra={"CLOUDKIT_BENCH_CACHE": str(tmp_path)},
     )
-    assert "decode (floor)" in out and "predict-fp32" in out and "decode floor" in out
+    assert "decode (floor)" in out and "decode floor" in out
+    assert "light-fp32" in out and "unet-fp32" in out and "unet / light" in out

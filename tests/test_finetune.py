@@ -194,13 +194,16 @@ def _one_line_error(capsys, *args) -> str:
 
 
 class TestCli:
-    def test_run_prints_best(self, store, tmp_path, capsys):
+    @pytest.mark.parametrize("head", ["unet", "light"])
+    def test_run_prints_best(self, store, tmp_path, capsys, head):
         out = tmp_path / "cli"
         args = [store, "--out", out, "--epochs", "1", "--batch-size", "4", "--crop", "32"]
-        code = main([str(a) for a in ["finetune", *args, "--workers", "0", "--device", "cpu"]])
+        args += ["--head", head, "--workers", "0", "--device", "cpu"]
+        code = main([str(a) for a in ["finetune", *args]])
         assert code == 0
         assert capsys.readouterr().out.strip() == str(out / "best.pt")
         assert json.loads((out / "metrics.jsonl").read_text().splitlines()[0])["epoch"] == 1
+        assert torch.load(out / "best.pt", weights_only=True)["head"] == head
 
     @pytest.mark.parametrize(
         ("extra", "message"),

@@ -242,6 +242,22 @@ def test_real_aws_tile_all_13_bands(tmp_path):
     assert result.summary["inference"]["window"] == 64  # the checkpoint's tile size
 
 
+def test_light_head_on_the_real_l2a(tmp_path):
+    """The light head (`finetune --head light`) through the same path: grid, no-data, codes."""
+    ckpt = untrained_checkpoint(tmp_path / "m.pt", head="light")
+    predictor = Predictor(ckpt, device="cpu", precision="bf16")
+    options = PredictOptions(resolution=60, window=256)
+    (result,) = predict_paths([L2A_T29UNU], predictor, tmp_path / "out", options).results
+    assert result.status == "predicted", result.error
+    assert result.summary["model"]["head"] == "light"
+    grid, nodata = _source_60m()
+    with rasterio.open(result.outputs.mask) as ds:
+        assert (ds.crs, ds.transform, ds.shape) == (grid["crs"], grid["transform"], grid["shape"])
+        mask = ds.read(1)
+    np.testing.assert_array_equal(mask == 255, nodata)
+    assert set(np.unique(mask)) <= {0, 1, 255}
+
+
 # ------------------------------------------------------------------------ atomic outputs
 
 
@@ -473,6 +489,21 @@ class TestPredictor:
             expected = torch.sigmoid(model(x)).numpy()
         np.testing.assert_allclose(predictor.probabilities(x), expected, atol=1e-5)
 
+    def test_light_head_folds_too(self, windows, tmp_path):
+        from cloudkit.eval.evaluate import load_finetuned
+
+        ckpt = untrained_checkpoint(tmp_path / "m.pt", head="light")
+        _, model = load_finetuned(ckpt)
+        with torch.no_grad():  # move BN statistics off their init so folding matters
+            model.train()(torch.rand(2, len(T29UNU_60M_BANDS), 64, 64))
+        torch.save({**torch.load(ckpt, weights_only=True), "model": _state(model)}, ckpt)
+        predictor = Predictor(ckpt, device="cpu")
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in predictor._model.modules())
+        x = predictor.inputs(*windows)
+        with torch.inference_mode():
+            expected = torch.sigmoid(model.eval()(x)).numpy()
+        np.testing.assert_allclose(predictor.probabilities(x), expected, atol=1e-5)
+
     def test_bf16_on_the_cpu_stays_close_to_fp32(self, checkpoint, windows):
         fp32 = Predictor(checkpoint, device="cpu")
         bf16 = Predictor(checkpoint, device="cpu", precision="bf16")
@@ -489,3 +520,9 @@ class TestPredictor:
         ckpt = untrained_checkpoint(tmp_path / "m.pt", extra={"normalisation": {"kind": "zscore"}})
         with pytest.raises(CheckpointError, match="zscore"):
             Predictor(ckpt, device="cpu")
+
+
+def _state(model) -> dict:
+    from cloudkit.models.segmentation import segmenter_state
+
+    return segmenter_state(model, task="cloud")

@@ -1,4 +1,5 @@
-"""Segmenters: the all-stride-1 paper head, the U-Net, freezing, and saved states."""
+"""Segmenters: the all-stride-1 paper head, the U-Net, the light head, freezing, and saved
+states."""
 
 from __future__ import annotations
 
@@ -122,6 +123,38 @@ class TestUNet:
             build_segmenter(encoder, **kwargs)
 
 
+class TestLightHead:
+    def test_any_size_comes_back_at_full_resolution(self, encoder):
+        model = build_segmenter(encoder, head="light", num_classes=4, binary=False).eval()
+        with torch.no_grad():
+            assert model(images(2, 64, 64)).shape == (2, 4, 64, 64)
+            assert model(images(1, 48, 40)).shape == (1, 4, 48, 40)
+            assert model(images(1, 20, 12)).shape == (1, 4, 20, 12)
+
+    def test_logits_at_a_quarter_upsampled(self, encoder):
+        """The classifier runs at 1/4 of the input; the output is its bilinear upsampling."""
+        model = build_segmenter(encoder, head="light", num_classes=2, binary=True).eval()
+        seen = {}
+
+        def record(_module, _inputs, out) -> None:
+            seen["logits"] = out
+
+        model.decoder.classifier.register_forward_hook(record)
+        with torch.no_grad():
+            out = model(images(1, 64, 64))
+        coarse = seen["logits"]
+        assert coarse.shape == (1, 1, 16, 16)
+        upsampled = nn.functional.interpolate(coarse, size=(64, 64), mode="bilinear")
+        torch.testing.assert_close(out, upsampled)
+
+    def test_keeps_the_encoder_strided_and_is_cheaper_than_the_unet(self, encoder):
+        light = build_segmenter(encoder, head="light", num_classes=2, binary=True)
+        unet = build_segmenter(encoder, head="unet", num_classes=2, binary=True)
+        assert light.encoder.backbone.conv1.stride == (2, 2)
+        count = lambda m: sum(p.numel() for p in head_parameters(m))  # noqa: E731
+        assert count(light) < count(unet) / 10
+
+
 class TestFreeze:
     def test_parameter_groups_partition(self, encoder):
         model = build_segmenter(encoder, num_classes=2, binary=True)
@@ -157,7 +190,8 @@ class TestFreeze:
 
 class TestState:
     @pytest.mark.parametrize(
-        ("head", "classes", "binary"), [("unet", 2, True), ("paper", 4, False)]
+        ("head", "classes", "binary"),
+        [("unet", 2, True), ("light", 4, False), ("paper", 4, False)],
     )
     def test_round_trip(self, encoder, tmp_path: Path, head, classes, binary):
         model = build_segmenter(encoder, head=head, num_classes=classes, binary=binary)

@@ -229,6 +229,7 @@ class Head(str, enum.Enum):
     """Segmentation head (cloudkit.models.segmentation)."""
 
     unet = "unet"  # U-Net decoder on the strided encoder: the efficient default
+    light = "light"  # feature pyramid to 1/4, bilinear logits: fastest whole-scene prediction
     paper = "paper"  # every stride 1 + Conv3x3/InstanceNorm/Conv1x1 (the paper's; very slow)
 
 

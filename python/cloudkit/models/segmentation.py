@@ -1,6 +1,7 @@
-"""Segmentation networks on the ResNet-18 encoder: the paper's full-resolution head and a U-Net.
+"""Segmentation networks on the ResNet-18 encoder: the paper's full-resolution head, a U-Net
+and a light feature-pyramid head.
 
-Two heads, picked by name:
+Three heads, picked by name:
 
 ``"paper"``
     The head of the paper being reproduced: a copy of the encoder with **every** stride set to
@@ -17,7 +18,15 @@ Two heads, picked by name:
     (reflect where the image is large enough, replicate otherwise) at the bottom and right
     and the logits cropped back, so any H, W works and the output always matches the input.
 
-Both take ``(N, C, H, W)`` reflectance in the encoder's band order and return logits
+``"light"``
+    For fast whole-scene prediction: the unchanged encoder and a feature pyramid on layer1-4
+    (Conv1x1 to 64 channels each, summed top-down after bilinear x2 upsampling) down to 1/4,
+    one Conv3x3-BN-ReLU(64), a Conv1x1 to the logits at 1/4 and bilinear upsampling of the
+    logits to full resolution. About 0.4 GMAC per 384 px window beside the encoder's 5.4,
+    where the U-Net decoder adds 6.8; edges are as sharp as logits at 1/4 interpolated allow.
+    Same padding and cropping as the U-Net.
+
+All take ``(N, C, H, W)`` reflectance in the encoder's band order and return logits
 ``(N, out_channels, H, W)``: one channel for a binary task (sigmoid), ``num_classes`` otherwise
 (softmax).
 """
@@ -35,7 +44,7 @@ from torch.nn import Parameter
 from cloudkit.errors import BandMismatchError, CloudkitError
 from cloudkit.models.encoder import ARCH, Encoder
 
-HEADS = ("unet", "paper")
+HEADS = ("unet", "light", "paper")
 
 #: The U-Net's input size must be a multiple of this (the encoder's total stride).
 UNET_MULTIPLE = 32
@@ -83,6 +92,27 @@ class _UNetDecoder(nn.Module):
         return self.classifier(self.full(torch.cat([y, x], dim=1)))
 
 
+class _LightDecoder(nn.Module):
+    """Feature pyramid on layer1-4 to 1/4, logits there, bilinear to full resolution."""
+
+    WIDTH = 64
+
+    def __init__(self, out_channels: int) -> None:
+        super().__init__()
+        self.laterals = nn.ModuleList(nn.Conv2d(c, self.WIDTH, 1) for c in (64, 128, 256, 512))
+        self.fuse = _conv_bn_relu(self.WIDTH, self.WIDTH)
+        self.classifier = nn.Conv2d(self.WIDTH, out_channels, kernel_size=1)
+
+    def forward(self, x: Tensor, features: list[Tensor]) -> Tensor:
+        pyramid = features[1:]  # layer1..layer4: 1/4 .. 1/32
+        y = self.laterals[-1](pyramid[-1])
+        for lateral, feature in zip(self.laterals[-2::-1], pyramid[-2::-1], strict=True):
+            y = F.interpolate(y, size=feature.shape[-2:], mode="bilinear", align_corners=False)
+            y = y + lateral(feature)
+        logits = self.classifier(self.fuse(y))
+        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
 class _PaperHead(nn.Sequential):
     def __init__(self, out_channels: int) -> None:
         super().__init__(
@@ -127,6 +157,8 @@ class Segmenter(nn.Module):
         if head == "paper":
             _set_all_strides_to_one(self.encoder)
             self.decoder: nn.Module = _PaperHead(self.out_channels)
+        elif head == "light":
+            self.decoder = _LightDecoder(self.out_channels)
         else:
             self.decoder = _UNetDecoder(len(encoder.bands), self.out_channels)
 
