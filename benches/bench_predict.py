@@ -176,7 +176,7 @@ def main() -> None:
     parser.add_argument("--heads", default="light,unet", help="comma-separated heads")
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--window", type=int, default=384)
-    parser.add_argument("--overlap", type=int, default=64)
+    parser.add_argument("--overlap", type=int, default=None, help="default: predict's")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--paper-crop", type=int, default=0)
@@ -195,6 +195,10 @@ def main() -> None:
         Path(args.result).write_text(json.dumps(CHILDREN[args.child](args)))
         return
 
+    if args.overlap is None:
+        from cloudkit.predict.pipeline import default_overlap
+
+        args.overlap = default_overlap(args.window)
     scene, resolution, bands = scene_and_bands(args.size)
     with tempfile.TemporaryDirectory(prefix="bench-predict-") as tmp:
         tmp = Path(tmp)

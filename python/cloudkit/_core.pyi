@@ -32,6 +32,7 @@ __all__ = [
     "stack_bands",
     "tile_windows",
     "upsample_nearest",
+    "window_inputs",
 ]
 
 def upsample_nearest(
@@ -106,6 +107,21 @@ def reflectance_tiles(
     Equals ``scale_reflectance`` of ``cut_tiles(stack_bands(...))`` with NaN for no-data and
     padding, without building the full-scene stack.
     """
+
+def window_inputs(
+    values: NDArray[np.uint16],
+    valid: NDArray[np.uint8],
+    scale: list[float],
+    offset: list[float],
+    *,
+    bf16: bool = False,
+    threads: int | None = None,
+) -> NDArray[np.float32] | NDArray[np.uint16]:
+    """``(n, C, h, w)`` store values and ``(n, 1, h, w)`` validity to the network's input
+    ``(n, h, w, C)`` (channels last): ``value * scale + offset`` in float32, 0 where the value
+    is 0 or the pixel is not valid, exactly as ``data.reflectance.store_reflectance``; with
+    ``bf16`` the bf16 bit patterns of those values (round to nearest even, as torch), to view
+    as ``torch.bfloat16``."""
 
 def cut_stripe(
     y0: int,

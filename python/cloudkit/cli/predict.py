@@ -70,7 +70,7 @@ def predict(
             "--overlap",
             help="Pixels shared by neighbouring windows, blended smoothly (at most half the "
             "window).",
-            show_default="about a sixth of the window",
+            show_default="a sixth of the window, at most 32",
         ),
     ] = None,
     probabilities: Annotated[

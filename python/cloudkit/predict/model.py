@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from cloudkit import _core
 from cloudkit.data.reflectance import STORE_REFLECTANCE, band_constants, store_reflectance
 from cloudkit.data.tasks import get_task
 from cloudkit.errors import CheckpointError, CloudkitError
@@ -87,7 +88,11 @@ class Predictor:
 
     def inputs(self, dn: np.ndarray, valid: np.ndarray) -> Tensor:
         """``(n, C, T, T)`` uint16 store values and ``(n, 1, T, T)`` validity -> reflectance on
-        the device (the conversion of `TileDataset`)."""
+        the device (the conversion of `TileDataset`), channels_last, in the model's dtype."""
+        if self.device.type == "cpu":
+            # the same numbers in one Rust pass instead of six torch passes (about 14 s of
+            # a full 10 m scene on 2 cores); the tests hold it equal to store_reflectance
+            return self._cpu_inputs(dn, valid)
         non_blocking = self.device.type == "cuda"
         dn_t = torch.from_numpy(dn)
         valid_t = torch.from_numpy(valid)
@@ -96,6 +101,15 @@ class Predictor:
         dn_t = dn_t.to(self.device, non_blocking=non_blocking)
         valid_t = valid_t.to(self.device, non_blocking=non_blocking)
         return store_reflectance(dn_t, valid_t, self._scale, self._offset)
+
+    def _cpu_inputs(self, dn: np.ndarray, valid: np.ndarray) -> Tensor:
+        scale, offset = self._scale.flatten().tolist(), self._offset.flatten().tolist()
+        dn, valid = np.ascontiguousarray(dn), np.ascontiguousarray(valid, dtype=np.uint8)
+        nhwc = _core.window_inputs(dn, valid, scale, offset, bf16=self._bf16_weights)
+        images = torch.from_numpy(nhwc)
+        if self._bf16_weights:
+            images = images.view(torch.bfloat16)
+        return images.permute(0, 3, 1, 2)  # NCHW with channels_last strides, no copy
 
     def probabilities(self, images: Tensor) -> np.ndarray:
         """Reflectance ``(n, C, T, T)`` on the device -> float32 ``(n, channels, T, T)``."""

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use ndarray::{Array1, Array4, ArrayView, Dimension};
 use numpy::{
     Element, IntoPyArray, PyArray1, PyArray2, PyArray3, PyArray4, PyReadonlyArray,
-    PyReadonlyArray2, PyReadonlyArray3, PyUntypedArrayMethods,
+    PyReadonlyArray2, PyReadonlyArray3, PyReadonlyArray4, PyUntypedArrayMethods,
 };
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -291,6 +291,33 @@ fn cut_stripe<'py>(
     ))
 }
 
+/// Store-value windows to the network's channels-last input: float32, or bf16 as its bits.
+#[pyfunction]
+#[pyo3(signature = (values, valid, scale, offset, *, bf16 = false, threads = None))]
+fn window_inputs<'py>(
+    py: Python<'py>,
+    values: PyReadonlyArray4<'py, u16>,
+    valid: PyReadonlyArray4<'py, u8>,
+    scale: Vec<f32>,
+    offset: Vec<f32>,
+    bf16: bool,
+    threads: Option<usize>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let values = c_contiguous("values", &values)?;
+    let valid = c_contiguous("valid", &valid)?;
+    Ok(if bf16 {
+        let out = detached(py, threads, || {
+            cloudkit_core::window_inputs(values, valid, &scale, &offset, cloudkit_core::bf16_bits)
+        })?;
+        out.into_pyarray(py).into_any()
+    } else {
+        let out = detached(py, threads, || {
+            cloudkit_core::window_inputs(values, valid, &scale, &offset, |x| x)
+        })?;
+        out.into_pyarray(py).into_any()
+    })
+}
+
 /// (tile index, row origin, col origin, valid fraction, cloud fraction) of a written tile.
 type WrittenRecord = (u64, usize, usize, f32, f32);
 
@@ -375,12 +402,12 @@ impl TileWriter {
     }
 }
 
-/// Rust kernels of cloudkit: resampling, reflectance, tiling and Zarr tile writing.
+/// Rust kernels of cloudkit: resampling, reflectance, tiling, Zarr tile writing and model input.
 #[pymodule]
 mod _core {
     #[pymodule_export]
     use super::{
         band_window, cut_stripe, cut_tiles, downsample_mean, downsample_mode, reflectance_tiles,
-        scale_reflectance, stack_bands, tile_windows, upsample_nearest, TileWriter,
+        scale_reflectance, stack_bands, tile_windows, upsample_nearest, window_inputs, TileWriter,
     };
 }
