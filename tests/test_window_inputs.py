@@ -24,7 +24,9 @@ def windows(draw):
     values = rng.integers(0, 65536, size=(n, bands, h, w), dtype=np.uint16)
     values[rng.random(values.shape) < 0.1] = 0  # no data in single bands
     valid = (rng.random((n, 1, h, w)) > 0.2).astype(np.uint8)
-    scale = draw(st.lists(st.floats(float(np.float32(1e-6)), 1.0, width=32), min_size=bands, max_size=bands))
+    scale = draw(
+        st.lists(st.floats(float(np.float32(1e-6)), 1.0, width=32), min_size=bands, max_size=bands)
+    )
     offset = draw(st.lists(st.floats(-1.0, 1.0, width=32), min_size=bands, max_size=bands))
     return values, valid, scale, offset
 

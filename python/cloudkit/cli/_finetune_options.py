@@ -23,10 +23,11 @@ HeadOption = Annotated[
     Head,
     typer.Option(
         "--head",
-        help="unet: U-Net decoder on the usual strided ResNet-18 (fast). light: feature pyramid "
-        "to 1/4 resolution, about half the U-Net's compute (fastest whole-scene predict). paper: every stride 1 + "
-        "Conv3x3/InstanceNorm/Conv1x1, the paper's head; roughly 300x the compute of a ResNet-18 "
-        "per pixel (about 600 GFLOP per 224 px window): use small --crop.",
+        help="unet: U-Net decoder on the usual strided ResNet-18 (fast). light: feature "
+        "pyramid to 1/4 resolution, about half the U-Net's compute (fastest whole-scene "
+        "predict, coarser edges). paper: every stride 1 + Conv3x3/InstanceNorm/Conv1x1, the "
+        "paper's head; roughly 300x the compute of a ResNet-18 per pixel (about 600 GFLOP per "
+        "224 px window): use small --crop.",
         case_sensitive=False,
     ),
 ]
