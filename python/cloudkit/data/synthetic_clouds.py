@@ -1,0 +1,228 @@
+"""Synthetic clouds, thin clouds and cast shadows laid over real images, with exact labels.
+
+Human cloud labels are scarce, and the ones at hand (Sen2Cor's SCL, a teacher model's
+classes) are coarse where it matters most: cloud edges, thin cloud and shadows. Compositing
+gives the model every pixel's true class for shapes, covers, thicknesses and shadow offsets
+the real samples lack, at whatever resolution the crop is seen at.
+
+A cloud field is fractal noise (power spectrum ``1/f^beta``) cut at the quantile of the cover
+drawn, with soft edges; thick clouds are opaque where it is dense, thin clouds a faint layer.
+The shadow is the thick field shifted along a random sun azimuth by a random offset (cloud
+height x tan(sun zenith)), so shadows can fall inside the crop from clouds outside it.
+Radiometry is per band, by ESA name:
+
+- clouds replace the surface by ``alpha * cloud + (1 - alpha) * surface``; a cloud's
+  spectrum is nearly flat in the visible and near infrared, lower in the water-vapour band
+  B09 and the SWIR (B11, B12); the cirrus band B10 sees the cloud only (no surface signal);
+- a shadow removes the direct sun: ``path + (surface - path) * (1 - depth * (1 - diffuse))``
+  where ``diffuse`` is the share of skylight (largest in the blue) and ``path`` the
+  atmosphere's own reflectance, which top-of-atmosphere (L1C) images carry and L2A not.
+
+Labels use the store's codes: thick cloud where the thick layer is at least half opaque,
+thin cloud where only the thin layer is (at least 0.15), cloud shadow where the shadow is
+at least half deep on what was clear ground and no cloud veils it (opacity < 0.05); elsewhere the real label
+is kept. Everything is drawn from the ``numpy.random.Generator`` passed in, so a seeded
+caller gets the same composite every time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from cloudkit.bands import L1C_BANDS
+from cloudkit.io.scene import (
+    LABEL_CLEAR,
+    LABEL_CLOUD_SHADOW,
+    LABEL_THICK_CLOUD,
+    LABEL_THIN_CLOUD,
+)
+
+#: Top-of-atmosphere path reflectance of a clear atmosphere, per band (B01..B12).
+PATH_REFLECTANCE = dict(
+    zip(
+        L1C_BANDS,
+        (0.09, 0.065, 0.04, 0.025, 0.02, 0.015, 0.012, 0.01, 0.01, 0.005, 0.0, 0.003, 0.002),
+        strict=True,
+    )
+)
+#: Share of diffuse skylight in the surface irradiance: what is left inside a shadow.
+DIFFUSE_SHARE = dict(
+    zip(
+        L1C_BANDS,
+        (0.45, 0.35, 0.27, 0.22, 0.2, 0.17, 0.15, 0.13, 0.13, 0.12, 1.0, 0.08, 0.07),
+        strict=True,
+    )
+)
+#: A thick water cloud's reflectance relative to its visible reflectance (B10: see below).
+CLOUD_SPECTRUM = dict(
+    zip(
+        L1C_BANDS,
+        (1.04, 1.02, 1.0, 0.98, 0.97, 0.96, 0.95, 0.94, 0.93, 0.55, 0.0, 0.6, 0.4),
+        strict=True,
+    )
+)
+CIRRUS_BAND = "B10"
+
+THICK_LABEL_ALPHA = 0.5
+THIN_LABEL_ALPHA = 0.15
+SHADOW_LABEL_DEPTH = 0.5
+SHADOW_MAX_VEIL = 0.05
+KINDS = ("cumulus", "cumulus", "stratus", "thin", "mixed")
+
+
+def composite(
+    image: np.ndarray,
+    labels: np.ndarray,
+    bands: Sequence[str],
+    *,
+    toa: bool,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Clouds and shadows over ``image`` (C, S, S) reflectance in ``bands`` order (NaN
+    channels stay NaN); ``labels`` (S, S) store codes. ``toa``: the image is top-of-
+    atmosphere (L1C), so shadows keep the path reflectance. Returns new arrays."""
+    size = image.shape[-1]
+    if image.shape[-2] != size or labels.shape != image.shape[-2:]:
+        raise ValueError(f"composite needs square (C, S, S) crops, got {image.shape}")
+    margin = size // 2
+    field = size + 2 * margin
+    kind = KINDS[rng.integers(len(KINDS))]
+    thick = np.zeros((field, field), np.float32)
+    thin = np.zeros((field, field), np.float32)
+    if kind in ("cumulus", "stratus", "mixed"):
+        cover = rng.uniform(0.4, 0.95) if kind == "stratus" else rng.uniform(0.05, 0.6)
+        density = _soft_cover(_cloud_noise(rng, field), cover, rng.uniform(0.05, 0.6))
+        thick = 1.0 - np.exp(-density * rng.uniform(1.5, 4.0))
+    if kind in ("thin", "mixed"):
+        haze = _soft_cover(_cloud_noise(rng, field, smooth=True), rng.uniform(0.2, 0.9), 1.0)
+        thin = np.clip(haze / rng.uniform(0.3, 1.5), 0.0, 1.0) * rng.uniform(0.15, 0.55)
+
+    shadow = np.zeros((size, size), np.float32)
+    if thick.max() > 0 and rng.random() < 0.85:
+        shadow = _cast_shadow(thick, margin, size, rng)
+    inner = slice(margin, margin + size)
+    thick, thin = thick[inner, inner], thin[inner, inner]
+
+    out = image.astype(np.float32, copy=True)
+    on_clear = shadow * (labels == LABEL_CLEAR)
+    depth = rng.uniform(0.55, 0.95)
+    for c, band in enumerate(bands):
+        path = PATH_REFLECTANCE[band] if toa else 0.0
+        keep = 1.0 - depth * (1.0 - DIFFUSE_SHARE[band]) * on_clear
+        out[c] = path + (out[c] - path) * keep
+
+    texture = 1.0 + 0.18 * _fractal(rng, size, rng.uniform(1.6, 2.6))
+    thick_refl = _cloud_reflectance(bands, rng, rng.uniform(0.25, 0.85), texture)
+    out = out * (1.0 - thick) + thick_refl * thick
+    if thin.max() > 0:
+        thin_refl = _cloud_reflectance(bands, rng, rng.uniform(0.25, 0.6), np.ones_like(texture))
+        out = out * (1.0 - thin) + thin_refl * thin
+
+    new = labels.copy()
+    # a shadow under even a faint veil may be no darker than the ground around it
+    unveiled = (thick < SHADOW_MAX_VEIL) & (thin < SHADOW_MAX_VEIL)
+    new[(on_clear >= SHADOW_LABEL_DEPTH) & unveiled] = LABEL_CLOUD_SHADOW
+    new[(thin >= THIN_LABEL_ALPHA) & (thick < THICK_LABEL_ALPHA)] = LABEL_THIN_CLOUD
+    new[thick >= THICK_LABEL_ALPHA] = LABEL_THICK_CLOUD
+    return out, new
+
+
+#: Snow's reflectance relative to its visible reflectance: bright to the near infrared, dark
+#: in the SWIR (ice absorbs there, which is how multispectral maskers tell it from cloud).
+SNOW_SPECTRUM = dict(
+    zip(
+        L1C_BANDS,
+        (1.0, 1.0, 0.99, 0.97, 0.95, 0.92, 0.9, 0.86, 0.85, 0.6, 0.0, 0.12, 0.08),
+        strict=True,
+    )
+)
+
+
+def snow(
+    image: np.ndarray, labels: np.ndarray, bands: Sequence[str], *, rng: np.random.Generator
+) -> np.ndarray:
+    """Snow laid over the clear ground of ``image`` (C, S, S), keeping the terrain's shading:
+    a bright surface that is *not* cloud. Labels are unchanged (snow is clear sky)."""
+    size = image.shape[-1]
+    visible = [i for i, b in enumerate(bands) if b in ("B02", "B03", "B04")]
+    shade = np.nanmean(image[visible], axis=0) if visible else np.ones(image.shape[1:])
+    shade = np.nan_to_num(shade / max(float(np.nanmean(shade)), 1e-3), nan=1.0)
+    # terrain under snow: the ground's own shading plus ridges and slopes at fine scale,
+    # and sharp-edged patches, where clouds are soft-edged and smooth
+    relief = 1.0 + rng.uniform(0.15, 0.4) * _fractal(rng, size, rng.uniform(1.4, 2.2))
+    shade = np.clip(shade * relief, 0.3, 1.6) ** rng.uniform(0.5, 1.5)
+    cover = np.clip(
+        _soft_cover(_cloud_noise(rng, size), rng.uniform(0.3, 1.0), rng.uniform(0.02, 0.2)), 0, 1
+    )
+    cover = cover * (labels == LABEL_CLEAR)
+    brightness = rng.uniform(0.35, 0.9)
+    out = image.astype(np.float32, copy=True)
+    for c, band in enumerate(bands):
+        if band == CIRRUS_BAND:
+            continue  # the surface is invisible at 1.38 um
+        ratio = SNOW_SPECTRUM[band] * (1.0 + rng.normal(0.0, 0.03))
+        out[c] = out[c] * (1.0 - cover) + brightness * ratio * shade * cover
+    return out
+
+
+def _fractal(rng: np.random.Generator, size: int, beta: float) -> np.ndarray:
+    """Zero-mean, unit-variance noise with power spectrum 1 / f^beta (size x size)."""
+    fy = np.fft.fftfreq(size)[:, None]
+    fx = np.fft.fftfreq(size)[None, :]
+    f = np.hypot(fy, fx)
+    f[0, 0] = 1.0
+    spectrum = (rng.standard_normal((size, size)) + 1j * rng.standard_normal((size, size))) / (
+        f ** (beta / 2)
+    )
+    spectrum[0, 0] = 0.0
+    noise = np.real(np.fft.ifft2(spectrum))
+    return ((noise - noise.mean()) / (noise.std() + 1e-8)).astype(np.float32)
+
+
+def _cloud_noise(rng: np.random.Generator, field: int, *, smooth: bool = False) -> np.ndarray:
+    """Fractal noise drawn at a coarser scale and zoomed: cloud cells of random size."""
+    zoom = rng.uniform(1.0, 6.0) * (2.0 if smooth else 1.0)
+    coarse = max(8, int(np.ceil(field / zoom)))
+    beta = rng.uniform(2.5, 3.5) if smooth else rng.uniform(2.0, 3.2)
+    noise = ndimage.zoom(_fractal(rng, coarse, beta), field / coarse, order=1)
+    return noise[:field, :field]
+
+
+def _soft_cover(noise: np.ndarray, cover: float, softness: float) -> np.ndarray:
+    """How far ``noise`` rises above the level that leaves ``cover`` of the field covered."""
+    level = np.quantile(noise, 1.0 - cover)
+    return np.clip((noise - level) / softness, 0.0, None).astype(np.float32)
+
+
+def _cast_shadow(thick: np.ndarray, margin: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    offset = rng.uniform(0.1, 0.9) * margin
+    azimuth = rng.uniform(0.0, 2.0 * np.pi)
+    dy, dx = int(offset * np.sin(azimuth)), int(offset * np.cos(azimuth))
+    blurred = ndimage.gaussian_filter(thick, rng.uniform(0.3, 2.0))
+    window = blurred[margin - dy : margin - dy + size, margin - dx : margin - dx + size]
+    return np.clip(window * rng.uniform(1.0, 1.6), 0.0, 1.0).astype(np.float32)
+
+
+def _cloud_reflectance(
+    bands: Sequence[str], rng: np.random.Generator, brightness: float, texture: np.ndarray
+) -> np.ndarray:
+    """(C, S, S) reflectance of a cloud layer: a perturbed spectrum times a texture."""
+    swir = {
+        "B11": rng.uniform(0.7, 1.2),
+        "B12": rng.uniform(0.6, 1.2),
+        "B09": rng.uniform(0.8, 1.2),
+    }
+    cirrus = rng.uniform(0.005, 0.08)
+    layers = []
+    for band in bands:
+        if band == CIRRUS_BAND:
+            # the cirrus band is absorbed by water vapour below the cloud: its signal is the
+            # cloud's own and depends on the cloud's height, not its visible brightness
+            layers.append(cirrus * texture)
+            continue
+        ratio = CLOUD_SPECTRUM[band] * swir.get(band, 1.0) * (1.0 + rng.normal(0.0, 0.03))
+        layers.append(brightness * ratio * texture)
+    return np.stack(layers).astype(np.float32)
