@@ -352,8 +352,8 @@ class StoreReader:
     """A tile store opened for reading (no lock): its attributes, the committed rows of its
     index, its tiles and its scenes. Use :meth:`open`.
 
-    Rows past the commit point (``num_tiles``) are never shown. Zarr handles do not survive a
-    fork, so a reader is opened in the process that reads; a DataLoader worker opens its own.
+    Rows past the commit point (``num_tiles``) are never shown. Open a reader in the process
+    that reads: a forked DataLoader worker opens its own rather than reuse its parent's handles.
     """
 
     def __init__(self, path: Path, group: zarr.Group) -> None:
@@ -428,11 +428,16 @@ class StoreReader:
 
     def tile(self, name: str, row: int) -> np.ndarray:
         """One tile, ``(C, T, T)`` of ``images`` or ``(1, T, T)`` of ``valid``/``labels``."""
+        if not 0 <= row < self.num_tiles:
+            raise IndexError(f"{self.path}: tile {row} is not one of its {self.num_tiles} tiles")
         return self._arrays[name][row]
 
     def tiles(self, name: str, rows: np.ndarray) -> np.ndarray:
         """The tiles at ``rows``, ``(len(rows), *tile shape)``."""
-        return self._arrays[name].get_orthogonal_selection((np.asarray(rows, dtype=np.int64),))
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(rows) and not (rows.min() >= 0 and rows.max() < self.num_tiles):
+            raise IndexError(f"{self.path}: rows outside its {self.num_tiles} tiles asked for")
+        return self._arrays[name].get_orthogonal_selection((rows,))
 
     def scenes(self, name: str) -> np.ndarray:
         """The committed rows of a ``scenes/`` column (``id``, ``path``, ``crs``, ...)."""
