@@ -49,9 +49,8 @@ def on_grid(native: np.ndarray, factor: int, height: int, width: int, **kw) -> n
             0, [band], [1], height, width, tile, 0, labels=native, label_factor=factor, **kw
         )
         return out[2][0, 0, :height, :width]
-    return _core.cut_stripe(0, [native], [factor], height, width, tile, 0, **kw)[0][
-        0, 0, :height, :width
-    ]
+    images = _core.cut_stripe(0, [native], [factor], height, width, tile, 0, **kw)[0]
+    return images[0, 0, :height, :width]
 
 
 whole_raster = pytest.mark.skipif(
