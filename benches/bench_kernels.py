@@ -4,8 +4,17 @@ Each variant runs in its own process (so its peak RSS is its own) on the same ar
 10980 x 10980 13-band scene by default (4 bands at 10 m, 6 at 20 m, 3 at 60 m, random DN with
 a no-data corner). Reported: wall time of the kernel, peak RSS, and the ratios.
 
+The Rust side is `_core.reflectance_tiles`, a whole-scene kernel the product does not use (it
+streams tile rows), so the extension only has it when built with the `whole-raster` feature:
+
+    cargo build --release --manifest-path rust/py/Cargo.toml \
+        --features pyo3/extension-module,whole-raster
+    cp target/release/lib_core.so python/cloudkit/_core.cpython-*.so   # the installed one
+
     python benches/bench_kernels.py            # full scene (needs ~25 GiB for numpy... see --size)
     python benches/bench_kernels.py --size 2196 --repeat 3
+
+Build again without the feature (and copy) to go back to the product's extension.
 """
 
 from __future__ import annotations
@@ -73,6 +82,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--variant", choices=("numpy", "rust"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    from cloudkit import _core
+
+    if not hasattr(_core, "reflectance_tiles"):
+        raise SystemExit(
+            "cloudkit._core has no reflectance_tiles: build it with the whole-raster feature "
+            "(see the top of benches/bench_kernels.py)"
+        )
     if args.variant:
         print(
             json.dumps(run_variant(args.variant, args.size, args.tile, args.repeat, args.threads))

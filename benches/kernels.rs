@@ -1,15 +1,14 @@
 //! Criterion benchmarks of the hot kernels on realistic sizes: two tile rows (2 x 384 rows) of
 //! a full-width 10980-pixel Sentinel-2 scene.
 //!
-//! Run with `cargo bench -p cloudkit-core`; `-- --quick` for a smoke run.
+//! Run with `cargo bench -p cloudkit-core`; `-- --quick` for a smoke run. The whole-scene
+//! kernels (`whole_raster`) are built for it by the crate's dev-dependency on itself.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ndarray::{s, Array2};
 
-use cloudkit_core::resample::band_window;
-use cloudkit_core::{
-    cut_stripe, downsample_mean, reflectance_tiles, upsample_nearest, StripeLayout, TileGrid,
-};
+use cloudkit_core::whole_raster::{downsample_mean, reflectance_tiles, upsample_nearest};
+use cloudkit_core::{band_window, cut_stripe, StripeLayout, TileGrid};
 
 const WIDTH: usize = 10980;
 const TILE: usize = 384;

@@ -1,4 +1,9 @@
-"""cloudkit._core against plain numpy references, on random arrays and a real L2A product."""
+"""cloudkit._core against plain numpy references, on random arrays and a real L2A product.
+
+Resampling is checked through the product's own kernel, `cut_stripe`, with one tile covering
+the grid (`on_grid`). `reflectance_tiles` exists only in a `_core` built with the
+`whole-raster` feature (see benches/bench_kernels.py); its tests skip otherwise.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +15,11 @@ import zarr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-from zarr.codecs import ZstdCodec
 
 import numpy_reference as ref
 from cloudkit import _core
 from cloudkit.errors import InvalidSceneError, StoreError, TileShapeError
+from cloudkit.io.store import StoreLayout, TileStore
 
 # --- numpy references live in numpy_reference.py (shared with the benchmarks) ---------------
 
@@ -32,6 +37,27 @@ def tile_row_origins(height: int, width: int, tile: int, overlap: int) -> list[i
 def assert_same(actual: np.ndarray, expected: np.ndarray) -> None:
     assert actual.dtype == expected.dtype
     np.testing.assert_array_equal(actual, expected)  # NaN positions must match too
+
+
+def on_grid(native: np.ndarray, factor: int, height: int, width: int, **kw) -> np.ndarray:
+    """``native`` (DN, or label codes when uint8) resampled by ``factor`` onto a ``height`` x
+    ``width`` grid by `cut_stripe`, as one tile row holding one tile."""
+    tile = max(height, width)
+    if native.dtype == np.uint8:  # label codes ride along a band of ones
+        band = np.ones((height, width), np.uint16)
+        out = _core.cut_stripe(
+            0, [band], [1], height, width, tile, 0, labels=native, label_factor=factor, **kw
+        )
+        return out[2][0, 0, :height, :width]
+    images = _core.cut_stripe(0, [native], [factor], height, width, tile, 0, **kw)[0]
+    return images[0, 0, :height, :width]
+
+
+whole_raster = pytest.mark.skipif(
+    not hasattr(_core, "reflectance_tiles"),
+    reason="reflectance_tiles needs _core built with the whole-raster feature "
+    "(see benches/bench_kernels.py)",
+)
 
 
 # --- fixtures ---------------------------------------------------------------------------------
@@ -78,58 +104,59 @@ def real_bands(t29unu: Path) -> dict[str, np.ndarray]:
 class TestConversions:
     def test_non_contiguous_input_is_refused(self, rng):
         a = random_dn(rng, (8, 6))
-        with pytest.raises(ValueError, match="C-contiguous"):
-            _core.upsample_nearest(a.T, 2)
+        with pytest.raises(ValueError, match=r"bands\[0\] must be C-contiguous"):
+            _core.cut_stripe(0, [a.T], [1], 6, 8, 8, 0)
         with pytest.raises(ValueError, match=r"bands\[1\] must be C-contiguous"):
-            _core.stack_bands([a, a[:, ::2]], [1, 1], 8, 3)
-        with pytest.raises(ValueError, match="C-contiguous"):
-            _core.cut_tiles(np.zeros((2, 4, 4), np.uint16)[:, ::2], 2, 0)
+            _core.cut_stripe(0, [a, a[:, ::2]], [1, 1], 8, 3, 8, 0)
+        codes = np.zeros((6, 8), np.uint8).T
+        with pytest.raises(ValueError, match="labels must be C-contiguous"):
+            _core.cut_stripe(0, [a], [1], 8, 6, 8, 0, labels=codes, label_factor=1)
 
     def test_wrong_dtype_is_a_type_error(self):
         with pytest.raises(TypeError):
-            _core.downsample_mean(np.zeros((4, 4), np.int32), 2)
+            _core.cut_stripe(0, [np.zeros((4, 4), np.int32)], [1], 4, 4, 4, 0)
         with pytest.raises(TypeError):
-            _core.upsample_nearest(np.zeros((4, 4), np.float32), 2)
+            _core.cut_stripe(0, [np.zeros((4, 4), np.float32)], [1], 4, 4, 4, 0)
+        band = np.ones((4, 4), np.uint16)
         with pytest.raises(TypeError):
-            _core.downsample_mode(np.zeros((4, 4), np.uint16), 2)
+            _core.cut_stripe(0, [band], [1], 4, 4, 4, 0, labels=band, label_factor=1)
 
-    def test_results_are_new_arrays_of_the_input_dtype(self, rng):
+    def test_results_are_new_arrays(self, rng):
         a16 = random_dn(rng, (3, 5))
-        out16 = _core.upsample_nearest(a16, 1)
-        assert out16.dtype == np.uint16 and not np.shares_memory(out16, a16)
-        assert _core.upsample_nearest(a16.astype(np.uint8), 3).dtype == np.uint8
-        out16[:] = 7  # owned and writeable
+        codes = rng.integers(0, 256, (3, 5), dtype=np.uint8)
+        images, valid, labels, *_ = _core.cut_stripe(
+            0, [a16], [1], 3, 5, 8, 0, labels=codes, label_factor=1
+        )
+        assert images.dtype == np.uint16 and labels.dtype == np.uint8 and valid.dtype == np.uint8
+        assert not np.shares_memory(images, a16) and not np.shares_memory(labels, codes)
+        images[:] = 7  # owned and writeable
         assert a16[0, 0] != 7 or a16.size == 0
 
     def test_shape_and_factor_errors_are_tile_shape_errors(self, rng):
         a = random_dn(rng, (6, 6))
         for call in (
-            lambda: _core.upsample_nearest(a, 0),
+            lambda: _core.cut_stripe(0, [a], [0], 6, 6, 6, 0),
             lambda: _core.band_window(0, 4, 0, 10),
             lambda: _core.tile_windows(10, 10, 4, 4),
             lambda: _core.tile_windows(10, 10, 0, 0),
-            lambda: _core.stack_bands([a], [1, 2], 6, 6),
-            lambda: _core.stack_bands([a], [2], 13, 12),  # 6 * 2 rows cannot cover 13
-            lambda: _core.scale_reflectance(a[None], 1e4, [0.0, 0.0]),
+            lambda: _core.cut_stripe(0, [a], [1, 2], 6, 6, 6, 0),
+            lambda: _core.cut_stripe(0, [a], [2], 13, 12, 13, 0),  # 6 * 2 rows cannot cover 13
+            lambda: _core.cut_stripe(0, [a], [1], 6, 6, 6, 0, shifts=[0, 0]),
         ):
             with pytest.raises(TileShapeError):
                 call()
 
-    def test_bad_quantification_is_an_invalid_scene(self, rng):
-        with pytest.raises(InvalidSceneError, match="quantification"):
-            _core.scale_reflectance(random_dn(rng, (1, 2, 2)), 0.0, [0.0])
-
     def test_threads(self, rng, monkeypatch):
         a = random_dn(rng, (5, 5))
         expected = ref.upsample_nearest(a, 2)
-        assert_same(_core.upsample_nearest(a, 2, threads=1), expected)
+        assert_same(on_grid(a, 2, 10, 10, threads=1), expected)
         monkeypatch.setenv("CLOUDKIT_NUM_THREADS", "2")
-        assert_same(_core.upsample_nearest(a, 2), expected)
+        assert_same(on_grid(a, 2, 10, 10), expected)
         with pytest.raises(ValueError, match="threads"):
-            _core.upsample_nearest(a, 2, threads=0)
+            on_grid(a, 2, 10, 10, threads=0)
         monkeypatch.setenv("CLOUDKIT_NUM_THREADS", "many")
         with pytest.raises(ValueError, match="CLOUDKIT_NUM_THREADS"):
-            _core.upsample_nearest(a, 2)
+            on_grid(a, 2, 10, 10)
 
 
 # --- kernels on random arrays -----------------------------------------------------------------
@@ -139,29 +166,29 @@ class TestKernels:
     @pytest.mark.parametrize("k", [1, 2, 3, 6])
     def test_upsample(self, rng, k):
         a = random_dn(rng, (7, 9))
-        assert_same(_core.upsample_nearest(a, k), ref.upsample_nearest(a, k))
+        assert_same(on_grid(a, k, 7 * k, 9 * k), ref.upsample_nearest(a, k))
         codes = rng.integers(0, 256, (4, 3), dtype=np.uint8)
-        assert_same(_core.upsample_nearest(codes, k), ref.upsample_nearest(codes, k))
+        assert_same(on_grid(codes, k, 4 * k, 3 * k), ref.upsample_nearest(codes, k))
 
     @pytest.mark.parametrize("d", [1, 2, 3, 5])
     def test_downsample_mean(self, rng, d):
         a = random_dn(rng, (17, 23), zeros=0.5)
         a[:d, :d] = 0  # one all-no-data block
-        assert_same(_core.downsample_mean(a, d), ref.downsample_mean(a, d))
+        assert_same(on_grid(a, -d, 17 // d, 23 // d), ref.downsample_mean(a, d))
 
     def test_downsample_mean_rounds_half_up(self):
         a = np.array([[1, 2, 0, 0], [0, 0, 0, 0]], np.uint16)
-        assert_same(_core.downsample_mean(a, 2), np.array([[2, 0]], np.uint16))
+        assert_same(on_grid(a, -2, 1, 2), np.array([[2, 0]], np.uint16))
 
     @pytest.mark.parametrize("d", [2, 3, 4])
     def test_downsample_mode(self, rng, d):
         codes = rng.choice(np.array([0, 1, 2, 3, 255], np.uint8), size=(13, 14))
         codes[:d, :d] = 255
-        assert_same(_core.downsample_mode(codes, d), ref.downsample_mode(codes, d))
+        assert_same(on_grid(codes, -d, 13 // d, 14 // d), ref.downsample_mode(codes, d))
 
     def test_downsample_mode_ties_go_to_the_smallest_code(self):
         codes = np.array([[3, 1], [1, 3]], np.uint8)
-        assert_same(_core.downsample_mode(codes, 2), np.array([[1]], np.uint8))
+        assert_same(on_grid(codes, -2, 1, 1), np.array([[1]], np.uint8))
 
     def test_band_window(self):
         assert _core.band_window(384, 384, 6, 1830) == (64, 64)
@@ -169,53 +196,24 @@ class TestKernels:
         assert _core.band_window(10, 5, -3, 1000) == (30, 15)
         assert _core.band_window(10800, 384, 6, 1830) == (1800, 30)
 
-    @pytest.mark.parametrize("shifts", [None, [0, -1000, 100, 65535]])
-    def test_stack_bands(self, rng, shifts):
-        bands, factors = random_scene(rng, 25, 31)
-        assert_same(
-            _core.stack_bands(bands, factors, 25, 31, shifts),
-            ref.stack_bands(bands, factors, 25, 31, shifts),
-        )
-
-    def test_scale_reflectance(self, rng):
-        stack = random_dn(rng, (3, 10, 12))
-        offsets = [0.0, -1000.0, 12.5]
-        assert_same(
-            _core.scale_reflectance(stack, 10000.0, offsets),
-            ref.scale_reflectance(stack, 1e4, offsets),
-        )
-
-    @pytest.mark.parametrize(("tile", "overlap"), [(4, 0), (5, 2), (8, 7), (64, 0)])
-    def test_cut_tiles(self, rng, tile, overlap):
-        stack = random_dn(rng, (3, 19, 13))
-        images, valid = _core.cut_tiles(stack, tile, overlap)
-        ref_images, ref_valid = ref.cut_tiles_with_valid(stack, tile, overlap)
-        assert_same(images, ref_images)
-        assert_same(valid, ref_valid)
-
-    @pytest.mark.parametrize(("tile", "overlap"), [(8, 0), (7, 3), (40, 0)])
-    def test_reflectance_tiles(self, rng, tile, overlap):
-        bands, factors = random_scene(rng, 25, 31)
-        offsets = [-1000.0, 0.0, 3.25, -0.5]
-        args = (bands, factors, 25, 31, 10000.0, offsets, tile, overlap)
-        assert_same(_core.reflectance_tiles(*args), ref.reflectance_tiles(*args))
-        assert_same(_core.reflectance_tiles(*args, threads=1), ref.reflectance_tiles(*args))
-
     @pytest.mark.parametrize("label_factor", [2, -2])
     @pytest.mark.parametrize("clip_rows", [False, True])
-    def test_cut_stripe_matches_stack_then_cut(self, rng, label_factor, clip_rows):
-        height, width, tile, overlap = 26, 31, 8, 2
+    @pytest.mark.parametrize(("tile", "overlap"), [(8, 2), (4, 0), (8, 7), (64, 0)])
+    @pytest.mark.parametrize("shifts", [[0, -1000, 7, 3], [0, -1000, 100, 65535]])
+    def test_cut_stripe_matches_stack_then_cut(
+        self, rng, label_factor, clip_rows, tile, overlap, shifts
+    ):
+        height, width = 26, 31
         bands, factors = random_scene(rng, height, width)
-        shifts = [0, -1000, 7, 3]
         label_shape = (13, 16) if label_factor == 2 else (53, 63)
         labels = rng.choice(np.array([0, 1, 2, 3, 255], np.uint8), size=label_shape)
         stack = ref.stack_bands(bands, factors, height, width, shifts)
         images, valid = ref.cut_tiles_with_valid(stack, tile, overlap)
-        on_grid = (
+        labels_on_grid = (
             ref.upsample_nearest(labels, 2) if label_factor == 2 else ref.downsample_mode(labels, 2)
         )
         # Labels pad with 255: shift codes by one so that the zero padding marks the padding.
-        shifted = on_grid[None, :height, :width].astype(np.int32) + 1
+        shifted = labels_on_grid[None, :height, :width].astype(np.int32) + 1
         ref_codes = ref.cut_tiles_with_valid(shifted, tile, overlap)[0]
         ref_codes = np.where(ref_codes == 0, 255, ref_codes - 1).astype(np.uint8)
 
@@ -251,26 +249,16 @@ class TestRealData:
     @pytest.mark.parametrize("d", [3, 6])
     def test_downsample_mean(self, real_bands, d):
         b01 = real_bands["B01"]
-        assert_same(_core.downsample_mean(b01, d), ref.downsample_mean(b01, d))
+        assert_same(on_grid(b01, -d, 1830 // d, 1830 // d), ref.downsample_mean(b01, d))
 
     def test_upsample(self, real_bands):
         b02 = real_bands["B02"]
-        assert_same(_core.upsample_nearest(b02, 2), ref.upsample_nearest(b02, 2))
+        assert_same(on_grid(b02, 2, 3660, 3660), ref.upsample_nearest(b02, 2))
 
     def test_downsample_mode_of_scene_classification(self, real_bands):
         scl = real_bands["SCL"]
         scl = np.where(scl == 0, 255, scl).astype(np.uint8)  # SCL 0 is no data
-        assert_same(_core.downsample_mode(scl, 3), ref.downsample_mode(scl, 3))
-
-    def test_reflectance_tiles_mixed_factors(self, real_bands):
-        # A 1830 x 1830 grid from a same-grid, a 3x coarser and a 2x finer band.
-        bands = [
-            real_bands["B01"],
-            ref.downsample_mean(real_bands["B02"], 3),
-            ref.upsample_nearest(real_bands["B04"], 2),
-        ]
-        args = (bands, [1, 3, -2], 1830, 1830, 10000.0, [-1000.0, -1000.0, -1000.0], 256, 32)
-        assert_same(_core.reflectance_tiles(*args), ref.reflectance_tiles(*args))
+        assert_same(on_grid(scl, -3, 610, 610), ref.downsample_mode(scl, 3))
 
 
 # --- properties ---------------------------------------------------------------------------------
@@ -306,40 +294,47 @@ class TestProperties:
     )
     @settings(max_examples=60, deadline=None)
     def test_upsample_then_downsample_is_identity(self, a, k):
-        assert_same(_core.downsample_mean(_core.upsample_nearest(a, k), k), a)
+        h, w = a.shape
+        assert_same(on_grid(on_grid(a, k, h * k, w * k).copy(), -k, h, w), a)
 
-    @given(
-        dns=arrays(np.uint16, st.integers(1, 50), elements=st.integers(1, 65535)),
-        offset=st.floats(-2000, 2000, width=32),
-        quantification=st.floats(1, 1e5, width=32),
-    )
-    @settings(max_examples=60, deadline=None)
-    def test_scale_is_monotone(self, dns, offset, quantification):
-        dns = np.sort(dns)
-        out = _core.scale_reflectance(dns[None, None], quantification, [offset])[0, 0]
-        assert np.all(np.diff(out) >= 0)
+
+# --- whole-raster kernel (feature build) -----------------------------------------------------
+
+
+@whole_raster
+class TestReflectanceTiles:
+    @pytest.mark.parametrize(("tile", "overlap"), [(8, 0), (7, 3), (40, 0)])
+    def test_random(self, rng, tile, overlap):
+        bands, factors = random_scene(rng, 25, 31)
+        offsets = [-1000.0, 0.0, 3.25, -0.5]
+        args = (bands, factors, 25, 31, 10000.0, offsets, tile, overlap)
+        assert_same(_core.reflectance_tiles(*args), ref.reflectance_tiles(*args))
+        assert_same(_core.reflectance_tiles(*args, threads=1), ref.reflectance_tiles(*args))
+
+    def test_real_mixed_factors(self, real_bands):
+        # A 1830 x 1830 grid from a same-grid, a 3x coarser and a 2x finer band.
+        bands = [
+            real_bands["B01"],
+            ref.downsample_mean(real_bands["B02"], 3),
+            ref.upsample_nearest(real_bands["B04"], 2),
+        ]
+        args = (bands, [1, 3, -2], 1830, 1830, 10000.0, [-1000.0, -1000.0, -1000.0], 256, 32)
+        assert_same(_core.reflectance_tiles(*args), ref.reflectance_tiles(*args))
+
+    def test_bad_quantification_is_an_invalid_scene(self, rng):
+        band = random_dn(rng, (2, 2))
+        with pytest.raises(InvalidSceneError, match="quantification"):
+            _core.reflectance_tiles([band], [1], 2, 2, 0.0, [0.0], 2, 0)
 
 
 # --- Zarr tile writer ---------------------------------------------------------------------------
 
 
-def create_store(path: Path, n: int, bands: int, tile: int, labels: bool) -> zarr.Group:
-    """The arrays io/store.py creates: one chunk per tile, bytes + zstd."""
-    root = zarr.create_group(store=str(path), zarr_format=3)
-    specs = [("images", "uint16", bands, 0), ("valid", "uint8", 1, 0)]
-    if labels:
-        specs.append(("labels", "uint8", 1, 255))
-    for name, dtype, first, fill in specs:
-        root.create_array(
-            name,
-            shape=(0, first, tile, tile),
-            chunks=(1, first, tile, tile),
-            dtype=dtype,
-            compressors=ZstdCodec(level=3),
-            fill_value=fill,
-        )
-        root[name].resize((n, first, tile, tile))
-    return root
+def create_store(path: Path, n: int, bands: int, tile: int, labels: bool) -> None:
+    """A store made by io/store.py with ``n`` rows reserved for a scene, as before tiling it."""
+    layout = StoreLayout(tuple(f"B{i + 1:02d}" for i in range(bands)), tile, 0, 10.0)
+    with TileStore.open(path, layout) as store:
+        store.begin_scene("scene", n, with_labels=labels)
 
 
 class TestTileWriter:
@@ -397,9 +392,11 @@ class TestTileWriter:
             writer.write_row(0, [band[:4].copy()])  # two tiles, room for one
         assert writer.next_index == 0
 
-        # Resizing between rows is picked up.
-        zarr.open_group(str(path))["images"].resize((4, 1, 4, 4))
-        zarr.open_group(str(path))["valid"].resize((4, 1, 4, 4))
+        # The writer reads the arrays' shape once: rows reserved later need a new writer.
+        create_store(path, 4, 1, 4, labels=False)
+        with pytest.raises(StoreError, match="beyond"):
+            writer.write_row(0, [band[:4].copy()])
+        writer = _core.TileWriter(path, 0, 8, 8, [1], [0], 4, 0)
         assert [r[0] for r in writer.write_row(0, [band[:4].copy()])] == [0, 1]
 
     def test_stripe_errors_are_tile_shape_errors(self, rng, tmp_path):

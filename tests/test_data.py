@@ -151,7 +151,7 @@ class TestTileDataset:
     def test_pickles_without_open_handles(self, tiles):
         tiles[0]
         copy = pickle.loads(pickle.dumps(tiles))
-        assert copy._arrays is None
+        assert copy._readers is None
         assert torch.equal(copy[7]["image"], tiles[7]["image"])
 
 

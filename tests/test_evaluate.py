@@ -16,6 +16,7 @@ from cloudkit.cli import main
 from cloudkit.errors import BandMismatchError, CloudkitError, InvalidSceneError
 from cloudkit.eval.evaluate import evaluate_checkpoint
 from cloudkit.eval.reference import MaskReader, evaluate_reference, tile_footprints
+from cloudkit.io.store import StoreReader
 from pretrain_stores import subset_store
 from shared_data import DERIVED, L2A_T29UNU
 
@@ -137,7 +138,7 @@ class TestReference:
         tile_scenes(discover_scenes([T19UDP]), path, TileOptions(tile_size=64))
         with rasterio.open(T19UDP_PROB) as ds:
             prob = ds.read(1)
-        footprints = tile_footprints(path)
+        footprints = tile_footprints(StoreReader.open(path))
         group = zarr.open_group(str(path), mode="r")
         with MaskReader(T19UDP_PROB) as reader:
             for tile in footprints[:: max(1, len(footprints) // 6)]:

@@ -17,6 +17,7 @@ from cloudkit.io.store import (
     STORE_ADD_OFFSET,
     SceneRecord,
     StoreLayout,
+    StoreReader,
     TileRecord,
     TileStore,
     dn_shift_for,
@@ -139,3 +140,43 @@ def test_labels_array_appears_with_the_first_labelled_scene(tmp_path):
     assert group["labels"].shape == (3, 1, 8, 8)
     assert int(group["labels"][0].min()) == 255
     assert group.attrs["label_codes"]["1"] == "thick cloud"
+
+
+def test_reader_shows_only_committed_rows(tmp_path):
+    path = tmp_path / "t.zarr"
+    with TileStore.open(path, LAYOUT) as store:
+        _write_scene(store, "a", 2, 7)
+        _write_scene(store, "b", 3, 9, commit=False)  # rows reserved and written, not committed
+        reader = StoreReader.open(path)
+        assert (reader.num_tiles, reader.num_scenes) == (2, 1)
+        assert reader.index("tile_col").tolist() == [0, 8]
+        assert reader.scenes("id").tolist() == ["a"]
+        assert reader.tile("images", 1).shape == (3, 8, 8) and reader.tile("images", 1).max() == 7
+        assert reader.tiles("images", np.array([0, 1])).shape == (2, 3, 8, 8)
+        with pytest.raises(IndexError):
+            reader.tile("images", 2)  # written, but not committed
+        with pytest.raises(IndexError):
+            reader.tiles("valid", np.array([1, 2]))
+    assert reader.bands == LAYOUT.bands and reader.tile_size == 8 and reader.resolution == 10.0
+    assert reader.scale == [1e-4] * 3 and reader.offset == [-0.1] * 3
+    with pytest.raises(KeyError, match="not an index column"):
+        reader.index("images")
+    with pytest.raises(KeyError, match="scenes/ table"):
+        reader.scenes("tile_row")
+    with pytest.raises(StoreError, match="has no labels"):
+        reader.require_labels()
+
+
+def test_reader_refuses_other_stores(tmp_path):
+    path = tmp_path / "t.zarr"
+    with TileStore.open(path, LAYOUT):
+        pass
+    zarr.open_group(str(path), mode="r+").attrs["format_version"] = 99
+    with pytest.raises(StoreError, match="format 99 is not 1; tile the scenes again"):
+        StoreReader.open(path)
+    bare = zarr.create_group(str(tmp_path / "bare.zarr"))
+    bare.attrs.update({"format": "cloudkit-tiles", "format_version": 1, "num_tiles": 0})
+    reader = StoreReader.open(tmp_path / "bare.zarr")  # e.g. a subset copied without scenes/
+    assert reader.num_scenes == 0
+    with pytest.raises(StoreError, match="no scenes/ table"):
+        reader.scenes("id")

@@ -188,8 +188,8 @@ def test_resume_after_kill_9(tmp_path):
     script = textwrap.dedent(
         f"""
         import os, signal
-        from cloudkit import tiling
-        real = tiling._core.TileWriter
+        from cloudkit import kernels
+        real = kernels.TileWriter
 
         class DiesAfterOneRow:
             def __init__(self, *a, **k):
@@ -200,8 +200,7 @@ def test_resume_after_kill_9(tmp_path):
                 self._rows += 1
                 return self._w.write_row(*a)
 
-        tiling._core = type("M", (), {{"TileWriter": DiesAfterOneRow, "tile_windows": tiling._core.tile_windows,
-                                       "band_window": tiling._core.band_window}})
+        kernels.TileWriter = DiesAfterOneRow
         from cloudkit.cli import main
         main(["tile", {str(product)!r}, {str(killed)!r}, "--tile-size", "128"])
         """

@@ -1,6 +1,6 @@
-"""Rust kernels of cloudkit (``rust/py``): resampling, reflectance, tiling, Zarr tile writing.
+"""Rust kernels of cloudkit (``rust/py``): tile-row cutting, Zarr tile writing, model input.
 
-Private: import through the façade modules. Every array argument must be C-contiguous
+Private: import through ``cloudkit.kernels``. Every array argument must be C-contiguous
 (``ValueError`` otherwise); results are new arrays. Heavy functions release the GIL and run on
 a dedicated pool of ``threads`` workers (default: ``CLOUDKIT_NUM_THREADS``, else every core).
 
@@ -9,9 +9,8 @@ coarser (nearest-neighbour upsampling), ``k < -1`` it is ``|k|`` times finer (bl
 non-zero DNs; block mode for labels), ``1`` the same grid. A band must cover the whole target
 grid; extra native rows/columns are ignored. DN 0 is no-data; label code 255 is no label.
 
-Shape, factor and tiling problems raise :class:`cloudkit.errors.TileShapeError`, an unusable
-quantification :class:`cloudkit.errors.InvalidSceneError`, store problems
-:class:`cloudkit.errors.StoreError`.
+Shape, factor and tiling problems raise :class:`cloudkit.errors.TileShapeError`, store
+problems :class:`cloudkit.errors.StoreError`.
 """
 
 import os
@@ -24,89 +23,15 @@ __all__ = [
     "TileWriter",
     "band_window",
     "cut_stripe",
-    "cut_tiles",
-    "downsample_mean",
-    "downsample_mode",
-    "reflectance_tiles",
-    "scale_reflectance",
-    "stack_bands",
     "tile_windows",
-    "upsample_nearest",
     "window_inputs",
 ]
-
-def upsample_nearest(
-    a: NDArray[np.uint16] | NDArray[np.uint8], k: int, *, threads: int | None = None
-) -> NDArray[np.uint16] | NDArray[np.uint8]:
-    """Each pixel becomes a ``k`` x ``k`` block: ``(h, w) -> (h*k, w*k)``, same dtype."""
-
-def downsample_mean(
-    a: NDArray[np.uint16], d: int, *, threads: int | None = None
-) -> NDArray[np.uint16]:
-    """Mean of the non-zero DNs of each ``d`` x ``d`` block, rounded half up; all zero -> 0.
-
-    ``(h, w) -> (h // d, w // d)``: trailing rows/columns that fill no block are dropped.
-    """
-
-def downsample_mode(
-    a: NDArray[np.uint8], d: int, *, threads: int | None = None
-) -> NDArray[np.uint8]:
-    """Most frequent label code other than 255 per ``d`` x ``d`` block (ties: smallest code)."""
 
 def band_window(y0: int, rows: int, factor: int, native_height: int) -> tuple[int, int]:
     """Native ``(first_row, n_rows)`` a band supplies for target rows ``[y0, y0 + rows)``."""
 
 def tile_windows(height: int, width: int, tile: int, overlap: int) -> list[tuple[int, int]]:
     """Tile origins ``(row, col)``, row-major, ``tile - overlap`` apart; edge tiles are padded."""
-
-def stack_bands(
-    bands: list[NDArray[np.uint16]],
-    factors: list[int],
-    height: int,
-    width: int,
-    shifts: list[int] | None = None,
-    *,
-    threads: int | None = None,
-) -> NDArray[np.uint16]:
-    """Resampled, rebased ``(bands, height, width)`` stack.
-
-    Rebasing: ``0`` stays ``0``, other DNs become ``clip(DN + shift, 1, 65535)``.
-    """
-
-def scale_reflectance(
-    stack: NDArray[np.uint16],
-    quantification: float,
-    offsets: list[float],
-    *,
-    threads: int | None = None,
-) -> NDArray[np.float32]:
-    """``(DN + offset) / quantification`` in float32, per band of a ``(C, H, W)`` stack.
-
-    DN 0 (no data) becomes NaN.
-    """
-
-def cut_tiles(
-    stack: NDArray[np.uint16], tile: int, overlap: int, *, threads: int | None = None
-) -> tuple[NDArray[np.uint16], NDArray[np.uint8]]:
-    """Zero-padded tiles ``(n, C, tile, tile)`` and masks ``(n, 1, tile, tile)`` in
-    :func:`tile_windows` order; a pixel is valid (1) when every band is non-zero."""
-
-def reflectance_tiles(
-    bands: list[NDArray[np.uint16]],
-    factors: list[int],
-    height: int,
-    width: int,
-    quantification: float,
-    offsets: list[float],
-    tile: int,
-    overlap: int,
-    threads: int | None = None,
-) -> NDArray[np.float32]:
-    """Fused resample + stack + scale + tile: float32 ``(n, C, tile, tile)``.
-
-    Equals ``scale_reflectance`` of ``cut_tiles(stack_bands(...))`` with NaN for no-data and
-    padding, without building the full-scene stack.
-    """
 
 def window_inputs(
     values: NDArray[np.uint16],
@@ -145,9 +70,11 @@ def cut_stripe(
 ]:
     """Every tile of the tile row at ``y0`` from native stripes read with :func:`band_window`.
 
-    Returns images ``(n, C, T, T)`` (rebased, zero padded), valid ``(n, 1, T, T)``, labels
-    ``(n, 1, T, T)`` (255 padding; ``None`` without ``label_factor``), valid fractions and
-    cloud fractions (codes 1 and 2 over labelled pixels; NaN when none) of shape ``(n,)``.
+    Rebasing by ``shifts`` (none: 0): DN 0 stays 0, other DNs become
+    ``clip(DN + shift, 1, 65535)``. Returns images ``(n, C, T, T)`` (rebased, zero padded),
+    valid ``(n, 1, T, T)``, labels ``(n, 1, T, T)`` (255 padding; ``None`` without
+    ``label_factor``), valid fractions and cloud fractions (codes 1 and 2 over labelled pixels;
+    NaN when none) of shape ``(n,)``.
     """
 
 @final
@@ -155,8 +82,10 @@ class TileWriter:
     """Cuts a scene tile row by tile row into the Zarr v3 group at ``store_path``.
 
     The group's ``images`` (uint16, chunks ``(1, C, T, T)``), ``valid`` and, with
-    ``label_factor``, ``labels`` (uint8, chunks ``(1, 1, T, T)``) arrays must exist and be
-    large enough; tiles are written as whole chunks from ``start_index`` on.
+    ``label_factor``, ``labels`` (uint8, chunks ``(1, 1, T, T)``) arrays must exist and already
+    hold the rows to write (``TileStore.begin_scene`` reserves them): the writer reads their
+    shape once, when it opens, and never resizes them or writes metadata. Tiles are written as
+    whole chunks from ``start_index`` on.
     """
 
     def __new__(

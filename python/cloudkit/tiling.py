@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cloudkit import _core
+from cloudkit import kernels
 from cloudkit.errors import CloudkitError, TileShapeError
 from cloudkit.io.grid import GridPlan, plan_grid
 from cloudkit.io.scene import Scene
@@ -113,12 +113,12 @@ def tile_scene(
     started = time.perf_counter()
     scene = plan.scene
     t, overlap = options.tile_size, options.overlap
-    origins = _core.tile_windows(plan.height, plan.width, t, overlap)
+    origins = kernels.tile_windows(plan.height, plan.width, t, overlap)
     row_origins = sorted({r for r, _ in origins})
     with_labels = plan.label is not None
     start = store.begin_scene(scene.scene_id, len(origins), with_labels=with_labels)
     add_offset = tuple(scene.offset_of(b) for b in plan.bands)
-    writer = _core.TileWriter(
+    writer = kernels.TileWriter(
         str(store.path),
         start,
         plan.height,

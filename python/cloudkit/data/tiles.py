@@ -1,8 +1,9 @@
 """Tiles of one or more tile stores as a PyTorch dataset of reflectance tensors.
 
 Only the small per-tile index (valid and cloud fractions) is read up front; pixels are read
-one tile (one Zarr chunk) per item. Zarr handles are opened on first use in each process and
-again after a fork, so the dataset works inside DataLoader workers (fork or spawn).
+one tile (one Zarr chunk) per item, through `cloudkit.io.store.StoreReader`. Readers are opened
+on first use in each process and again after a fork, so the dataset works inside DataLoader
+workers (fork or spawn).
 """
 
 from __future__ import annotations
@@ -14,12 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import zarr
 from torch.utils.data import Dataset
 
 from cloudkit.data.reflectance import band_constants, store_reflectance
 from cloudkit.errors import BandMismatchError, StoreError, TileShapeError
-from cloudkit.io.store import FORMAT, FORMAT_VERSION
+from cloudkit.io.store import StoreReader
 
 #: cloudiness bins of SEED.md: int(percent cloud) // 10, ten bins
 NUM_CLOUD_BINS = 10
@@ -37,7 +37,6 @@ class _StoreInfo:
     tile_size: int
     scale: torch.Tensor  # (C, 1, 1) float32
     offset: torch.Tensor  # (C, 1, 1) float32
-    has_labels: bool
     rows: np.ndarray  # (n,) int64, the kept rows of the store
     cloud_fraction: np.ndarray  # (n,) float32 of the kept rows
 
@@ -74,7 +73,7 @@ class TileDataset(Dataset):
         )
         self._row_of = np.concatenate([s.rows for s in self._stores])
         self._cloud_bins = cloud_bins_of(np.concatenate([s.cloud_fraction for s in self._stores]))
-        self._arrays: list[dict[str, zarr.Array]] | None = None
+        self._readers: list[StoreReader] | None = None
         self._pid: int | None = None
 
     def __len__(self) -> int:
@@ -85,9 +84,9 @@ class TileDataset(Dataset):
             raise IndexError(f"tile index {i} out of range for {len(self)} tiles")
         i = int(i) % len(self)
         k, row = int(self._store_of[i]), int(self._row_of[i])
-        info, arrays = self._stores[k], self._open()[k]
-        dn = arrays["images"][row]  # (C, T, T) uint16
-        valid = arrays["valid"][row] != 0  # (1, T, T)
+        info, reader = self._stores[k], self._open()[k]
+        dn = reader.tile("images", row)  # (C, T, T) uint16
+        valid = reader.tile("valid", row) != 0  # (1, T, T)
         valid_t = torch.from_numpy(valid)
         # DN 0 is no data per band; valid says every band has data, both mean "no value"
         reflectance = store_reflectance(torch.from_numpy(dn), valid_t, info.scale, info.offset)
@@ -98,25 +97,23 @@ class TileDataset(Dataset):
             "cloud_bin": int(self._cloud_bins[i]),
         }
         if self.with_labels:
-            item["labels"] = torch.from_numpy(arrays["labels"][row])
+            item["labels"] = torch.from_numpy(reader.tile("labels", row))
         return item
 
     def cloud_bins(self) -> np.ndarray:
         """(len,) int64 cloudiness bin of every tile, -1 where the tile has no labels."""
         return self._cloud_bins.copy()
 
-    def _open(self) -> list[dict[str, zarr.Array]]:
+    def _open(self) -> list[StoreReader]:
         # handles of a parent process are not reused in a forked DataLoader worker
-        if self._arrays is None or self._pid != os.getpid():
-            names = ("images", "valid", "labels") if self.with_labels else ("images", "valid")
-            groups = [zarr.open_group(str(s.path), mode="r") for s in self._stores]
-            self._arrays = [{name: g[name] for name in names} for g in groups]
+        if self._readers is None or self._pid != os.getpid():
+            self._readers = [StoreReader.open(s.path) for s in self._stores]
             self._pid = os.getpid()
-        return self._arrays
+        return self._readers
 
     def __getstate__(self) -> dict:
         # spawn-started workers get the dataset pickled; they open their own handles
-        return {**self.__dict__, "_arrays": None, "_pid": None}
+        return {**self.__dict__, "_readers": None, "_pid": None}
 
 
 def cloud_bins_of(cloud_fraction: np.ndarray) -> np.ndarray:
@@ -129,51 +126,25 @@ def cloud_bins_of(cloud_fraction: np.ndarray) -> np.ndarray:
 
 
 def _read_store_info(path: Path, min_valid: float, with_labels: bool) -> _StoreInfo:
-    group = _open_store(path)
-    attrs = group.attrs
-    n = int(attrs["num_tiles"])  # rows past it belong to an interrupted run
-    valid_fraction = group["valid_fraction"][:n]
+    reader = StoreReader.open(path)
+    valid_fraction = reader.index("valid_fraction")
     rows = np.flatnonzero(valid_fraction >= min_valid).astype(np.int64)
     if len(rows) == 0:
         raise StoreError(
-            f"{path}: no tile with valid fraction >= {min_valid:g} (the store has {n} tiles); "
-            "lower min_valid or tile more scenes"
+            f"{path}: no tile with valid fraction >= {min_valid:g} (the store has "
+            f"{reader.num_tiles} tiles); lower min_valid or tile more scenes"
         )
-    has_labels = "labels" in group
-    if with_labels and not has_labels:
-        raise StoreError(
-            f"{path}: the store has no labels; tile labelled scenes (e.g. --scl-labels) into it"
-        )
-    bands = tuple(attrs["bands"])
+    if with_labels:
+        reader.require_labels()
     return _StoreInfo(
         path=path,
-        bands=bands,
-        tile_size=int(attrs["tile_size"]),
-        scale=band_constants(attrs["scale"]),
-        offset=band_constants(attrs["offset"]),
-        has_labels=has_labels,
+        bands=reader.bands,
+        tile_size=reader.tile_size,
+        scale=band_constants(reader.scale),
+        offset=band_constants(reader.offset),
         rows=rows,
-        cloud_fraction=group["cloud_fraction"][:n][rows],
+        cloud_fraction=reader.index("cloud_fraction")[rows],
     )
-
-
-def _open_store(path: Path) -> zarr.Group:
-    if not path.exists():
-        raise StoreError(f"{path}: no such tile store; create one with `cloudkit tile`")
-    if not (path / "zarr.json").is_file():
-        raise StoreError(
-            f"{path}: not a tile store (no zarr.json); pass a store made by `cloudkit tile`"
-        )
-    group = zarr.open_group(str(path), mode="r")
-    attrs = group.attrs
-    if attrs.get("format") != FORMAT:
-        raise StoreError(f"{path}: is a Zarr group but not a cloudkit tile store")
-    if attrs.get("format_version") != FORMAT_VERSION:
-        raise StoreError(
-            f"{path}: tile store format {attrs.get('format_version')} is not {FORMAT_VERSION}; "
-            "tile the scenes again with this cloudkit"
-        )
-    return group
 
 
 def _check_same_layout(first: _StoreInfo, other: _StoreInfo) -> None:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from cloudkit.errors import CloudkitError
 from cloudkit.eval.metrics import ConfusionAccumulator, class_metrics
-from cloudkit.eval.reference import evaluate_reference, open_store
+from cloudkit.eval.reference import evaluate_reference
+from cloudkit.io.store import StoreReader
 from cloudkit.jsonfile import write_json
 
 __all__ = [
@@ -99,8 +100,9 @@ def evaluate_checkpoint(
     payload, model = load_finetuned(checkpoint)
     task = get_task(str(payload.get("task", payload["model"]["task"])))
     for store in stores:
-        group = open_store(Path(store))  # also: "store has no labels"
-        check_bands(model.bands, tuple(group.attrs["bands"]), what=f"store {store}")
+        reader = StoreReader.open(Path(store))
+        reader.require_labels()
+        check_bands(model.bands, reader.bands, what=f"store {store}")
     dataset = TileDataset([Path(s) for s in stores], min_valid=1e-9, with_labels=True)
     if tiles is not None:
         dataset = Subset(dataset, [int(i) for i in tiles])

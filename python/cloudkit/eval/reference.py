@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import zarr
 
 from cloudkit.data.tasks import IGNORE, Task, get_task
 from cloudkit.errors import CloudkitError, InvalidSceneError, StoreError
 from cloudkit.eval.metrics import ConfusionAccumulator, class_metrics
+from cloudkit.io.store import StoreReader
 
 #: Tiles read from the store at once.
 _BATCH = 256
@@ -47,36 +47,20 @@ class TileFootprint:
         return min(xs), min(ys), max(xs), max(ys)
 
 
-def open_store(path: Path, *, labels: bool = True) -> zarr.Group:
-    """The store's group; StoreError when it is missing, or has no labels and ``labels``."""
-    from cloudkit.data.tiles import _open_store
-
-    group = _open_store(Path(path))
-    if labels and "labels" not in group:
-        raise StoreError(
-            f"{path}: store has no labels to score against; tile labelled scenes into it "
-            "(e.g. `cloudkit tile --scl-labels` for L2A products)"
-        )
-    return group
-
-
-def tile_footprints(path: Path, group: zarr.Group | None = None) -> list[TileFootprint]:
+def tile_footprints(store: StoreReader) -> list[TileFootprint]:
     """The footprint of every committed tile of a store (needs the store's scenes/ table)."""
-    group = group if group is not None else open_store(path, labels=False)
-    n = int(group.attrs["num_tiles"])
-    if "scenes" not in group or int(group.attrs.get("num_scenes", 0)) == 0:
+    if store.num_scenes == 0:
         raise StoreError(
-            f"{path}: store has no scenes/ table, so its tiles have no place on the ground; "
-            "score a store made by `cloudkit tile`"
+            f"{store.path}: store has no scenes/ table, so its tiles have no place on the "
+            "ground; score a store made by `cloudkit tile`"
         )
-    m = int(group.attrs["num_scenes"])
-    crs = group["scenes/crs"][:m]
-    transform = group["scenes/transform"][:m]
-    scene = group["tile_scene"][:n]
-    rows, cols = group["tile_row"][:n], group["tile_col"][:n]
-    size = int(group.attrs["tile_size"])
+    crs = store.scenes("crs")
+    transform = store.scenes("transform")
+    scene = store.index("tile_scene")
+    rows, cols = store.index("tile_row"), store.index("tile_col")
+    size = store.tile_size
     out = []
-    for i in range(n):
+    for i in range(store.num_tiles):
         s = int(scene[i])
         a, b, c, d, e, f = (float(v) for v in transform[s])
         r, q = int(rows[i]), int(cols[i])
@@ -273,18 +257,19 @@ def evaluate_reference(
     scored = nodata = 0
     try:
         for path in map(Path, stores):
-            group = open_store(path)
-            footprints = tile_footprints(path, group)
+            store = StoreReader.open(path)
+            store.require_labels()
+            footprints = tile_footprints(store)
             if tiles is not None:
                 footprints = [footprints[i] for i in tiles]
-            scenes = group["scenes/path"][: int(group.attrs["num_scenes"])]
-            resolution = float(group.attrs["resolution"])
+            scenes = store.scenes("path")
+            resolution = store.resolution
             readers: dict[int, MaskReader] = {}
             try:
                 for batch in _iter_batches(len(footprints)):
                     rows = np.asarray([f.index for f in footprints[batch]], dtype=np.int64)
-                    labels = group["labels"].get_orthogonal_selection((rows,))[:, 0]
-                    valid = group["valid"].get_orthogonal_selection((rows,))[:, 0] != 0
+                    labels = store.tiles("labels", rows)[:, 0]
+                    valid = store.tiles("valid", rows)[:, 0] != 0
                     for k, tile in enumerate(footprints[batch]):
                         target = the_task.lut[labels[k]]
                         target[~valid[k]] = IGNORE

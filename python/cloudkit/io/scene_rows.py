@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cloudkit import _core
+from cloudkit import kernels
 from cloudkit.errors import InvalidSceneError
 from cloudkit.io.band_stream import BandStream, RasterBand
 from cloudkit.io.grid import GridPlan
@@ -45,7 +45,7 @@ class SceneRows:
         arrays = []
         for i, factor in enumerate(self.factors):
             native_rows = self._stream.shape(i)[0]
-            arrays.append(self._stream.rows(i, *_core.band_window(y0, rows, factor, native_rows)))
+            arrays.append(self._stream.rows(i, *kernels.band_window(y0, rows, factor, native_rows)))
         labels = arrays[self._count] if self.with_labels else None
         return arrays[: self._count], labels
 

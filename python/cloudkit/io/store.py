@@ -12,15 +12,20 @@ Layout (the contract documented in the README):
     scenes/...      one row per scene: id, crs, transform, shape, offsets, tile range
 
 The group attribute ``num_tiles`` is the commit point: rows at or beyond it belong to a scene
-that was interrupted. Pixels are written by the Rust extension (``_core.TileWriter``); this
-module owns creation, metadata and the commit protocol, all through zarr-python, whose local
-store replaces files atomically.
+that was interrupted.
+
+This module is the only Python code that knows the layout: `TileStore` writes a store,
+`StoreReader` reads one. One writer owns the metadata: zarr-python, here, creates every array,
+sizes the tile arrays for a scene before its pixels are written (:meth:`TileStore.begin_scene`),
+truncates and commits; its local store replaces files atomically. The Rust writer
+(``kernels.TileWriter``, ``rust/core/src/store.rs``) never creates, resizes or touches metadata:
+it reads the shape of ``images``, ``valid`` and ``labels`` once when it opens and stores whole
+chunks into the rows reserved for the scene.
 """
 
 from __future__ import annotations
 
 import fcntl
-import json
 import math
 import shutil
 from collections.abc import Sequence
@@ -88,7 +93,8 @@ def dn_shift_for(add_offset: Sequence[int]) -> tuple[int, ...]:
 
 
 class TileStore:
-    """An open tile store. Use :meth:`open` (creates it when absent)."""
+    """A tile store opened for appending, holding its lock. Use :meth:`open` (creates it when
+    absent)."""
 
     def __init__(self, path: Path, group: zarr.Group, lock_file) -> None:
         self.path = path
@@ -147,10 +153,6 @@ class TileStore:
     # --------------------------------------------------------------- properties
 
     @property
-    def attrs(self) -> dict:
-        return dict(self._group.attrs)
-
-    @property
     def num_tiles(self) -> int:
         return int(self._group.attrs["num_tiles"])
 
@@ -171,11 +173,14 @@ class TileStore:
     # ------------------------------------------------------------------ writing
 
     def begin_scene(self, scene_id: str, max_tiles: int, *, with_labels: bool) -> int:
-        """Reserve room for up to ``max_tiles`` tiles of a scene; returns its first tile index."""
+        """Reserve room for up to ``max_tiles`` tiles of a scene; returns its first tile index.
+
+        Open the scene's Rust writer after this: it sees only the rows reserved when it opens.
+        """
         attrs = self._group.attrs
         if with_labels and not self.has_labels:
             # earlier scenes had no labels: their rows read as no-data (fill value)
-            self._create_tile_array("labels", np.uint8, LABEL_NODATA, self.num_tiles)
+            _create_tile_array(self._group, "labels", self.num_tiles)
             attrs.update({"label_codes": {str(k): v for k, v in LABEL_CLASSES.items()}})
         attrs.update({"in_progress": scene_id})
         start = self.num_tiles
@@ -217,17 +222,11 @@ class TileStore:
     # ----------------------------------------------------------------- internals
 
     def _tile_arrays(self) -> list[str]:
-        return [n for n in ("images", "valid", "labels") if n in self._group]
+        return [n for n in _TILE_ARRAYS if n in self._group]
 
     def _check_layout(self, layout: StoreLayout) -> None:
         attrs = self._group.attrs
-        if attrs.get("format") != FORMAT:
-            raise StoreError(f"{self.path}: is a Zarr store but not a cloudkit tile store")
-        if attrs.get("format_version") != FORMAT_VERSION:
-            raise StoreError(
-                f"{self.path}: tile store format {attrs.get('format_version')} is not "
-                f"{FORMAT_VERSION}; write to a new store"
-            )
+        _check_format(self.path, attrs, remedy="write to a new store")
         have = StoreLayout(
             tuple(attrs["bands"]),
             int(attrs["tile_size"]),
@@ -285,19 +284,6 @@ class TileStore:
                 else:
                     entry.unlink()
 
-    def _create_tile_array(self, name: str, dtype, fill, rows: int) -> None:
-        c = 1 if name != "images" else len(self._group.attrs["bands"])
-        t = int(self._group.attrs["tile_size"])
-        self._group.create_array(
-            name,
-            shape=(rows, c, t, t),
-            chunks=(1, c, t, t),
-            dtype=dtype,
-            fill_value=fill,
-            compressors=_COMPRESSOR,
-            dimension_names=("tile", "band" if name == "images" else "layer", "y", "x"),
-        )
-
     def _append_scene(
         self, record: SceneRecord, start: int, n: int, tiles: Sequence[TileRecord]
     ) -> None:
@@ -327,24 +313,149 @@ class TileStore:
             arr[s] = value
 
 
-_INDEX_ARRAYS = ("tile_scene", "tile_row", "tile_col", "valid_fraction", "cloud_fraction")
-_SCENE_ARRAYS = (
-    "id",
-    "path",
-    "layout",
-    "crs",
-    "transform",
-    "shape",
-    "tile_start",
-    "tile_count",
-    "add_offset",
-    "dn_shift",
-    "processing_baseline",
-    "label_kind",
-    "valid_fraction",
-    "cloud_fraction",
-    "tiled_at",
-)
+#: pixels, written by the Rust writer one chunk per tile: dtype, fill value, name of axis 1
+_TILE_ARRAYS = {
+    "images": (np.uint16, 0, "band"),
+    "valid": (np.uint8, 0, "layer"),
+    "labels": (np.uint8, LABEL_NODATA, "layer"),  # created with the first labelled scene
+}
+#: per-tile index columns (N,): dtype, fill value
+_INDEX_ARRAYS = {
+    "tile_scene": (np.int32, -1),
+    "tile_row": (np.int32, 0),
+    "tile_col": (np.int32, 0),
+    "valid_fraction": (np.float32, 0.0),
+    "cloud_fraction": (np.float32, math.nan),
+}
+_BANDS = -1  # a scenes/ column with one value per band
+#: scenes/ columns (S, *row): dtype, row shape, fill value (None: zarr's default)
+_SCENE_ARRAYS = {
+    "id": (str, (), None),
+    "path": (str, (), None),
+    "layout": (str, (), None),
+    "crs": (str, (), None),
+    "transform": (np.float64, (6,), None),
+    "shape": (np.int32, (2,), None),
+    "tile_start": (np.int64, (), None),
+    "tile_count": (np.int32, (), None),
+    "add_offset": (np.int32, (_BANDS,), None),
+    "dn_shift": (np.int32, (_BANDS,), None),
+    "processing_baseline": (str, (), None),
+    "label_kind": (str, (), None),
+    "valid_fraction": (np.float32, (), None),
+    "cloud_fraction": (np.float32, (), math.nan),
+    "tiled_at": (str, (), None),
+}
+
+
+class StoreReader:
+    """A tile store opened for reading (no lock): its attributes, the committed rows of its
+    index, its tiles and its scenes. Use :meth:`open`.
+
+    Rows past the commit point (``num_tiles``) are never shown. Open a reader in the process
+    that reads: a forked DataLoader worker opens its own rather than reuse its parent's handles.
+    """
+
+    def __init__(self, path: Path, group: zarr.Group) -> None:
+        self.path = path
+        self._group = group
+        self._attrs = dict(group.attrs)
+        # tile arrays are read one tile at a time: keep their handles, not just the group
+        self._arrays = {name: group[name] for name in _TILE_ARRAYS if name in group}
+
+    @classmethod
+    def open(cls, path: Path) -> StoreReader:
+        """Open the store at ``path``; StoreError when it is not a cloudkit tile store."""
+        path = Path(path)
+        if not path.exists():
+            raise StoreError(f"{path}: no such tile store; create one with `cloudkit tile`")
+        if not (path / "zarr.json").is_file():
+            raise StoreError(
+                f"{path}: not a tile store (no zarr.json); pass a store made by `cloudkit tile`"
+            )
+        group = zarr.open_group(str(path), mode="r")
+        _check_format(path, group.attrs, remedy="tile the scenes again with this cloudkit")
+        return cls(path, group)
+
+    @property
+    def bands(self) -> tuple[str, ...]:
+        return tuple(self._attrs["bands"])
+
+    @property
+    def tile_size(self) -> int:
+        return int(self._attrs["tile_size"])
+
+    @property
+    def resolution(self) -> float:
+        return float(self._attrs["resolution"])
+
+    @property
+    def scale(self) -> list[float]:
+        """Per band: reflectance = value * scale + offset for value != 0."""
+        return [float(v) for v in self._attrs["scale"]]
+
+    @property
+    def offset(self) -> list[float]:
+        return [float(v) for v in self._attrs["offset"]]
+
+    @property
+    def num_tiles(self) -> int:
+        return int(self._attrs["num_tiles"])
+
+    @property
+    def num_scenes(self) -> int:
+        """Committed scenes the ``scenes/`` table describes (0 for a store without one)."""
+        return int(self._attrs.get("num_scenes", 0)) if "scenes" in self._group else 0
+
+    @property
+    def has_labels(self) -> bool:
+        return "labels" in self._arrays
+
+    def require_labels(self) -> None:
+        """StoreError unless the store holds labels."""
+        if not self.has_labels:
+            raise StoreError(
+                f"{self.path}: store has no labels; tile labelled scenes into it "
+                "(e.g. `cloudkit tile --scl-labels` for L2A products)"
+            )
+
+    def index(self, name: str) -> np.ndarray:
+        """The committed rows of an index column (``tile_scene``, ``tile_row``, ``tile_col``,
+        ``valid_fraction``, ``cloud_fraction``)."""
+        if name not in _INDEX_ARRAYS:
+            raise KeyError(f"{name!r} is not an index column of a tile store")
+        return self._group[name][: self.num_tiles]
+
+    def tile(self, name: str, row: int) -> np.ndarray:
+        """One tile, ``(C, T, T)`` of ``images`` or ``(1, T, T)`` of ``valid``/``labels``."""
+        if not 0 <= row < self.num_tiles:
+            raise IndexError(f"{self.path}: tile {row} is not one of its {self.num_tiles} tiles")
+        return self._arrays[name][row]
+
+    def tiles(self, name: str, rows: np.ndarray) -> np.ndarray:
+        """The tiles at ``rows``, ``(len(rows), *tile shape)``."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(rows) and not (rows.min() >= 0 and rows.max() < self.num_tiles):
+            raise IndexError(f"{self.path}: rows outside its {self.num_tiles} tiles asked for")
+        return self._arrays[name].get_orthogonal_selection((rows,))
+
+    def scenes(self, name: str) -> np.ndarray:
+        """The committed rows of a ``scenes/`` column (``id``, ``path``, ``crs``, ...)."""
+        if name not in _SCENE_ARRAYS:
+            raise KeyError(f"{name!r} is not a column of a tile store's scenes/ table")
+        if "scenes" not in self._group:
+            raise StoreError(f"{self.path}: store has no scenes/ table")
+        return self._group[f"scenes/{name}"][: self.num_scenes]
+
+
+def _check_format(path: Path, attrs, *, remedy: str) -> None:
+    if attrs.get("format") != FORMAT:
+        raise StoreError(f"{path}: is a Zarr group but not a cloudkit tile store")
+    if attrs.get("format_version") != FORMAT_VERSION:
+        raise StoreError(
+            f"{path}: tile store format {attrs.get('format_version')} is not "
+            f"{FORMAT_VERSION}; {remedy}"
+        )
 
 
 def _create(path: Path, layout: StoreLayout) -> zarr.Group:
@@ -372,47 +483,37 @@ def _create(path: Path, layout: StoreLayout) -> zarr.Group:
         "in_progress": None,
     }
     group = zarr.create_group(str(tmp), attributes=attrs)
-    group.create_array(
-        "images",
-        shape=(0, c, t, t),
-        chunks=(1, c, t, t),
-        dtype=np.uint16,
-        fill_value=0,
-        compressors=_COMPRESSOR,
-        dimension_names=("tile", "band", "y", "x"),
-    )
-    group.create_array(
-        "valid",
-        shape=(0, 1, t, t),
-        chunks=(1, 1, t, t),
-        dtype=np.uint8,
-        fill_value=0,
-        compressors=_COMPRESSOR,
-        dimension_names=("tile", "layer", "y", "x"),
-    )
-    for name, dtype, fill in (
-        ("tile_scene", np.int32, -1),
-        ("tile_row", np.int32, 0),
-        ("tile_col", np.int32, 0),
-        ("valid_fraction", np.float32, 0.0),
-        ("cloud_fraction", np.float32, math.nan),
-    ):
+    _create_tile_array(group, "images", 0)
+    _create_tile_array(group, "valid", 0)
+    for name, (dtype, fill) in _INDEX_ARRAYS.items():
         group.create_array(name, shape=(0,), chunks=(_INDEX_CHUNK,), dtype=dtype, fill_value=fill)
     scenes = group.create_group("scenes")
-    for name in ("id", "path", "layout", "crs", "processing_baseline", "label_kind", "tiled_at"):
-        scenes.create_array(name, shape=(0,), chunks=(_SCENE_CHUNK,), dtype=str)
-    scenes.create_array("transform", shape=(0, 6), chunks=(_SCENE_CHUNK, 6), dtype=np.float64)
-    scenes.create_array("shape", shape=(0, 2), chunks=(_SCENE_CHUNK, 2), dtype=np.int32)
-    scenes.create_array("tile_start", shape=(0,), chunks=(_SCENE_CHUNK,), dtype=np.int64)
-    scenes.create_array("tile_count", shape=(0,), chunks=(_SCENE_CHUNK,), dtype=np.int32)
-    scenes.create_array("add_offset", shape=(0, c), chunks=(_SCENE_CHUNK, c), dtype=np.int32)
-    scenes.create_array("dn_shift", shape=(0, c), chunks=(_SCENE_CHUNK, c), dtype=np.int32)
-    scenes.create_array("valid_fraction", shape=(0,), chunks=(_SCENE_CHUNK,), dtype=np.float32)
-    scenes.create_array(
-        "cloud_fraction", shape=(0,), chunks=(_SCENE_CHUNK,), dtype=np.float32, fill_value=math.nan
-    )
+    for name, (dtype, row, fill) in _SCENE_ARRAYS.items():
+        row = tuple(c if n == _BANDS else n for n in row)
+        scenes.create_array(
+            name,
+            shape=(0, *row),
+            chunks=(_SCENE_CHUNK, *row),
+            dtype=dtype,
+            **({} if fill is None else {"fill_value": fill}),
+        )
     tmp.rename(path)
     return zarr.open_group(str(path), mode="r+")
+
+
+def _create_tile_array(group: zarr.Group, name: str, rows: int) -> None:
+    dtype, fill, axis = _TILE_ARRAYS[name]
+    c = len(group.attrs["bands"]) if name == "images" else 1
+    t = int(group.attrs["tile_size"])
+    group.create_array(
+        name,
+        shape=(rows, c, t, t),
+        chunks=(1, c, t, t),
+        dtype=dtype,
+        fill_value=fill,
+        compressors=_COMPRESSOR,
+        dimension_names=("tile", axis, "y", "x"),
+    )
 
 
 def _lock(path: Path):
@@ -428,11 +529,10 @@ def _lock(path: Path):
 
 def read_scene_table(path: Path) -> list[dict]:
     """The committed scenes of a store as plain dicts (for summaries and tests)."""
-    group = zarr.open_group(str(path), mode="r")
-    n = int(group.attrs["num_scenes"])
-    table: dict[str, np.ndarray] = {name: group[f"scenes/{name}"][:n] for name in _SCENE_ARRAYS}
+    reader = StoreReader.open(path)
+    table = {name: reader.scenes(name) for name in _SCENE_ARRAYS}
     rows = []
-    for i in range(n):
+    for i in range(reader.num_scenes):
         row = {}
         for name, values in table.items():
             v = values[i]
@@ -441,17 +541,3 @@ def read_scene_table(path: Path) -> list[dict]:
             )
         rows.append(row)
     return rows
-
-
-def describe(path: Path) -> str:
-    """One JSON line describing a store (used by the CLI summary)."""
-    group = zarr.open_group(str(path), mode="r")
-    a = group.attrs
-    return json.dumps(
-        {
-            "tiles": a["num_tiles"],
-            "scenes": a["num_scenes"],
-            "bands": a["bands"],
-            "tile_size": a["tile_size"],
-        }
-    )

@@ -1,6 +1,6 @@
 """Blend overlapping window predictions of one tile row at a time into finished scene rows.
 
-Windows sit ``tile - overlap`` apart (the tile store's layout, `_core.tile_windows`), so two
+Windows sit ``tile - overlap`` apart (the tile store's layout, `kernels.tile_windows`), so two
 neighbours share a band of exactly ``overlap`` pixels. Across that band each window's weight
 ramps linearly: one fades out as the other fades in, the two weights sum to one, and a pixel
 moves smoothly from one window's prediction to the other's, with no seam. Pixels near a

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from cloudkit import _core
+from cloudkit import kernels
 from cloudkit.data.reflectance import STORE_REFLECTANCE, band_constants, store_reflectance
 from cloudkit.data.tasks import get_task
 from cloudkit.errors import CheckpointError, CloudkitError
@@ -106,7 +106,7 @@ class Predictor:
     def _cpu_inputs(self, dn: np.ndarray, valid: np.ndarray) -> Tensor:
         scale, offset = self._scale.flatten().tolist(), self._offset.flatten().tolist()
         dn, valid = np.ascontiguousarray(dn), np.ascontiguousarray(valid, dtype=np.uint8)
-        nhwc = _core.window_inputs(dn, valid, scale, offset, bf16=self._bf16_weights)
+        nhwc = kernels.window_inputs(dn, valid, scale, offset, bf16=self._bf16_weights)
         images = torch.from_numpy(nhwc)
         if self._bf16_weights:
             images = images.view(torch.bfloat16)

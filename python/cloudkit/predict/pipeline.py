@@ -1,7 +1,7 @@
 """`cloudkit predict`: whole scenes to georeferenced cloud masks, streamed window by window.
 
 Each scene goes through the tiler's path: the same readers and grid plan, the same decoding
-lanes (`SceneRows`) and the same Rust cut of a tile row (`_core.cut_stripe`, which the tile
+lanes (`SceneRows`) and the same Rust cut of a tile row (`kernels.cut_stripe`, which the tile
 store's writer uses too), and the same store-value-to-reflectance conversion as `TileDataset`.
 So a window here and the tile of a store at the same place reach the network as the same
 numbers. Windows are predicted in batches, blended where they overlap (`blend.py`) and the
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cloudkit import __version__, _core
+from cloudkit import __version__, kernels
 from cloudkit.errors import BandMismatchError, CloudkitError, TileShapeError
 from cloudkit.io.discover import discover_scenes
 from cloudkit.io.grid import GridPlan, plan_grid
@@ -215,7 +215,7 @@ def predict_scene(
     scene, height, width = plan.scene, plan.height, plan.width
     shifts = list(dn_shift_for(tuple(scene.offset_of(b) for b in plan.bands)))
     cols_of_row: dict[int, list[int]] = {}
-    for row, col in _core.tile_windows(height, width, window, overlap):
+    for row, col in kernels.tile_windows(height, width, window, overlap):
         cols_of_row.setdefault(row, []).append(col)  # cut_stripe's order: left to right
     row_origins = sorted(cols_of_row)
     rgb = (
@@ -247,7 +247,7 @@ def predict_scene(
             with timings.stage("read"):
                 bands, _ = scene_rows.read(y0, min(window, height - y0))
             with timings.stage("preprocess"):
-                images, valid, _, valid_fraction, _ = _core.cut_stripe(
+                images, valid, _, valid_fraction, _ = kernels.cut_stripe(
                     y0, bands, list(plan.factors), height, width, window, overlap, shifts,
                     threads=workers,
                 )  # fmt: skip

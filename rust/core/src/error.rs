@@ -43,3 +43,13 @@ macro_rules! shape_error {
     };
 }
 pub(crate) use shape_error;
+
+/// Checks that a per-band list has one entry per band.
+pub(crate) fn check_per_band(what: &str, got: usize, bands: usize) -> Result<()> {
+    if got != bands {
+        return Err(shape_error!(
+            "expected one {what} per band ({bands}), got {got}"
+        ));
+    }
+    Ok(())
+}

@@ -8,8 +8,7 @@
 use ndarray::{Array4, ArrayView4};
 use rayon::prelude::*;
 
-use crate::bands::check_per_band;
-use crate::error::{shape_error, Result};
+use crate::error::{check_per_band, shape_error, Result};
 
 /// The bf16 bit pattern nearest to `x`, ties to even: what torch's `.to(torch.bfloat16)`
 /// gives for every finite value (the inputs here are never NaN).

@@ -11,21 +11,6 @@ use ndarray::ArrayView2;
 use crate::error::{shape_error, Result};
 use crate::resample::{upsample_row, BlockReduce, Resampling};
 
-/// Checks that an output of shape `dims` can be allocated at all (its byte size fits `isize`),
-/// so absurd factors or tile sizes fail with a message instead of a panic.
-pub(crate) fn check_output_size<T>(dims: &[usize]) -> Result<()> {
-    let bytes = dims
-        .iter()
-        .try_fold(std::mem::size_of::<T>(), |acc, &d| acc.checked_mul(d))
-        .filter(|&bytes| isize::try_from(bytes).is_ok());
-    match bytes {
-        Some(_) => Ok(()),
-        None => Err(shape_error!(
-            "an output of shape {dims:?} is too large to allocate"
-        )),
-    }
-}
-
 /// A C-ordered 2-D raster held as one slice, so that rows are plain slices.
 #[derive(Debug)]
 pub struct Raster<'a, T> {

@@ -3,13 +3,9 @@
 //! which native rows a run of target rows needs.
 //!
 //! The row kernels work on plain slices so the inner loops carry no per-pixel bounds checks;
-//! whole-raster functions are built from them through [`GridBand`].
-
-use ndarray::{Array2, ArrayView2};
-use rayon::prelude::*;
+//! [`crate::raster::GridBand`] builds tile rows (and the whole-raster kernels) from them.
 
 use crate::error::{shape_error, Error, Result};
-use crate::raster::{check_output_size, GridBand, Raster, Window};
 
 /// DN 0 marks no-data in Sentinel-2 products.
 pub const NODATA_DN: u16 = 0;
@@ -182,62 +178,9 @@ impl BlockReduce for u8 {
     }
 }
 
-/// Rows of output handed to one rayon task when resampling a whole raster.
-const ROWS_PER_TASK: usize = 64;
-
-/// Resamples a whole raster onto the grid `resampling` gives it, in parallel over row blocks.
-fn resample_whole<T: BlockReduce>(
-    native: ArrayView2<'_, T>,
-    resampling: Resampling,
-) -> Result<Array2<T>> {
-    let raster = Raster::from_view(&native)?;
-    let height = resampling.target_extent(raster.rows())?;
-    let width = resampling.target_extent(raster.cols())?;
-    check_output_size::<T>(&[height, width])?;
-    let band = GridBand::new(raster, 0, resampling, 0..height, width, "array")?;
-    // Every element is written below; the default only avoids handing out uninitialised memory.
-    let mut out = Array2::from_elem((height, width), T::default());
-    if let Some(flat) = out.as_slice_mut().filter(|flat| !flat.is_empty()) {
-        flat.par_chunks_mut(ROWS_PER_TASK * width)
-            .enumerate()
-            .for_each(|(task, block)| {
-                let y0 = task * ROWS_PER_TASK;
-                let window = Window::new(y0, 0, block.len() / width, width);
-                band.fill_window(window, block, width, T::default(), |v| v);
-            });
-    }
-    Ok(out)
-}
-
-fn check_factor(name: &str, factor: usize) -> Result<()> {
-    if factor == 0 {
-        return Err(shape_error!("{name} factor must be >= 1, got 0"));
-    }
-    Ok(())
-}
-
-/// Nearest-neighbour upsampling: each pixel becomes a `k` x `k` block.
-pub fn upsample_nearest<T: BlockReduce>(native: ArrayView2<'_, T>, k: usize) -> Result<Array2<T>> {
-    check_factor("upsampling", k)?;
-    resample_whole(native, Resampling::Up(k))
-}
-
-/// Mean of the non-zero DNs of each `d` x `d` block; trailing partial blocks are dropped.
-pub fn downsample_mean(native: ArrayView2<'_, u16>, d: usize) -> Result<Array2<u16>> {
-    check_factor("downsampling", d)?;
-    resample_whole(native, Resampling::Down(d))
-}
-
-/// Most frequent label code (255 ignored) of each `d` x `d` block, ties to the smallest code.
-pub fn downsample_mode(native: ArrayView2<'_, u8>, d: usize) -> Result<Array2<u8>> {
-    check_factor("downsampling", d)?;
-    resample_whole(native, Resampling::Down(d))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::{array, Array2};
 
     #[test]
     fn factors_decode() {
@@ -280,48 +223,33 @@ mod tests {
         assert_eq!(out, [1, 2, 2, 2, 3]);
     }
 
+    /// One row of `BlockReduce` output from `rows` in blocks of `d`.
+    fn reduce<T: BlockReduce>(rows: &[&[T]], d: usize) -> Vec<T> {
+        let mut out = vec![T::default(); rows[0].len() / d];
+        T::reduce_blocks(rows, d, &mut out);
+        out
+    }
+
     #[test]
-    fn upsample_nearest_repeats_blocks() {
-        let a = array![[1u16, 2], [3, 4]];
-        let up = upsample_nearest(a.view(), 2).unwrap();
+    fn block_mean_ignores_nodata_and_rounds_half_up() {
+        // (1 + 2) / 2 = 1.5 -> 2; the all-zero block stays 0; the trailing column drops.
         assert_eq!(
-            up,
-            array![[1, 1, 2, 2], [1, 1, 2, 2], [3, 3, 4, 4], [3, 3, 4, 4]]
+            reduce::<u16>(&[&[1, 2, 0, 0, 9], &[0, 0, 0, 0, 9]], 2),
+            [2, 0]
         );
-        assert!(upsample_nearest(a.view(), 0).is_err());
-        assert!(upsample_nearest(a.view(), usize::MAX / 4).is_err());
     }
 
     #[test]
-    fn downsample_mean_ignores_nodata_and_rounds_half_up() {
-        let a = array![[1u16, 2, 0, 0, 9], [0, 0, 0, 0, 9], [7, 7, 7, 7, 9]];
-        let down = downsample_mean(a.view(), 2).unwrap();
-        // (1 + 2) / 2 = 1.5 -> 2; the all-zero block stays 0; the last row and column drop.
-        assert_eq!(down, array![[2u16, 0]]);
+    fn block_mean_of_large_values_does_not_overflow() {
+        let row: &[u16] = &[u16::MAX; 16];
+        assert_eq!(reduce(&[row; 16], 16), [u16::MAX]);
     }
 
     #[test]
-    fn downsample_mean_large_values_do_not_overflow() {
-        let a = Array2::from_elem((16, 16), u16::MAX);
-        assert_eq!(downsample_mean(a.view(), 16).unwrap(), array![[u16::MAX]]);
-    }
-
-    #[test]
-    fn downsample_mode_prefers_smallest_code_on_ties() {
-        let a = array![
-            [3u8, 1, 255, 255],
-            [1, 3, 255, 255],
-            [2, 2, 0, 255],
-            [2, 0, 255, 255]
-        ];
-        let mode = downsample_mode(a.view(), 2).unwrap();
-        assert_eq!(mode, array![[1u8, 255], [2, 0]]);
-    }
-
-    #[test]
-    fn upsample_then_downsample_is_identity() {
-        let a = Array2::from_shape_fn((7, 5), |(i, j)| (i * 5 + j + 1) as u16);
-        let round_trip = downsample_mean(upsample_nearest(a.view(), 3).unwrap().view(), 3).unwrap();
-        assert_eq!(round_trip, a);
+    fn block_mode_prefers_smallest_code_on_ties() {
+        let top: [&[u8]; 2] = [&[3, 1, 255, 255], &[1, 3, 255, 255]];
+        let bottom: [&[u8]; 2] = [&[2, 2, 0, 255], &[2, 0, 255, 255]];
+        assert_eq!(reduce::<u8>(&top, 2), [1, 255]);
+        assert_eq!(reduce::<u8>(&bottom, 2), [2, 0]);
     }
 }

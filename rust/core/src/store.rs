@@ -1,7 +1,11 @@
 //! Writing finished tiles as whole chunks into the Zarr v3 tile store.
 //!
-//! Python (zarr-python) creates the group and its arrays and sizes them; Rust only opens them,
-//! checks they fit the tiles it will write, and encodes and writes chunks by tile index.
+//! One writer owns the store's metadata: Python (`cloudkit/io/store.py`, zarr-python) creates
+//! the group and every array, reserves a scene's rows before its writer opens, truncates and
+//! commits. Rust never creates, resizes or writes metadata: it opens `images`, `valid` and
+//! `labels`, checks they fit the tiles it will write, reads their shape once, and encodes and
+//! writes whole chunks into the reserved rows by tile index. A tile index past those rows is
+//! an error, never a reason to resize.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,17 +18,15 @@ use zarrs::filesystem::FilesystemStore;
 use crate::error::{Error, Result};
 use crate::stripe::{cut_stripe, StripeLayout, StripeTile};
 
-/// The arrays of an opened tile store, checked against the band count and tile size.
-pub struct TileStore {
+/// The pixel arrays of a tile store, checked against the band count and tile size.
+pub struct TileArrays {
     path: PathBuf,
     images: Array<FilesystemStore>,
     valid: Array<FilesystemStore>,
     labels: Option<Array<FilesystemStore>>,
-    bands: usize,
-    tile: usize,
 }
 
-impl TileStore {
+impl TileArrays {
     /// Opens `images` (uint16, chunks (1, bands, tile, tile)), `valid` (uint8, chunks
     /// (1, 1, tile, tile)) and, when `with_labels`, `labels` (like `valid`) in the group at `path`.
     pub fn open(path: &Path, bands: usize, tile: usize, with_labels: bool) -> Result<Self> {
@@ -37,12 +39,10 @@ impl TileStore {
             labels: with_labels
                 .then(|| open("labels", data_type::uint8(), 1))
                 .transpose()?,
-            bands,
-            tile,
         })
     }
 
-    /// How many tiles every array can hold.
+    /// How many tiles every array can hold: the rows Python reserved before this opened.
     pub fn capacity(&self) -> u64 {
         let arrays = [Some(&self.images), Some(&self.valid), self.labels.as_ref()];
         arrays
@@ -53,15 +53,12 @@ impl TileStore {
             .unwrap_or(0)
     }
 
-    /// Makes sure tiles `0..end` fit, re-reading the metadata once in case Python resized.
-    pub fn ensure_capacity(&mut self, end: u64) -> Result<()> {
-        if end <= self.capacity() {
-            return Ok(());
-        }
-        *self = Self::open(&self.path, self.bands, self.tile, self.labels.is_some())?;
+    /// Refuses to write tiles `0..end` unless every array already holds them.
+    pub fn check_room(&self, end: u64) -> Result<()> {
         if end > self.capacity() {
             return Err(self.error(format!(
-                "tile index {} is beyond the arrays' {} tiles: resize them before writing",
+                "tile index {} is beyond the arrays' {} tiles: reserve the scene's rows \
+                 (TileStore.begin_scene) before opening its writer",
                 end - 1,
                 self.capacity()
             )));
@@ -159,7 +156,7 @@ pub struct WrittenTile {
 
 /// Cuts tile rows and writes their tiles at consecutive indices.
 pub struct TileWriter {
-    store: TileStore,
+    arrays: TileArrays,
     layout: StripeLayout,
     next_index: u64,
     skip_empty: bool,
@@ -172,14 +169,14 @@ impl TileWriter {
         layout: StripeLayout,
         skip_empty: bool,
     ) -> Result<Self> {
-        let store = TileStore::open(
+        let arrays = TileArrays::open(
             path,
             layout.band_count(),
             layout.grid().tile(),
             layout.has_labels(),
         )?;
         Ok(Self {
-            store,
+            arrays,
             layout,
             next_index: start_index,
             skip_empty,
@@ -204,12 +201,12 @@ impl TileWriter {
             tiles.retain(|tile| tile.valid_fraction > 0.0);
         }
         let first = self.next_index;
-        self.store.ensure_capacity(first + tiles.len() as u64)?;
-        let store = &self.store;
+        self.arrays.check_room(first + tiles.len() as u64)?;
+        let arrays = &self.arrays;
         tiles
             .par_iter()
             .enumerate()
-            .try_for_each(|(i, tile)| store.write_tile(first + i as u64, tile))?;
+            .try_for_each(|(i, tile)| arrays.write_tile(first + i as u64, tile))?;
         self.next_index = first + tiles.len() as u64;
         Ok(tiles
             .iter()
@@ -338,14 +335,14 @@ mod tests {
     fn mismatched_store_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         create_store(dir.path(), 2, 3, 4, false);
-        assert!(TileStore::open(dir.path(), 3, 4, false).is_ok());
+        assert!(TileArrays::open(dir.path(), 3, 4, false).is_ok());
         for (bands, tile, labels) in [(2, 4, false), (3, 5, false), (3, 4, true)] {
-            let err = TileStore::open(dir.path(), bands, tile, labels)
+            let err = TileArrays::open(dir.path(), bands, tile, labels)
                 .err()
                 .unwrap();
             assert!(matches!(err, Error::Store { .. }), "{err}");
         }
         let missing = dir.path().join("nowhere");
-        assert!(TileStore::open(&missing, 3, 4, false).is_err());
+        assert!(TileArrays::open(&missing, 3, 4, false).is_err());
     }
 }

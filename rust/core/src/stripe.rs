@@ -5,8 +5,7 @@
 use ndarray::ArrayView2;
 use rayon::prelude::*;
 
-use crate::bands::check_per_band;
-use crate::error::{shape_error, Result};
+use crate::error::{check_per_band, shape_error, Result};
 use crate::raster::{GridBand, Raster};
 use crate::resample::{rebase, Resampling, NODATA_DN, NODATA_LABEL};
 use crate::tiling::{mark_valid, TileGrid};
@@ -178,9 +177,8 @@ pub fn cut_stripe(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bands::stack_bands;
     use crate::resample::band_window;
-    use crate::tiling::cut_tiles;
+    use crate::whole_raster::{cut_tiles, stack_bands};
     use ndarray::{s, Array2};
 
     fn pattern(rows: usize, cols: usize, seed: usize) -> Array2<u16> {

@@ -1,19 +1,22 @@
-//! `cloudkit._core`: PyO3 glue over cloudkit-core.
+//! `cloudkit._core`: PyO3 glue over cloudkit-core, exposing what the product calls.
 //!
 //! Every function borrows numpy arrays (C-contiguous only), releases the GIL, runs the kernel
 //! on a dedicated rayon pool and hands back new numpy arrays that own the Rust buffers.
-//! Stubs: `python/cloudkit/_core.pyi`.
+//! Stubs: `python/cloudkit/_core.pyi`. Feature `whole-raster` adds `reflectance_tiles` for
+//! `benches/bench_kernels.py` (module `whole_raster`).
 
 mod errors;
 mod threads;
+#[cfg(feature = "whole-raster")]
+mod whole_raster;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use ndarray::{Array1, Array4, ArrayView, Dimension};
 use numpy::{
-    Element, IntoPyArray, PyArray1, PyArray2, PyArray3, PyArray4, PyReadonlyArray,
-    PyReadonlyArray2, PyReadonlyArray3, PyReadonlyArray4, PyUntypedArrayMethods,
+    Element, IntoPyArray, PyArray1, PyArray4, PyReadonlyArray, PyReadonlyArray2, PyReadonlyArray4,
+    PyUntypedArrayMethods,
 };
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -56,64 +59,6 @@ fn detached<T: Send>(
     Ok(py.detach(|| pool.install(work)).map_err(CoreError)?)
 }
 
-/// A 2-D raster of either dtype the resampling kernels accept.
-#[derive(FromPyObject)]
-enum Raster2<'py> {
-    Reflectance(PyReadonlyArray2<'py, u16>),
-    Labels(PyReadonlyArray2<'py, u8>),
-}
-
-/// Nearest-neighbour upsampling of a uint16 or uint8 array: each pixel becomes k x k.
-#[pyfunction]
-#[pyo3(signature = (a, k, *, threads = None))]
-fn upsample_nearest<'py>(
-    py: Python<'py>,
-    a: Raster2<'py>,
-    k: usize,
-    threads: Option<usize>,
-) -> PyResult<Bound<'py, PyAny>> {
-    Ok(match a {
-        Raster2::Reflectance(a) => {
-            let view = c_contiguous("a", &a)?;
-            let out = detached(py, threads, || cloudkit_core::upsample_nearest(view, k))?;
-            out.into_pyarray(py).into_any()
-        }
-        Raster2::Labels(a) => {
-            let view = c_contiguous("a", &a)?;
-            let out = detached(py, threads, || cloudkit_core::upsample_nearest(view, k))?;
-            out.into_pyarray(py).into_any()
-        }
-    })
-}
-
-/// Mean of the non-zero DNs of each d x d block, rounded half up (all zero: 0).
-#[pyfunction]
-#[pyo3(signature = (a, d, *, threads = None))]
-fn downsample_mean<'py>(
-    py: Python<'py>,
-    a: PyReadonlyArray2<'py, u16>,
-    d: usize,
-    threads: Option<usize>,
-) -> PyResult<Bound<'py, PyArray2<u16>>> {
-    let view = c_contiguous("a", &a)?;
-    let out = detached(py, threads, || cloudkit_core::downsample_mean(view, d))?;
-    Ok(out.into_pyarray(py))
-}
-
-/// Most frequent label code (255 ignored) of each d x d block, ties to the smallest code.
-#[pyfunction]
-#[pyo3(signature = (a, d, *, threads = None))]
-fn downsample_mode<'py>(
-    py: Python<'py>,
-    a: PyReadonlyArray2<'py, u8>,
-    d: usize,
-    threads: Option<usize>,
-) -> PyResult<Bound<'py, PyArray2<u8>>> {
-    let view = c_contiguous("a", &a)?;
-    let out = detached(py, threads, || cloudkit_core::downsample_mode(view, d))?;
-    Ok(out.into_pyarray(py))
-}
-
 /// Native rows (first, count) a band must supply for target rows [y0, y0 + rows).
 #[pyfunction]
 fn band_window(
@@ -134,95 +79,6 @@ fn tile_windows(
     overlap: usize,
 ) -> PyResult<Vec<(usize, usize)>> {
     Ok(cloudkit_core::tile_windows(height, width, tile, overlap).map_err(CoreError)?)
-}
-
-/// Resampled, rebased (bands, height, width) stack of native-resolution bands.
-#[pyfunction]
-#[pyo3(signature = (bands, factors, height, width, shifts = None, *, threads = None))]
-#[allow(clippy::too_many_arguments)] // mirrors the Python signature
-fn stack_bands<'py>(
-    py: Python<'py>,
-    bands: Vec<PyReadonlyArray2<'py, u16>>,
-    factors: Vec<i64>,
-    height: usize,
-    width: usize,
-    shifts: Option<Vec<i32>>,
-    threads: Option<usize>,
-) -> PyResult<Bound<'py, PyArray3<u16>>> {
-    let views = c_contiguous_all("bands", &bands)?;
-    let out = detached(py, threads, || {
-        cloudkit_core::stack_bands(&views, &factors, height, width, shifts.as_deref())
-    })?;
-    Ok(out.into_pyarray(py))
-}
-
-/// (DN + offset) / quantification in float32 per band; DN 0 -> NaN.
-#[pyfunction]
-#[pyo3(signature = (stack, quantification, offsets, *, threads = None))]
-fn scale_reflectance<'py>(
-    py: Python<'py>,
-    stack: PyReadonlyArray3<'py, u16>,
-    quantification: f32,
-    offsets: Vec<f32>,
-    threads: Option<usize>,
-) -> PyResult<Bound<'py, PyArray3<f32>>> {
-    let view = c_contiguous("stack", &stack)?;
-    let out = detached(py, threads, || {
-        cloudkit_core::scale_reflectance(view, quantification, &offsets)
-    })?;
-    Ok(out.into_pyarray(py))
-}
-
-/// Tile images and their validity masks.
-type TileArrays<'py> = (Bound<'py, PyArray4<u16>>, Bound<'py, PyArray4<u8>>);
-
-/// Zero-padded tiles (n, bands, tile, tile) and validity masks (n, 1, tile, tile).
-#[pyfunction]
-#[pyo3(signature = (stack, tile, overlap, *, threads = None))]
-fn cut_tiles<'py>(
-    py: Python<'py>,
-    stack: PyReadonlyArray3<'py, u16>,
-    tile: usize,
-    overlap: usize,
-    threads: Option<usize>,
-) -> PyResult<TileArrays<'py>> {
-    let view = c_contiguous("stack", &stack)?;
-    let (images, valid) = detached(py, threads, || {
-        cloudkit_core::cut_tiles(view, tile, overlap)
-    })?;
-    Ok((images.into_pyarray(py), valid.into_pyarray(py)))
-}
-
-/// Fused resample + stack + scale + tile: float32 tiles (n, bands, tile, tile), NaN padding.
-#[pyfunction]
-#[pyo3(signature = (bands, factors, height, width, quantification, offsets, tile, overlap, threads = None))]
-#[allow(clippy::too_many_arguments)] // mirrors the Python signature
-fn reflectance_tiles<'py>(
-    py: Python<'py>,
-    bands: Vec<PyReadonlyArray2<'py, u16>>,
-    factors: Vec<i64>,
-    height: usize,
-    width: usize,
-    quantification: f32,
-    offsets: Vec<f32>,
-    tile: usize,
-    overlap: usize,
-    threads: Option<usize>,
-) -> PyResult<Bound<'py, PyArray4<f32>>> {
-    let views = c_contiguous_all("bands", &bands)?;
-    let out = detached(py, threads, || {
-        cloudkit_core::reflectance_tiles(
-            &views,
-            &factors,
-            height,
-            width,
-            quantification,
-            &offsets,
-            tile,
-            overlap,
-        )
-    })?;
-    Ok(out.into_pyarray(py))
 }
 
 /// What `cut_stripe` returns: images, valid, labels (None without labels), valid and cloud
@@ -402,12 +258,12 @@ impl TileWriter {
     }
 }
 
-/// Rust kernels of cloudkit: resampling, reflectance, tiling, Zarr tile writing and model input.
+/// Rust kernels of cloudkit: tile-row cutting, Zarr tile writing and model input.
 #[pymodule]
 mod _core {
+    #[cfg(feature = "whole-raster")]
     #[pymodule_export]
-    use super::{
-        band_window, cut_stripe, cut_tiles, downsample_mean, downsample_mode, reflectance_tiles,
-        scale_reflectance, stack_bands, tile_windows, upsample_nearest, window_inputs, TileWriter,
-    };
+    use super::whole_raster::reflectance_tiles;
+    #[pymodule_export]
+    use super::{band_window, cut_stripe, tile_windows, window_inputs, TileWriter};
 }

@@ -3,9 +3,9 @@
 use ndarray::{Array3, Array4, ArrayView2, ArrayView3};
 use rayon::prelude::*;
 
-use crate::bands::{check_per_band, place_bands};
-use crate::error::{shape_error, Error, Result};
-use crate::raster::check_output_size;
+use super::bands::place_bands;
+use super::check_output_size;
+use crate::error::{check_per_band, shape_error, Error, Result};
 use crate::tiling::TileGrid;
 
 /// Reflectance of one DN, in exactly the order numpy computes it in float32.
@@ -104,8 +104,7 @@ pub fn reflectance_tiles(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bands::stack_bands;
-    use crate::tiling::cut_tiles;
+    use crate::whole_raster::{cut_tiles, stack_bands};
     use ndarray::{array, Array2, Zip};
 
     fn same_or_both_nan(a: f32, b: f32) -> bool {

@@ -3,25 +3,13 @@
 use ndarray::{Array3, ArrayView2};
 use rayon::prelude::*;
 
-use crate::error::{shape_error, Result};
-use crate::raster::{check_output_size, GridBand, Raster, Window};
+use super::{check_output_size, ROWS_PER_TASK};
+use crate::error::{check_per_band, shape_error, Result};
+use crate::raster::{GridBand, Raster, Window};
 use crate::resample::{rebase, Resampling, NODATA_DN};
 
-/// Rows of one band plane handed to one rayon task.
-const ROWS_PER_TASK: usize = 64;
-
-/// Checks that a per-band list has one entry per band.
-pub(crate) fn check_per_band(what: &str, got: usize, bands: usize) -> Result<()> {
-    if got != bands {
-        return Err(shape_error!(
-            "expected one {what} per band ({bands}), got {got}"
-        ));
-    }
-    Ok(())
-}
-
 /// Places whole native bands on a `height` x `width` grid, one factor each.
-pub(crate) fn place_bands<'a>(
+pub(super) fn place_bands<'a>(
     bands: &[ArrayView2<'a, u16>],
     factors: &[i64],
     height: usize,
