@@ -17,7 +17,7 @@ import torch
 import zarr
 from torch.utils.data import Dataset
 
-from cloudkit.data.reflectance import band_constants, store_reflectance
+from cloudkit.data.reflectance import ValueScale, store_reflectance
 from cloudkit.errors import BandMismatchError, StoreError, TileShapeError
 from cloudkit.io.store import FORMAT, FORMAT_VERSION
 
@@ -35,6 +35,7 @@ class _StoreInfo:
     path: Path
     bands: tuple[str, ...]
     tile_size: int
+    values: ValueScale
     scale: torch.Tensor  # (C, 1, 1) float32
     offset: torch.Tensor  # (C, 1, 1) float32
     has_labels: bool
@@ -101,6 +102,11 @@ class TileDataset(Dataset):
             item["labels"] = torch.from_numpy(arrays["labels"][row])
         return item
 
+    @property
+    def value_scale(self) -> ValueScale:
+        """How the (first) store's values become reflectance, for a checkpoint to record."""
+        return self._stores[0].values
+
     def cloud_bins(self) -> np.ndarray:
         """(len,) int64 cloudiness bin of every tile, -1 where the tile has no labels."""
         return self._cloud_bins.copy()
@@ -145,12 +151,15 @@ def _read_store_info(path: Path, min_valid: float, with_labels: bool) -> _StoreI
             f"{path}: the store has no labels; tile labelled scenes (e.g. --scl-labels) into it"
         )
     bands = tuple(attrs["bands"])
+    values = ValueScale.of(attrs)
+    scale, offset = values.tensors()
     return _StoreInfo(
         path=path,
         bands=bands,
         tile_size=int(attrs["tile_size"]),
-        scale=band_constants(attrs["scale"]),
-        offset=band_constants(attrs["offset"]),
+        values=values,
+        scale=scale,
+        offset=offset,
         has_labels=has_labels,
         rows=rows,
         cloud_fraction=group["cloud_fraction"][:n][rows],
