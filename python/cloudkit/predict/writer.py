@@ -61,11 +61,12 @@ class PredictionWriter(SceneWriter):
         self.out_dir = Path(out_dir)
         self.options = options
         self._window = options.window_for(predictor.info.tile_size)
+        # the scene being written: set by begin_scene
+        self._job: SceneJob | None = None
         self._masks: MaskWriter | None = None
         self._blender: RowBlender | None = None
-        self._counts = _ClassCounts(0)
-        self._rgb: list[int] | None = None
-        self._job: SceneJob | None = None
+        self._counts: _ClassCounts | None = None
+        self._rgb: list[int] | None = None  # where B04, B03, B02 are, for the quicklook
 
     def plan(self, scene: Scene) -> GridPlan:
         """The scene's grid for the model's bands, or an error that says what would work."""
@@ -98,6 +99,7 @@ class PredictionWriter(SceneWriter):
             pasted=len(self._rgb) if self._rgb else 0,
         )
         self._counts = _ClassCounts(len(info.classes))
+        self._job = job
         self._masks = MaskWriter(
             self.out_dir,
             plan.scene.scene_id,
@@ -110,7 +112,6 @@ class PredictionWriter(SceneWriter):
             quicklook=self.options.quicklook,
             threads=self.options.threads,
         )
-        self._job = job
 
     def write_row(self, row: int, bands: list[np.ndarray], labels: np.ndarray | None) -> int:
         job, windows = self._job, self._job.windows
