@@ -35,19 +35,16 @@ def main() -> None:
     parser.add_argument("--heads", default="unet,light,paper", help="comma-separated heads")
     args = parser.parse_args()
 
-    from cloudkit.io.discover import discover_scenes
-    from cloudkit.tiling import TileOptions, tile_scenes
+    from cloudkit.config import TileOptions
+    from cloudkit.tiling import tile_paths
     from finetune_stores import TILE_64, spatial_split
     from pretrain_stores import BANDS
     from shared_data import L2A_T29UNU
 
     work = Path(tempfile.mkdtemp(prefix="cloudkit-heads-"))
     full = work / "t29unu.zarr"
-    tile_scenes(
-        discover_scenes([L2A_T29UNU], scl_labels=True),
-        full,
-        TileOptions(resolution=60, bands=BANDS, tile_size=TILE_64),
-    )
+    options = TileOptions(resolution=60, bands=BANDS, tile_size=TILE_64, scl_labels=True)
+    tile_paths([L2A_T29UNU], full, options)
     train, test = spatial_split(full, work)
     rows = {}
     for head in args.heads.split(","):

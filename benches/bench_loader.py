@@ -26,11 +26,11 @@ from shared_data import T29UNU_60M_BANDS as BANDS  # noqa: E402
 
 
 def build_store(product: Path, out: Path, tile_size: int) -> Path:
-    from cloudkit.io.discover import discover_scenes
-    from cloudkit.tiling import TileOptions, tile_scenes
+    from cloudkit.config import TileOptions
+    from cloudkit.tiling import tile_paths
 
-    options = TileOptions(resolution=60, bands=BANDS, tile_size=tile_size)
-    tile_scenes(discover_scenes([product], scl_labels=True), out, options)
+    options = TileOptions(resolution=60, bands=BANDS, tile_size=tile_size, scl_labels=True)
+    tile_paths([product], out, options)
     return out
 
 

@@ -96,8 +96,9 @@ def child_decode(args) -> dict:
 def child_predict(args) -> dict:
     import torch
 
+    from cloudkit.config import PredictOptions
     from cloudkit.predict.model import Predictor
-    from cloudkit.predict.pipeline import PredictOptions, predict_paths
+    from cloudkit.predict.writer import predict_paths
 
     torch.set_num_threads(args.workers or os.cpu_count())
     predictor = Predictor(
@@ -196,7 +197,7 @@ def main() -> None:
         return
 
     if args.overlap is None:
-        from cloudkit.predict.pipeline import default_overlap
+        from cloudkit.config import default_overlap
 
         args.overlap = default_overlap(args.window)
     scene, resolution, bands = scene_and_bands(args.size)

@@ -28,15 +28,17 @@ from shared_data import T29UNU_60M_BANDS as BANDS  # noqa: E402
 
 
 def build_store(folder: Path, tile: int) -> Path:
-    from cloudkit.io.discover import discover_scenes
-    from cloudkit.tiling import TileOptions, tile_scenes
+    from cloudkit.config import TileOptions
+    from cloudkit.tiling import tile_paths
 
     if not T29UNU.is_dir():
         sys.exit(f"the real sample {T29UNU} is missing; pass --store")
     out = folder / f"t29unu-{tile}.zarr"
-    options = TileOptions(resolution=60, bands=BANDS, tile_size=tile, overlap=tile // 2)
+    options = TileOptions(
+        resolution=60, bands=BANDS, tile_size=tile, overlap=tile // 2, scl_labels=True
+    )
     t0 = time.perf_counter()
-    tile_scenes(discover_scenes([T29UNU], scl_labels=True), out, options)
+    tile_paths([T29UNU], out, options)
     print(f"built {out.name} in {time.perf_counter() - t0:.1f} s")
     return out
 

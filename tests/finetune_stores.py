@@ -24,14 +24,14 @@ TRAIN_FROM = 448
 
 
 def real_store_64(tmp_path_factory) -> Path:
-    from cloudkit.io.discover import discover_scenes
-    from cloudkit.tiling import TileOptions, tile_scenes
+    from cloudkit.config import TileOptions
+    from cloudkit.tiling import tile_paths
 
     path = tmp_path_factory.getbasetemp() / "t29unu-60m-64px.zarr"
     done = path.with_suffix(".done")
     if not done.exists():
-        options = TileOptions(resolution=60, bands=BANDS, tile_size=TILE_64)
-        tile_scenes(discover_scenes([L2A_T29UNU], scl_labels=True), path, options)
+        options = TileOptions(resolution=60, bands=BANDS, tile_size=TILE_64, scl_labels=True)
+        tile_paths([L2A_T29UNU], path, options)
         done.touch()
     return path
 

@@ -30,14 +30,14 @@ _ARRAYS = (
 
 def real_store(tmp_path_factory) -> Path:
     """T29UNU tiled at 60 m, 32 px, with labels; shared by every test module of the session."""
-    from cloudkit.io.discover import discover_scenes
-    from cloudkit.tiling import TileOptions, tile_scenes
+    from cloudkit.config import TileOptions
+    from cloudkit.tiling import tile_paths
 
     path = tmp_path_factory.getbasetemp() / "t29unu-60m-32px.zarr"
     done = path.with_suffix(".done")
     if not done.exists():
-        options = TileOptions(resolution=60, bands=BANDS, tile_size=TILE)
-        tile_scenes(discover_scenes([L2A_T29UNU], scl_labels=True), path, options)
+        options = TileOptions(resolution=60, bands=BANDS, tile_size=TILE, scl_labels=True)
+        tile_paths([L2A_T29UNU], path, options)
         done.touch()
     return path
 

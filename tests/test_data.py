@@ -15,13 +15,13 @@ import torch
 import zarr
 from torch.utils.data import DataLoader, Subset
 
+from cloudkit.config import TileOptions
 from cloudkit.data import CloudinessPairs, TileDataset, TwoViews, augment, ssl_view_transform
 from cloudkit.data.augment import gaussian_blur, gaussian_kernel1d, random_crop
 from cloudkit.data.tiles import cloud_bins_of
 from cloudkit.errors import BandMismatchError, CloudkitError, StoreError, TileShapeError
-from cloudkit.io.discover import discover_scenes
 from cloudkit.io.store import SceneRecord, StoreLayout, TileRecord, TileStore
-from cloudkit.tiling import TileOptions, tile_scenes
+from cloudkit.tiling import tile_paths
 
 BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B8A", "B09", "B11", "B12")
 TILE = 64
@@ -30,8 +30,8 @@ TILE = 64
 @pytest.fixture(scope="module")
 def store(t29unu, tmp_path_factory):
     out = tmp_path_factory.mktemp("t29unu") / "tiles.zarr"
-    options = TileOptions(resolution=60, bands=BANDS, tile_size=TILE)
-    tile_scenes(discover_scenes([t29unu], scl_labels=True), out, options)
+    options = TileOptions(resolution=60, bands=BANDS, tile_size=TILE, scl_labels=True)
+    tile_paths([t29unu], out, options)
     return out
 
 

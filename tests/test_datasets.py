@@ -46,6 +46,7 @@ class TestBandFolder:
         assert scene.processing_baseline == "02.14"
         assert scene.product_type == "S2MSI2A"
         assert scene.quantification == 10000  # STAC raster:bands scale 0.0001
+        assert scene.radiometry_file is not None and scene.radiometry_file.suffix == ".json"
         assert all(scene.offset_of(b) == 0 for b in L2A_BANDS)
         assert scene.labels == []
 

@@ -30,12 +30,12 @@ T19UDP_PROB = DERIVED / "T19UDP_preview_s2cloudless_prob.tif"
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> Path:
     """T29UNU (L2A) at 60 m in 64 px tiles with its SCL as labels."""
-    from cloudkit.io.discover import discover_scenes
-    from cloudkit.tiling import TileOptions, tile_scenes
+    from cloudkit.config import TileOptions
+    from cloudkit.tiling import tile_paths
 
     path = tmp_path_factory.mktemp("eval") / "t29unu-60m-64px.zarr"
-    options = TileOptions(resolution=60, bands=BANDS, tile_size=64)
-    tile_scenes(discover_scenes([L2A_T29UNU], scl_labels=True), path, options)
+    options = TileOptions(resolution=60, bands=BANDS, tile_size=64, scl_labels=True)
+    tile_paths([L2A_T29UNU], path, options)
     return path
 
 
@@ -131,11 +131,11 @@ class TestReference:
             evaluate_reference([store], reference=str(path), task="cloud", tiles=[0])
 
     def test_store_without_labels_reads_windows_then_refuses(self, tmp_path):
-        from cloudkit.io.discover import discover_scenes
-        from cloudkit.tiling import TileOptions, tile_scenes
+        from cloudkit.config import TileOptions
+        from cloudkit.tiling import tile_paths
 
         path = tmp_path / "t19udp.zarr"
-        tile_scenes(discover_scenes([T19UDP]), path, TileOptions(tile_size=64))
+        tile_paths([T19UDP], path, TileOptions(tile_size=64))
         with rasterio.open(T19UDP_PROB) as ds:
             prob = ds.read(1)
         footprints = tile_footprints(StoreReader.open(path))

@@ -25,9 +25,12 @@ import torch
 from rasterio.errors import NotGeoreferencedWarning
 
 from cloudkit.cli import main
+from cloudkit.config import PredictOptions
+from cloudkit.data.reflectance import ValueScale
+from cloudkit.pipeline.run import Progress
 from cloudkit.predict.model import Predictor
 from cloudkit.predict.output import is_complete, output_paths
-from cloudkit.predict.pipeline import PredictOptions, predict_paths
+from cloudkit.predict.writer import predict_paths
 from cloudkit.synthetic import write_l1c_safe
 from predict_models import trained_checkpoint, untrained_checkpoint
 from shared_data import AWS_T19UDP, L2A_T29UNU, T29UNU_60M_BANDS
@@ -166,14 +169,14 @@ class TestParityWithTheTileStore:
         """Without overlap each window is predicted alone: it must equal the model's output on
         the tile `cloudkit tile` stores at the same place (same readers, Rust cut and
         reflectance conversion)."""
+        from cloudkit.config import TileOptions
         from cloudkit.data.tiles import TileDataset
         from cloudkit.eval.evaluate import load_finetuned
-        from cloudkit.io.discover import discover_scenes
-        from cloudkit.tiling import TileOptions, tile_scenes
+        from cloudkit.tiling import tile_paths
 
         store = tmp_path / "t29unu-128.zarr"
         options = TileOptions(resolution=60, bands=T29UNU_60M_BANDS, tile_size=WINDOW)
-        tile_scenes(discover_scenes([L2A_T29UNU]), store, options)
+        tile_paths([L2A_T29UNU], store, options)
         tiles = TileDataset([store], min_valid=1e-9)
         import zarr
 
@@ -265,22 +268,16 @@ def _files(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
-class _StopAfter:
+class _StopAfter(Progress):
     """Progress that interrupts the run after ``rows`` tile rows (a Ctrl-C mid-scene)."""
 
     def __init__(self, rows: int) -> None:
         self.rows = rows
 
-    def scene_started(self, scene_id, tile_rows):
-        pass
-
-    def row_done(self, windows):
+    def row_done(self, windows, megabytes):
         self.rows -= 1
         if self.rows == 0:
             raise KeyboardInterrupt
-
-    def scene_finished(self, result):
-        pass
 
 
 class TestAtomicOutputs:
@@ -412,19 +409,12 @@ class TestErrors:
         bad = write_l1c_safe(tmp_path / "bad", size_10m=192, seed=2, tile_id="T31TDJ").path
         b04 = next(bad.glob("GRANULE/*/IMG_DATA/*_B04.jp2"))
         b04.write_bytes(b04.read_bytes()[:300])  # a truncated download
-        notes = tmp_path / "notes"
-        notes.mkdir()
-        (notes / "readme.txt").write_text("not a product")
         ckpt = untrained_checkpoint(tmp_path / "m.pt", ALL_BANDS)
         out = tmp_path / "out"
-        code, stdout, err = _run(
-            capsys, bad, notes, good, "-m", ckpt, "-o", out, "--resolution", 60
-        )
+        code, stdout, err = _run(capsys, bad, good, "-m", ckpt, "-o", out, "--resolution", 60)
         assert code == 1
-        failures = _failures(err)
-        assert len(failures) == 2
-        assert any(b04.name in line for line in failures)
-        assert any("notes" in line and "no layout" in line for line in failures)
+        (failure,) = _failures(err)
+        assert b04.name in failure
         good_id = good.name.removesuffix(".SAFE")
         assert is_complete(out, good_id) and good_id in stdout
         assert [n for n in _files(out) if "T31TDJ" in n] == []  # nothing of the bad scene
@@ -513,6 +503,29 @@ class TestPredictor:
         assert b.dtype == np.float32
         assert np.abs(a - b).max() < 0.05
         assert ((a > 0.5) == (b > 0.5)).mean() > 0.99
+
+    def test_value_constants_come_from_the_checkpoint(self, checkpoint, tmp_path_factory):
+        import zarr
+
+        from finetune_stores import real_store_64
+
+        recorded = torch.load(checkpoint, weights_only=False)["normalisation"]
+        assert recorded["scale"] and recorded["offset"]
+        store_attrs = zarr.open_group(str(real_store_64(tmp_path_factory)), mode="r").attrs
+        assert Predictor(checkpoint, device="cpu").values == ValueScale.of(store_attrs)
+
+    def test_checkpoint_without_constants_gets_the_stores(self, tmp_path):
+        ckpt = untrained_checkpoint(tmp_path / "m.pt")  # normalisation holds only the kind
+        bands = len(T29UNU_60M_BANDS)
+        assert Predictor(ckpt, device="cpu").values == ValueScale.of_store_convention(bands)
+
+    def test_constants_unlike_the_stores_are_refused(self, tmp_path):
+        from cloudkit.errors import CheckpointError
+
+        other = ValueScale((1e-3,) * len(T29UNU_60M_BANDS), (0.0,) * len(T29UNU_60M_BANDS))
+        ckpt = untrained_checkpoint(tmp_path / "m.pt", extra={"normalisation": other.record()})
+        with pytest.raises(CheckpointError, match="scale"):
+            Predictor(ckpt, device="cpu")
 
     def test_unknown_normalisation_is_refused(self, tmp_path):
         from cloudkit.errors import CheckpointError

@@ -29,6 +29,7 @@ class TestL2A:
         assert scene.processing_baseline == "04.00"
         assert scene.product_type == "S2MSI2A"
         assert scene.quantification == 10000
+        assert scene.radiometry_file == t29unu / "MTD_MSIL2A.xml"
         assert list(scene.bands) == list(L2A_BANDS)
         assert all(scene.offset_of(band) == -1000 for band in L2A_BANDS)
 

@@ -16,17 +16,17 @@ import rasterio
 import zarr
 
 import numpy_reference as ref
+from cloudkit.config import TileOptions
 from cloudkit.io.discover import discover_scenes
 from cloudkit.io.grid import plan_grid
 from cloudkit.io.store import read_scene_table
 from cloudkit.synthetic import write_l1c_safe
-from cloudkit.tiling import TileOptions, tile_scenes
+from cloudkit.tiling import tile_paths
 from shared_data import AWS_T19UDP, L2A_T29UNU, T29UNU_60M_BANDS
 
 
 def _tile(paths, out, **kw):
-    scl = kw.pop("scl_labels", False)
-    return tile_scenes(discover_scenes(list(paths), scl_labels=scl), out, TileOptions(**kw))
+    return tile_paths(list(paths), out, TileOptions(**kw))
 
 
 def _expected_tiles(plan, shifts, tile, overlap):

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cloudkit import _core
-from cloudkit.data.reflectance import band_constants, store_reflectance
+from cloudkit.data.reflectance import ValueScale, band_constants, store_reflectance
 
 
 @st.composite
@@ -70,3 +70,16 @@ def test_shape_errors_are_clear():
         _core.window_inputs(values, np.ones((2, 1, 4, 5), np.uint8), [1.0] * 3, [0.0] * 3)
     with pytest.raises(ValueError, match="one scale per band"):
         _core.window_inputs(values, np.ones((2, 1, 4, 4), np.uint8), [1.0] * 2, [0.0] * 3)
+
+
+@given(windows())
+@settings(max_examples=40, deadline=None)
+def test_value_scale_reflectance_is_the_same_conversion(case):
+    """The quicklook's path: chosen bands of pasted store values, no validity mask."""
+    values, _, scale, offset = case
+    image = values[0]
+    bands = list(range(image.shape[0]))[::-1]
+    got = ValueScale(tuple(scale), tuple(offset)).reflectance(image[bands], bands=bands)
+    every = np.ones((1, *image.shape[1:]), np.uint8)
+    expected = _reference(image[bands], every, np.take(scale, bands), np.take(offset, bands))
+    assert torch.equal(torch.from_numpy(got), expected)

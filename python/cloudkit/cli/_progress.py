@@ -1,21 +1,24 @@
-"""Rich progress displays: scenes, rows of the current scene, and a throughput figure."""
+"""Rich progress displays of the scene pipeline: scenes, rows of the current scene, a rate."""
 
 from __future__ import annotations
 
 import sys
 import time
 
+import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cloudkit.tiling import Progress as TileProgress
+from cloudkit.errors import CloudkitError
+from cloudkit.pipeline.run import FAILED, SceneResult, Summary
+from cloudkit.pipeline.run import Progress as PipelineProgress
 
 
-class _SceneBars:
+class _SceneBars(PipelineProgress):
     """A bar over scenes and one over the rows of the scene at hand, both showing ``count``
     (tiles, windows) and ``rate`` rendered by ``rate_text``."""
 
-    def __init__(self, total_scenes: int, unit: str, rate_text: str) -> None:
+    def __init__(self, unit: str, rate_text: str) -> None:
         self._console = Console(stderr=True)
         self._bar = Progress(
             TextColumn("[bold]{task.description}"),
@@ -26,7 +29,7 @@ class _SceneBars:
             console=self._console,
             disable=not sys.stderr.isatty(),
         )
-        self._scenes = self._bar.add_task("scenes", total=total_scenes, count=0, rate=0.0)
+        self._scenes = self._bar.add_task("scenes", total=None, count=0, rate=0.0)
         self._rows = None
         self._count = 0
         self._t0 = time.perf_counter()
@@ -37,6 +40,9 @@ class _SceneBars:
 
     def __exit__(self, *exc: object) -> None:
         self._bar.__exit__(*exc)
+
+    def scenes_found(self, count: int) -> None:
+        self._bar.update(self._scenes, total=count)
 
     def scene_started(self, scene_id: str, tile_rows: int) -> None:
         if self._rows is not None:
@@ -51,29 +57,39 @@ class _SceneBars:
     def _per_second(self, amount: float) -> float:
         return amount / max(time.perf_counter() - self._t0, 1e-9)
 
-    def scene_finished(self, result) -> None:
+    def scene_finished(self, result: SceneResult) -> None:
         self._bar.update(self._scenes, advance=1)
-        if result.status == "failed":
+        if result.status == FAILED:
             self._console.print(f"[red]failed[/red] {result.scene_id}: {result.error}")
 
 
-class RichProgress(_SceneBars, TileProgress):
+class RichTileProgress(_SceneBars):
     """The tiler's display: tiles written and decoded MB/s."""
 
-    def __init__(self, total_scenes: int) -> None:
-        super().__init__(total_scenes, "tiles", "{task.fields[rate]:.1f} MB/s")
+    def __init__(self) -> None:
+        super().__init__("tiles", "{task.fields[rate]:.1f} MB/s")
         self._mb = 0.0
 
-    def row_done(self, tiles: int, megabytes: float) -> None:
+    def row_done(self, windows: int, megabytes: float) -> None:
         self._mb += megabytes
-        self._row(tiles, self._per_second(self._mb))
+        self._row(windows, self._per_second(self._mb))
 
 
 class RichPredictProgress(_SceneBars):
     """Prediction's display: windows predicted per second."""
 
-    def __init__(self, total_scenes: int) -> None:
-        super().__init__(total_scenes, "windows", "{task.fields[rate]:.1f}/s")
+    def __init__(self) -> None:
+        super().__init__("windows", "{task.fields[rate]:.1f}/s")
 
-    def row_done(self, windows: int) -> None:
+    def row_done(self, windows: int, megabytes: float) -> None:
         self._row(windows, self._per_second(self._count + windows))
+
+
+def report_failures(summary: Summary) -> None:
+    """Each failed scene on stderr, then the run's one-line error (exit code 1)."""
+    if not summary.failed:
+        return
+    for r in summary.failed:
+        typer.echo(f"  failed: {r.scene_id}: {r.error}", err=True)
+    total = len(summary.results)
+    raise CloudkitError(f"{len(summary.failed)} of {total} scene(s) failed; see above")

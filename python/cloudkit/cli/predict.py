@@ -90,14 +90,15 @@ def predict(
     codes, 255 outside the swath), SCENE.json (cloud, shadow and valid percentages, timings).
 
     Scenes whose outputs exist are skipped; a bad scene is reported and the next one goes on
-    (exit code 1 at the end).
+    (exit code 1 at the end). A path that does not exist or holds no scene stops at once.
 
     Example: cloudkit predict S2B_MSIL1C_*.SAFE --model run/best.pt -o masks --quicklook
     """
-    from cloudkit.cli._progress import RichPredictProgress
-    from cloudkit.errors import CloudkitError
+    from cloudkit.cli._progress import RichPredictProgress, report_failures
+    from cloudkit.config import PredictOptions
+    from cloudkit.pipeline.run import SKIPPED
     from cloudkit.predict.model import Predictor
-    from cloudkit.predict.pipeline import PredictOptions, check_options, predict_paths
+    from cloudkit.predict.writer import PREDICTED, predict_paths
 
     options = PredictOptions(
         resolution=resolution,
@@ -109,27 +110,22 @@ def predict(
         quicklook=quicklook,
         overwrite=overwrite,
     )
-    check_options(options)
     predictor = Predictor(
         model, device=device.value, precision=precision.value, compile=compile_model
     )
-    with RichPredictProgress(total_scenes=len(scenes)) as progress:
+    with RichPredictProgress() as progress:
         summary = predict_paths(scenes, predictor, out, options, progress)
     for r in summary.results:
-        if r.status == "predicted":
+        if r.status == PREDICTED:
             s = r.summary
             typer.echo(
                 f"{r.outputs.mask}: cloud {_pct(s['cloud_percent'])}, shadow "
                 f"{_pct(s['shadow_percent'])}, valid {_pct(s['valid_percent'])} "
                 f"({r.windows} windows in {r.seconds:.1f} s)"
             )
-        elif r.status == "skipped":
+        elif r.status == SKIPPED:
             typer.echo(f"{r.outputs.mask}: exists, skipped (--overwrite predicts it again)")
-    if summary.failed:
-        for r in summary.failed:
-            typer.echo(f"  failed: {r.scene_id}: {r.error}", err=True)
-        total = len(summary.results)
-        raise CloudkitError(f"{len(summary.failed)} of {total} scene(s) failed; see above")
+    report_failures(summary)
 
 
 def _pct(value: float | None) -> str:

@@ -57,10 +57,10 @@ def tile(
 
     Example: cloudkit tile S2A_MSIL1C_*.SAFE tiles.zarr --resolution 10
     """
-    from cloudkit.cli._progress import RichProgress
-    from cloudkit.errors import CloudkitError
-    from cloudkit.io.discover import discover_scenes
-    from cloudkit.tiling import TileOptions, tile_scenes
+    from cloudkit.cli._progress import RichTileProgress, report_failures
+    from cloudkit.config import TileOptions
+    from cloudkit.pipeline.run import SKIPPED
+    from cloudkit.tiling import TILED, tile_paths
 
     paths = list(scenes or [])
     if sample:
@@ -69,26 +69,22 @@ def tile(
         paths.append(sample_product())
     if not paths:
         raise typer.BadParameter("give at least one scene, or --sample", param_hint="SCENES")
-    found = discover_scenes(paths, scl_labels=scl_labels)
     options = TileOptions(
         resolution=resolution,
         bands=parse_bands(bands),
         tile_size=tile_size,
         overlap=overlap,
         workers=workers,
+        scl_labels=scl_labels,
     )
-    with RichProgress(total_scenes=len(found)) as progress:
-        summary = tile_scenes(found, out, options, progress, stop_on_error=not keep_going)
-    tiled = [r for r in summary.results if r.status == "tiled"]
-    skipped = [r for r in summary.results if r.status == "skipped"]
+    with RichTileProgress() as progress:
+        summary = tile_paths(paths, out, options, progress, keep_going=keep_going)
+    tiled = summary.with_status(TILED)
     seconds = sum(r.seconds for r in tiled)
     mb = sum(r.megabytes for r in tiled)
     typer.echo(
-        f"{out}: {len(tiled)} scene(s) tiled ({sum(r.tiles for r in tiled)} tiles, "
-        f"{mb:.0f} MB of DN in {seconds:.1f} s), {len(skipped)} already in the store, "
-        f"{len(summary.failed)} failed"
+        f"{out}: {len(tiled)} scene(s) tiled ({sum(r.windows for r in tiled)} tiles, "
+        f"{mb:.0f} MB of DN in {seconds:.1f} s), {len(summary.with_status(SKIPPED))} already "
+        f"in the store, {len(summary.failed)} failed"
     )
-    if summary.failed:
-        for r in summary.failed:
-            typer.echo(f"  failed: {r.scene_id}: {r.error}", err=True)
-        raise CloudkitError(f"{len(summary.failed)} of {len(found)} scene(s) failed; see above")
+    report_failures(summary)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from cloudkit.data.reflectance import band_constants, store_reflectance
+from cloudkit.data.reflectance import ValueScale, store_reflectance
 from cloudkit.errors import BandMismatchError, StoreError, TileShapeError
 from cloudkit.io.store import StoreReader
 
@@ -35,6 +35,7 @@ class _StoreInfo:
     path: Path
     bands: tuple[str, ...]
     tile_size: int
+    values: ValueScale
     scale: torch.Tensor  # (C, 1, 1) float32
     offset: torch.Tensor  # (C, 1, 1) float32
     rows: np.ndarray  # (n,) int64, the kept rows of the store
@@ -100,6 +101,11 @@ class TileDataset(Dataset):
             item["labels"] = torch.from_numpy(reader.tile("labels", row))
         return item
 
+    @property
+    def value_scale(self) -> ValueScale:
+        """How the (first) store's values become reflectance, for a checkpoint to record."""
+        return self._stores[0].values
+
     def cloud_bins(self) -> np.ndarray:
         """(len,) int64 cloudiness bin of every tile, -1 where the tile has no labels."""
         return self._cloud_bins.copy()
@@ -136,12 +142,15 @@ def _read_store_info(path: Path, min_valid: float, with_labels: bool) -> _StoreI
         )
     if with_labels:
         reader.require_labels()
+    values = ValueScale(tuple(reader.scale), tuple(reader.offset))
+    scale, offset = values.tensors()
     return _StoreInfo(
         path=path,
         bands=reader.bands,
         tile_size=reader.tile_size,
-        scale=band_constants(reader.scale),
-        offset=band_constants(reader.offset),
+        values=values,
+        scale=scale,
+        offset=offset,
         rows=rows,
         cloud_fraction=reader.index("cloud_fraction")[rows],
     )

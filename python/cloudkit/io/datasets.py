@@ -17,9 +17,8 @@ from cloudkit.bands import BY_NAME, L1C_BANDS, L2A_BANDS, esa_order
 from cloudkit.errors import InvalidSceneError, SceneNotFoundError, UnknownLayoutError
 from cloudkit.io.labels import CLOUDSEN12_LUT, SCL_LUT, WHUS2_LUT
 from cloudkit.io.raster import RASTER_SUFFIXES, read_header
-from cloudkit.io.scene import BandSource, LabelSource, Scene
+from cloudkit.io.scene import SENTINEL2_QUANTIFICATION, BandSource, LabelSource, Scene
 
-_QUANTIFICATION = 10000.0
 # Since baseline 04.00 (January 2022) ESA shifts every band's DN by +1000.
 _HARMONISED_BASELINE = (4, 0)
 _HARMONISED_OFFSET = -1000
@@ -89,8 +88,9 @@ def read_band_folder(folder: Path, *, scl_labels: bool = False) -> Scene:
         path=folder,
         layout="band-folder",
         bands=bands,
-        quantification=meta.get("quantification", _QUANTIFICATION),
+        quantification=meta.get("quantification", SENTINEL2_QUANTIFICATION),
         add_offset=_offsets_for(list(bands), meta),
+        radiometry_file=meta.get("radiometry_file"),
         labels=labels,
         processing_baseline=meta.get("baseline"),
         product_type=meta.get("product_type"),
@@ -107,7 +107,10 @@ def _folder_metadata(folder: Path) -> dict:
         if "productName" in doc:  # AWS tileInfo.json
             meta.update(_product_name_metadata(str(doc["productName"])))
         elif doc.get("type") == "Feature" and isinstance(doc.get("assets"), dict):
-            meta.update(_stac_metadata(folder, doc))
+            stac = _stac_metadata(folder, doc)
+            if "quantification" in stac:
+                stac["radiometry_file"] = path
+            meta.update(stac)
     return meta
 
 

@@ -16,13 +16,10 @@ from cloudkit.bands import BY_NAME, L1C_BANDS, L2A_BANDS, band_by_id
 from cloudkit.errors import InvalidSceneError, SceneNotFoundError
 from cloudkit.io.labels import SCL_LUT
 from cloudkit.io.raster import RASTER_SUFFIXES, find_raster
-from cloudkit.io.scene import BandSource, LabelSource, Scene
+from cloudkit.io.scene import SENTINEL2_QUANTIFICATION, BandSource, LabelSource, Scene
 
 #: Metadata file name -> cloudkit layout name.
 MTD_LAYOUTS = {"MTD_MSIL1C.xml": "l1c-safe", "MTD_MSIL2A.xml": "l2a-safe"}
-
-# Default in every product so far; only used when a product's XML omits the value.
-_DEFAULT_QUANTIFICATION = 10000.0
 
 # Band file stems: L1C ".._B8A", L2A ".._B8A_20m", L2A scene classification ".._SCL_20m".
 _L1C_BAND = re.compile(r"_(B0[1-9]|B1[0-2]|B8A)$")
@@ -91,6 +88,7 @@ def read_safe(path: Path, *, scl_labels: bool = False) -> Scene:
         bands=bands,
         quantification=quantification,
         add_offset={b: o for b, o in offsets.items() if b in bands},
+        radiometry_file=mtd,
         labels=labels,
         processing_baseline=_text(root, "General_Info", "Product_Info", "PROCESSING_BASELINE"),
         product_type=_text(root, "General_Info", "Product_Info", "PRODUCT_TYPE"),
@@ -195,7 +193,7 @@ def _radiometry(mtd: Path, root: ET.Element, is_l2a: bool) -> tuple[float, dict[
     quantification = (
         _number(mtd, q_tag, q_node.text)
         if q_node is not None and q_node.text
-        else _DEFAULT_QUANTIFICATION
+        else SENTINEL2_QUANTIFICATION
     )
     if quantification <= 0:
         raise InvalidSceneError(

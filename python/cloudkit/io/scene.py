@@ -11,6 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+#: Sentinel-2's quantification value, in every product so far: reflectance = (DN + add_offset)
+#: / 10000. The default where a product's metadata does not say.
+SENTINEL2_QUANTIFICATION = 10000.0
 #: cloudkit's label codes in the tile store (one scheme for every source).
 LABEL_CLEAR = 0
 LABEL_THICK_CLOUD = 1
@@ -61,9 +64,11 @@ class Scene:
     # candidate files per band, in ESA order of bands; several candidates when a product
     # carries a band at more than one resolution (L2A R10m/R20m/R60m)
     bands: dict[str, list[BandSource]]
-    quantification: float = 10000.0
+    quantification: float = SENTINEL2_QUANTIFICATION
     # per band: reflectance = (DN + add_offset[band]) / quantification
     add_offset: dict[str, int] = field(default_factory=dict)
+    # the metadata file quantification and add_offset were read from; None: the defaults
+    radiometry_file: Path | None = None
     # candidate label rasters (several for L2A SCL_20m / SCL_60m); empty when unlabelled
     labels: list[LabelSource] = field(default_factory=list)
     processing_baseline: str | None = None

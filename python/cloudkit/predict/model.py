@@ -19,11 +19,10 @@ from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from cloudkit import kernels
-from cloudkit.data.reflectance import STORE_REFLECTANCE, band_constants, store_reflectance
+from cloudkit.data.reflectance import ValueScale, store_reflectance
 from cloudkit.data.tasks import get_task
 from cloudkit.errors import CheckpointError, CloudkitError
 from cloudkit.eval.evaluate import load_finetuned, resolve_device
-from cloudkit.io.store import QUANTIFICATION, STORE_ADD_OFFSET
 
 PRECISIONS = ("auto", "fp32", "bf16")
 #: Window edge used when a checkpoint does not record its training tile size.
@@ -61,6 +60,10 @@ class Predictor:
     ) -> None:
         payload, model = load_finetuned(Path(checkpoint))
         self.info = _model_info(Path(checkpoint), payload, model)
+        #: how the windows' store values become the model's reflectance (the checkpoint's)
+        self.values = ValueScale.of_checkpoint(
+            Path(checkpoint), payload.get("normalisation"), len(self.info.bands)
+        )
         self.device = resolve_device(device)
         self.precision = _resolve_precision(precision, self.device)
         # BatchNorm folded into the convolutions (eval statistics are constants): +8-11 %
@@ -81,10 +84,7 @@ class Predictor:
             model = torch.compile(model)
         self._model = model
         self.compiled = compile
-        c = len(self.info.bands)
-        # the tile store's convention: value * 1e-4 - 0.1 for every band (see io/store.py)
-        self._scale = band_constants([1.0 / QUANTIFICATION] * c, self.device)
-        self._offset = band_constants([STORE_ADD_OFFSET / QUANTIFICATION] * c, self.device)
+        self._scale, self._offset = self.values.tensors(self.device)
 
     def inputs(self, dn: np.ndarray, valid: np.ndarray) -> Tensor:
         """``(n, C, T, T)`` uint16 store values and ``(n, 1, T, T)`` validity -> reflectance on
@@ -104,7 +104,7 @@ class Predictor:
         return store_reflectance(dn_t, valid_t, self._scale, self._offset)
 
     def _cpu_inputs(self, dn: np.ndarray, valid: np.ndarray) -> Tensor:
-        scale, offset = self._scale.flatten().tolist(), self._offset.flatten().tolist()
+        scale, offset = list(self.values.scale), list(self.values.offset)
         dn, valid = np.ascontiguousarray(dn), np.ascontiguousarray(valid, dtype=np.uint8)
         nhwc = kernels.window_inputs(dn, valid, scale, offset, bf16=self._bf16_weights)
         images = torch.from_numpy(nhwc)
@@ -148,14 +148,6 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
 
 
 def _model_info(path: Path, payload: dict, model) -> ModelInfo:
-    normalisation = payload.get("normalisation")
-    if normalisation is not None:
-        kind = normalisation.get("kind") if isinstance(normalisation, dict) else normalisation
-        if kind != STORE_REFLECTANCE:
-            raise CheckpointError(
-                f"{path}: the model expects inputs normalised as {kind!r}; this cloudkit "
-                f"prepares {STORE_REFLECTANCE!r} only"
-            )
     task_name = str(payload.get("task", payload["model"]["task"]))
     try:
         task = get_task(task_name)

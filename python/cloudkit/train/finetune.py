@@ -77,11 +77,6 @@ from cloudkit.train.pretrain import (
 FORMAT = "cloudkit-finetune"
 FORMAT_VERSION = 1
 BEST = "best.pt"
-#: how the images fed to the model relate to the store (evaluation and prediction do the same)
-NORMALISATION = {
-    "kind": "store-reflectance",
-    "description": "TileDataset reflectance (DN * scale + offset), no-data pixels 0.0, unclipped",
-}
 FLIP_PROBABILITY = 0.5
 #: options that must equal the checkpoint's on --resume (anything else changes the run)
 _RESUME_FIXED = (
@@ -348,7 +343,7 @@ class FineTuner:
     def _common(self, epoch: int, record: dict[str, Any] | None) -> dict[str, Any]:
         cfg = self.cfg
         extra = {
-            "normalisation": NORMALISATION,
+            "normalisation": self.tiles.value_scale.record(),
             "crop": cfg.crop,
             "init": cfg.init,
             "fraction": cfg.fraction,
@@ -362,7 +357,7 @@ class FineTuner:
             "bands": list(self.tiles.bands),
             "classes": list(self.task.classes),
             "head": cfg.head.value,
-            "normalisation": dict(NORMALISATION),
+            "normalisation": self.tiles.value_scale.record(),
             "crop": cfg.crop,
             "tile_size": self.tiles.tile_size,
             "init": cfg.init,

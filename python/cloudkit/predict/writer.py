@@ -1,0 +1,274 @@
+"""`cloudkit predict`: cloud masks as an output of the scene pipeline.
+
+Each scene goes through the tiler's path (`cloudkit.pipeline`): the same readers and grid
+plan, the same decoding lanes and the same Rust cut of a tile row (`_core.cut_stripe`, which
+the tile store's writer uses too), and the same store-value-to-reflectance conversion as
+`TileDataset`. So a window here and the tile of a store at the same place reach the network
+as the same numbers. Windows are predicted in batches, blended where they overlap
+(`blend.py`) and the finished rows streamed to disk (`output.py`); a scene is never held whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from cloudkit import __version__, kernels
+from cloudkit.config import PredictOptions
+from cloudkit.errors import BandMismatchError
+from cloudkit.io.grid import GridPlan, plan_grid
+from cloudkit.io.scene import Scene
+from cloudkit.pipeline.run import Progress, Summary, run_scenes
+from cloudkit.pipeline.writer import SceneJob, SceneTally, SceneWriter, Written
+from cloudkit.predict.blend import BlendedRows, RowBlender
+from cloudkit.predict.model import ModelInfo, Predictor
+from cloudkit.predict.output import MaskWriter, OutputPaths, is_complete, output_paths
+
+PREDICTED = "predicted"
+#: Class code of pixels outside the swath (some band has no data) in the mask.
+NODATA = 255
+#: Class names counted as cloud / as shadow in the summary.
+CLOUD_CLASSES = ("cloud", "thick cloud", "thin cloud")
+SHADOW_CLASSES = ("shadow", "cloud shadow")
+#: Stages of a scene's wall time in its summary ("read" is the pipeline's decoding).
+STAGES = ("read", "preprocess", "model", "write")
+_RGB = ("B04", "B03", "B02")
+
+
+def predict_paths(
+    paths: Sequence[Path],
+    predictor: Predictor,
+    out_dir: Path,
+    options: PredictOptions,
+    progress: Progress | None = None,
+) -> Summary:
+    """Predict every scene found under ``paths``; a scene that fails is reported in the
+    summary and the next one goes on."""
+    writer = PredictionWriter(predictor, out_dir, options)
+    return run_scenes(paths, writer, progress, keep_going=True)
+
+
+class PredictionWriter(SceneWriter):
+    """Per scene: windows through the model, blended into rows, written as a mask (and
+    probabilities, quicklook) with a JSON summary, all atomically (`output.py`)."""
+
+    wrote = PREDICTED
+
+    def __init__(self, predictor: Predictor, out_dir: Path, options: PredictOptions) -> None:
+        self.predictor = predictor
+        self.out_dir = Path(out_dir)
+        self.options = options
+        self._window = options.window_for(predictor.info.tile_size)
+        # the scene being written: set by begin_scene
+        self._job: SceneJob | None = None
+        self._masks: MaskWriter | None = None
+        self._blender: RowBlender | None = None
+        self._counts: _ClassCounts | None = None
+        self._rgb: list[int] | None = None  # where B04, B03, B02 are, for the quicklook
+
+    def plan(self, scene: Scene) -> GridPlan:
+        """The scene's grid for the model's bands, or an error that says what would work."""
+        info = self.predictor.info
+        have = set(scene.bands) | set(scene.missing)
+        lacking = [b for b in info.bands if b not in have]
+        if lacking:
+            raise BandMismatchError(_lacking_bands_message(scene, info, lacking, have))
+        return plan_grid(scene, resolution=self.options.resolution, bands=info.bands)
+
+    def existing(self, plan: GridPlan) -> OutputPaths | None:
+        scene_id = plan.scene.scene_id
+        if self.options.overwrite or not is_complete(self.out_dir, scene_id):
+            return None
+        return output_paths(self.out_dir, scene_id)
+
+    def window(self, plan: GridPlan) -> tuple[int, int]:
+        return self._window
+
+    def begin_scene(self, job: SceneJob) -> None:
+        plan, info = job.plan, self.predictor.info
+        quicklook = self.options.quicklook and all(b in plan.bands for b in _RGB)
+        self._rgb = [plan.bands.index(b) for b in _RGB] if quicklook else None
+        self._blender = RowBlender(
+            plan.height,
+            plan.width,
+            job.windows.size,
+            job.windows.overlap,
+            info.channels,
+            pasted=len(self._rgb) if self._rgb else 0,
+        )
+        self._counts = _ClassCounts(len(info.classes))
+        self._job = job
+        self._masks = MaskWriter(
+            self.out_dir,
+            plan.scene.scene_id,
+            crs=plan.crs,
+            transform=plan.transform,
+            height=plan.height,
+            width=plan.width,
+            classes=info.classes,
+            probabilities=self.options.probabilities,
+            quicklook=self.options.quicklook,
+            threads=self.options.threads,
+        )
+
+    def write_row(self, row: int, bands: list[np.ndarray], labels: np.ndarray | None) -> int:
+        job, windows = self._job, self._job.windows
+        plan, tally = job.plan, job.tally
+        with tally.stage("preprocess"):
+            images, valid, _, valid_fraction, _ = kernels.cut_stripe(
+                row, bands, list(plan.factors), plan.height, plan.width, windows.size,
+                windows.overlap, list(job.dn_shift), threads=self.options.threads,
+            )  # fmt: skip
+            bands.clear()  # the decoded rows are cut: free them before the model runs
+            keep = np.flatnonzero(valid_fraction > 0)
+        probs = _predict_windows(
+            self.predictor, images, valid, keep, self.options.batch_size, tally
+        )
+        with tally.stage("write"):
+            cols = [windows.columns[row][k] for k in keep]
+            pasted = images[keep[:, None], self._rgb] if self._rgb else None
+            for rows in self._blender.add_row(row, cols, probs, valid[keep], pasted):
+                self._write_rows(rows)
+        return len(keep)
+
+    def commit_scene(self, job: SceneJob) -> Written:
+        with job.tally.stage("write"):
+            self._masks.build()  # compress, overviews: timed as writing
+        summary = _summary(job, self.predictor, self.options, self._counts)
+        summary["timings"] = _timing_summary(job.tally)
+        outputs = self._masks.finish(summary)
+        self._masks = None
+        return Written(outputs, summary)
+
+    def abort_scene(self) -> None:
+        if self._masks is not None:
+            self._masks.abort()
+            self._masks = None
+
+    def _write_rows(self, rows: BlendedRows) -> None:
+        info, p = self.predictor.info, rows.probabilities
+        with_probs = self.options.probabilities
+        if info.binary:
+            classes = (p[0] > 0.5).astype(np.uint8)
+            per_class = np.stack([1.0 - p[0], p[0]]) if with_probs else None
+        else:
+            classes = np.argmax(np.nan_to_num(p, nan=-1.0), axis=0).astype(np.uint8)
+            per_class = p if with_probs else None
+        classes[~rows.valid] = NODATA
+        self._counts.add(classes)
+        rgb = None
+        if rows.pasted is not None:
+            rgb = self.predictor.values.reflectance(rows.pasted, bands=self._rgb)
+        self._masks.write_rows(rows.row0, classes, per_class, rgb)
+
+
+def _lacking_bands_message(scene: Scene, info: ModelInfo, lacking: list[str], have) -> str:
+    needs = f"{scene.scene_id}: the model ({len(info.bands)} bands) needs {', '.join(lacking)}"
+    if "B10" in lacking and scene.layout == "l2a-safe":
+        return (
+            f"{needs}; L2A products have no B10 (cirrus: Sen2Cor drops it). Predict the "
+            "matching L1C product, or fine-tune a model without B10 (tile L2A with "
+            "--bands B01,B02,B03,B04,B05,B06,B07,B08,B8A,B09,B11,B12)"
+        )
+    ordered = sorted(have)
+    return f"{needs}, which this {scene.layout} scene lacks; it has {', '.join(ordered)}"
+
+
+def _predict_windows(
+    predictor: Predictor,
+    images: np.ndarray,
+    valid: np.ndarray,
+    keep: np.ndarray,
+    batch_size: int,
+    tally: SceneTally,
+) -> np.ndarray:
+    n, t = len(keep), images.shape[-1]
+    probs = np.empty((n, predictor.info.channels, t, t), dtype=np.float32)
+    for start in range(0, n, batch_size):
+        chosen = keep[start : start + batch_size]
+        with tally.stage("preprocess"):
+            x = predictor.inputs(images[chosen], valid[chosen])
+        with tally.stage("model"):
+            probs[start : start + len(chosen)] = predictor.probabilities(x)
+    return probs
+
+
+class _ClassCounts:
+    def __init__(self, num_classes: int) -> None:
+        self.per_class = np.zeros(num_classes, dtype=np.int64)
+        self.pixels = 0
+
+    def add(self, classes: np.ndarray) -> None:
+        counts = np.bincount(classes.ravel(), minlength=256)
+        self.per_class += counts[: len(self.per_class)]
+        self.pixels += classes.size
+
+    @property
+    def valid(self) -> int:
+        return int(self.per_class.sum())
+
+
+def _summary(
+    job: SceneJob, predictor: Predictor, options: PredictOptions, counts: _ClassCounts
+) -> dict:
+    plan, scene, info, valid = job.plan, job.scene, predictor.info, counts.valid
+
+    def percent(names: Sequence[str]) -> float | None:
+        chosen = [i for i, name in enumerate(info.classes) if name in names]
+        if not chosen:
+            return None
+        return _pct(int(counts.per_class[chosen].sum()), valid)
+
+    return {
+        "scene": scene.scene_id,
+        "source": str(scene.path),
+        "layout": scene.layout,
+        "product_type": scene.product_type,
+        "processing_baseline": scene.processing_baseline,
+        "grid": {
+            "crs": plan.crs.to_string(),
+            "transform": [float(v) for v in plan.transform[:6]],
+            "height": plan.height,
+            "width": plan.width,
+            "resolution": float(plan.resolution),
+        },
+        "model": {
+            "checkpoint": str(info.path),
+            "task": info.task,
+            "head": info.head,
+            "bands": list(info.bands),
+        },
+        "classes": {str(i): name for i, name in enumerate(info.classes)},
+        "nodata": NODATA,
+        "valid_percent": _pct(valid, counts.pixels),
+        "cloud_percent": percent(CLOUD_CLASSES),
+        "shadow_percent": percent(SHADOW_CLASSES),
+        "class_percent": {
+            name: _pct(int(n), valid)
+            for name, n in zip(info.classes, counts.per_class, strict=True)
+        },
+        "inference": {
+            "window": job.windows.size,
+            "overlap": job.windows.overlap,
+            "windows": job.tally.windows,
+            "batch_size": options.batch_size,
+            "device": str(predictor.device),
+            "precision": predictor.precision,
+            "compiled": predictor.compiled,
+        },
+        "cloudkit_version": __version__,
+    }
+
+
+def _timing_summary(tally: SceneTally) -> dict:
+    result = {f"{stage}_s": round(tally.stages[stage], 3) for stage in STAGES}
+    result["total_s"] = round(tally.elapsed(), 3)
+    model = tally.stages["model"]
+    result["windows_per_s"] = round(tally.windows / model, 2) if model > 0 else None
+    return result
+
+
+def _pct(part: int, whole: int) -> float | None:
+    return round(100.0 * part / whole, 4) if whole else None
