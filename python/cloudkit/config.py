@@ -122,7 +122,7 @@ class PretrainConfig:
     min_valid: float = 0.5
     workers: int | None = None  # DataLoader worker processes (per process)
     seed: int = 0
-    resume: Path | None = None
+    resume: bool = False  # continue the run in `out` from its last.pt
     device: Device = Device.auto
     compile: bool | None = None  # default: on with CUDA, off on CPU
     amp: bool | None = None  # bf16 autocast; default: on with CUDA, off on CPU
@@ -136,8 +136,6 @@ class PretrainConfig:
         object.__setattr__(self, "device", Device(self.device))
         if self.prototypes is not None:
             object.__setattr__(self, "prototypes", tuple(int(p) for p in self.prototypes))
-        if self.resume is not None:
-            object.__setattr__(self, "resume", Path(self.resume))
 
     def validate(self) -> None:
         """Checks that need no data; raises CloudkitError naming the option."""
@@ -319,7 +317,7 @@ class FinetuneConfig(FinetuneOptions):
     out: Path
     init: str = RANDOM_INIT
     fraction: float = 1.0
-    resume: bool = False
+    resume: bool = False  # continue the run in `out` from its last.pt
 
     def __post_init__(self) -> None:
         super().__post_init__()

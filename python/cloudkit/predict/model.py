@@ -19,10 +19,10 @@ from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from cloudkit import _core
+from cloudkit.checkpoint import load_finetuned, resolve_device
 from cloudkit.data.reflectance import STORE_REFLECTANCE, band_constants, store_reflectance
 from cloudkit.data.tasks import get_task
 from cloudkit.errors import CheckpointError, CloudkitError
-from cloudkit.eval.evaluate import load_finetuned, resolve_device
 from cloudkit.io.store import QUANTIFICATION, STORE_ADD_OFFSET
 
 PRECISIONS = ("auto", "fp32", "bf16")
