@@ -124,7 +124,7 @@ class TestCheckpoint:
         assert state["epoch"] == 2 and state["bands"] == list(BANDS) and state["num_samples"] == 24
         assert {"optimizer", "scheduler", "rng", "loader", "metrics", "versions"} <= state.keys()
         assert state["config"]["crop"] == 32 and state["config"]["seed"] == 3
-        # resolved method defaults (SEED.md) are recorded, not left unset
+        # resolved method defaults (the paper's) are recorded, not left unset
         expected_lr = 0.03 if runs["method"] == "moco" else 0.6
         assert state["config"]["lr"] == expected_lr
         # the encoder state is what fine-tuning loads: it rebuilds the trained encoder

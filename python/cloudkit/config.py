@@ -1,8 +1,9 @@
 """Run configurations: plain dataclasses whose fields map 1:1 to the CLI options.
 
 No torch here: the CLI imports this module to build its options and ``cloudkit --help`` must
-stay fast. A field left at ``None`` means "the method's default" (SEED.md, from the paper and
-its reference code); :meth:`PretrainConfig.resolved` fills them in.
+stay fast. A field left at ``None`` means "the method's default" (from the paper, Gbodjo et al.
+2026, and its reference code); :meth:`PretrainConfig.resolved` fills them in. The CLI takes
+every option's default from these fields (``cli._options.defaults_from``), never a copy.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class MethodDefaults:
     prototypes: tuple[int, ...] | None = None
 
 
-#: Hyper-parameters of the paper's runs (SEED.md).
+#: Hyper-parameters of the paper's runs (Gbodjo et al. 2026 and its reference code).
 METHOD_DEFAULTS: dict[Method, MethodDefaults] = {
     # MoCo v2: SGD, cosine schedule (no warm-up) down to 0
     Method.moco: MethodDefaults(
@@ -231,7 +232,7 @@ class Head(str, enum.Enum):
     paper = "paper"  # every stride 1 + Conv3x3/InstanceNorm/Conv1x1 (the paper's; very slow)
 
 
-#: Fine-tuning defaults of the paper (SEED.md, "Fine-tuning").
+#: Fine-tuning defaults of the paper (Gbodjo et al. 2026).
 FINETUNE_DEFAULT_MAX_CROP = 256
 RANDOM_INIT = "random"
 

@@ -1,4 +1,4 @@
-"""Fine-tuning a segmentation model on labelled tile stores (SEED.md, "Fine-tuning").
+"""Fine-tuning a segmentation model on labelled tile stores, as Gbodjo et al. (2026) do.
 
 The protocol of the paper: a share (``--fraction``) of the labelled tiles is drawn stratified on
 the cloudiness bins and split into train and val the same way (data/sampling.py); the encoder
