@@ -1,5 +1,5 @@
-"""Checkpoints are written atomically, load weights-only, and carry every RNG state; metrics
-lines survive a resume."""
+"""Checkpoints are written atomically, load weights-only and are checked for their kind, and
+carry every RNG state; metrics lines survive a resume."""
 
 from __future__ import annotations
 
@@ -15,13 +15,16 @@ import pytest
 import torch
 
 from cloudkit.checkpoint import (
+    FINE_TUNING,
     PRETRAINING,
     load_checkpoint,
+    load_finetuned,
     remove_stale_temporaries,
     resolve_checkpoint,
+    resolve_device,
     save_checkpoint,
 )
-from cloudkit.errors import CloudkitError
+from cloudkit.errors import CheckpointError, CloudkitError
 from cloudkit.train.metrics import MetricsWriter, read_metrics
 from cloudkit.train.seeding import rng_state, set_rng_state
 
@@ -110,6 +113,35 @@ class TestLoad:
         )
         with pytest.raises(CloudkitError, match="upgrade cloudkit"):
             load_checkpoint(tmp_path / "n.pt")
+
+
+class TestFinetuned:
+    def test_missing(self, tmp_path):
+        with pytest.raises(CheckpointError, match="no such checkpoint"):
+            load_finetuned(tmp_path / "best.pt")
+
+    def test_pretraining_checkpoint_is_refused(self, tmp_path):
+        path = save_checkpoint({**_payload(1.0), "encoder": {}}, tmp_path / "last.pt")
+        with pytest.raises(CheckpointError, match="a pretraining checkpoint.*--init"):
+            load_finetuned(path)
+
+    def test_newer_format_is_refused(self, tmp_path):
+        payload = {**FINE_TUNING.header(), "model": {}}
+        path = save_checkpoint(
+            {**payload, "format_version": FINE_TUNING.version + 1}, tmp_path / "b.pt"
+        )
+        with pytest.raises(CheckpointError, match="upgrade cloudkit"):
+            load_finetuned(path)
+        with pytest.raises(CheckpointError, match="not a cloudkit pretraining checkpoint"):
+            load_checkpoint(path)
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    with pytest.raises(CloudkitError, match="--device tpu: expected auto, cpu or cuda"):
+        resolve_device("tpu")
 
 
 def test_rng_state_round_trip(tmp_path):
