@@ -57,13 +57,14 @@ def scene_and_bands(size: int | None) -> tuple[Path, float, tuple[str, ...]]:
 def write_model(path: Path, bands: tuple[str, ...], head: str = "unet") -> Path:
     import torch
 
+    from cloudkit.checkpoint import FINE_TUNING
     from cloudkit.models.encoder import Encoder
     from cloudkit.models.segmentation import build_segmenter, segmenter_state
 
     torch.manual_seed(0)
     model = build_segmenter(Encoder(bands), head=head, num_classes=2, binary=True)
     payload = {
-        "format": "cloudkit-finetune",
+        **FINE_TUNING.header(),
         "model": segmenter_state(model, task="cloud"),
         "task": "cloud",
         "normalisation": {"kind": "store-reflectance"},

@@ -3,7 +3,7 @@
 Does loading keep the model fed? The loader is timed alone (reading tiles from the Zarr store,
 two random views each, collation, with the same workers as training), the train step alone on
 a batch already in memory (forward, backward, optimiser step; DeepCluster with real k-means
-targets), both through the same code `cloudkit pretrain` runs (cloudkit.train.pretrain.Trainer).
+targets), both through the same code `cloudkit pretrain` runs (cloudkit.train.pretrain).
 A loader/step ratio >= 1 means the GPU (or CPU) never waits for data.
 
 The store is built once in a temporary folder from the real T29UNU L2A sample (11 bands at
@@ -46,9 +46,10 @@ def build_store(folder: Path, tile: int) -> Path:
 def trainer_for(args, method: str, store: Path):
     import torch
 
+    from cloudkit.checkpoint import resolve_device
     from cloudkit.config import PretrainConfig
     from cloudkit.data import TileDataset
-    from cloudkit.train.pretrain import Trainer, pick_device
+    from cloudkit.train.pretrain import Pretraining
 
     n = len(TileDataset([store], min_valid=args.min_valid))
     extra = {}
@@ -70,8 +71,8 @@ def trainer_for(args, method: str, store: Path):
         compile=args.compile,
         **extra,
     )
-    device = pick_device(cfg.device)
-    trainer = Trainer.create(cfg, device=device)
+    device = resolve_device(cfg.device)
+    trainer = Pretraining.create(cfg, device=device)
     trainer.prepare()
     if method == "deepcluster":
         # real targets: a bank of random unit embeddings, clustered once
@@ -95,11 +96,11 @@ def time_steps(trainer, steps: int, warmup: int) -> float:
     batch = {k: v.to(trainer.device) for k, v in batch.items()}
     trainer.model.train()
     for _ in range(warmup):
-        trainer.step(batch)
+        trainer.train_step(batch)
     _sync(trainer.device)
     t0 = time.perf_counter()
     for _ in range(steps):
-        trainer.step(batch)
+        trainer.train_step(batch)
     _sync(trainer.device)
     return steps * trainer.cfg.batch_size / (time.perf_counter() - t0)
 

@@ -48,6 +48,7 @@ def untrained_checkpoint(
     path: Path, bands=T29UNU_60M_BANDS, *, task: str = "cloud", head: str = "unet", extra=None
 ) -> Path:
     """A seeded, untrained segmenter saved like `cloudkit finetune` saves one."""
+    from cloudkit.checkpoint import FINE_TUNING
     from cloudkit.data.tasks import get_task
     from cloudkit.models.encoder import Encoder
     from cloudkit.models.segmentation import build_segmenter, segmenter_state
@@ -58,7 +59,7 @@ def untrained_checkpoint(
         Encoder(bands), head=head, num_classes=spec.num_classes, binary=spec.binary
     ).eval()
     payload = {
-        "format": "cloudkit-finetune",
+        **FINE_TUNING.header(),
         "model": segmenter_state(model, task=task),
         "task": task,
         "bands": list(bands),

@@ -1,5 +1,5 @@
-"""Checkpoints are written atomically, load weights-only, and carry every RNG state; metrics
-lines survive a resume."""
+"""Checkpoints are written atomically, load weights-only and are checked for their kind, and
+carry every RNG state; metrics lines survive a resume."""
 
 from __future__ import annotations
 
@@ -14,24 +14,25 @@ import numpy as np
 import pytest
 import torch
 
-from cloudkit.errors import CloudkitError
-from cloudkit.train.checkpoint import (
-    FORMAT,
-    FORMAT_VERSION,
+from cloudkit.checkpoint import (
+    FINE_TUNING,
+    PRETRAINING,
     load_checkpoint,
+    load_finetuned,
     remove_stale_temporaries,
     resolve_checkpoint,
-    rng_state,
+    resolve_device,
     save_checkpoint,
-    set_rng_state,
 )
+from cloudkit.errors import CheckpointError, CloudkitError
 from cloudkit.train.metrics import MetricsWriter, read_metrics
+from cloudkit.train.seeding import rng_state, set_rng_state
 
 
 def _payload(value: float, size: int = 16) -> dict:
     return {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format": PRETRAINING.format,
+        "format_version": PRETRAINING.version,
         "epoch": int(value),
         "model": {"w": torch.full((size,), value)},
     }
@@ -47,7 +48,7 @@ class TestAtomicSave:
         path = save_checkpoint({**_payload(3.0), "rng": rng_state()}, tmp_path / "last.pt")
         loaded = load_checkpoint(tmp_path)  # a run folder means its last.pt
         assert loaded["epoch"] == 3 and torch.equal(loaded["model"]["w"], torch.full((16,), 3.0))
-        assert torch.load(path, weights_only=True)["format"] == FORMAT
+        assert torch.load(path, weights_only=True)["format"] == PRETRAINING.format
         assert list(tmp_path.iterdir()) == [path]  # no temporary left behind
 
     def test_failed_write_keeps_previous_checkpoint(self, tmp_path):
@@ -63,11 +64,11 @@ class TestAtomicSave:
         path = tmp_path / "last.pt"
         save_checkpoint(_payload(0.0), path)
         code = (
-            "import sys, torch; from cloudkit.train.checkpoint import save_checkpoint, FORMAT\n"
+            "import sys, torch; from cloudkit.checkpoint import save_checkpoint, PRETRAINING\n"
             "i = 0\n"
             "while True:\n"
             "    i += 1\n"
-            "    save_checkpoint({'format': FORMAT, 'format_version': 1, 'epoch': i,\n"
+            "    save_checkpoint({'format': PRETRAINING.format, 'format_version': 1, 'epoch': i,\n"
             "                     'model': {'w': torch.full((8 << 20,), float(i))}}, sys.argv[1])\n"
         )
         proc = subprocess.Popen([sys.executable, "-c", code, str(path)])
@@ -107,9 +108,40 @@ class TestLoad:
         torch.save({"state_dict": {}}, tmp_path / "other.pt")
         with pytest.raises(CloudkitError, match="not a cloudkit pretraining checkpoint"):
             load_checkpoint(tmp_path / "other.pt")
-        save_checkpoint({**_payload(1.0), "format_version": FORMAT_VERSION + 1}, tmp_path / "n.pt")
+        save_checkpoint(
+            {**_payload(1.0), "format_version": PRETRAINING.version + 1}, tmp_path / "n.pt"
+        )
         with pytest.raises(CloudkitError, match="upgrade cloudkit"):
             load_checkpoint(tmp_path / "n.pt")
+
+
+class TestFinetuned:
+    def test_missing(self, tmp_path):
+        with pytest.raises(CheckpointError, match="no such checkpoint"):
+            load_finetuned(tmp_path / "best.pt")
+
+    def test_pretraining_checkpoint_is_refused(self, tmp_path):
+        path = save_checkpoint({**_payload(1.0), "encoder": {}}, tmp_path / "last.pt")
+        with pytest.raises(CheckpointError, match="a pretraining checkpoint.*--init"):
+            load_finetuned(path)
+
+    def test_newer_format_is_refused(self, tmp_path):
+        payload = {**FINE_TUNING.header(), "model": {}}
+        path = save_checkpoint(
+            {**payload, "format_version": FINE_TUNING.version + 1}, tmp_path / "b.pt"
+        )
+        with pytest.raises(CheckpointError, match="upgrade cloudkit"):
+            load_finetuned(path)
+        with pytest.raises(CheckpointError, match="not a cloudkit pretraining checkpoint"):
+            load_checkpoint(path)
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    with pytest.raises(CloudkitError, match="--device tpu: expected auto, cpu or cuda"):
+        resolve_device("tpu")
 
 
 def test_rng_state_round_trip(tmp_path):

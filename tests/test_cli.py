@@ -46,6 +46,39 @@ def test_help_is_fast_and_imports_no_torch():
     assert "tile" in out.stdout and "--tile-size" in out.stdout
 
 
+@pytest.mark.parametrize(
+    ("command", "config"),
+    [
+        ("pretrain", "PretrainConfig"),
+        ("finetune", "FinetuneConfig"),
+        ("experiment", "ExperimentConfig"),
+    ],
+)
+def test_option_defaults_are_the_configs(command, config):
+    """Every option of the training commands defaults to its config field's default (tuples as
+    the comma-separated text the option parses): the CLI holds no copy of a default."""
+    import dataclasses
+
+    import typer
+
+    from cloudkit import config as configs
+    from cloudkit.cli import app
+
+    fields = {f.name: f.default for f in dataclasses.fields(getattr(configs, config))}
+    params = typer.main.get_command(app).commands[command].params
+    checked = 0
+    for param in params:
+        default = fields.get(param.name.rstrip("_"), dataclasses.MISSING)
+        if default is dataclasses.MISSING:
+            assert param.required, param.name  # stores, out: no default anywhere
+            continue
+        if isinstance(default, tuple):
+            default = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in default)
+        assert param.default == default, param.name
+        checked += 1
+    assert checked >= 15
+
+
 def test_sample_job(tmp_path, capsys):
     code, out, _ = _run(capsys, "tile", "--sample", str(tmp_path / "demo.zarr"))
     assert code == 0

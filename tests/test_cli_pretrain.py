@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from cloudkit.checkpoint import PRETRAINING, load_checkpoint, save_checkpoint
 from cloudkit.cli import main
 from cloudkit.io.store import StoreLayout, TileStore
-from cloudkit.train.checkpoint import FORMAT, FORMAT_VERSION, load_checkpoint, save_checkpoint
 from cloudkit.train.metrics import read_metrics
 from pretrain_stores import BANDS, TILE, real_store, subset_store
 
@@ -59,8 +59,7 @@ def _forged_checkpoint(path: Path, *, method: str = "moco", bands=BANDS) -> Path
     """The fields the resume checks read, as a real checkpoint holds them."""
     return save_checkpoint(
         {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
+            **PRETRAINING.header(),
             "method": method,
             "bands": list(bands),
             "num_samples": 24,
@@ -90,7 +89,7 @@ def test_run_then_resume(store, tmp_path, capsys):
     assert "epoch 1/1" in err
     # continue to 2 epochs: options left out come from the checkpoint (queue, crop, batch)
     code, stdout, err = _run(
-        capsys, "pretrain", store, "--workers", "0", "--epochs", "2", "--out", out, "--resume", out
+        capsys, "pretrain", store, "--workers", "0", "--epochs", "2", "--out", out, "--resume"
     )
     assert code == 0, err
     state = load_checkpoint(out)
@@ -164,28 +163,41 @@ def test_bad_prototypes(store, tmp_path, capsys):
 
 
 def test_resume_with_other_bands(store, tmp_path, capsys):
-    ckpt = _forged_checkpoint(tmp_path / "old", bands=("B02", "B03", "B04", "B08"))
-    line = _one_line_error(capsys, "pretrain", store, *MOCO, "--out", tmp_path, "--resume", ckpt)
+    _forged_checkpoint(tmp_path, bands=("B02", "B03", "B04", "B08"))
+    line = _one_line_error(capsys, "pretrain", store, *MOCO, "--out", tmp_path, "--resume")
     assert "bands B02,B03,B04,B08" in line and ",".join(BANDS) in line
 
 
 def test_resume_with_other_method(store, tmp_path, capsys):
-    ckpt = _forged_checkpoint(tmp_path / "old", method="deepcluster")
-    line = _one_line_error(capsys, "pretrain", store, *MOCO, "--out", tmp_path, "--resume", ckpt)
+    _forged_checkpoint(tmp_path, method="deepcluster")
+    line = _one_line_error(capsys, "pretrain", store, *MOCO, "--out", tmp_path, "--resume")
     assert "is a deepcluster run but --method is moco" in line
 
 
 def test_resume_from_nothing(store, tmp_path, capsys):
-    line = _one_line_error(
-        capsys, "pretrain", store, *MOCO, "--out", tmp_path, "--resume", tmp_path / "none"
-    )
-    assert "no such checkpoint" in line
+    line = _one_line_error(capsys, "pretrain", store, *MOCO, "--out", tmp_path, "--resume")
+    assert f"--resume but {tmp_path} holds no last.pt" in line
+
+
+@pytest.mark.parametrize("batch", ["8", "24"])
+def test_non_finite_loss_stops_before_writing(store, tmp_path, capsys, batch):
+    """A NaN learning rate: with 3 steps an epoch the loss becomes NaN; with one step the loss
+    of the epoch is still finite but the weights are not. Either way the run stops with one
+    error line (after the run's opening line) and writes no checkpoint of NaN weights."""
+    args = ["--batch-size", batch, "--queue-size", "24" if batch == "24" else "16"]
+    args += ["--crop", "32", "--workers", "0", "--lr", "nan", "--out", tmp_path / "o"]
+    code, _, err = _run(capsys, "pretrain", store, *args)
+    errors = [line for line in err.splitlines() if line.startswith("cloudkit: error: ")]
+    assert code == 1 and len(errors) == 1 and "Traceback" not in err, err
+    assert errors[0].endswith("lower --lr (now nan) or turn off --amp; nothing was saved")
+    assert "in epoch 1" in errors[0]
+    assert not (tmp_path / "o" / "last.pt").exists()
 
 
 def test_existing_run_is_not_overwritten(store, tmp_path, capsys):
     _forged_checkpoint(tmp_path)
     line = _one_line_error(capsys, "pretrain", store, *MOCO, "--out", tmp_path)
-    assert f"pass --resume {tmp_path}" in line
+    assert f"{tmp_path} already holds a checkpoint (last.pt); pass --resume" in line
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")

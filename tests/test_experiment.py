@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from cloudkit.checkpoint import PRETRAINING, save_checkpoint
 from cloudkit.cli import main
 from cloudkit.models.encoder import Encoder, encoder_state
-from cloudkit.train.checkpoint import FORMAT, save_checkpoint
 from pretrain_stores import BANDS, real_store, subset_store
 
 TINY = ["--epochs", "1", "--batch-size", "4", "--crop", "32", "--freeze-epochs", "0"]
@@ -40,7 +40,7 @@ def pretrained(tmp_path_factory) -> Path:
     """What `cloudkit pretrain` leaves for fine-tuning: a checkpoint with key "encoder"."""
     torch.manual_seed(5)
     path = tmp_path_factory.mktemp("moco") / "moco" / "last.pt"
-    payload = {"format": FORMAT, "format_version": 1, "method": "moco"}
+    payload = {**PRETRAINING.header(), "method": "moco"}
     return save_checkpoint({**payload, "encoder": encoder_state(Encoder(BANDS))}, path)
 
 

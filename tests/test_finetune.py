@@ -4,20 +4,21 @@ and a real-data check that a model trained on one part of T29UNU detects clouds 
 from __future__ import annotations
 
 import json
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
+from cloudkit.checkpoint import FINE_TUNING, PRETRAINING, load_finetuned, save_checkpoint
 from cloudkit.cli import main
 from cloudkit.config import FinetuneConfig
 from cloudkit.data.tasks import IGNORE, get_task
 from cloudkit.errors import BandMismatchError, CheckpointError, CloudkitError
 from cloudkit.models.encoder import Encoder, encoder_state
 from cloudkit.models.segmentation import load_segmenter
-from cloudkit.train.checkpoint import FORMAT as PRETRAIN_FORMAT
-from cloudkit.train.checkpoint import save_checkpoint
-from cloudkit.train.finetune import FORMAT, finetune, load_init, targets_of
+from cloudkit.train.finetune import finetune, load_init, targets_of
 from cloudkit.train.metrics import read_metrics
 from finetune_stores import real_store_64, spatial_split
 from pretrain_stores import BANDS, real_store, subset_store
@@ -66,9 +67,7 @@ def _encoder_file(path: Path, bands=BANDS, *, bare: bool = False) -> Path:
     if bare:
         torch.save(state, path)
         return path
-    return save_checkpoint(
-        {"format": PRETRAIN_FORMAT, "format_version": 1, "method": "moco", "encoder": state}, path
-    )
+    return save_checkpoint({**PRETRAINING.header(), "method": "moco", "encoder": state}, path)
 
 
 @pytest.fixture(scope="module")
@@ -97,13 +96,14 @@ class TestLoop:
         last = torch.load(runs["a"] / "last.pt", weights_only=True)
         best = torch.load(runs["a"] / "best.pt", weights_only=True)
         for ckpt in (last, best):
-            assert ckpt["format"] == FORMAT
+            assert ckpt["format"] == FINE_TUNING.format
             assert ckpt["task"] == "cloud" and ckpt["classes"] == ["clear", "cloud"]
             assert ckpt["bands"] == list(BANDS) and ckpt["head"] == "unet"
             assert ckpt["normalisation"]["kind"] == "store-reflectance"
             assert ckpt["crop"] == 32 and ckpt["init"] == "random" and ckpt["fraction"] == 1.0
             assert ckpt["config"]["batch_size"] == 4
             assert set(ckpt["splits"]["train"]).isdisjoint(ckpt["splits"]["val"])
+            assert ckpt["model"]["extra"] == {}  # each fact once, at the top
         assert {"optimizer", "scheduler", "rng", "loader", "early_stopping"} <= last.keys()
         assert "optimizer" not in best
         model = load_segmenter(best["model"]).eval()
@@ -138,6 +138,42 @@ class TestLoop:
     def test_resume_with_other_options_refused(self, runs, store, tmp_path):
         with pytest.raises(CloudkitError, match="other options"):
             finetune(_cfg(store, runs["a"], resume=True, epochs=3, lr=5e-4))
+
+    def test_resume_without_a_run_refused(self, store, tmp_path):
+        with pytest.raises(CheckpointError, match=f"--resume but {tmp_path} holds no last.pt"):
+            finetune(_cfg(store, tmp_path, resume=True))
+
+
+def _as_written_before(path: Path) -> Path:
+    """The checkpoint as cloudkit wrote it before each fact was stored once: classes,
+    normalisation, crop, init and fraction a second time in ``model["extra"]``."""
+    ckpt = torch.load(path, weights_only=True)
+    duplicated = ("classes", "normalisation", "crop", "init", "fraction")
+    ckpt["model"]["extra"] = {key: ckpt[key] for key in duplicated}
+    torch.save(ckpt, path)
+    return path
+
+
+class TestOldCheckpoints:
+    def test_load_and_predict(self, runs, tmp_path):
+        from cloudkit.predict.model import Predictor
+
+        old = _as_written_before(shutil.copy(runs["a"] / "best.pt", tmp_path / "best.pt"))
+        payload, model = load_finetuned(old)
+        assert payload["model"]["extra"]["crop"] == 32
+        _, new = load_finetuned(runs["a"] / "best.pt")
+        weights = new.state_dict()
+        assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())
+        info = Predictor(old, device="cpu").info
+        assert info == replace(Predictor(runs["a"] / "best.pt", device="cpu").info, path=old)
+
+    def test_resume_continues_exactly(self, runs, store, tmp_path):
+        with pytest.raises(_Killed):
+            finetune(_cfg(store, tmp_path), on_epoch_end=_kill_after_first_epoch)
+        _as_written_before(tmp_path / "last.pt")
+        finetune(_cfg(store, tmp_path, resume=True))
+        a, old = _weights(runs["a"] / "last.pt"), _weights(tmp_path / "last.pt")
+        assert all(torch.equal(a[k], old[k]) for k in a)
 
 
 def test_targets_ignore_nodata_and_invalid():
@@ -228,6 +264,20 @@ class TestCli:
         junk.write_bytes(b"\x00" * 10)
         line = _one_line_error(capsys, store, "--out", tmp_path / "o", "--init", junk)
         assert "not a readable cloudkit checkpoint" in line
+
+    @pytest.mark.parametrize("batch", ["4", "16"])
+    def test_non_finite_loss_stops_before_writing(self, store, tmp_path, capsys, batch):
+        """5 steps an epoch: the loss becomes NaN; 1 step: the loss is finite, the weights are
+        not. Either way one error line (after the run's opening line), no checkpoint."""
+        args = [store, "--out", tmp_path / "o", "--crop", "32", "--batch-size", batch]
+        args += ["--lr", "nan", "--workers", "0", "--device", "cpu"]
+        code = main(["finetune", *(str(a) for a in args)])
+        err = capsys.readouterr().err
+        errors = [line for line in err.splitlines() if line.startswith("cloudkit: error: ")]
+        assert code == 1 and len(errors) == 1 and "Traceback" not in err, err
+        assert errors[0].endswith("lower --lr (now nan) or turn off --amp; nothing was saved")
+        assert "in epoch 1" in errors[0]
+        assert not list((tmp_path / "o").glob("*.pt"))
 
     def test_store_without_labels(self, tmp_path_factory, tmp_path, capsys):
         plain = subset_store(real_store(tmp_path_factory), tmp_path / "u.zarr", 8, labels=False)

@@ -169,9 +169,9 @@ class TestParityWithTheTileStore:
         """Without overlap each window is predicted alone: it must equal the model's output on
         the tile `cloudkit tile` stores at the same place (same readers, Rust cut and
         reflectance conversion)."""
+        from cloudkit.checkpoint import load_finetuned
         from cloudkit.config import TileOptions
         from cloudkit.data.tiles import TileDataset
-        from cloudkit.eval.evaluate import load_finetuned
         from cloudkit.tiling import tile_paths
 
         store = tmp_path / "t29unu-128.zarr"
@@ -469,7 +469,7 @@ def windows() -> tuple[np.ndarray, np.ndarray]:
 
 class TestPredictor:
     def test_folded_batchnorm_changes_only_rounding(self, checkpoint, windows):
-        from cloudkit.eval.evaluate import load_finetuned
+        from cloudkit.checkpoint import load_finetuned
 
         predictor = Predictor(checkpoint, device="cpu")
         assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in predictor._model.modules())
@@ -480,7 +480,7 @@ class TestPredictor:
         np.testing.assert_allclose(predictor.probabilities(x), expected, atol=1e-5)
 
     def test_light_head_folds_too(self, windows, tmp_path):
-        from cloudkit.eval.evaluate import load_finetuned
+        from cloudkit.checkpoint import load_finetuned
 
         ckpt = untrained_checkpoint(tmp_path / "m.pt", head="light")
         _, model = load_finetuned(ckpt)

@@ -10,13 +10,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from cloudkit.checkpoint import PRETRAINING, load_checkpoint
 from cloudkit.config import Device, Method, PretrainConfig, Views
 from cloudkit.data import CloudinessPairs, TileDataset, TwoViews, ssl_view_transform
 from cloudkit.errors import CloudkitError
 from cloudkit.models.encoder import load_encoder
-from cloudkit.train.checkpoint import FORMAT, load_checkpoint
+from cloudkit.train.engine import lr_factor
+from cloudkit.train.loader import SeededViews
 from cloudkit.train.metrics import read_metrics
-from cloudkit.train.pretrain import SeededViews, Trainer, lr_factor, pretrain
+from cloudkit.train.pretrain import Pretraining, pretrain
 from pretrain_stores import BANDS, real_store, subset_store
 
 BENCHES = Path(__file__).resolve().parents[1] / "benches"
@@ -63,7 +65,7 @@ def runs(request, store, tmp_path_factory) -> dict:
     with pytest.raises(_Killed):
         pretrain(_config(store, root / "c", method), on_epoch_end=_kill_after_first_epoch)
     killed = load_checkpoint(root / "c")
-    c = pretrain(_config(store, root / "c", method, resume=root / "c", workers=1))
+    c = pretrain(_config(store, root / "c", method, resume=True, workers=1))
     return {"method": method, "a": a, "b": b, "c": c, "killed_epoch": killed["epoch"]}
 
 
@@ -91,7 +93,7 @@ class TestReproducible:
         first = []
         for workers in (0, 2):
             cfg = _config(store, Path("unused"), "moco", workers=workers)
-            trainer = Trainer.create(cfg, device=torch.device("cpu"))
+            trainer = Pretraining.create(cfg, device=torch.device("cpu"))
             trainer.sampler.set_epoch(1)
             first.append(next(iter(trainer.loader)))
         assert torch.equal(first[0]["index"], first[1]["index"])
@@ -118,11 +120,11 @@ class TestReproducible:
 class TestCheckpoint:
     def test_contents(self, runs):
         state = load_checkpoint(runs["a"])
-        assert state["format"] == FORMAT and state["method"] == runs["method"]
+        assert state["format"] == PRETRAINING.format and state["method"] == runs["method"]
         assert state["epoch"] == 2 and state["bands"] == list(BANDS) and state["num_samples"] == 24
         assert {"optimizer", "scheduler", "rng", "loader", "metrics", "versions"} <= state.keys()
         assert state["config"]["crop"] == 32 and state["config"]["seed"] == 3
-        # resolved method defaults (SEED.md) are recorded, not left unset
+        # resolved method defaults (the paper's) are recorded, not left unset
         expected_lr = 0.03 if runs["method"] == "moco" else 0.6
         assert state["config"]["lr"] == expected_lr
         # the encoder state is what fine-tuning loads: it rebuilds the trained encoder

@@ -1,8 +1,9 @@
 """Run configurations: plain dataclasses whose fields map 1:1 to the CLI options.
 
 No torch here: the CLI imports this module to build its options and ``cloudkit --help`` must
-stay fast. A field left at ``None`` means "the method's default" (SEED.md, from the paper and
-its reference code); :meth:`PretrainConfig.resolved` fills them in.
+stay fast. A field left at ``None`` means "the method's default" (from the paper, Gbodjo et al.
+2026, and its reference code); :meth:`PretrainConfig.resolved` fills them in. The CLI takes
+every option's default from these fields (``cli._options.defaults_from``), never a copy.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class MethodDefaults:
     prototypes: tuple[int, ...] | None = None
 
 
-#: Hyper-parameters of the paper's runs (SEED.md).
+#: Hyper-parameters of the paper's runs (Gbodjo et al. 2026 and its reference code).
 METHOD_DEFAULTS: dict[Method, MethodDefaults] = {
     # MoCo v2: SGD, cosine schedule (no warm-up) down to 0
     Method.moco: MethodDefaults(
@@ -123,7 +124,7 @@ class PretrainConfig:
     min_valid: float = 0.5
     workers: int | None = None  # DataLoader worker processes (per process)
     seed: int = 0
-    resume: Path | None = None
+    resume: bool = False  # continue the run in `out` from its last.pt
     device: Device = Device.auto
     compile: bool | None = None  # default: on with CUDA, off on CPU
     amp: bool | None = None  # bf16 autocast; default: on with CUDA, off on CPU
@@ -137,8 +138,6 @@ class PretrainConfig:
         object.__setattr__(self, "device", Device(self.device))
         if self.prototypes is not None:
             object.__setattr__(self, "prototypes", tuple(int(p) for p in self.prototypes))
-        if self.resume is not None:
-            object.__setattr__(self, "resume", Path(self.resume))
 
     def validate(self) -> None:
         """Checks that need no data; raises CloudkitError naming the option."""
@@ -234,7 +233,7 @@ class Head(str, enum.Enum):
     paper = "paper"  # every stride 1 + Conv3x3/InstanceNorm/Conv1x1 (the paper's; very slow)
 
 
-#: Fine-tuning defaults of the paper (SEED.md, "Fine-tuning").
+#: Fine-tuning defaults of the paper (Gbodjo et al. 2026).
 FINETUNE_DEFAULT_MAX_CROP = 256
 RANDOM_INIT = "random"
 
@@ -320,7 +319,7 @@ class FinetuneConfig(FinetuneOptions):
     out: Path
     init: str = RANDOM_INIT
     fraction: float = 1.0
-    resume: bool = False
+    resume: bool = False  # continue the run in `out` from its last.pt
 
     def __post_init__(self) -> None:
         super().__post_init__()

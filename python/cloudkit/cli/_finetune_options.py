@@ -1,123 +1,129 @@
-"""Options shared by `cloudkit finetune` and `cloudkit experiment` (the fine-tuning protocol)."""
+"""The options of the fine-tuning protocol, shared by `cloudkit finetune` and `cloudkit experiment`.
+
+One entry per field of ``config.FinetuneOptions`` (which holds their defaults); a command takes
+them with ``defaults_from(..., shared=FINETUNE_OPTIONS)`` and receives them as ``**options``.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from cloudkit.cli._options import MinValid
 from cloudkit.config import Device, Head, TaskName
 
 _HP = "Fine-tuning (default: the paper's protocol)"
 
-Task = Annotated[
-    TaskName,
-    typer.Option(
-        "--task",
-        help="cloud: clear vs cloud (thick or thin). shadow: shadow vs not. joint: cloud or "
-        "shadow vs clear. multi: clear, thick, thin, shadow.",
-        case_sensitive=False,
-    ),
-]
-HeadOption = Annotated[
-    Head,
-    typer.Option(
-        "--head",
-        help="unet: U-Net decoder on the usual strided ResNet-18 (fast). light: feature "
-        "pyramid to 1/4 resolution, about half the U-Net's compute (fastest whole-scene "
-        "predict, coarser edges). paper: every stride 1 + Conv3x3/InstanceNorm/Conv1x1, the "
-        "paper's head; roughly 300x the compute of a ResNet-18 per pixel (about 600 GFLOP per "
-        "224 px window): use small --crop.",
-        case_sensitive=False,
-    ),
-]
-Epochs = Annotated[
-    int,
-    typer.Option(
-        "--epochs", min=1, help="Most epochs (early stopping may end sooner).", rich_help_panel=_HP
-    ),
-]
-BatchSize = Annotated[
-    int, typer.Option("--batch-size", min=1, help="Crops per step.", rich_help_panel=_HP)
-]
-Crop = Annotated[
-    int | None,
-    typer.Option(
-        "--crop",
-        min=1,
-        help="Training crop edge in pixels (random windows of the tiles, with flips).",
-        show_default="min(256, tile size)",
-        rich_help_panel=_HP,
-    ),
-]
-Lr = Annotated[
-    float,
-    typer.Option(
-        "--lr", help="Adam learning rate of the head (peak of the cosine).", rich_help_panel=_HP
-    ),
-]
-BackboneLrScale = Annotated[
-    float,
-    typer.Option(
-        "--backbone-lr-scale",
-        help="The backbone's learning rate, once unfrozen, is --lr times this.",
-        rich_help_panel=_HP,
-    ),
-]
-FreezeEpochs = Annotated[
-    int,
-    typer.Option(
-        "--freeze-epochs",
-        min=0,
-        help="Epochs with the backbone frozen (its batch norm statistics still adapt).",
-        rich_help_panel=_HP,
-    ),
-]
-Patience = Annotated[
-    int,
-    typer.Option(
-        "--patience",
-        min=0,
-        help="Stop after this many epochs without a lower val loss; 0 never stops early.",
-        rich_help_panel=_HP,
-    ),
-]
-ValFraction = Annotated[
-    float,
-    typer.Option(
-        "--val-fraction",
-        help="Share of the drawn tiles kept for validation (stratified on cloudiness).",
-        rich_help_panel=_HP,
-    ),
-]
-MinValid = Annotated[
-    float,
-    typer.Option(
-        "--min-valid", min=0.0, max=1.0, help="Skip tiles with a smaller fraction of valid pixels."
-    ),
-]
-Seed = Annotated[
-    int,
-    typer.Option(
-        "--seed", help="Seed of the fraction, the split, the weights, the shuffle and the crops."
-    ),
-]
-DeviceOption = Annotated[
-    Device,
-    typer.Option("--device", help="auto: CUDA when available, else CPU.", case_sensitive=False),
-]
-Amp = Annotated[
-    bool | None,
-    typer.Option(
-        "--amp/--no-amp", help="bfloat16 autocast (CUDA only).", show_default="on with CUDA"
-    ),
-]
-WorkersOption = Annotated[
-    int | None,
-    typer.Option(
-        "--workers",
-        min=0,
-        help="DataLoader worker processes; 0 loads in the training process.",
-        show_default="cores - 1, at most 8",
-    ),
-]
+FINETUNE_OPTIONS: dict[str, Any] = {
+    "task": Annotated[
+        TaskName,
+        typer.Option(
+            "--task",
+            help="cloud: clear vs cloud (thick or thin). shadow: shadow vs not. joint: cloud or "
+            "shadow vs clear. multi: clear, thick, thin, shadow.",
+            case_sensitive=False,
+        ),
+    ],
+    "head": Annotated[
+        Head,
+        typer.Option(
+            "--head",
+            help="unet: U-Net decoder on the usual strided ResNet-18 (fast). light: feature "
+            "pyramid to 1/4 resolution, about half the U-Net's compute (fastest whole-scene "
+            "predict, coarser edges). paper: every stride 1 + Conv3x3/InstanceNorm/Conv1x1, the "
+            "paper's head; roughly 300x the compute of a ResNet-18 per pixel (about 600 GFLOP "
+            "per 224 px window): use small --crop.",
+            case_sensitive=False,
+        ),
+    ],
+    "epochs": Annotated[
+        int,
+        typer.Option(
+            "--epochs",
+            min=1,
+            help="Most epochs (early stopping may end sooner).",
+            rich_help_panel=_HP,
+        ),
+    ],
+    "batch_size": Annotated[
+        int, typer.Option("--batch-size", min=1, help="Crops per step.", rich_help_panel=_HP)
+    ],
+    "crop": Annotated[
+        int | None,
+        typer.Option(
+            "--crop",
+            min=1,
+            help="Training crop edge in pixels (random windows of the tiles, with flips).",
+            show_default="min(256, tile size)",
+            rich_help_panel=_HP,
+        ),
+    ],
+    "lr": Annotated[
+        float,
+        typer.Option(
+            "--lr", help="Adam learning rate of the head (peak of the cosine).", rich_help_panel=_HP
+        ),
+    ],
+    "backbone_lr_scale": Annotated[
+        float,
+        typer.Option(
+            "--backbone-lr-scale",
+            help="The backbone's learning rate, once unfrozen, is --lr times this.",
+            rich_help_panel=_HP,
+        ),
+    ],
+    "freeze_epochs": Annotated[
+        int,
+        typer.Option(
+            "--freeze-epochs",
+            min=0,
+            help="Epochs with the backbone frozen (its batch norm statistics still adapt).",
+            rich_help_panel=_HP,
+        ),
+    ],
+    "patience": Annotated[
+        int,
+        typer.Option(
+            "--patience",
+            min=0,
+            help="Stop after this many epochs without a lower val loss; 0 never stops early.",
+            rich_help_panel=_HP,
+        ),
+    ],
+    "val_fraction": Annotated[
+        float,
+        typer.Option(
+            "--val-fraction",
+            help="Share of the drawn tiles kept for validation (stratified on cloudiness).",
+            rich_help_panel=_HP,
+        ),
+    ],
+    "min_valid": MinValid,
+    "seed": Annotated[
+        int,
+        typer.Option(
+            "--seed",
+            help="Seed of the fraction, the split, the weights, the shuffle and the crops.",
+        ),
+    ],
+    "device": Annotated[
+        Device,
+        typer.Option("--device", help="auto: CUDA when available, else CPU.", case_sensitive=False),
+    ],
+    "amp": Annotated[
+        bool | None,
+        typer.Option(
+            "--amp/--no-amp", help="bfloat16 autocast (CUDA only).", show_default="on with CUDA"
+        ),
+    ],
+    "workers": Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=0,
+            help="DataLoader worker processes; 0 loads in the training process.",
+            show_default="cores - 1, at most 8",
+        ),
+    ],
+}

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from cloudkit.config import Device
-
-
-class TaskName(str, enum.Enum):
-    cloud = "cloud"
-    shadow = "shadow"
-    joint = "joint"
-    multi = "multi"
+from cloudkit.config import Device, TaskName
 
 
 def evaluate(

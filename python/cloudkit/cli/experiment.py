@@ -3,30 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from cloudkit.cli import _finetune_options as opt
-from cloudkit.config import (
-    RANDOM_INIT,
-    Device,
-    ExperimentConfig,
-    Head,
-    TaskName,
-    parse_fractions,
-    parse_inits,
-)
+from cloudkit.cli._finetune_options import FINETUNE_OPTIONS
+from cloudkit.cli._options import defaults_from, out_option, stores_argument
+from cloudkit.config import ExperimentConfig, parse_fractions, parse_inits
 
 
+@defaults_from(ExperimentConfig, shared=FINETUNE_OPTIONS)
 def experiment(
     stores: Annotated[
         list[Path],
-        typer.Argument(
-            metavar="STORE",
-            help="Labelled training tile stores (the fractions are drawn from them).",
-            show_default=False,
-        ),
+        stores_argument("Labelled training tile stores (the fractions are drawn from them)."),
     ],
     test_stores: Annotated[
         list[Path],
@@ -38,12 +28,7 @@ def experiment(
     ],
     out: Annotated[
         Path,
-        typer.Option(
-            "--out",
-            "-o",
-            help="Folder: one run folder per init x fraction, results.md and results.json.",
-            show_default=False,
-        ),
+        out_option("Folder: one run folder per init x fraction, results.md and results.json."),
     ],
     inits: Annotated[
         str,
@@ -51,29 +36,15 @@ def experiment(
             "--inits",
             help="Comma-separated: 'random' and/or pretraining checkpoints (last.pt of `cloudkit pretrain`).",
         ),
-    ] = RANDOM_INIT,
+    ],
     fractions: Annotated[
         str,
         typer.Option(
             "--fractions",
             help="Comma-separated percentages in (0, 100] of the labelled tiles.",
         ),
-    ] = "1,5,10,25,50,100",
-    task: opt.Task = TaskName.cloud,
-    head: opt.HeadOption = Head.unet,
-    epochs: opt.Epochs = 50,
-    batch_size: opt.BatchSize = 16,
-    crop: opt.Crop = None,
-    lr: opt.Lr = 7e-3,
-    backbone_lr_scale: opt.BackboneLrScale = 0.1,
-    freeze_epochs: opt.FreezeEpochs = 5,
-    patience: opt.Patience = 15,
-    val_fraction: opt.ValFraction = 0.2,
-    min_valid: opt.MinValid = 0.5,
-    seed: opt.Seed = 0,
-    device: opt.DeviceOption = Device.auto,
-    amp: opt.Amp = None,
-    workers: opt.WorkersOption = None,
+    ],
+    **options: Any,
 ) -> None:
     """Run the paper's label-fraction experiment: `cloudkit finetune` for every init x fraction, then score each best.pt on the test stores.
 
@@ -89,20 +60,6 @@ def experiment(
         out=out,
         inits=parse_inits(inits),
         fractions=parse_fractions(fractions),
-        task=task,
-        head=head,
-        epochs=epochs,
-        batch_size=batch_size,
-        crop=crop,
-        lr=lr,
-        backbone_lr_scale=backbone_lr_scale,
-        freeze_epochs=freeze_epochs,
-        patience=patience,
-        val_fraction=val_fraction,
-        min_valid=min_valid,
-        seed=seed,
-        device=device,
-        amp=amp,
-        workers=workers,
+        **options,
     )
     typer.echo(str(run_experiment(cfg)))

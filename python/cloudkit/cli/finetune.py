@@ -3,30 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from cloudkit.cli import _finetune_options as opt
-from cloudkit.config import RANDOM_INIT, Device, FinetuneConfig, Head, TaskName
+from cloudkit.cli._finetune_options import FINETUNE_OPTIONS
+from cloudkit.cli._options import defaults_from, out_option, stores_argument
+from cloudkit.config import FinetuneConfig
 
 
+@defaults_from(FinetuneConfig, shared=FINETUNE_OPTIONS)
 def finetune(
     stores: Annotated[
         list[Path],
-        typer.Argument(
-            metavar="STORE",
-            help="Labelled tile stores made by `cloudkit tile` (e.g. with --scl-labels).",
-            show_default=False,
-        ),
+        stores_argument("Labelled tile stores made by `cloudkit tile` (e.g. with --scl-labels)."),
     ],
     out: Annotated[
         Path,
-        typer.Option(
-            "--out",
-            "-o",
-            help="Run folder: best.pt (best val IoU), last.pt (every epoch, for --resume), metrics.jsonl.",
-            show_default=False,
+        out_option(
+            "Run folder: best.pt (best val IoU), last.pt (every epoch, for --resume), "
+            "metrics.jsonl."
         ),
     ],
     init: Annotated[
@@ -35,33 +31,19 @@ def finetune(
             "--init",
             help="'random', or a pretraining checkpoint (last.pt of `cloudkit pretrain`) whose encoder starts the model.",
         ),
-    ] = RANDOM_INIT,
+    ],
     fraction: Annotated[
         float,
         typer.Option(
             "--fraction",
             help="Share in (0, 1] of the labelled tiles to use, drawn stratified on the cloudiness bins.",
         ),
-    ] = 1.0,
-    task: opt.Task = TaskName.cloud,
-    head: opt.HeadOption = Head.unet,
-    epochs: opt.Epochs = 50,
-    batch_size: opt.BatchSize = 16,
-    crop: opt.Crop = None,
-    lr: opt.Lr = 7e-3,
-    backbone_lr_scale: opt.BackboneLrScale = 0.1,
-    freeze_epochs: opt.FreezeEpochs = 5,
-    patience: opt.Patience = 15,
-    val_fraction: opt.ValFraction = 0.2,
-    min_valid: opt.MinValid = 0.5,
-    seed: opt.Seed = 0,
+    ],
     resume: Annotated[
         bool,
         typer.Option("--resume", help="Continue the run in --out from its last.pt (same options)."),
-    ] = False,
-    device: opt.DeviceOption = Device.auto,
-    amp: opt.Amp = None,
-    workers: opt.WorkersOption = None,
+    ],
+    **options: Any,
 ) -> None:
     """Fine-tune a segmentation model (ResNet-18 encoder + head) on labelled tile stores.
 
@@ -72,25 +54,6 @@ def finetune(
     from cloudkit.train.finetune import finetune as run
 
     cfg = FinetuneConfig(
-        stores=tuple(stores),
-        out=out,
-        init=init,
-        fraction=fraction,
-        task=task,
-        head=head,
-        epochs=epochs,
-        batch_size=batch_size,
-        crop=crop,
-        lr=lr,
-        backbone_lr_scale=backbone_lr_scale,
-        freeze_epochs=freeze_epochs,
-        patience=patience,
-        val_fraction=val_fraction,
-        min_valid=min_valid,
-        seed=seed,
-        resume=resume,
-        device=device,
-        amp=amp,
-        workers=workers,
+        stores=tuple(stores), out=out, init=init, fraction=fraction, resume=resume, **options
     )
     typer.echo(str(run(cfg)))

@@ -7,27 +7,22 @@ from typing import Annotated
 
 import typer
 
+from cloudkit.cli._options import MinValid, defaults_from, out_option, stores_argument
 from cloudkit.config import Device, Method, PretrainConfig, Views, parse_int_list
 
 _HP = "Hyper-parameters (default: the method's, from the paper)"
 
 
+@defaults_from(PretrainConfig)
 def pretrain(
     stores: Annotated[
         list[Path],
-        typer.Argument(
-            metavar="STORE",
-            help="Tile stores made by `cloudkit tile` (same bands and tile size).",
-            show_default=False,
-        ),
+        stores_argument("Tile stores made by `cloudkit tile` (same bands and tile size)."),
     ],
     out: Annotated[
         Path,
-        typer.Option(
-            "--out",
-            "-o",
-            help="Run folder: last.pt (checkpoint, rewritten atomically every epoch) and metrics.jsonl.",
-            show_default=False,
+        out_option(
+            "Run folder: last.pt (checkpoint, rewritten atomically every epoch) and metrics.jsonl."
         ),
     ],
     method: Annotated[
@@ -38,7 +33,7 @@ def pretrain(
             "deepcluster: DeepCluster v2 (k-means prototypes re-fitted every epoch).",
             case_sensitive=False,
         ),
-    ] = Method.moco,
+    ],
     epochs: Annotated[
         int | None,
         typer.Option(
@@ -47,7 +42,7 @@ def pretrain(
             rich_help_panel=_HP,
             show_default="100",
         ),
-    ] = None,
+    ],
     batch_size: Annotated[
         int | None,
         typer.Option(
@@ -56,7 +51,7 @@ def pretrain(
             rich_help_panel=_HP,
             show_default="moco 64, deepcluster 128",
         ),
-    ] = None,
+    ],
     lr: Annotated[
         float | None,
         typer.Option(
@@ -65,7 +60,7 @@ def pretrain(
             rich_help_panel=_HP,
             show_default="moco 0.03 (SGD), deepcluster 0.6 (LARS)",
         ),
-    ] = None,
+    ],
     weight_decay: Annotated[
         float | None,
         typer.Option(
@@ -74,7 +69,7 @@ def pretrain(
             rich_help_panel=_HP,
             show_default="moco 1e-4, deepcluster 1e-6",
         ),
-    ] = None,
+    ],
     momentum: Annotated[
         float | None,
         typer.Option(
@@ -83,7 +78,7 @@ def pretrain(
             rich_help_panel=_HP,
             show_default="0.9",
         ),
-    ] = None,
+    ],
     queue_size: Annotated[
         int | None,
         typer.Option(
@@ -92,7 +87,7 @@ def pretrain(
             rich_help_panel=_HP,
             show_default="65536",
         ),
-    ] = None,
+    ],
     moco_momentum: Annotated[
         float | None,
         typer.Option(
@@ -101,7 +96,7 @@ def pretrain(
             rich_help_panel=_HP,
             show_default="0.999",
         ),
-    ] = None,
+    ],
     temperature: Annotated[
         float | None,
         typer.Option(
@@ -110,7 +105,7 @@ def pretrain(
             rich_help_panel=_HP,
             show_default="moco 0.07, deepcluster 0.1",
         ),
-    ] = None,
+    ],
     prototypes: Annotated[
         str | None,
         typer.Option(
@@ -119,7 +114,7 @@ def pretrain(
             rich_help_panel=_HP,
             show_default="3000,3000,3000",
         ),
-    ] = None,
+    ],
     warmup_epochs: Annotated[
         int | None,
         typer.Option(
@@ -128,7 +123,7 @@ def pretrain(
             rich_help_panel=_HP,
             show_default="moco 0, deepcluster 11",
         ),
-    ] = None,
+    ],
     final_lr: Annotated[
         float | None,
         typer.Option(
@@ -137,7 +132,7 @@ def pretrain(
             rich_help_panel=_HP,
             show_default="moco 0, deepcluster 0.0006",
         ),
-    ] = None,
+    ],
     views: Annotated[
         Views,
         typer.Option(
@@ -146,7 +141,7 @@ def pretrain(
             "needs labelled stores): views of two tiles of the same cloudiness bin.",
             case_sensitive=False,
         ),
-    ] = Views.two_augmentations,
+    ],
     crop: Annotated[
         int | None,
         typer.Option(
@@ -155,16 +150,8 @@ def pretrain(
             help="View size in pixels (random crops of the tiles).",
             show_default="min(256, tile size)",
         ),
-    ] = None,
-    min_valid: Annotated[
-        float,
-        typer.Option(
-            "--min-valid",
-            min=0.0,
-            max=1.0,
-            help="Skip tiles with a smaller fraction of valid pixels.",
-        ),
-    ] = 0.5,
+    ],
+    min_valid: MinValid,
     workers: Annotated[
         int | None,
         typer.Option(
@@ -173,22 +160,21 @@ def pretrain(
             help="DataLoader worker processes per training process; 0 loads in the training process.",
             show_default="cores per process - 1, at most 8",
         ),
-    ] = None,
+    ],
     seed: Annotated[
         int,
         typer.Option(
             "--seed",
             help="Seed of weights, shuffling and views; on CPU the same seed gives the same run bit for bit.",
         ),
-    ] = 0,
+    ],
     resume: Annotated[
-        Path | None,
+        bool,
         typer.Option(
             "--resume",
-            help="Continue from a checkpoint, or from a run folder's last.pt. Options left unset take the checkpoint's values.",
-            show_default=False,
+            help="Continue the run in --out from its last.pt. Options left unset take the checkpoint's values.",
         ),
-    ] = None,
+    ],
     device: Annotated[
         Device,
         typer.Option(
@@ -196,7 +182,7 @@ def pretrain(
             help="auto: CUDA when available (one GPU per process under torchrun), else CPU.",
             case_sensitive=False,
         ),
-    ] = Device.auto,
+    ],
     compile_: Annotated[
         bool | None,
         typer.Option(
@@ -204,7 +190,7 @@ def pretrain(
             help="torch.compile the encoders.",
             show_default="on with CUDA, off on CPU",
         ),
-    ] = None,
+    ],
     amp: Annotated[
         bool | None,
         typer.Option(
@@ -212,7 +198,7 @@ def pretrain(
             help="bfloat16 autocast.",
             show_default="on with CUDA, off on CPU",
         ),
-    ] = None,
+    ],
 ) -> None:
     """Pretrain a ResNet-18 encoder on tile stores with MoCo v2 or DeepCluster v2.
 

@@ -16,58 +16,7 @@ from cloudkit.eval.reference import evaluate_reference
 from cloudkit.io.store import StoreReader
 from cloudkit.jsonfile import write_json
 
-__all__ = [
-    "evaluate_checkpoint",
-    "evaluate_reference",
-    "load_finetuned",
-    "resolve_device",
-    "write_json",
-]
-
-
-def resolve_device(device: str):
-    """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is an error."""
-    import torch
-
-    name = str(getattr(device, "value", device)).lower()
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise CloudkitError("--device cuda: no CUDA device is available; use --device cpu")
-    if name not in ("cpu",) and not name.startswith("cuda"):
-        raise CloudkitError(f"--device {device}: expected auto, cpu or cuda")
-    return torch.device(name)
-
-
-def load_finetuned(checkpoint: Path) -> tuple[dict, object]:
-    """(checkpoint dict, segmenter in eval mode) of a `cloudkit finetune` checkpoint."""
-    import torch
-
-    from cloudkit.models.segmentation import load_segmenter
-
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise CloudkitError(
-            f"{path}: no such checkpoint; pass a best.pt/last.pt of `cloudkit finetune`"
-        )
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated, not a torch file, pickled classes, ...
-        text = str(err).strip()
-        first = text.splitlines()[0] if text else type(err).__name__
-        raise CloudkitError(f"{path}: not a readable cloudkit checkpoint ({first})") from None
-    if not isinstance(payload, dict) or not isinstance(payload.get("model"), dict):
-        what = (
-            "a pretraining checkpoint"
-            if isinstance(payload, dict) and "encoder" in payload
-            else "not a fine-tuned model"
-        )
-        raise CloudkitError(
-            f"{path}: {what} (no 'model' key); evaluate a checkpoint of `cloudkit finetune`"
-        )
-    model = load_segmenter(payload["model"])
-    model.eval()
-    return payload, model
+__all__ = ["evaluate_checkpoint", "evaluate_reference", "write_json"]
 
 
 def evaluate_checkpoint(
@@ -87,6 +36,7 @@ def evaluate_checkpoint(
     import torch
     from torch.utils.data import DataLoader, Subset
 
+    from cloudkit.checkpoint import load_finetuned, resolve_device
     from cloudkit.data.tasks import IGNORE, get_task, task_targets
     from cloudkit.data.tiles import TileDataset
     from cloudkit.models.encoder import check_bands

@@ -19,10 +19,10 @@ from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from cloudkit import kernels
+from cloudkit.checkpoint import load_finetuned, resolve_device
 from cloudkit.data.reflectance import ValueScale, store_reflectance
 from cloudkit.data.tasks import get_task
 from cloudkit.errors import CheckpointError, CloudkitError
-from cloudkit.eval.evaluate import load_finetuned, resolve_device
 
 PRECISIONS = ("auto", "fp32", "bf16")
 #: Window edge used when a checkpoint does not record its training tile size.

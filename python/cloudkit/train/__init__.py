@@ -1,6 +1,11 @@
-"""Training loops (they live here, not in the models): pretraining for now.
+"""Training: one engine, and the methods that run on it. Importing this package imports torch.
 
-``pretrain`` (train/pretrain.py) runs MoCo v2 or DeepCluster v2 on tile stores; checkpoint.py
-writes and reads its checkpoints atomically; distributed.py holds the torchrun/DDP plumbing;
-metrics.py the per-epoch JSON lines. Importing this package imports torch.
+engine.py is the loop every run shares (seeding, device and precision, schedule, exact resume,
+the epoch loop, the non-finite guard, metrics and checkpoints), with loader.py (the seeded
+DataLoader), seeding.py (seeds and generator states), display.py (progress and epoch lines),
+metrics.py (the per-epoch JSON lines) and distributed.py (torchrun/DDP plumbing). The methods
+supply only their data, model, step, state and validation: pretrain.py (what the SSL methods
+share, ``cloudkit pretrain``) with pretrain_moco.py and pretrain_deepcluster.py, and
+finetune.py (segmentation, ``cloudkit finetune``); experiment.py runs the label-fraction grid.
+Checkpoint files themselves are cloudkit/checkpoint.py's.
 """

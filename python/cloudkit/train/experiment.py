@@ -16,9 +16,9 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from cloudkit.checkpoint import BEST, LAST
 from cloudkit.config import RANDOM_INIT, ExperimentConfig, FinetuneConfig, FinetuneOptions
 from cloudkit.errors import CloudkitError
-from cloudkit.train.checkpoint import LAST
 
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
@@ -88,7 +88,7 @@ def _write_results(out: Path, cfg: ExperimentConfig, rows: list[dict[str, Any]])
 def run_experiment(cfg: ExperimentConfig) -> Path:
     """Run the grid; returns ``cfg.out / "results.md"``."""
     from cloudkit.eval.evaluate import evaluate_checkpoint
-    from cloudkit.train.finetune import BEST, finetune, load_init
+    from cloudkit.train.finetune import finetune, load_init
     from cloudkit.train.metrics import read_metrics
 
     cfg.validate()

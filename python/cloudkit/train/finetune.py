@@ -1,4 +1,4 @@
-"""Fine-tuning a segmentation model on labelled tile stores (SEED.md, "Fine-tuning").
+"""Fine-tuning a segmentation model on labelled tile stores, as Gbodjo et al. (2026) do.
 
 The protocol of the paper: a share (``--fraction``) of the labelled tiles is drawn stratified on
 the cloudiness bins and split into train and val the same way (data/sampling.py); the encoder
@@ -10,31 +10,24 @@ val IoU of the positive class (binary) or mean IoU (multi-class).
 
 Pixels whose label is no-data or whose ``valid`` flag is off count in no loss and no metric.
 
-Every epoch writes ``DIR/last.pt`` (atomically, everything needed to resume exactly),
-``DIR/best.pt`` when the val IoU improved (the model and what evaluation needs, no optimiser),
-and a line of ``DIR/metrics.jsonl``. Crops and flips of a sample depend only on
-``(seed, epoch, index)`` and the shuffle only on ``(seed, epoch)`` (the pretraining loop's
-:class:`~cloudkit.train.pretrain.SeededViews`), so a run resumed after a kill ends with the
-same weights as one that was never interrupted.
+:class:`FineTuning` supplies these to the training engine (engine.py), which writes every epoch
+``DIR/last.pt`` (everything needed to resume exactly), ``DIR/best.pt`` when the val IoU
+improved (the model and what evaluation needs, no optimiser) and a line of
+``DIR/metrics.jsonl``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-import random
-import time
-from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
 
-from cloudkit import __version__
+from cloudkit.checkpoint import BEST, FINE_TUNING, LAST, PRETRAINING, load_checkpoint
 from cloudkit.config import RANDOM_INIT, FinetuneConfig
 from cloudkit.data.augment import random_crop
 from cloudkit.data.sampling import stratified_fraction, stratified_split
@@ -45,38 +38,15 @@ from cloudkit.eval.metrics import ConfusionAccumulator, class_metrics
 from cloudkit.models.encoder import Encoder, check_bands, load_encoder
 from cloudkit.models.losses import dice_bce_loss, dice_ce_loss, predict_classes
 from cloudkit.models.segmentation import (
-    Segmenter,
     backbone_parameters,
     build_segmenter,
     freeze_backbone,
     head_parameters,
     segmenter_state,
 )
-from cloudkit.train.checkpoint import (
-    FORMAT as PRETRAIN_FORMAT,
-)
-from cloudkit.train.checkpoint import (
-    LAST,
-    load_checkpoint,
-    remove_stale_temporaries,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-)
-from cloudkit.train.metrics import MetricsWriter
-from cloudkit.train.pretrain import (
-    EpochSampler,
-    Report,
-    SeededViews,
-    default_workers,
-    lr_factor,
-    pick_device,
-    seeded_loader,
-)
+from cloudkit.train import distributed
+from cloudkit.train.engine import Engine, EpochCallback, EpochStats
 
-FORMAT = "cloudkit-finetune"
-FORMAT_VERSION = 1
-BEST = "best.pt"
 FLIP_PROBABILITY = 0.5
 #: options that must equal the checkpoint's on --resume (anything else changes the run)
 _RESUME_FIXED = (
@@ -95,8 +65,6 @@ _RESUME_FIXED = (
     "seed",
 )
 
-EpochCallback = Callable[[int, dict[str, Any]], None]
-
 
 # ---------------------------------------------------------------------------------------------
 # data
@@ -105,7 +73,7 @@ EpochCallback = Callable[[int, dict[str, Any]], None]
 class CropFlip(Dataset):
     """Training items: a random ``crop`` window of a tile with random h/v flips (p 0.5 each),
     applied alike to image, valid flag and labels. Randomness from torch's global generator
-    (seeded per item by :class:`SeededViews`)."""
+    (seeded per item by :class:`~cloudkit.train.loader.SeededViews`)."""
 
     def __init__(self, tiles: TileDataset, indices: np.ndarray, crop: int) -> None:
         self.tiles = tiles
@@ -166,16 +134,15 @@ def load_init(init: str) -> Encoder:
             "(last.pt of `cloudkit pretrain`)"
         )
     try:
-        payload = load_checkpoint(path, option="--init")
+        state = load_checkpoint(path, PRETRAINING, option="--init").get("encoder")
     except CheckpointError as err:
         # a bare encoder state (torch.save(encoder_state(encoder), path)) is welcome too
-        payload = _bare_encoder_state(path)
-        if payload is None:
+        state = _bare_encoder_state(path)
+        if state is None:
             raise CheckpointError(
                 f"--init {init}: {str(err).removeprefix(f'{path}: ')}; pass 'random' or the "
                 "last.pt of `cloudkit pretrain`"
             ) from None
-    state = payload.get("encoder")
     if not isinstance(state, dict):
         raise CheckpointError(f"--init {init}: the checkpoint holds no 'encoder'")
     try:
@@ -194,7 +161,7 @@ def _bare_encoder_state(path: Path) -> dict[str, Any] | None:
     except Exception:
         return None
     if isinstance(payload, dict) and {"bands", "arch", "state_dict"} <= payload.keys():
-        return {"format": PRETRAIN_FORMAT, "encoder": payload}
+        return payload
     return None
 
 
@@ -211,43 +178,26 @@ def init_name(init: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# the trainer
+# the method
 
 
-class FinetuneReport(Report):
-    """The pretraining progress display, with fine-tuning's epoch line."""
+class FineTuning(Engine):
+    """Data, model, optimiser, validation and early stopping of one fine-tuning run."""
 
-    def epoch_done(self, record: dict[str, Any], epochs: int) -> None:  # type: ignore[override]
-        if not self.enabled:
-            return
-        parts = [
-            f"epoch {record['epoch']}/{epochs}",
-            f"train loss {record['train_loss']:.4f}",
-            f"val loss {record['val_loss']:.4f}",
-            f"val IoU {record['val_iou']:.4f}",
-            f"val F1 {record['val_f1']:.4f}",
-            f"lr {record['lr']:.3g}",
-            f"{record['images_per_s']:.0f} img/s",
-        ]
-        if record["frozen"]:
-            parts.append("backbone frozen")
-        if record["best"]:
-            parts.append("best")
-        self.console.print("  ".join(parts))
+    kind = FINE_TUNING
+    result = BEST
 
-
-class FineTuner:
-    """Data, model, optimiser, schedule and early-stopping state of one fine-tuning run."""
-
-    def __init__(self, cfg: FinetuneConfig, *, device: torch.device) -> None:
-        self.device = device
-        self.on_gpu = device.type == "cuda"
+    def __init__(
+        self,
+        cfg: FinetuneConfig,
+        *,
+        device: torch.device,
+        dist: distributed.Dist,
+        checkpoint: dict[str, Any] | None = None,
+    ) -> None:
         tiles = TileDataset(cfg.stores, min_valid=cfg.min_valid, with_labels=True)
         self.stores = ", ".join(str(s) for s in cfg.stores)
         cfg = cfg.resolved(tile_size=tiles.tile_size, device_type=device.type)
-        if cfg.workers is None:
-            cfg = replace(cfg, workers=default_workers())
-        self.cfg = cfg
         self.tiles = tiles
         self.task = get_task(cfg.task.value)
         if cfg.crop > tiles.tile_size:
@@ -276,60 +226,6 @@ class FineTuner:
                 f"{self.stores} gives {len(self.train_idx)} training tiles ({len(self.val_idx)} "
                 f"more for val); lower --batch-size or raise --fraction"
             )
-
-        self.train_set = SeededViews(CropFlip(tiles, self.train_idx, cfg.crop), cfg.seed)
-        self.sampler = EpochSampler(
-            DistributedSampler(self.train_set, num_replicas=1, rank=0, shuffle=True, seed=cfg.seed)
-        )
-        self.loader, self.generator = seeded_loader(
-            self.train_set,
-            self.sampler,
-            cfg.batch_size,
-            workers=cfg.workers,
-            seed=cfg.seed,
-            pin_memory=self.on_gpu,
-        )
-        self.val_loader = DataLoader(
-            WholeTiles(tiles, self.val_idx),
-            batch_size=cfg.batch_size,
-            shuffle=False,
-            num_workers=cfg.workers,
-            pin_memory=self.on_gpu,
-            persistent_workers=cfg.workers > 0,
-        )
-        self.steps_per_epoch = len(self.loader)
-
-        torch.manual_seed(cfg.seed)
-        random.seed(cfg.seed)
-        np.random.seed(cfg.seed % 2**32)
-        if cfg.init == RANDOM_INIT:
-            encoder = Encoder(tiles.bands)
-        else:
-            encoder = load_init(cfg.init)
-            check_bands(encoder.bands, tiles.bands, what=f"store {self.stores}")
-        self.model: Segmenter = build_segmenter(
-            encoder,
-            head=cfg.head.value,
-            num_classes=self.task.num_classes,
-            binary=self.task.binary,
-        ).to(device)
-        self.optimizer = torch.optim.Adam(
-            [
-                {"params": head_parameters(self.model), "lr": cfg.lr},
-                {"params": backbone_parameters(self.model), "lr": cfg.lr * cfg.backbone_lr_scale},
-            ]
-        )
-        total = cfg.epochs * self.steps_per_epoch
-
-        def factor(step: int) -> float:
-            return lr_factor(step, total=total, warmup=0, final_ratio=0.0)
-
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
-        self.autocast = (
-            torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-            if cfg.amp
-            else contextlib.nullcontext()
-        )
         self.loss_fn = dice_bce_loss if self.task.binary else dice_ce_loss
         # early stopping and best-checkpoint state
         self.best_val_loss = math.inf
@@ -337,155 +233,87 @@ class FineTuner:
         self.best_iou = -math.inf
         self.best_epoch = 0
         self.stopped = False
-
-    # -- state ---------------------------------------------------------------------------------
-
-    def _common(self, epoch: int, record: dict[str, Any] | None) -> dict[str, Any]:
-        cfg = self.cfg
-        extra = {
-            "normalisation": self.tiles.value_scale.record(),
-            "crop": cfg.crop,
-            "init": cfg.init,
-            "fraction": cfg.fraction,
-            "classes": list(self.task.classes),
-        }
-        return {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "model": segmenter_state(self.model, task=self.task.name, extra=extra),
-            "task": self.task.name,
-            "bands": list(self.tiles.bands),
-            "classes": list(self.task.classes),
-            "head": cfg.head.value,
-            "normalisation": self.tiles.value_scale.record(),
-            "crop": cfg.crop,
-            "tile_size": self.tiles.tile_size,
-            "init": cfg.init,
-            "fraction": cfg.fraction,
-            "config": cfg.to_dict(),
-            "epoch": epoch,
-            "metrics": record,
-            "splits": {"train": self.train_idx.tolist(), "val": self.val_idx.tolist()},
-            "versions": {"cloudkit": __version__, "torch": str(torch.__version__)},
-        }
-
-    def best_state(self, epoch: int, record: dict[str, Any]) -> dict[str, Any]:
-        return self._common(epoch, record)
-
-    def last_state(self, epoch: int, record: dict[str, Any]) -> dict[str, Any]:
-        state = self._common(epoch, record)
-        state.update(
-            {
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-                "rng": rng_state(),
-                "loader": {"generator": self.generator.get_state(), "sampler_epoch": epoch},
-                "early_stopping": {
-                    "best_val_loss": self.best_val_loss,
-                    "epochs_without_improvement": self.epochs_without_improvement,
-                    "best_iou": self.best_iou,
-                    "best_epoch": self.best_epoch,
-                    "stopped": self.stopped,
-                },
-            }
+        self.frozen = False
+        crops = CropFlip(tiles, self.train_idx, cfg.crop)
+        super().__init__(cfg, crops, device=device, dist=dist, checkpoint=checkpoint)
+        self.val_loader = DataLoader(
+            WholeTiles(tiles, self.val_idx),
+            batch_size=self.cfg.batch_size,
+            shuffle=False,
+            num_workers=self.cfg.workers,
+            pin_memory=self.on_gpu,
+            persistent_workers=self.cfg.workers > 0,
         )
-        return state
 
-    def load_state(self, checkpoint: dict[str, Any], path: Path) -> int:
-        """Restore everything from a ``last.pt``; returns the epochs already done."""
+    def build_model(self) -> nn.Module:
+        cfg = self.cfg
+        if cfg.init == RANDOM_INIT:
+            encoder = Encoder(self.tiles.bands)
+        else:
+            encoder = load_init(cfg.init)
+            check_bands(encoder.bands, self.tiles.bands, what=f"store {self.stores}")
+        return build_segmenter(
+            encoder,
+            head=cfg.head.value,
+            num_classes=self.task.num_classes,
+            binary=self.task.binary,
+        ).to(self.device)
+
+    def build_optimizer(self) -> torch.optim.Optimizer:
+        lr = self.cfg.lr
+        return torch.optim.Adam(
+            [
+                {"params": head_parameters(self.model), "lr": lr},
+                {"params": backbone_parameters(self.model), "lr": lr * self.cfg.backbone_lr_scale},
+            ]
+        )
+
+    def check_resume(self, checkpoint: dict[str, Any], path: Path) -> None:
         saved = checkpoint.get("config", {})
         now = self.cfg.to_dict()
         differ = [k for k in _RESUME_FIXED if saved.get(k) != now.get(k)]
         if differ:
             shown = ", ".join(f"--{k.replace('_', '-')} {saved.get(k)!r}" for k in differ)
-            raise CloudkitError(
+            raise CheckpointError(
                 f"--resume: {path} was written with other options ({shown}); resume with the "
                 "options of the run that wrote it, or choose another --out"
             )
-        try:
-            self.model.load_state_dict(checkpoint["model"]["state_dict"])
-            self.optimizer.load_state_dict(checkpoint["optimizer"])
-            self.scheduler.load_state_dict(checkpoint["scheduler"])
-        except (RuntimeError, ValueError, KeyError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
-            raise CloudkitError(
-                f"--resume: {path} does not fit this run ({first}); resume with the options of "
-                "the run that wrote it"
-            ) from None
-        set_rng_state(checkpoint["rng"])
-        self.generator.set_state(checkpoint["loader"]["generator"])
-        stop = checkpoint["early_stopping"]
-        self.best_val_loss = float(stop["best_val_loss"])
-        self.epochs_without_improvement = int(stop["epochs_without_improvement"])
-        self.best_iou = float(stop["best_iou"])
-        self.best_epoch = int(stop["best_epoch"])
-        self.stopped = bool(stop["stopped"])
-        return int(checkpoint["epoch"])
 
-    # -- training ------------------------------------------------------------------------------
+    # -- an epoch ------------------------------------------------------------------------------
 
-    def _images(self, batch: dict[str, Tensor]) -> Tensor:
-        fmt = torch.channels_last if self.on_gpu else torch.contiguous_format
-        return batch["image"].to(self.device, non_blocking=True, memory_format=fmt)
+    def before_epoch(self, epoch: int) -> None:
+        self.frozen = epoch <= self.cfg.freeze_epochs
+        freeze_backbone(self.model, self.frozen)  # BN of a frozen backbone still adapts
 
-    def run_epoch(self, epoch: int, report: Report) -> dict[str, Any]:
-        cfg = self.cfg
-        frozen = epoch <= cfg.freeze_epochs
-        freeze_backbone(self.model, frozen)
-        self.sampler.set_epoch(epoch)
-        self.model.train()  # BN of a frozen backbone still adapts its statistics
-        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
-        lr = self.optimizer.param_groups[0]["lr"]
-        backbone_lr = self.optimizer.param_groups[1]["lr"]
-        report.epoch_started(epoch, cfg.epochs, self.steps_per_epoch)
-        start = time.perf_counter()
-        for step, batch in enumerate(self.loader, start=1):
-            lr = self.optimizer.param_groups[0]["lr"]
-            backbone_lr = self.optimizer.param_groups[1]["lr"]
-            images = self._images(batch)
-            targets = targets_of(batch, self.task, self.device)
-            with self.autocast:
-                logits = self.model(images)
-            loss = self.loss_fn(logits.float(), targets)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            self.scheduler.step()
-            loss_sum += loss.detach().double()
-            if report.wants_update(step):
-                seconds = time.perf_counter() - start
-                rate = step * cfg.batch_size / max(seconds, 1e-9)
-                report.step_done(step, float(loss), rate)
-        if self.on_gpu:
-            torch.cuda.synchronize(self.device)
-        seconds = time.perf_counter() - start
-        train_loss = float(loss_sum) / self.steps_per_epoch
-        if not math.isfinite(train_loss):
-            raise CloudkitError(
-                f"the loss became {train_loss} in epoch {epoch}; lower --lr (now {cfg.lr:g}) or "
-                f"turn off --amp; {LAST} still holds epoch {epoch - 1}"
-            )
+    def training_loss(self, batch: dict[str, Tensor]) -> Tensor:
+        images = self.to_device(batch["image"])
+        targets = targets_of(batch, self.task, self.device)
+        with self.autocast:
+            logits = self.model(images)
+        return self.loss_fn(logits.float(), targets)
+
+    def epoch_record(self, stats: EpochStats) -> dict[str, Any]:
         val = self.validate()
         record: dict[str, Any] = {
-            "epoch": epoch,
-            "train_loss": train_loss,
+            "epoch": stats.epoch,
+            "train_loss": stats.loss,
             **val,
-            "lr": lr,
-            "backbone_lr": 0.0 if frozen else backbone_lr,
-            "frozen": frozen,
-            "images_per_s": self.steps_per_epoch * cfg.batch_size / max(seconds, 1e-9),
-            "seconds": seconds,
+            "lr": stats.lrs[0],
+            "backbone_lr": 0.0 if self.frozen else stats.lrs[1],
+            "frozen": self.frozen,
+            "images_per_s": stats.images_per_s,
+            "seconds": stats.seconds,
         }
         record["best"] = record["val_iou"] > self.best_iou
         if record["best"]:
             self.best_iou = record["val_iou"]
-            self.best_epoch = epoch
+            self.best_epoch = stats.epoch
         if record["val_loss"] < self.best_val_loss:
             self.best_val_loss = record["val_loss"]
             self.epochs_without_improvement = 0
         else:
             self.epochs_without_improvement += 1
-        self.stopped = 0 < cfg.patience <= self.epochs_without_improvement
+        self.stopped = 0 < self.cfg.patience <= self.epochs_without_improvement
         record["early_stop"] = self.stopped
         return record
 
@@ -497,7 +325,7 @@ class FineTuner:
         confusion = ConfusionAccumulator(self.task.num_classes, ignore=IGNORE)
         loss_sum, count = 0.0, 0
         for batch in self.val_loader:
-            images = self._images(batch)
+            images = self.to_device(batch["image"])
             targets = targets_of(batch, self.task, self.device)
             with self.autocast:
                 logits = self.model(images)
@@ -523,9 +351,83 @@ class FineTuner:
             "val_overall_accuracy": metrics["overall_accuracy"],
         }
 
+    def epoch_figures(self, record: dict[str, Any]) -> list[str]:
+        parts = [
+            f"train loss {record['train_loss']:.4f}",
+            f"val loss {record['val_loss']:.4f}",
+            f"val IoU {record['val_iou']:.4f}",
+            f"val F1 {record['val_f1']:.4f}",
+            *self.pace_figures(record),
+        ]
+        if record["frozen"]:
+            parts.append("backbone frozen")
+        if record["best"]:
+            parts.append("best")
+        return parts
 
-# ---------------------------------------------------------------------------------------------
-# entry point
+    def is_best(self, record: dict[str, Any]) -> bool:
+        return record["best"]
+
+    def should_stop(self) -> bool:
+        return self.stopped
+
+    def stop_note(self, epoch: int) -> str:
+        return (
+            f"early stop after epoch {epoch}: no lower val loss for {self.cfg.patience} "
+            f"epochs; best val IoU {self.best_iou:.4f} in epoch {self.best_epoch}"
+        )
+
+    def summary(self) -> str:
+        cfg = self.cfg
+        return (
+            f"fine-tune {self.task.name} ({cfg.head.value} head, init {init_name(cfg.init)}): "
+            f"{len(self.train_idx)} train + {len(self.val_idx)} val tiles "
+            f"(fraction {cfg.fraction:g} of {len(self.tiles)}), crops {cfg.crop} px, batch "
+            f"{cfg.batch_size}, {self.steps_per_epoch} steps/epoch on {self.device}"
+        )
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def checkpoint_info(self) -> dict[str, Any]:
+        cfg = self.cfg
+        return {
+            "task": self.task.name,
+            "bands": list(self.tiles.bands),
+            "classes": list(self.task.classes),
+            "head": cfg.head.value,
+            "normalisation": self.tiles.value_scale.record(),
+            "crop": cfg.crop,
+            "tile_size": self.tiles.tile_size,
+            "init": cfg.init,
+            "fraction": cfg.fraction,
+            "config": cfg.to_dict(),
+            "splits": {"train": self.train_idx.tolist(), "val": self.val_idx.tolist()},
+        }
+
+    def model_state(self) -> dict[str, Any]:
+        return segmenter_state(self.model, task=self.task.name)
+
+    def load_model_state(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["state_dict"])
+
+    def method_state(self) -> dict[str, Any]:
+        return {
+            "early_stopping": {
+                "best_val_loss": self.best_val_loss,
+                "epochs_without_improvement": self.epochs_without_improvement,
+                "best_iou": self.best_iou,
+                "best_epoch": self.best_epoch,
+                "stopped": self.stopped,
+            }
+        }
+
+    def load_method_state(self, checkpoint: dict[str, Any]) -> None:
+        stop = checkpoint["early_stopping"]
+        self.best_val_loss = float(stop["best_val_loss"])
+        self.epochs_without_improvement = int(stop["epochs_without_improvement"])
+        self.best_iou = float(stop["best_iou"])
+        self.best_epoch = int(stop["best_epoch"])
+        self.stopped = bool(stop["stopped"])
 
 
 def finetune(cfg: FinetuneConfig, *, on_epoch_end: EpochCallback | None = None) -> Path:
@@ -534,70 +436,7 @@ def finetune(cfg: FinetuneConfig, *, on_epoch_end: EpochCallback | None = None) 
     ``on_epoch_end(epoch, metrics)`` is called after the epoch's checkpoints are written (tests
     use it to stop a run as if it was killed).
     """
-    cfg.validate()
-    last = cfg.out / LAST
-    best = cfg.out / BEST
-    checkpoint = None
-    if cfg.resume:
-        if not last.is_file():
-            raise CloudkitError(
-                f"--resume but {cfg.out} holds no {LAST}; drop --resume to start a new run"
-            )
-        checkpoint = load_checkpoint(
-            last, expected_format=FORMAT, max_version=FORMAT_VERSION, option="--resume"
-        )
-    elif last.exists():
-        raise CloudkitError(
-            f"{cfg.out} already holds a checkpoint ({LAST}); pass --resume to continue that "
-            "run, or choose another --out"
-        )
-    device = pick_device(cfg.device)
-    tuner = FineTuner(cfg, device=device)
-    cfg = tuner.cfg
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    done = 0
-    if checkpoint is not None:
-        done = tuner.load_state(checkpoint, last)
-    report = FinetuneReport(enabled=True)
-    if done >= cfg.epochs or tuner.stopped:
-        report.note(f"{last}: {done} epochs done (of {cfg.epochs}); nothing to do")
-        return best
-    remove_stale_temporaries(last)
-    remove_stale_temporaries(best)
-    metrics = MetricsWriter(cfg.out, enabled=True, keep_epochs=done if checkpoint else None)
-    report.note(
-        f"fine-tune {tuner.task.name} ({cfg.head.value} head, init {init_name(cfg.init)}): "
-        f"{len(tuner.train_idx)} train + {len(tuner.val_idx)} val tiles "
-        f"(fraction {cfg.fraction:g} of {len(tuner.tiles)}), crops {cfg.crop} px, batch "
-        f"{cfg.batch_size}, {tuner.steps_per_epoch} steps/epoch on {device}"
-        f"{', from epoch ' + str(done + 1) if done else ''}"
-    )
-    with report:
-        for epoch in range(done + 1, cfg.epochs + 1):
-            record = tuner.run_epoch(epoch, report)
-            # metrics, then best, then last: a run killed in between redoes the epoch on resume
-            metrics.write(record)
-            if record["best"]:
-                save_checkpoint(tuner.best_state(epoch, record), best)
-            save_checkpoint(tuner.last_state(epoch, record), last)
-            report.epoch_done(record, cfg.epochs)
-            if on_epoch_end is not None:
-                on_epoch_end(epoch, record)
-            if tuner.stopped:
-                report.note(
-                    f"early stop after epoch {epoch}: no lower val loss for {cfg.patience} "
-                    f"epochs; best val IoU {tuner.best_iou:.4f} in epoch {tuner.best_epoch}"
-                )
-                break
-    return best
+    return FineTuning.run(cfg, on_epoch_end=on_epoch_end)
 
 
-def load_finetuned(path: Path) -> dict[str, Any]:
-    """Load a fine-tuning checkpoint (best.pt or last.pt); CheckpointError if it is not one."""
-    return load_checkpoint(
-        path, expected_format=FORMAT, max_version=FORMAT_VERSION, option="checkpoint"
-    )
-
-
-__all__ = ["BEST", "FORMAT", "FineTuner", "finetune", "init_name", "load_finetuned", "load_init"]
+__all__ = ["FineTuning", "finetune", "init_name", "load_init"]

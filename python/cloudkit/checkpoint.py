@@ -1,0 +1,210 @@
+"""Checkpoints on disk: their kinds, atomic writing, safe reading, and the device to run on.
+
+A checkpoint is a plain dict saved with ``torch.save``; it loads with ``weights_only=True``
+(tensors, numbers, strings, lists, dicts only: no pickled classes). Every checkpoint starts
+with ``format`` and ``format_version``, one :class:`CheckpointKind` per kind:
+
+- :data:`PRETRAINING` (``DIR/last.pt`` of `cloudkit pretrain`): ``method``, ``config`` (the
+  resolved options), ``bands``, ``tile_size``, ``num_samples``, ``epoch``, ``model`` (state_dict
+  of the whole SSL model), ``encoder`` (``models.encoder.encoder_state``: what fine-tuning
+  loads), ``metrics``, ``versions``, and the training state below.
+- :data:`FINE_TUNING` (``DIR/best.pt`` and ``DIR/last.pt`` of `cloudkit finetune`): ``model``
+  (``models.segmentation.segmenter_state``), ``task``, ``bands``, ``classes``, ``head``,
+  ``normalisation``, ``crop``, ``tile_size``, ``init``, ``fraction``, ``config``, ``epoch``,
+  ``metrics``, ``splits``, ``versions``; ``last.pt`` adds the training state and
+  ``early_stopping``. Earlier cloudkit also wrote ``classes``, ``normalisation``, ``crop``,
+  ``init`` and ``fraction`` a second time, in ``model["extra"]``; nothing reads that copy, so
+  those checkpoints load (and resume) as they are.
+
+The training state (what ``--resume`` needs): ``optimizer``, ``scheduler``, ``rng`` (python,
+numpy, torch CPU and CUDA generators) and ``loader`` (the DataLoader's generator).
+
+:func:`save_checkpoint` writes to a temporary name in the same folder, flushes and fsyncs, then
+renames over the target (``os.replace``), so a run killed at any moment leaves either the
+previous checkpoint or the new one, never a truncated file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cloudkit.config import Device
+from cloudkit.errors import CheckpointError, CloudkitError
+from cloudkit.models.segmentation import Segmenter, load_segmenter
+
+#: the checkpoint every epoch rewrites (what --resume continues from)
+LAST = "last.pt"
+#: fine-tuning's checkpoint of the epoch with the best val IoU
+BEST = "best.pt"
+
+
+@dataclass(frozen=True)
+class CheckpointKind:
+    """One kind of checkpoint: its ``format`` tag, the newest ``format_version`` this cloudkit
+    writes and reads, and what messages call it."""
+
+    format: str
+    version: int
+    name: str
+
+    def header(self) -> dict[str, Any]:
+        """The keys every checkpoint of this kind starts with."""
+        return {"format": self.format, "format_version": self.version}
+
+
+PRETRAINING = CheckpointKind("cloudkit-pretrain", 1, "pretraining")
+FINE_TUNING = CheckpointKind("cloudkit-finetune", 1, "fine-tuning")
+
+
+# ---------------------------------------------------------------------------------------------
+# writing
+
+
+def save_checkpoint(payload: dict[str, Any], path: Path) -> Path:
+    """Write ``payload`` to ``path`` atomically (temporary file in the same folder, fsync,
+    ``os.replace``, fsync of the folder). On any error the previous file stays as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def remove_stale_temporaries(path: Path) -> int:
+    """Delete temporaries that a killed :func:`save_checkpoint` left beside ``path``."""
+    path = Path(path)
+    removed = 0
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        tmp.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory handles
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------------------------------
+# reading
+
+
+def resolve_checkpoint(path: Path, *, option: str = "--resume") -> Path:
+    """A checkpoint file, or a run folder meaning its ``last.pt``; ``option`` names the CLI
+    option that brought the path, for the message."""
+    path = Path(path)
+    if path.is_dir():
+        candidate = path / LAST
+        if not candidate.is_file():
+            raise CheckpointError(f"{option} {path}: no {LAST} in that folder")
+        return candidate
+    if not path.is_file():
+        raise CheckpointError(f"{option} {path}: no such checkpoint file or run folder")
+    return path
+
+
+def load_checkpoint(
+    path: Path,
+    kind: CheckpointKind = PRETRAINING,
+    *,
+    map_location: str | torch.device = "cpu",
+    option: str = "--resume",
+) -> dict[str, Any]:
+    """Load and check a checkpoint of ``kind`` (a file, or a run folder's ``last.pt``);
+    CheckpointError for anything else."""
+    path = resolve_checkpoint(path, option=option)
+    payload = _read(path, map_location)
+    if not isinstance(payload, dict) or payload.get("format") != kind.format:
+        raise CheckpointError(f"{path}: not a cloudkit {kind.name} checkpoint")
+    _check_version(path, payload, kind)
+    return payload
+
+
+def load_finetuned(path: Path) -> tuple[dict[str, Any], Segmenter]:
+    """(checkpoint dict, segmenter in eval mode) of a `cloudkit finetune` checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"{path}: no such checkpoint; pass a best.pt/last.pt of `cloudkit finetune`"
+        )
+    payload = _read(path, "cpu")
+    tag = payload.get("format") if isinstance(payload, dict) else None
+    if tag == PRETRAINING.format or not isinstance(payload, dict):
+        what = "a pretraining checkpoint" if tag == PRETRAINING.format else "not a checkpoint"
+        raise CheckpointError(
+            f"{path}: {what}; pass a best.pt/last.pt of `cloudkit finetune` (a pretraining "
+            "checkpoint goes to `cloudkit finetune --init`)"
+        )
+    if not isinstance(payload.get("model"), dict):
+        raise CheckpointError(
+            f"{path}: not a fine-tuned model (no 'model' key); pass a best.pt/last.pt of "
+            "`cloudkit finetune`"
+        )
+    if tag == FINE_TUNING.format:
+        _check_version(path, payload, FINE_TUNING)
+    model = load_segmenter(payload["model"])
+    model.eval()
+    return payload, model
+
+
+def _read(path: Path, map_location: str | torch.device) -> Any:
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # truncated, not a torch file, pickled classes, ...
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: not a readable cloudkit checkpoint ({first})") from None
+
+
+def _check_version(path: Path, payload: dict[str, Any], kind: CheckpointKind) -> None:
+    if payload.get("format_version", 0) > kind.version:
+        raise CheckpointError(
+            f"{path}: checkpoint format {payload['format_version']} is newer than this "
+            f"cloudkit reads ({kind.version}); upgrade cloudkit"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# where a checkpoint runs
+
+
+def resolve_device(device: Device | str, local_rank: int = 0) -> torch.device:
+    """``auto``: this process's GPU when CUDA is usable, else the CPU; ``cpu``; ``cuda`` (or
+    ``cuda:N``), an error without a usable GPU. ``local_rank`` picks the GPU under torchrun."""
+    name = str(getattr(device, "value", device)).lower()
+    if name not in ("auto", "cpu", "cuda") and not name.startswith("cuda:"):
+        raise CloudkitError(f"--device {name}: expected auto, cpu or cuda")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise CloudkitError(
+            "--device cuda but no CUDA device is usable here "
+            f"(torch {torch.__version__}, CUDA build {torch.version.cuda or 'none'}); "
+            "use --device cpu or auto"
+        )
+    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if name.startswith("cuda:"):
+        return torch.device(name)
+    return torch.device("cuda", local_rank)
