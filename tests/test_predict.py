@@ -474,7 +474,7 @@ class TestPredictor:
         predictor = Predictor(checkpoint, device="cpu")
         assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in predictor._model.modules())
         _, model = load_finetuned(checkpoint)
-        x = predictor.inputs(*windows)
+        x = predictor.inputs(*windows, T29UNU_60M_BANDS)
         with torch.inference_mode():
             expected = torch.sigmoid(model(x)).numpy()
         np.testing.assert_allclose(predictor.probabilities(x), expected, atol=1e-5)
@@ -489,7 +489,7 @@ class TestPredictor:
         torch.save({**torch.load(ckpt, weights_only=True), "model": _state(model)}, ckpt)
         predictor = Predictor(ckpt, device="cpu")
         assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in predictor._model.modules())
-        x = predictor.inputs(*windows)
+        x = predictor.inputs(*windows, T29UNU_60M_BANDS)
         with torch.inference_mode():
             expected = torch.sigmoid(model.eval()(x)).numpy()
         np.testing.assert_allclose(predictor.probabilities(x), expected, atol=1e-5)
@@ -498,8 +498,8 @@ class TestPredictor:
         fp32 = Predictor(checkpoint, device="cpu")
         bf16 = Predictor(checkpoint, device="cpu", precision="bf16")
         assert (fp32.precision, bf16.precision) == ("fp32", "bf16")
-        a = fp32.probabilities(fp32.inputs(*windows))
-        b = bf16.probabilities(bf16.inputs(*windows))
+        a = fp32.probabilities(fp32.inputs(*windows, T29UNU_60M_BANDS))
+        b = bf16.probabilities(bf16.inputs(*windows, T29UNU_60M_BANDS))
         assert b.dtype == np.float32
         assert np.abs(a - b).max() < 0.05
         assert ((a > 0.5) == (b > 0.5)).mean() > 0.99

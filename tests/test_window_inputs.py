@@ -79,7 +79,8 @@ def test_value_scale_reflectance_is_the_same_conversion(case):
     values, _, scale, offset = case
     image = values[0]
     bands = list(range(image.shape[0]))[::-1]
-    got = ValueScale(tuple(scale), tuple(offset)).reflectance(image[bands], bands=bands)
+    chosen = ValueScale(tuple(np.take(scale, bands)), tuple(np.take(offset, bands)))
+    got = chosen.reflectance(image[bands])
     every = np.ones((1, *image.shape[1:]), np.uint8)
     expected = _reference(image[bands], every, np.take(scale, bands), np.take(offset, bands))
     assert torch.equal(torch.from_numpy(got), expected)

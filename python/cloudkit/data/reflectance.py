@@ -12,7 +12,7 @@ scene and the same tile of a store reach the network as the same numbers.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,12 +83,9 @@ class ValueScale:
         """``scale`` and ``offset`` as float32 ``(C, 1, 1)`` tensors on ``device``."""
         return band_constants(self.scale, device), band_constants(self.offset, device)
 
-    def reflectance(self, values: np.ndarray, bands: Sequence[int] | None = None) -> np.ndarray:
-        """``(C, H, W)`` store values of ``bands`` (default: every band) -> float32
-        reflectance, 0.0 where a value is 0."""
+    def reflectance(self, values: np.ndarray) -> np.ndarray:
+        """``(C, H, W)`` store values -> float32 reflectance, 0.0 where a value is 0."""
         scale, offset = self.tensors()
-        if bands is not None:
-            scale, offset = scale[list(bands)], offset[list(bands)]
         every = torch.ones((), dtype=torch.bool)
         dn = torch.from_numpy(np.ascontiguousarray(values))
         return store_reflectance(dn, every, scale, offset).numpy()

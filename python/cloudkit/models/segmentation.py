@@ -177,7 +177,11 @@ class Segmenter(nn.Module):
             return self.decoder(self._trunk(x)[-1])
         h, w = x.shape[-2:]
         padded = pad_to_multiple(x, UNET_MULTIPLE)
-        logits = self.decoder(padded, self._trunk(padded))
+        features = self._trunk(padded)
+        if self.encoder.any_bands:
+            # absent bands are NaN for the stem to see; the U-Net's last stage reads them as 0
+            padded = torch.nan_to_num(padded, nan=0.0)
+        logits = self.decoder(padded, features)
         return logits[..., :h, :w]
 
     def _trunk(self, x: Tensor) -> list[Tensor]:
@@ -241,6 +245,7 @@ def segmenter_state(model: Segmenter, *, task: str, extra: Mapping | None = None
     return {
         "bands": list(model.bands),
         "arch": ARCH,
+        "any_bands": model.encoder.any_bands,
         "head": model.head,
         "num_classes": int(model.num_classes),
         "binary": bool(model.binary),
@@ -267,7 +272,7 @@ def load_segmenter(state: Mapping) -> Segmenter:
             f"segmenter state has head {state['head']!r}; this cloudkit knows {', '.join(HEADS)}"
         )
     model = Segmenter(
-        Encoder(state["bands"]),
+        Encoder(state["bands"], any_bands=bool(state.get("any_bands", False))),
         head=state["head"],
         num_classes=int(state["num_classes"]),
         binary=bool(state["binary"]),

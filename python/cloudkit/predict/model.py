@@ -10,6 +10,7 @@ single logit of a binary task (the probability of its positive class), else the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,9 @@ from cloudkit import kernels
 from cloudkit.checkpoint import load_finetuned, resolve_device
 from cloudkit.data.reflectance import ValueScale, store_reflectance
 from cloudkit.data.tasks import get_task
-from cloudkit.errors import CheckpointError, CloudkitError
+from cloudkit.errors import BandMismatchError, CheckpointError, CloudkitError
+from cloudkit.io.scene import Scene
+from cloudkit.models.band_slots import SLOTS, PresenceStem, check_any_band_input
 
 PRECISIONS = ("auto", "fp32", "bf16")
 #: Window edge used when a checkpoint does not record its training tile size.
@@ -40,6 +43,8 @@ class ModelInfo:
     head: str
     bands: tuple[str, ...]
     tile_size: int  # of the training tiles
+    #: the model reads the 13 band slots and takes any subset holding B02 B03 B04
+    any_bands: bool = False
 
     @property
     def channels(self) -> int:
@@ -48,7 +53,9 @@ class ModelInfo:
 
 
 class Predictor:
-    """``probabilities(dn, valid)``: store-value windows in, per-pixel probabilities out."""
+    """A fine-tuned checkpoint on a device: ``bands_for(scene)`` picks what it reads of a
+    product, ``inputs(dn, valid, bands)`` turns store-value windows of those bands into the
+    model's input, ``probabilities(images)`` runs it."""
 
     def __init__(
         self,
@@ -86,27 +93,60 @@ class Predictor:
         self.compiled = compile
         self._scale, self._offset = self.values.tensors(self.device)
 
-    def inputs(self, dn: np.ndarray, valid: np.ndarray) -> Tensor:
-        """``(n, C, T, T)`` uint16 store values and ``(n, 1, T, T)`` validity -> reflectance on
-        the device (the conversion of `TileDataset`); on the CPU already channels_last and in
-        the model's dtype."""
+    def bands_for(self, scene: Scene) -> tuple[str, ...]:
+        """The bands of ``scene`` the model reads, in its order; a one-line
+        :class:`BandMismatchError` saying what it needs when the product lacks them."""
+        if self.info.any_bands:
+            chosen = tuple(b for b in SLOTS if b in scene.bands)
+            check_any_band_input(chosen, what=scene.scene_id)
+            return chosen
+        have = set(scene.bands) | set(scene.missing)
+        lacking = [b for b in self.info.bands if b not in have]
+        if lacking:
+            raise BandMismatchError(_lacking_bands_message(scene, self.info, lacking, have))
+        return self.info.bands
+
+    def values_for(self, bands: Sequence[str]) -> ValueScale:
+        """How store values of ``bands`` become the model's reflectance."""
+        index = [self.info.bands.index(b) for b in bands]
+        return ValueScale(
+            tuple(self.values.scale[i] for i in index), tuple(self.values.offset[i] for i in index)
+        )
+
+    def inputs(self, dn: np.ndarray, valid: np.ndarray, bands: Sequence[str]) -> Tensor:
+        """``(n, C, T, T)`` uint16 store values of ``bands`` and ``(n, 1, T, T)`` validity ->
+        the model's input on the device: reflectance as `TileDataset` makes it, in the
+        model's band slots (absent ones NaN) for an any-band model; on the CPU already
+        channels_last and in the model's dtype."""
+        bands = tuple(bands)
+        if not self.info.any_bands and bands != self.info.bands:
+            raise BandMismatchError(
+                f"the model reads {','.join(self.info.bands)}, windows hold {','.join(bands)}"
+            )
+        values = self.values_for(bands)
         if self.device.type == "cpu":
             # the same numbers in one Rust pass instead of six torch passes (about 10 s of
             # a full 10 m scene on 2 cores); the tests hold it equal to store_reflectance
-            return self._cpu_inputs(dn, valid)
-        non_blocking = self.device.type == "cuda"
-        dn_t = torch.from_numpy(dn)
-        valid_t = torch.from_numpy(valid)
-        if non_blocking:
-            dn_t, valid_t = dn_t.pin_memory(), valid_t.pin_memory()
-        dn_t = dn_t.to(self.device, non_blocking=non_blocking)
-        valid_t = valid_t.to(self.device, non_blocking=non_blocking)
-        return store_reflectance(dn_t, valid_t, self._scale, self._offset)
+            images = self._cpu_inputs(dn, valid, values)
+        else:
+            non_blocking = self.device.type == "cuda"
+            dn_t = torch.from_numpy(dn)
+            valid_t = torch.from_numpy(valid)
+            if non_blocking:
+                dn_t, valid_t = dn_t.pin_memory(), valid_t.pin_memory()
+            dn_t = dn_t.to(self.device, non_blocking=non_blocking)
+            valid_t = valid_t.to(self.device, non_blocking=non_blocking)
+            scale, offset = values.tensors(self.device)
+            images = store_reflectance(dn_t, valid_t, scale, offset)
+        if self.info.any_bands and bands != self.info.bands:
+            images = _into_slots(images, [self.info.bands.index(b) for b in bands])
+        return images
 
-    def _cpu_inputs(self, dn: np.ndarray, valid: np.ndarray) -> Tensor:
-        scale, offset = list(self.values.scale), list(self.values.offset)
+    def _cpu_inputs(self, dn: np.ndarray, valid: np.ndarray, values: ValueScale) -> Tensor:
         dn, valid = np.ascontiguousarray(dn), np.ascontiguousarray(valid, dtype=np.uint8)
-        nhwc = kernels.window_inputs(dn, valid, scale, offset, bf16=self._bf16_weights)
+        nhwc = kernels.window_inputs(
+            dn, valid, list(values.scale), list(values.offset), bf16=self._bf16_weights
+        )
         images = torch.from_numpy(nhwc)
         if self._bf16_weights:
             images = images.view(torch.bfloat16)
@@ -125,6 +165,29 @@ class Predictor:
             return probs.cpu().numpy()
 
 
+def _into_slots(images: Tensor, slots: list[int]) -> Tensor:
+    """(n, k, T, T) reflectance -> (n, 13, T, T) with the k bands at ``slots``, NaN elsewhere
+    (the memory format of ``images`` is kept)."""
+    n, _, h, w = images.shape
+    full = torch.full((n, len(SLOTS), h, w), float("nan"), dtype=images.dtype, device=images.device)
+    if images.is_contiguous(memory_format=torch.channels_last):
+        full = full.contiguous(memory_format=torch.channels_last)
+    full[:, slots] = images
+    return full
+
+
+def _lacking_bands_message(scene: Scene, info: ModelInfo, lacking: list[str], have) -> str:
+    needs = f"{scene.scene_id}: the model ({len(info.bands)} bands) needs {', '.join(lacking)}"
+    if "B10" in lacking and scene.layout == "l2a-safe":
+        return (
+            f"{needs}; L2A products have no B10 (cirrus: Sen2Cor drops it). Predict the "
+            "matching L1C product, or fine-tune a model without B10 (tile L2A with "
+            "--bands B01,B02,B03,B04,B05,B06,B07,B08,B8A,B09,B11,B12)"
+        )
+    ordered = sorted(have)
+    return f"{needs}, which this {scene.layout} scene lacks; it has {', '.join(ordered)}"
+
+
 def fold_batchnorm(model: nn.Module) -> nn.Module:
     """Fold every eval-mode BatchNorm that follows a convolution into it, in place.
 
@@ -141,9 +204,15 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
                     module._modules[bn_name] = nn.Identity()
         for suffix in ("", "1", "2", "3"):
             conv, bn = getattr(module, f"conv{suffix}", None), getattr(module, f"bn{suffix}", None)
-            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+            if not isinstance(bn, nn.BatchNorm2d):
+                continue
+            if isinstance(conv, nn.Conv2d):
                 setattr(module, f"conv{suffix}", fuse_conv_bn_eval(conv, bn))
-                setattr(module, f"bn{suffix}", nn.Identity())
+            elif isinstance(conv, PresenceStem):
+                setattr(module, f"conv{suffix}", conv.fold(bn))
+            else:
+                continue
+            setattr(module, f"bn{suffix}", nn.Identity())
     return model
 
 
@@ -167,6 +236,7 @@ def _model_info(path: Path, payload: dict, model) -> ModelInfo:
         head=model.head,
         bands=tuple(model.bands),
         tile_size=int(tile) if tile else DEFAULT_WINDOW,
+        any_bands=model.encoder.any_bands,
     )
 
 

@@ -17,13 +17,12 @@ import numpy as np
 
 from cloudkit import __version__, kernels
 from cloudkit.config import PredictOptions
-from cloudkit.errors import BandMismatchError
 from cloudkit.io.grid import GridPlan, plan_grid
 from cloudkit.io.scene import Scene
 from cloudkit.pipeline.run import Progress, Summary, run_scenes
 from cloudkit.pipeline.writer import SceneJob, SceneTally, SceneWriter, Written
 from cloudkit.predict.blend import BlendedRows, RowBlender
-from cloudkit.predict.model import ModelInfo, Predictor
+from cloudkit.predict.model import Predictor
 from cloudkit.predict.output import MaskWriter, OutputPaths, is_complete, output_paths
 
 PREDICTED = "predicted"
@@ -69,13 +68,10 @@ class PredictionWriter(SceneWriter):
         self._rgb: list[int] | None = None  # where B04, B03, B02 are, for the quicklook
 
     def plan(self, scene: Scene) -> GridPlan:
-        """The scene's grid for the model's bands, or an error that says what would work."""
-        info = self.predictor.info
-        have = set(scene.bands) | set(scene.missing)
-        lacking = [b for b in info.bands if b not in have]
-        if lacking:
-            raise BandMismatchError(_lacking_bands_message(scene, info, lacking, have))
-        return plan_grid(scene, resolution=self.options.resolution, bands=info.bands)
+        """The scene's grid for the bands the model reads, or an error that says what would
+        work."""
+        bands = self.predictor.bands_for(scene)
+        return plan_grid(scene, resolution=self.options.resolution, bands=bands)
 
     def existing(self, plan: GridPlan) -> OutputPaths | None:
         scene_id = plan.scene.scene_id
@@ -124,7 +120,7 @@ class PredictionWriter(SceneWriter):
             bands.clear()  # the decoded rows are cut: free them before the model runs
             keep = np.flatnonzero(valid_fraction > 0)
         probs = _predict_windows(
-            self.predictor, images, valid, keep, self.options.batch_size, tally
+            self.predictor, plan.bands, images, valid, keep, self.options.batch_size, tally
         )
         with tally.stage("write"):
             cols = [windows.columns[row][k] for k in keep]
@@ -160,24 +156,13 @@ class PredictionWriter(SceneWriter):
         self._counts.add(classes)
         rgb = None
         if rows.pasted is not None:
-            rgb = self.predictor.values.reflectance(rows.pasted, bands=self._rgb)
+            rgb = self.predictor.values_for(_RGB).reflectance(rows.pasted)
         self._masks.write_rows(rows.row0, classes, per_class, rgb)
-
-
-def _lacking_bands_message(scene: Scene, info: ModelInfo, lacking: list[str], have) -> str:
-    needs = f"{scene.scene_id}: the model ({len(info.bands)} bands) needs {', '.join(lacking)}"
-    if "B10" in lacking and scene.layout == "l2a-safe":
-        return (
-            f"{needs}; L2A products have no B10 (cirrus: Sen2Cor drops it). Predict the "
-            "matching L1C product, or fine-tune a model without B10 (tile L2A with "
-            "--bands B01,B02,B03,B04,B05,B06,B07,B08,B8A,B09,B11,B12)"
-        )
-    ordered = sorted(have)
-    return f"{needs}, which this {scene.layout} scene lacks; it has {', '.join(ordered)}"
 
 
 def _predict_windows(
     predictor: Predictor,
+    bands: Sequence[str],
     images: np.ndarray,
     valid: np.ndarray,
     keep: np.ndarray,
@@ -189,7 +174,7 @@ def _predict_windows(
     for start in range(0, n, batch_size):
         chosen = keep[start : start + batch_size]
         with tally.stage("preprocess"):
-            x = predictor.inputs(images[chosen], valid[chosen])
+            x = predictor.inputs(images[chosen], valid[chosen], bands)
         with tally.stage("model"):
             probs[start : start + len(chosen)] = predictor.probabilities(x)
     return probs
