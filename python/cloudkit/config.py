@@ -9,6 +9,7 @@ every option's default from these fields (``cli._options.defaults_from``), never
 from __future__ import annotations
 
 import enum
+import math
 import os
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -257,8 +258,18 @@ class FinetuneOptions:
     device: Device = Device.auto
     amp: bool | None = None  # bf16 autocast; default on with CUDA; never on CPU
     workers: int | None = None
+    # a model for any product: the 13 band slots, stores of any bands, random band subsets
+    any_bands: bool = False
+    # share of training crops that get synthetic clouds and shadows (data/training_crops.py)
+    synthetic: float = 0.0
+    # (lo, hi) metres: each training crop is seen at a resolution drawn in this range
+    resolutions: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.resolutions, str):
+            object.__setattr__(self, "resolutions", parse_resolutions(self.resolutions))
+        elif self.resolutions is not None:
+            object.__setattr__(self, "resolutions", tuple(float(r) for r in self.resolutions))
         object.__setattr__(self, "task", TaskName(self.task))
         object.__setattr__(self, "head", Head(self.head))
         object.__setattr__(self, "device", Device(self.device))
@@ -284,6 +295,17 @@ class FinetuneOptions:
             )
         if not 0.0 <= self.min_valid <= 1.0:
             raise CloudkitError(f"--min-valid must be in [0, 1], got {self.min_valid}")
+        if not 0.0 <= self.synthetic <= 1.0:
+            raise CloudkitError(
+                f"--synthetic must be a share of the crops in [0, 1], got {self.synthetic}"
+            )
+        if self.resolutions is not None:
+            lo, hi = self.resolutions
+            if not (0.0 < lo <= hi and math.isfinite(hi)):
+                raise CloudkitError(
+                    f"--resolutions {lo:g},{hi:g}: expected two pixel sizes in metres, "
+                    "smallest first, e.g. 20,60"
+                )
 
     def options_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(FinetuneOptions)}
@@ -346,6 +368,22 @@ class FinetuneConfig(FinetuneOptions):
         on_gpu = device_type == "cuda"
         changes["amp"] = bool(self.amp if self.amp is not None else on_gpu) and on_gpu
         return replace(self, **changes)
+
+
+def parse_resolutions(value: str | None) -> tuple[float, float] | None:
+    """``"20,60"`` -> ``(20.0, 60.0)``; ``"20"`` -> ``(20.0, 20.0)``; None stays None."""
+    if value is None:
+        return None
+    parts = [p.strip().removesuffix("m") for p in str(value).split(",") if p.strip()]
+    try:
+        numbers = tuple(float(p) for p in parts)
+    except ValueError:
+        numbers = ()
+    if len(numbers) not in (1, 2):
+        raise CloudkitError(
+            f"--resolutions {value!r}: expected one pixel size or a range in metres, e.g. 20,60"
+        )
+    return (numbers[0], numbers[-1])
 
 
 def parse_fractions(value: str) -> tuple[float, ...]:

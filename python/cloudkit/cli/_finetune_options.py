@@ -117,6 +117,38 @@ FINETUNE_OPTIONS: dict[str, Any] = {
             "--amp/--no-amp", help="bfloat16 autocast (CUDA only).", show_default="on with CUDA"
         ),
     ],
+    "any_bands": Annotated[
+        bool,
+        typer.Option(
+            "--any-bands/--store-bands",
+            help="Train a model that takes any subset of the 13 bands holding B02 B03 B04 "
+            "(stores may hold different bands; every crop keeps a random realistic subset). "
+            "--store-bands: exactly the stores' bands.",
+            rich_help_panel=_HP,
+        ),
+    ],
+    "synthetic": Annotated[
+        float,
+        typer.Option(
+            "--synthetic",
+            min=0.0,
+            max=1.0,
+            help="Share of training crops that get synthetic clouds, thin clouds and cast "
+            "shadows with exact labels (and, less often, other surface brightness, snow and "
+            "top-of-atmosphere haze).",
+            rich_help_panel=_HP,
+        ),
+    ],
+    "resolutions": Annotated[
+        str | None,
+        typer.Option(
+            "--resolutions",
+            help="Pixel sizes in metres the crops are seen at, e.g. 20,60: each crop is "
+            "resampled to one drawn in that range.",
+            show_default="the stores' own",
+            rich_help_panel=_HP,
+        ),
+    ],
     "workers": Annotated[
         int | None,
         typer.Option(

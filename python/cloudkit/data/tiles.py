@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 from cloudkit.data.reflectance import ValueScale, store_reflectance
 from cloudkit.errors import BandMismatchError, StoreError, TileShapeError
 from cloudkit.io.store import StoreReader
+from cloudkit.models.band_slots import SLOTS
 
 #: cloudiness bins of SEED.md: int(percent cloud) // 10, ten bins
 NUM_CLOUD_BINS = 10
@@ -35,11 +36,13 @@ class _StoreInfo:
     path: Path
     bands: tuple[str, ...]
     tile_size: int
+    resolution: float
     values: ValueScale
     scale: torch.Tensor  # (C, 1, 1) float32
     offset: torch.Tensor  # (C, 1, 1) float32
     rows: np.ndarray  # (n,) int64, the kept rows of the store
     cloud_fraction: np.ndarray  # (n,) float32 of the kept rows
+    top_of_atmosphere: np.ndarray  # (n,) bool: the tile's scene is L1C (not L2A)
 
 
 class TileDataset(Dataset):
@@ -50,11 +53,21 @@ class TileDataset(Dataset):
     ``valid``      bool (1, T, T)
     ``index``      the dataset index
     ``cloud_bin``  ``int(percent cloud) // 10`` in 0..9, -1 when the tile has no labels
+    ``resolution`` the store's pixel size in metres
+    ``toa``        the tile's scene is top-of-atmosphere (L1C), not surface (L2A) reflectance
     ``labels``     uint8 (1, T, T), only with ``with_labels=True``
+
+    With ``any_bands=True`` stores may hold different bands: ``image`` is (13, T, T) in the
+    band slots of an any-band model (`models/band_slots.py`), NaN for the bands a store lacks.
     """
 
     def __init__(
-        self, stores: Sequence[Path], *, min_valid: float = 0.5, with_labels: bool = False
+        self,
+        stores: Sequence[Path],
+        *,
+        min_valid: float = 0.5,
+        with_labels: bool = False,
+        any_bands: bool = False,
     ) -> None:
         if isinstance(stores, (str, Path)):
             stores = [stores]
@@ -63,11 +76,12 @@ class TileDataset(Dataset):
         if not 0.0 <= min_valid <= 1.0:
             raise ValueError(f"min_valid must be a fraction in [0, 1], got {min_valid}")
         self.with_labels = with_labels
+        self.any_bands = any_bands
         self._stores = [_read_store_info(Path(p), min_valid, with_labels) for p in stores]
         first = self._stores[0]
         for info in self._stores[1:]:
-            _check_same_layout(first, info)
-        self.bands: tuple[str, ...] = first.bands
+            _check_same_layout(first, info, same_bands=not any_bands)
+        self.bands: tuple[str, ...] = SLOTS if any_bands else first.bands
         self.tile_size: int = first.tile_size
         self._store_of = np.concatenate(
             [np.full(len(s.rows), k, dtype=np.int64) for k, s in enumerate(self._stores)]
@@ -92,10 +106,12 @@ class TileDataset(Dataset):
         # DN 0 is no data per band; valid says every band has data, both mean "no value"
         reflectance = store_reflectance(torch.from_numpy(dn), valid_t, info.scale, info.offset)
         item = {
-            "image": reflectance,
+            "image": self._in_slots(reflectance, info) if self.any_bands else reflectance,
             "valid": valid_t,
             "index": i,
             "cloud_bin": int(self._cloud_bins[i]),
+            "resolution": info.resolution,
+            "toa": bool(info.top_of_atmosphere[np.searchsorted(info.rows, row)]),
         }
         if self.with_labels:
             item["labels"] = torch.from_numpy(reader.tile("labels", row))
@@ -103,8 +119,19 @@ class TileDataset(Dataset):
 
     @property
     def value_scale(self) -> ValueScale:
-        """How the (first) store's values become reflectance, for a checkpoint to record."""
-        return self._stores[0].values
+        """How store values become the reflectance of :attr:`bands`, for a checkpoint to record
+        (every store holds the same convention; the first store's, spread over the slots for
+        an any-band dataset)."""
+        values = self._stores[0].values
+        if not self.any_bands:
+            return values
+        return ValueScale((values.scale[0],) * len(SLOTS), (values.offset[0],) * len(SLOTS))
+
+    @staticmethod
+    def _in_slots(reflectance: torch.Tensor, info: _StoreInfo) -> torch.Tensor:
+        slots = torch.full((len(SLOTS), *reflectance.shape[1:]), float("nan"))
+        slots[[SLOTS.index(b) for b in info.bands]] = reflectance
+        return slots
 
     def cloud_bins(self) -> np.ndarray:
         """(len,) int64 cloudiness bin of every tile, -1 where the tile has no labels."""
@@ -144,20 +171,39 @@ def _read_store_info(path: Path, min_valid: float, with_labels: bool) -> _StoreI
         reader.require_labels()
     values = ValueScale(tuple(reader.scale), tuple(reader.offset))
     scale, offset = values.tensors()
+    toa = np.array([is_top_of_atmosphere(*scene) for scene in _scene_kinds(reader)], dtype=bool)
     return _StoreInfo(
         path=path,
         bands=reader.bands,
         tile_size=reader.tile_size,
+        resolution=reader.resolution,
         values=values,
         scale=scale,
         offset=offset,
         rows=rows,
         cloud_fraction=reader.index("cloud_fraction")[rows],
+        top_of_atmosphere=toa[reader.index("tile_scene")[rows]]
+        if len(toa)
+        else np.ones(len(rows), bool),
     )
 
 
-def _check_same_layout(first: _StoreInfo, other: _StoreInfo) -> None:
-    if other.bands != first.bands:
+def _scene_kinds(reader: StoreReader) -> list[tuple[str, str]]:
+    if reader.num_scenes == 0:
+        return []
+    return list(zip(map(str, reader.scenes("id")), map(str, reader.scenes("layout")), strict=True))
+
+
+def is_top_of_atmosphere(scene_id: str, layout: str) -> bool:
+    """Whether a stored scene is L1C (top-of-atmosphere) rather than L2A (surface):
+    from the layout, else the product name; the datasets cloudkit reads are L1C."""
+    if layout in ("l1c-safe", "l2a-safe"):
+        return layout == "l1c-safe"
+    return "L2A" not in scene_id.upper()
+
+
+def _check_same_layout(first: _StoreInfo, other: _StoreInfo, *, same_bands: bool) -> None:
+    if same_bands and other.bands != first.bands:
         raise BandMismatchError(
             f"{other.path}: bands {','.join(other.bands)} differ from {','.join(first.bands)} "
             f"of {first.path}; stores read together must hold the same bands"

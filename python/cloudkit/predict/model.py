@@ -97,7 +97,8 @@ class Predictor:
         """The bands of ``scene`` the model reads, in its order; a one-line
         :class:`BandMismatchError` saying what it needs when the product lacks them."""
         if self.info.any_bands:
-            chosen = tuple(b for b in SLOTS if b in scene.bands)
+            # every band the product has a file of on disk (the grid plan picks the file)
+            chosen = tuple(b for b in SLOTS if scene.bands.get(b))
             check_any_band_input(chosen, what=scene.scene_id)
             return chosen
         have = set(scene.bands) | set(scene.missing)

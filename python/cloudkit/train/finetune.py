@@ -29,13 +29,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from cloudkit.checkpoint import BEST, FINE_TUNING, LAST, PRETRAINING, load_checkpoint
 from cloudkit.config import RANDOM_INIT, FinetuneConfig
-from cloudkit.data.augment import random_crop
 from cloudkit.data.sampling import stratified_fraction, stratified_split
 from cloudkit.data.tasks import IGNORE, Task, get_task, task_targets
 from cloudkit.data.tiles import TileDataset
+from cloudkit.data.training_crops import TrainingCrops
 from cloudkit.errors import CheckpointError, CloudkitError
 from cloudkit.eval.metrics import ConfusionAccumulator, class_metrics
-from cloudkit.models.encoder import Encoder, check_bands, load_encoder
+from cloudkit.models.encoder import Encoder, as_any_band, check_bands, load_encoder
 from cloudkit.models.losses import dice_bce_loss, dice_ce_loss, predict_classes
 from cloudkit.models.segmentation import (
     backbone_parameters,
@@ -47,7 +47,6 @@ from cloudkit.models.segmentation import (
 from cloudkit.train import distributed
 from cloudkit.train.engine import Engine, EpochCallback, EpochStats
 
-FLIP_PROBABILITY = 0.5
 #: options that must equal the checkpoint's on --resume (anything else changes the run)
 _RESUME_FIXED = (
     "stores",
@@ -63,40 +62,14 @@ _RESUME_FIXED = (
     "val_fraction",
     "min_valid",
     "seed",
+    "any_bands",
+    "synthetic",
+    "resolutions",
 )
 
 
 # ---------------------------------------------------------------------------------------------
 # data
-
-
-class CropFlip(Dataset):
-    """Training items: a random ``crop`` window of a tile with random h/v flips (p 0.5 each),
-    applied alike to image, valid flag and labels. Randomness from torch's global generator
-    (seeded per item by :class:`~cloudkit.train.loader.SeededViews`)."""
-
-    def __init__(self, tiles: TileDataset, indices: np.ndarray, crop: int) -> None:
-        self.tiles = tiles
-        self.indices = np.asarray(indices, dtype=np.int64)
-        self.crop = crop
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int) -> dict[str, Tensor]:
-        item = self.tiles[int(self.indices[i])]
-        channels = item["image"].shape[0]
-        stack = torch.cat([item["image"], item["valid"].float(), item["labels"].float()])
-        stack = random_crop(stack, self.crop)
-        if float(torch.rand(())) < FLIP_PROBABILITY:
-            stack = stack.flip(-1)
-        if float(torch.rand(())) < FLIP_PROBABILITY:
-            stack = stack.flip(-2)
-        return {
-            "image": stack[:channels].contiguous(),
-            "valid": stack[channels : channels + 1] > 0.5,
-            "labels": stack[channels + 1 :].round().to(torch.uint8),
-        }
 
 
 class WholeTiles(Dataset):
@@ -195,7 +168,9 @@ class FineTuning(Engine):
         dist: distributed.Dist,
         checkpoint: dict[str, Any] | None = None,
     ) -> None:
-        tiles = TileDataset(cfg.stores, min_valid=cfg.min_valid, with_labels=True)
+        tiles = TileDataset(
+            cfg.stores, min_valid=cfg.min_valid, with_labels=True, any_bands=cfg.any_bands
+        )
         self.stores = ", ".join(str(s) for s in cfg.stores)
         cfg = cfg.resolved(tile_size=tiles.tile_size, device_type=device.type)
         self.tiles = tiles
@@ -234,7 +209,13 @@ class FineTuning(Engine):
         self.best_epoch = 0
         self.stopped = False
         self.frozen = False
-        crops = CropFlip(tiles, self.train_idx, cfg.crop)
+        crops = TrainingCrops(
+            tiles,
+            self.train_idx,
+            cfg.crop,
+            resolutions=cfg.resolutions,
+            synthetic=cfg.synthetic,
+        )
         super().__init__(cfg, crops, device=device, dist=dist, checkpoint=checkpoint)
         self.val_loader = DataLoader(
             WholeTiles(tiles, self.val_idx),
@@ -248,7 +229,10 @@ class FineTuning(Engine):
     def build_model(self) -> nn.Module:
         cfg = self.cfg
         if cfg.init == RANDOM_INIT:
-            encoder = Encoder(self.tiles.bands)
+            encoder = Encoder(self.tiles.bands, any_bands=cfg.any_bands)
+        elif cfg.any_bands:
+            # an encoder of any bands starts an any-band model: its filters go to their slots
+            encoder = as_any_band(load_init(cfg.init))
         else:
             encoder = load_init(cfg.init)
             check_bands(encoder.bands, self.tiles.bands, what=f"store {self.stores}")
