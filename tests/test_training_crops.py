@@ -134,3 +134,40 @@ def test_any_band_finetune_and_predictor(eleven, rgb, tmp_path):
     probs = predictor.probabilities(x)
     assert probs.shape == (2, 4, 32, 32) and np.isfinite(probs).all()
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_any_band_pretraining_views_keep_their_own_bands(eleven, rgb, tmp_path):
+    """Views of an any-band encoder each keep a random band subset holding true colour, and
+    pretraining runs on stores of different bands; its encoder starts an any-band model."""
+    from cloudkit.config import PretrainConfig
+    from cloudkit.data.augment import ssl_view_transform
+    from cloudkit.models.encoder import load_encoder
+    from cloudkit.train.pretrain import pretrain
+
+    tiles = TileDataset([eleven, rgb], any_bands=True)
+    view = ssl_view_transform(16, any_bands=True)
+    torch.manual_seed(0)
+    image = tiles[0]["image"]
+    subsets = set()
+    for _ in range(30):
+        v = view(image)
+        present = frozenset(b for i, b in enumerate(SLOTS) if not torch.isnan(v[i]).all())
+        assert set(REQUIRED_BANDS) <= present
+        subsets.add(present)
+    assert len(subsets) > 3
+    torch.set_num_threads(1)
+    cfg = PretrainConfig(
+        stores=(eleven, rgb),
+        out=tmp_path / "dc",
+        method="deepcluster",
+        epochs=2,
+        batch_size=8,
+        crop=16,
+        prototypes=(4, 4),
+        any_bands=True,
+        workers=0,
+        device="cpu",
+    )
+    last = pretrain(cfg)
+    encoder = load_encoder(torch.load(last, weights_only=True)["encoder"])
+    assert encoder.any_bands and encoder.bands == SLOTS

@@ -122,6 +122,8 @@ class PretrainConfig:
     final_lr: float | None = None
     views: Views = Views.two_augmentations
     crop: int | None = None  # view edge in pixels; default min(256, tile size)
+    # an encoder of the 13 band slots; each view keeps its own random band subset
+    any_bands: bool = False
     min_valid: float = 0.5
     workers: int | None = None  # DataLoader worker processes (per process)
     seed: int = 0

@@ -151,6 +151,16 @@ def pretrain(
             show_default="min(256, tile size)",
         ),
     ],
+    any_bands: Annotated[
+        bool,
+        typer.Option(
+            "--any-bands/--store-bands",
+            help="Pretrain an encoder of the 13 band slots (stores may hold different bands): "
+            "the two views of a tile keep different random band subsets, so the features "
+            "learnt do not depend on which bands a product has. --store-bands: exactly the "
+            "stores' bands.",
+        ),
+    ],
     min_valid: MinValid,
     workers: Annotated[
         int | None,
@@ -228,6 +238,7 @@ def pretrain(
         final_lr=final_lr,
         views=views,
         crop=crop,
+        any_bands=any_bands,
         min_valid=min_valid,
         workers=workers,
         seed=seed,

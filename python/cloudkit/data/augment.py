@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from cloudkit.errors import TileShapeError
+from cloudkit.models.band_slots import drop_bands
 
 #: the outer crop is this much larger than the view (SEED.md: "a 1.2x larger crop")
 OUTER_CROP_RATIO = 1.2
@@ -30,10 +32,11 @@ class SslView:
     A class rather than a closure so DataLoader workers started by spawn can pickle it.
     """
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, *, any_bands: bool = False) -> None:
         if size < 1:
             raise TileShapeError(f"view size must be a positive number of pixels, got {size}")
         self.size = size
+        self.any_bands = any_bands
 
     def __call__(self, image: Tensor, generator: torch.Generator | None = None) -> Tensor:
         g = generator
@@ -49,16 +52,20 @@ class SslView:
             low, high = BLUR_SIGMA_RANGE
             sigma = low + (high - low) * float(torch.rand((), generator=g))
             view = gaussian_blur(view, kernel_size, sigma)
+        if self.any_bands:
+            # each view its own realistic band subset (absent bands stay NaN through clamp)
+            rng = np.random.default_rng(int(torch.randint(0, 2**62, (), generator=g)))
+            view = torch.from_numpy(drop_bands(view.numpy(), rng))
         # reflectance above 1 (specular, saturated) and below 0 (offset artefacts) is clipped
         return view.clamp(0.0, 1.0).contiguous()
 
     def __repr__(self) -> str:
-        return f"SslView(size={self.size})"
+        return f"SslView(size={self.size}, any_bands={self.any_bands})"
 
 
-def ssl_view_transform(size: int) -> SslView:
+def ssl_view_transform(size: int, *, any_bands: bool = False) -> SslView:
     """The pretraining view transform: ``transform(image, generator=None) -> (C, size, size)``."""
-    return SslView(size)
+    return SslView(size, any_bands=any_bands)
 
 
 def random_crop(image: Tensor, size: int, generator: torch.Generator | None = None) -> Tensor:

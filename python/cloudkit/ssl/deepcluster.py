@@ -50,6 +50,7 @@ class DeepClusterV2(nn.Module):
         bands: Sequence[str],
         num_samples: int,
         *,
+        any_bands: bool = False,
         n_prototypes: Sequence[int] = (3000, 3000, 3000),
         dim: int = 128,
         temperature: float = 0.1,
@@ -67,7 +68,7 @@ class DeepClusterV2(nn.Module):
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
         self.temperature = temperature
-        self.backbone = Encoder(bands)
+        self.backbone = Encoder(bands, any_bands=any_bands)
         self.projector = ProjectionHead(self.backbone.out_dim, 2048, dim)
         self.prototypes = PrototypeHeads(dim, n_prototypes)
         self.bank = EmbeddingBank(num_samples, dim)

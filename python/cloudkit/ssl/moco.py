@@ -42,6 +42,7 @@ class MoCo(nn.Module):
         self,
         bands: Sequence[str],
         *,
+        any_bands: bool = False,
         dim: int = 128,
         queue_size: int = 65536,
         momentum: float = 0.999,
@@ -54,7 +55,7 @@ class MoCo(nn.Module):
             raise ValueError(f"temperature must be positive, got {temperature}")
         self.momentum = momentum
         self.temperature = temperature
-        self.query = Encoder(bands)
+        self.query = Encoder(bands, any_bands=any_bands)
         self.query_fc = nn.Linear(self.query.out_dim, dim)
         self.key = copy.deepcopy(self.query)
         self.key_fc = copy.deepcopy(self.query_fc)

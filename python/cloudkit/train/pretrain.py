@@ -62,13 +62,13 @@ class Pretraining(Engine):
         dist: distributed.Dist,
         checkpoint: dict[str, Any] | None = None,
     ) -> None:
-        self.tiles = TileDataset(cfg.stores, min_valid=cfg.min_valid)
+        self.tiles = TileDataset(cfg.stores, min_valid=cfg.min_valid, any_bands=cfg.any_bands)
         if checkpoint is not None:
             cfg = _inherit(cfg, checkpoint)
         cfg = cfg.resolved(tile_size=self.tiles.tile_size, device_type=device.type)
         self.stores = ", ".join(str(s) for s in cfg.stores)
         self.check_data(cfg, dist)
-        transform = ssl_view_transform(cfg.crop)
+        transform = ssl_view_transform(cfg.crop, any_bands=cfg.any_bands)
         if cfg.views is Views.cloudiness_pair:
             views: Dataset = CloudinessPairs(self.tiles, transform, seed=cfg.seed)
         else:
@@ -136,6 +136,10 @@ class Pretraining(Engine):
                 f"--resume: {path} is a {checkpoint['method']} run but --method is "
                 f"{cfg.method.value}; pass --method {checkpoint['method']} or start a new run"
             )
+        saved_any = bool(checkpoint.get("config", {}).get("any_bands", False))
+        if saved_any != cfg.any_bands:
+            flag = "--any-bands" if saved_any else "--store-bands"
+            raise CheckpointError(f"--resume: {path} was trained with {flag}; resume with it")
         bands = tuple(checkpoint["bands"])
         if bands != self.tiles.bands:
             raise BandMismatchError(

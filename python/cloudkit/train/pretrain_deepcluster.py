@@ -35,6 +35,7 @@ class DeepClusterPretraining(Pretraining):
         return DeepClusterV2(
             self.tiles.bands,
             len(self.tiles),
+            any_bands=cfg.any_bands,
             n_prototypes=tuple(cfg.prototypes),
             temperature=cfg.temperature,
         )

@@ -22,6 +22,7 @@ class MoCoPretraining(Pretraining):
         cfg = self.cfg
         return MoCo(
             self.tiles.bands,
+            any_bands=cfg.any_bands,
             queue_size=cfg.queue_size,
             momentum=cfg.moco_momentum,
             temperature=cfg.temperature,
