@@ -18,10 +18,11 @@ Radiometry is per band, by ESA name:
   where ``diffuse`` is the share of skylight (largest in the blue) and ``path`` the
   atmosphere's own reflectance, which top-of-atmosphere (L1C) images carry and L2A not.
 
-Labels use the store's codes: thick cloud where the thick layer is at least half opaque,
-thin cloud where only the thin layer is (at least 0.15), cloud shadow where the shadow is
-at least half deep on what was clear ground and no cloud veils it (opacity < 0.05); elsewhere the real label
-is kept. Everything is drawn from the ``numpy.random.Generator`` passed in, so a seeded
+Labels use the store's codes and are drawn generously, as people draw masks (the human
+CloudSEN12 masks include faint cloud edges): thick cloud where the thick layer is at least a
+quarter opaque, thin cloud where only the thin layer is (at least 0.1), cloud shadow where the
+shadow is at least 0.3 deep on what was clear ground and no cloud veils it (opacity < 0.05);
+elsewhere the real label is kept. Everything is drawn from the ``numpy.random.Generator`` passed in, so a seeded
 caller gets the same composite every time.
 """
 
@@ -66,9 +67,10 @@ CLOUD_SPECTRUM = dict(
 )
 CIRRUS_BAND = "B10"
 
-THICK_LABEL_ALPHA = 0.5
-THIN_LABEL_ALPHA = 0.15
-SHADOW_LABEL_DEPTH = 0.5
+# label thresholds: generous, as people draw masks (CloudSEN12's include the faint edges)
+THICK_LABEL_ALPHA = 0.25
+THIN_LABEL_ALPHA = 0.1
+SHADOW_LABEL_DEPTH = 0.3
 SHADOW_MAX_VEIL = 0.05
 KINDS = ("cumulus", "cumulus", "stratus", "thin", "mixed")
 
@@ -144,27 +146,40 @@ SNOW_SPECTRUM = dict(
 def snow(
     image: np.ndarray, labels: np.ndarray, bands: Sequence[str], *, rng: np.random.Generator
 ) -> np.ndarray:
-    """Snow laid over the clear ground of ``image`` (C, S, S), keeping the terrain's shading:
-    a bright surface that is *not* cloud. Labels are unchanged (snow is clear sky)."""
+    """Snow-covered mountains over the clear ground of ``image`` (C, S, S): a bright surface
+    that is *not* cloud. Labels are unchanged (snow is clear sky).
+
+    A fractal terrain is lit by a random sun (hillshade), so snow carries what tells it from
+    cloud in true colour alone: sharp ridges, shaded slopes that turn blue-grey under the sky
+    light, and snow-free rock and valleys with sharp edges, where clouds are soft and smooth.
+    Snow lies above a random snow line and less on steep slopes; elsewhere the real ground
+    shows through."""
     size = image.shape[-1]
-    visible = [i for i, b in enumerate(bands) if b in ("B02", "B03", "B04")]
-    shade = np.nanmean(image[visible], axis=0) if visible else np.ones(image.shape[1:])
-    shade = np.nan_to_num(shade / max(float(np.nanmean(shade)), 1e-3), nan=1.0)
-    # terrain under snow: the ground's own shading plus ridges and slopes at fine scale,
-    # and sharp-edged patches, where clouds are soft-edged and smooth
-    relief = 1.0 + rng.uniform(0.15, 0.4) * _fractal(rng, size, rng.uniform(1.4, 2.2))
-    shade = np.clip(shade * relief, 0.3, 1.6) ** rng.uniform(0.5, 1.5)
-    cover = np.clip(
-        _soft_cover(_cloud_noise(rng, size), rng.uniform(0.3, 1.0), rng.uniform(0.02, 0.2)), 0, 1
+    coarse = max(16, size // int(rng.choice([2, 4, 8])))
+    height = ndimage.zoom(_fractal(rng, coarse, rng.uniform(2.4, 3.2)), size / coarse, order=3)
+    height = height[:size, :size] * rng.uniform(1.0, 4.0)  # relief, in pixel units
+    gy, gx = np.gradient(height)
+    azimuth, elevation = rng.uniform(0, 2 * np.pi), rng.uniform(np.radians(15), np.radians(60))
+    slope = np.arctan(np.hypot(gx, gy))
+    aspect = np.arctan2(-gx, gy)
+    shade = np.sin(elevation) * np.cos(slope) + np.cos(elevation) * np.sin(slope) * np.cos(
+        azimuth - aspect
     )
+    shade = np.clip(shade / max(np.sin(elevation), 1e-3), 0.15, 1.3)
+    line = np.quantile(height, 1.0 - rng.uniform(0.4, 0.95))
+    cover = (height > line) & (slope < np.radians(rng.uniform(50, 75)))
+    cover = ndimage.binary_opening(cover, iterations=1).astype(np.float32)
     cover = cover * (labels == LABEL_CLEAR)
     brightness = rng.uniform(0.35, 0.9)
+    # shaded snow is lit by the blue sky only
+    blue_cast = 1.0 + rng.uniform(0.1, 0.3) * (1.0 - np.minimum(shade, 1.0))
     out = image.astype(np.float32, copy=True)
     for c, band in enumerate(bands):
         if band == CIRRUS_BAND:
             continue  # the surface is invisible at 1.38 um
         ratio = SNOW_SPECTRUM[band] * (1.0 + rng.normal(0.0, 0.03))
-        out[c] = out[c] * (1.0 - cover) + brightness * ratio * shade * cover
+        tint = blue_cast if band in ("B01", "B02") else 1.0
+        out[c] = out[c] * (1.0 - cover) + brightness * ratio * shade * tint * cover
     return out
 
 

@@ -1,0 +1,385 @@
+"""The quality table: a cloudkit model beside trivial baselines and the peer models.
+
+Two kinds of sets, all real Sentinel-2 pixels from ``../shared/data`` (see its README):
+
+- **human labels** (CloudSEN12 patches, true colour only, L1C, 10 m): ``cloudsen12-hq`` (six
+  densely labelled 509 px patches: two places, one of them snow) and ``cloudsen12-scribble``
+  (ten sparsely labelled patches of two places). Scored: F1 and IoU of cloud (thick + thin),
+  of cloud shadow, and the mean IoU of the four classes. These labels are never used to train.
+- **algorithm references** on multispectral data, where the peers can run too: T29UNU (L2A,
+  60 m, 11 bands) against Sen2Cor's SCL; the T19UDP preview (L1C, 160 m, 13 bands) and the
+  s2cloudless 1.2.2 test arrays (L1C, 13 bands) against s2cloudless's own mask; the Sahara
+  tile (L2A, 100 m, bright desert) against its SCL. Scored: agreement (F1) on cloud, and on
+  shadow where the reference has a shadow class. A reference is an algorithm, not the truth.
+
+Methods: the model (``--model``: a `cloudkit finetune` checkpoint or a shipped model name),
+the all-clear and all-cloud masks, the best single-band brightness threshold (band and
+threshold chosen on T29UNU's SCL, then applied unchanged everywhere), ukis-csmask and
+s2cloudless where their bands are present (``pip install 'cloudkit[peers]'``).
+
+    python benches/bench_quality.py [--model default] [--json out.json]
+
+prints markdown tables (the README's quality table) and writes every figure to ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+
+DATA = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data").resolve()
+CLASSES = ("clear", "thick cloud", "thin cloud", "cloud shadow")
+CLEAR, THICK, THIN, SHADOW, NODATA = 0, 1, 2, 3, 255
+RGB = ("B02", "B03", "B04")
+L1C = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
+T29UNU_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B8A", "B09", "B11", "B12")
+
+
+@dataclass
+class Sample:
+    """One image: reflectance (C, H, W) of ``bands`` (NaN = no data), labels in cloudkit
+    codes (255 = unlabelled), its processing level."""
+
+    name: str
+    refl: np.ndarray
+    bands: tuple[str, ...]
+    labels: np.ndarray
+    level: str
+
+
+@dataclass
+class Scored:
+    name: str
+    kind: str  # "human" or "reference"
+    reference: str
+    samples: list[Sample] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------------
+# the sets
+
+
+def cloudsen12(kind: str) -> list[Sample]:
+    """The CloudSEN12 patches with ``manual_hq`` (dense) or ``manual_sc`` (scribble) labels.
+    Images hold B04, B03, B02 as float32 DN = reflectance x 10000 (no offset)."""
+    out = []
+    root = DATA / "cloudsen12-figures"
+    for label_path in sorted(root.glob(f"**/manual_{kind}.tif")):
+        folder = label_path.parent
+        with rasterio.open(folder / "S2L1C.tif") as src:
+            dn = src.read().astype(np.float32)
+            nodata = src.nodata
+        refl = dn[::-1] / 10000.0  # B04 B03 B02 -> B02 B03 B04
+        refl[:, (dn <= -1e30).any(axis=0) if nodata is None else (dn == nodata).any(axis=0)] = np.nan
+        with rasterio.open(label_path) as src:
+            raw = src.read(1)
+        labels = np.full(raw.shape, NODATA, np.uint8)
+        # ROI_2507's scribbles: 1/2 thick (border/centre), 3/4 thin, 5/6 shadow
+        mapping = (
+            {0: CLEAR, 1: THICK, 2: THICK, 3: THIN, 4: THIN, 5: SHADOW, 6: SHADOW}
+            if "ROI_2507" in str(folder)
+            else {0: CLEAR, 1: THICK, 2: THIN, 3: SHADOW}
+        )
+        for code, target in mapping.items():
+            labels[raw == code] = target
+        name = str(folder.relative_to(root))
+        out.append(Sample(name, refl, RGB, labels, "L1C"))
+    return out
+
+
+def _scl_codes(scl: np.ndarray) -> np.ndarray:
+    lut = np.full(256, NODATA, np.uint8)
+    lut[[2, 4, 5, 6, 7, 11]] = CLEAR
+    lut[[8, 9]] = THICK
+    lut[10] = THIN
+    lut[3] = SHADOW
+    return lut[scl]
+
+
+def t29unu() -> list[Sample]:
+    (safe,) = (DATA / "safe").glob("*_T29UNU_*.SAFE")
+    (folder,) = safe.glob("GRANULE/*/IMG_DATA/R60m")
+    dn = np.stack([_read(next(folder.glob(f"*_{b}_60m.jp2"))) for b in T29UNU_BANDS])
+    refl = (dn.astype(np.float32) - 1000.0) / 10000.0  # baseline 04.00: BOA_ADD_OFFSET -1000
+    refl[:, (dn == 0).any(axis=0)] = np.nan
+    labels = _scl_codes(_read(next(folder.glob("*_SCL_60m.jp2"))))
+    return [Sample("T29UNU", refl, T29UNU_BANDS, labels, "L2A")]
+
+
+def t19udp() -> list[Sample]:
+    dn = _read(DATA / "derived" / "S2A_MSIL1C_20170729_T19UDP_preview_13band.tif", band=None)
+    refl = dn.astype(np.float32) / 10000.0  # baseline 02.05: no offset
+    refl[:, (dn == 0).any(axis=0)] = np.nan
+    mask = np.load(DATA / "derived" / "T19UDP_preview_s2cloudless_mask_thr0.4.npz")
+    cloud = mask[mask.files[0]].astype(bool)
+    labels = np.where(cloud, THICK, CLEAR).astype(np.uint8)
+    labels[np.isnan(refl).any(axis=0)] = NODATA
+    return [Sample("T19UDP preview", refl, L1C, labels, "L1C")]
+
+
+def s2cloudless_arrays() -> list[Sample]:
+    arrays = np.load(DATA / "s2cloudless-1.2.2" / "input_arrays.npz")
+    refl = np.moveaxis(arrays["s2_im"][0], -1, 0).astype(np.float32)
+    labels = np.where(arrays["cl_mask"][0] > 0, THICK, CLEAR).astype(np.uint8)
+    return [Sample("s2cloudless arrays", refl, L1C, labels, "L1C")]
+
+
+def sahara() -> list[Sample]:
+    folder = DATA / "cogs-l2a" / "S2A_29RKH_20200219_0_L2A"
+    bands = tuple(b for b in L1C if b != "B10")
+    shape = (1098, 1098)  # the 100 m grid of B02
+    dn = np.stack([_read(folder / f"{b}.tif", shape=shape) for b in bands])
+    refl = dn.astype(np.float32) / 10000.0  # baseline 02.14: no offset
+    refl[:, (dn == 0).any(axis=0)] = np.nan
+    labels = _scl_codes(_read(folder / "SCL.tif", shape=shape))
+    return [Sample("Sahara 29RKH", refl, bands, labels, "L2A")]
+
+
+def scored_sets() -> list[Scored]:
+    return [
+        Scored("CloudSEN12 dense (6 patches)", "human", "human", cloudsen12("hq")),
+        Scored("CloudSEN12 scribbles (10 patches)", "human", "human", cloudsen12("sc")),
+        Scored("T29UNU L2A 60 m", "reference", "Sen2Cor SCL", t29unu()),
+        Scored("T19UDP L1C 160 m", "reference", "s2cloudless", t19udp()),
+        Scored("s2cloudless test arrays L1C", "reference", "s2cloudless", s2cloudless_arrays()),
+        Scored("Sahara L2A 100 m", "reference", "Sen2Cor SCL", sahara()),
+    ]
+
+
+def _read(path: Path, band: int | None = 1, shape: tuple[int, int] | None = None) -> np.ndarray:
+    with rasterio.open(path) as src:
+        if shape is None:
+            return src.read(band)
+        return src.read(band, out_shape=shape, resampling=Resampling.nearest)
+
+
+# --------------------------------------------------------------------------------------------
+# the methods: each maps a sample to cloudkit codes, or None where it cannot run
+
+Method = Callable[[Sample], "np.ndarray | None"]
+
+
+def all_clear(sample: Sample) -> np.ndarray:
+    return np.zeros(sample.labels.shape, np.uint8)
+
+
+def all_cloud(sample: Sample) -> np.ndarray:
+    return np.full(sample.labels.shape, THICK, np.uint8)
+
+
+def fit_threshold(samples: Sequence[Sample]) -> tuple[str, float]:
+    """The visible band and threshold whose ``band > threshold`` best matches the samples'
+    cloud labels (F1)."""
+    best = ("B02", 0.0, -1.0)
+    for band in RGB:
+        values, cloud = [], []
+        for s in samples:
+            keep = (s.labels != NODATA) & np.isfinite(s.refl).all(axis=0)
+            values.append(s.refl[s.bands.index(band)][keep])
+            cloud.append(np.isin(s.labels[keep], (THICK, THIN)))
+        v, c = np.concatenate(values), np.concatenate(cloud)
+        for t in np.arange(0.05, 0.6, 0.01):
+            f1 = _f1(v > t, c)
+            if f1 > best[2]:
+                best = (band, float(t), f1)
+    return best[0], best[1]
+
+
+def threshold_method(band: str, threshold: float) -> Method:
+    def run(sample: Sample) -> np.ndarray | None:
+        if band not in sample.bands:
+            return None
+        return np.where(sample.refl[sample.bands.index(band)] > threshold, THICK, CLEAR).astype(
+            np.uint8
+        )
+
+    return run
+
+
+def model_method(model: str, device: str) -> tuple[Method, str]:
+    """A cloudkit model run exactly as `cloudkit predict` runs it on a window: store values
+    of the sample's bands, the predictor's conversion, its probabilities."""
+    import torch
+
+    from cloudkit.model_zoo import load_predictor
+
+    predictor = load_predictor(model, device=device)
+
+    def run(sample: Sample) -> np.ndarray | None:
+        bands = _model_bands(predictor, sample)
+        if bands is None:
+            return None
+        idx = [sample.bands.index(b) for b in bands]
+        refl = sample.refl[idx]
+        valid = np.isfinite(refl).all(axis=0)
+        values = np.clip(np.round(np.nan_to_num(refl) * 10000.0) + 1000.0, 1, 65535)
+        values = np.where(valid, values, 0).astype(np.uint16)
+        with torch.inference_mode():
+            x = predictor.inputs(values[None], valid[None, None].astype(np.uint8), bands)
+            probs = predictor.probabilities(x)[0]
+        info = predictor.info
+        if info.binary:
+            return np.where(probs[0] > 0.5, THICK, CLEAR).astype(np.uint8)
+        return _task_codes(info.task)[probs.argmax(axis=0)]
+
+    return run, predictor.info.name if hasattr(predictor.info, "name") else str(model)
+
+
+def _model_bands(predictor, sample: Sample) -> tuple[str, ...] | None:
+    from cloudkit.errors import BandMismatchError
+    from cloudkit.models.band_slots import SLOTS, check_any_band_input
+
+    info = predictor.info
+    if info.any_bands:
+        chosen = tuple(b for b in SLOTS if b in sample.bands)
+        try:
+            check_any_band_input(chosen, what=sample.name)
+        except BandMismatchError:
+            return None
+        return chosen
+    return info.bands if set(info.bands) <= set(sample.bands) else None
+
+
+def _task_codes(task: str) -> np.ndarray:
+    """Class index of a task -> cloudkit code (cloud: clear/cloud; multi: the four codes)."""
+    return {
+        "multi": np.array([CLEAR, THICK, THIN, SHADOW], np.uint8),
+        "cloud": np.array([CLEAR, THICK], np.uint8),
+        "shadow": np.array([CLEAR, SHADOW], np.uint8),
+        "joint": np.array([CLEAR, THICK], np.uint8),
+    }[task]
+
+
+def peer_method(name: str) -> Method | None:
+    from cloudkit.errors import BandMismatchError
+    from cloudkit.peers import PEERS
+
+    peer = PEERS[name]()
+    if not peer.installed():
+        return None
+
+    def run(sample: Sample) -> np.ndarray | None:
+        try:
+            bands = peer.bands_for(sample.bands, sample.level)
+        except BandMismatchError:
+            return None
+        idx = [sample.bands.index(b) for b in bands]
+        probs = peer.probabilities(sample.refl[idx][None], bands, sample.level)[0]
+        return np.asarray(peer.codes, np.uint8)[probs.argmax(axis=0)]
+
+    return run
+
+
+# --------------------------------------------------------------------------------------------
+# scores
+
+
+def _f1(pred: np.ndarray, truth: np.ndarray) -> float:
+    tp = float(np.sum(pred & truth))
+    den = float(np.sum(pred) + np.sum(truth))
+    return 2 * tp / den if den else 0.0
+
+
+def _iou(pred: np.ndarray, truth: np.ndarray) -> float:
+    union = float(np.sum(pred | truth))
+    return float(np.sum(pred & truth)) / union if union else 0.0
+
+
+def score(scored: Scored, method: Method) -> dict | None:
+    preds, truths = [], []
+    for sample in scored.samples:
+        pred = method(sample)
+        if pred is None:
+            return None
+        keep = (sample.labels != NODATA) & np.isfinite(sample.refl).all(axis=0)
+        preds.append(pred[keep])
+        truths.append(sample.labels[keep])
+    pred, truth = np.concatenate(preds), np.concatenate(truths)
+    cloud_p, cloud_t = np.isin(pred, (THICK, THIN)), np.isin(truth, (THICK, THIN))
+    out = {
+        "pixels": int(truth.size),
+        "cloud_f1": _f1(cloud_p, cloud_t),
+        "cloud_iou": _iou(cloud_p, cloud_t),
+    }
+    if (truth == SHADOW).any():
+        out["shadow_f1"] = _f1(pred == SHADOW, truth == SHADOW)
+        out["shadow_iou"] = _iou(pred == SHADOW, truth == SHADOW)
+    if scored.kind == "human":
+        ious = [_iou(pred == c, truth == c) for c in (CLEAR, THICK, THIN, SHADOW)]
+        out["class_iou"] = dict(zip(CLASSES, ious, strict=True))
+        out["mean_iou"] = float(np.mean(ious))
+    return out
+
+
+def markdown(results: dict, sets: list[Scored], methods: list[str]) -> str:
+    lines = []
+    for scored in sets:
+        row = results[scored.name]
+        head = f"**{scored.name}** (vs {scored.reference})"
+        cols = ["cloud F1", "cloud IoU", "shadow F1", "shadow IoU"]
+        if scored.kind == "human":
+            cols.append("mean IoU (4 classes)")
+        lines += [head, "", "| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+        keys = ["cloud_f1", "cloud_iou", "shadow_f1", "shadow_iou", "mean_iou"][: len(cols)]
+        for name in methods:
+            figures = row.get(name)
+            if figures is None:
+                continue
+            cells = [f"{figures[k]:.3f}" if k in figures else "–" for k in keys]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="default", help="checkpoint or shipped model name")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", type=Path, help="write every figure here")
+    parser.add_argument("--no-peers", action="store_true", help="skip ukis-csmask, s2cloudless")
+    args = parser.parse_args(argv)
+    if not DATA.is_dir():
+        print(f"the real samples are not at {DATA}", file=sys.stderr)
+        return 1
+    started = time.perf_counter()
+    sets = scored_sets()
+    t29 = next(s for s in sets if s.name.startswith("T29UNU"))
+    band, threshold = fit_threshold(t29.samples)
+    run_model, model_name = model_method(args.model, args.device)
+    methods: dict[str, Method] = {
+        f"cloudkit ({model_name})": run_model,
+        f"brightness {band} > {threshold:.2f}": threshold_method(band, threshold),
+        "all clear": all_clear,
+        "all cloud": all_cloud,
+    }
+    if not args.no_peers:
+        for peer in ("ukis-csmask", "s2cloudless"):
+            method = peer_method(peer)
+            if method is not None:
+                methods[peer] = method
+    results: dict[str, dict] = {}
+    for scored in sets:
+        results[scored.name] = {}
+        for name, method in methods.items():
+            figures = score(scored, method)
+            if figures is not None:
+                results[scored.name][name] = figures
+    print(markdown(results, sets, list(methods)))
+    print(f"threshold chosen on T29UNU's SCL: {band} > {threshold:.2f}")
+    print(f"({time.perf_counter() - started:.0f} s)")
+    if args.json:
+        args.json.write_text(json.dumps({"model": args.model, "results": results}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""The recipe of cloudkit's default model, as the cloudkit commands that make it.
+
+    python recipes/default_model.py OUT [--device cpu|cuda] [--data ../shared/data]
+                                         [--size full|quick] [--compare-random]
+
+1. Tile every real Sentinel-2 sample of ``../shared/data`` that a model may learn from into
+   tile stores of 128 px (see its README):
+   - T29UNU (L2A, 60 m, 11 bands) with Sen2Cor's SCL as labels;
+   - the Sahara tile 29RKH (L2A, 100 m, bright desert) with its SCL;
+   - the T19UDP preview (L1C, 160 m, 13 bands), the six BigEarthNet patches (L2A, 10 m) and
+     the eo-learn series (L1C, 10 m, written here as GeoTIFFs with named bands) with labels
+     from the teacher ukis-csmask (Apache-2.0);
+   - the AWS T19UDP band folder (L1C, 900 m), unlabelled, for pretraining only.
+   Left out on purpose: the CloudSEN12 patches (the only human labels: kept for scoring, not
+   even their images are trained on) and the s2cloudless 1.2.2 arrays and every s2cloudless
+   output (CC BY-SA 4.0: weights trained on them would carry the share-alike licence).
+2. Self-supervised pretraining of an any-band ResNet-18 with DeepCluster v2 on every store
+   (labels unused; the two views of a tile keep different random band subsets).
+3. Fine-tuning of a U-Net on the labelled stores from that encoder, task ``multi`` (clear,
+   thick cloud, thin cloud, cloud shadow), any band subset holding B02 B03 B04, with synthetic
+   clouds and shadows and crops seen at 10 to 60 m.
+4. ``--compare-random``: the same fine-tuning from random weights, to measure what the
+   pretraining bought (score both with ``benches/bench_quality.py --model RUN/best.pt``).
+5. The weights of the chosen checkpoint in half precision, as cloudkit ships them:
+   ``OUT/default.pt`` (`cloudkit models export`).
+
+Every step is a cloudkit command, printed before it runs; a step whose output exists is skipped,
+so an interrupted recipe continues where it stopped. Seeded: the same data and options give
+the same weights on the CPU. ``--size quick`` is a minutes-long run of the same steps (CI);
+``--device cuda`` runs the full recipe at a larger scale (longer training, bigger batches).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+TILE = 128
+SEED = 0
+T29UNU_BANDS = "B01,B02,B03,B04,B05,B06,B07,B8A,B09,B11,B12"
+L1C = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
+
+#: (pretrain epochs, pretrain batch, finetune epochs, finetune batch) per size and device
+SCALES = {
+    ("full", "cpu"): (40, 32, 120, 8),
+    ("full", "cuda"): (200, 128, 400, 32),
+    ("quick", "cpu"): (2, 16, 2, 4),
+    ("quick", "cuda"): (2, 16, 2, 4),
+}
+
+
+def run(*args: str) -> None:
+    command = ["cloudkit", *args]
+    print("$ " + " ".join(shlex.quote(a) for a in command), flush=True)
+    subprocess.run(command, check=True)
+
+
+def write_eolearn_geotiffs(data: Path, folder: Path) -> list[Path]:
+    """The eo-learn test series (5 dates, 13 bands, 10 m) as GeoTIFFs whose band descriptions
+    name the bands, so `cloudkit tile` reads them; georeferenced from its UTM 33N bbox."""
+    import rasterio
+    from rasterio.transform import from_bounds
+
+    series = np.load(data / "eolearn" / "eolearn_l1c_13band_with_s2cloudless_clm.npz")
+    bands = [str(b) for b in series["band_names"]]
+    x0, y0, x1, y1 = (float(v) for v in np.ravel(series["bbox_utm33n"]))
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for t, stamp in enumerate(series["timestamps"]):
+        image = series["bands"][t]  # (H, W, 13) L1C reflectance
+        h, w = image.shape[:2]
+        name = f"eolearn_MSIL1C_{str(stamp)[:10].replace('-', '')}.tif"
+        path = folder / name
+        if not path.exists():
+            dn = np.clip(np.round(image * 10000.0), 1, 65535).astype(np.uint16)
+            profile = {
+                "driver": "GTiff",
+                "width": w,
+                "height": h,
+                "count": len(bands),
+                "dtype": "uint16",
+                "crs": "EPSG:32633",
+                "transform": from_bounds(x0, y0, x1, y1, w, h),
+                "nodata": 0,
+            }
+            with rasterio.open(path, "w", **profile) as dst:
+                dst.write(np.moveaxis(dn, -1, 0))
+                for i, band in enumerate(bands, start=1):
+                    dst.set_band_description(i, band)
+        paths.append(path)
+    return paths
+
+
+def tile_sources(data: Path, out: Path) -> tuple[list[Path], list[Path]]:
+    """(labelled stores, unlabelled stores)."""
+    stores = out / "stores"
+    (t29unu,) = (data / "safe").glob("*_T29UNU_*.SAFE")
+    plans = [
+        ("t29unu", [t29unu], ["--resolution", "60", "--bands", T29UNU_BANDS, "--scl-labels"]),
+        ("sahara", [data / "cogs-l2a" / "S2A_29RKH_20200219_0_L2A"], ["--scl-labels"]),
+        (
+            "t19udp-preview",
+            [data / "derived" / "S2A_MSIL1C_20170729_T19UDP_preview_13band.tif"],
+            ["--labels-from", "ukis-csmask"],
+        ),
+        (
+            "bigearthnet",
+            sorted((data / "bigearthnet" / "BigEarthNet-S2-Example").iterdir()),
+            ["--labels-from", "ukis-csmask"],
+        ),
+        (
+            "eolearn",
+            write_eolearn_geotiffs(data, out / "sources" / "eolearn"),
+            ["--labels-from", "ukis-csmask"],
+        ),
+    ]
+    labelled = []
+    for name, paths, options in plans:
+        store = stores / f"{name}.zarr"
+        run("tile", *map(str, paths), str(store), "--tile-size", str(TILE), *options)
+        labelled.append(store)
+    unlabelled = stores / "t19udp-aws.zarr"
+    run("tile", str(data / "aws-l1c-tile" / "T19UDP_2017-07-29"), str(unlabelled),
+        "--tile-size", str(TILE))  # fmt: skip
+    return labelled, [unlabelled]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument(
+        "--data", type=Path, default=Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+    )
+    parser.add_argument("--size", choices=("full", "quick"), default="full")
+    parser.add_argument("--compare-random", action="store_true")
+    args = parser.parse_args(argv)
+    data, out = args.data.resolve(), args.out
+    if not data.is_dir():
+        print(f"recipe: the real samples are not at {data}", file=sys.stderr)
+        return 1
+    pre_epochs, pre_batch, ft_epochs, ft_batch = SCALES[(args.size, args.device)]
+    common = ["--device", args.device, "--seed", str(SEED)]
+
+    labelled, unlabelled = tile_sources(data, out)
+
+    pretrained = out / "pretrain-deepcluster"
+    if not (pretrained / "last.pt").exists():
+        run("pretrain", *map(str, labelled + unlabelled), "--out", str(pretrained),
+            "--method", "deepcluster", "--any-bands", "--epochs", str(pre_epochs),
+            "--batch-size", str(pre_batch), "--crop", "96", "--prototypes", "64,64,64",
+            "--warmup-epochs", str(max(1, pre_epochs // 10)), *common)  # fmt: skip
+
+    finetune = ["--task", "multi", "--any-bands", "--synthetic", "0.8", "--resolutions", "10,60",
+                "--epochs", str(ft_epochs), "--batch-size", str(ft_batch), "--crop", str(TILE),
+                "--lr", "1e-3", "--freeze-epochs", "2", "--backbone-lr-scale", "0.5",
+                "--patience", "0", "--val-fraction", "0.1", *common]  # fmt: skip
+    inits = {"finetune": str(pretrained / "last.pt")}
+    if args.compare_random:
+        inits["finetune-random"] = "random"
+    for name, init in inits.items():
+        if not (out / name / "best.pt").exists():
+            run("finetune", *map(str, labelled), "--out", str(out / name), "--init", init,
+                *finetune)  # fmt: skip
+
+    run("models", "export", str(out / "finetune" / "best.pt"), str(out / "default.pt"))
+    print(f"recipe done: {out / 'default.pt'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
