@@ -495,10 +495,14 @@ class PredictOptions(SceneOptions):
         if self.overlap is not None and self.overlap < 0:
             raise TileShapeError(f"--overlap {self.overlap} must be at least 0")
 
-    def window_for(self, tile_size: int) -> tuple[int, int]:
-        """Window edge and overlap for a model trained on ``tile_size`` tiles."""
+    def window_for(self, tile_size: int, overlap: int | None = None) -> tuple[int, int]:
+        """Window edge and overlap for a model trained on ``tile_size`` tiles (made for
+        windows overlapping by ``overlap``, when it says)."""
         window = self.window or tile_size
-        overlap = self.overlap if self.overlap is not None else default_overlap(window)
+        if self.overlap is not None:
+            overlap = self.overlap
+        elif overlap is None:
+            overlap = default_overlap(window)
         if 2 * overlap > window:
             raise TileShapeError(
                 f"--overlap {overlap} must be at most half of the window ({window} px); the "

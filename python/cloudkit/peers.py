@@ -58,6 +58,8 @@ class Peer:
     #: window edge and overlap to run it on: what it was made for
     window: int
     overlap: int
+    #: a two-class peer's rule: its positive class where the probability exceeds this
+    threshold: float = 0.5
 
     @classmethod
     def installed(cls) -> bool:
@@ -244,8 +246,7 @@ class S2Cloudless(Peer):
     # a pixel classifier: no context, so windows need not overlap
     window = 512
     overlap = 0
-    #: its own rule: cloud where the probability exceeds this
-    THRESHOLD = 0.4
+    threshold = 0.4  # its own rule, not 0.5
     BANDS = ("B01", "B02", "B04", "B05", "B08", "B8A", "B09", "B10", "B11", "B12")
 
     def bands_for(
@@ -278,7 +279,7 @@ class S2Cloudless(Peer):
         return np.stack([1.0 - cloud, cloud], axis=1).astype(np.float32)
 
     def label_codes(self, probabilities: np.ndarray) -> np.ndarray:
-        cloud = probabilities[:, list(self.codes).index(LABEL_THICK_CLOUD)] > self.THRESHOLD
+        cloud = probabilities[:, list(self.codes).index(LABEL_THICK_CLOUD)] > self.threshold
         return np.where(cloud, LABEL_THICK_CLOUD, LABEL_CLEAR).astype(np.uint8)
 
 

@@ -46,6 +46,10 @@ class ModelInfo:
     tile_size: int  # of the training tiles
     #: the model reads the 13 band slots and takes any subset holding B02 B03 B04
     any_bands: bool = False
+    #: windows' overlap the model was made for (None: `config.default_overlap`)
+    overlap: int | None = None
+    #: a binary task's rule: the positive class where its probability exceeds this
+    threshold: float = 0.5
 
     @property
     def channels(self) -> int:
