@@ -450,9 +450,15 @@ class TileOptions(SceneOptions):
     tile_size: int = 384
     overlap: int = 0
     scl_labels: bool = False  # store L2A's scene classification as labels
+    labels_from: str | None = None  # a peer model whose classes become the labels
 
     def validate(self) -> None:
         super().validate()
+        if self.scl_labels and self.labels_from:
+            raise CloudkitError(
+                f"--labels-from {self.labels_from} and --scl-labels both say where the labels "
+                "come from; pass one of them"
+            )
         t, o = self.tile_size, self.overlap
         if t < 16 or t > 4096:
             raise TileShapeError(
