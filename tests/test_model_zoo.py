@@ -85,3 +85,37 @@ def test_unknown_model_is_one_line_listing_the_names(tmp_path, capsys):
     assert code == 1 and err.count("\n") == 1
     assert err.startswith("cloudkit: error: --model fmask: no such checkpoint file, nor a model")
     assert "one of ukis-csmask, s2cloudless" in err
+
+
+def test_models_lists_shipped_and_peers(shipped, monkeypatch, capsys):
+    from cloudkit.peers import S2Cloudless
+
+    monkeypatch.setattr(S2Cloudless, "package", "no_such_package_for_cloudkit")
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "none yet" not in out
+    assert out.index("tiny 0.0.1 (MIT)  [shipped, the default]") < out.index("ukis-csmask 1.0.0")
+    assert "cloud F1: 0.500 on nothing" in out
+    assert "s2cloudless 1.7.3 (CC BY-SA 4.0)  [peer, not installed]" in out
+    assert "install: pip install 'cloudkit[peers]'" in out
+
+
+def test_models_without_shipped_ones(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("shipped with cloudkit: none yet")
+    assert "cloud F1 against Sen2Cor's SCL: 0.945 on T29UNU" in out
+
+
+def test_one_models_card_in_full(capsys):
+    assert main(["models", "s2cloudless"]) == 0
+    out = capsys.readouterr().out
+    for field in ("bands:", "classes:", "resolution:", "training data:", "licence:       CC BY-SA"):
+        assert field in out
+    assert "share-alike" in out and "status:" in out
+    assert main(["models", "fmask"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        err
+        == "cloudkit: error: no model called 'fmask'; expected one of ukis-csmask, s2cloudless\n"
+    )

@@ -136,9 +136,7 @@ def test_label_codes_follow_each_peers_rule():
 
 def test_label_kind_names_version_and_licence():
     assert S2Cloudless.label_kind().startswith("teacher:s2cloudless ")
-    assert S2Cloudless.label_kind().endswith(
-        "CC BY-SA 4.0 (its output too: labels and weights made from it share it)"
-    )
+    assert S2Cloudless.label_kind().endswith(", CC BY-SA 4.0")
     assert UkisCsmask.label_kind().endswith(", Apache-2.0")
 
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Score:
-    """One measured figure: ``metric`` (e.g. "cloud F1") was ``value`` on ``data``."""
+    """One measured figure: ``metric`` (e.g. "cloud F1 against human labels") was ``value``
+    on ``data``."""
 
     metric: str
     value: float
@@ -32,6 +33,8 @@ class ModelCard:
     scores: tuple[Score, ...] = ()
     #: how to get it when it is not part of cloudkit itself
     install: str | None = None
+    #: what else a user must know (e.g. what its licence means for its output)
+    note: str | None = None
 
     def short(self) -> list[str]:
         """A few lines for the list of `cloudkit models`."""
@@ -42,7 +45,7 @@ class ModelCard:
         ]
         if self.scores:
             best = self.scores[0]
-            lines.append(f"  {best.metric} {best.value:.3f} on {best.data}")
+            lines.append(f"  {best.metric}: {best.value:.3f} on {best.data}")
         return lines
 
     def full(self) -> list[str]:
@@ -58,9 +61,11 @@ class ModelCard:
         ]
         if self.install:
             lines.append(f"  install:       {self.install}")
+        if self.note:
+            lines.append(f"  note:          {self.note}")
         if self.scores:
             lines.append("  measured:")
-            lines += [f"    {s.metric} {s.value:.3f} on {s.data}" for s in self.scores]
+            lines += [f"    {s.metric}: {s.value:.3f} on {s.data}" for s in self.scores]
         else:
             lines.append("  measured:      nothing yet")
         return lines

@@ -38,6 +38,27 @@ class ShippedModel:
 SHIPPED: tuple[ShippedModel, ...] = ()
 
 
+@dataclass(frozen=True)
+class Listing:
+    """A model as `cloudkit models` shows it: its card and where it stands here."""
+
+    card: ModelCard
+    status: str  # "shipped, the default", "shipped", "peer, installed", "peer, not installed"
+
+
+def listings() -> list[Listing]:
+    """Every model `--model` takes by name, shipped ones first."""
+    shipped = [
+        Listing(m.card, "shipped, the default" if i == 0 else "shipped")
+        for i, m in enumerate(SHIPPED)
+    ]
+    peers = [
+        Listing(p.card, "peer, installed" if p.installed() else "peer, not installed")
+        for p in PEERS.values()
+    ]
+    return shipped + peers
+
+
 def model_names() -> list[str]:
     """Every name `--model` takes: the shipped models, then the peers."""
     return [m.name for m in SHIPPED] + list(PEERS)

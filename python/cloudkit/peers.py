@@ -38,9 +38,13 @@ from cloudkit.io.scene import (
     LABEL_THICK_CLOUD,
     LABEL_THIN_CLOUD,
 )
-from cloudkit.model_card import ModelCard
+from cloudkit.model_card import ModelCard, Score
 
 EXTRA = "pip install 'cloudkit[peers]'"
+# what the cards' scores were measured on (`cloudkit evaluate --reference PEER`): real scenes
+# of ../shared/data, with other algorithms' masks as labels, not human ones
+_T29UNU = "T29UNU (L2A) at 60 m, 2.0 M pixels"
+_T19UDP = "the T19UDP (L1C) preview at 160 m, 0.35 M pixels"
 
 
 class Peer:
@@ -147,6 +151,11 @@ class UkisCsmask(Peer):
         source="DLR, github.com/dlr-eoc/ukis-csmask (ONNX U-Nets, EfficientNet-B4 encoders); "
         "Wieland et al. 2019, RSE 230",
         install=f"{EXTRA} (or pip install 'ukis-csmask[cpu]==1.0.0')",
+        scores=(
+            Score("cloud F1 against Sen2Cor's SCL", 0.945, _T29UNU),
+            Score("shadow F1 against Sen2Cor's SCL", 0.702, _T29UNU),
+            Score("cloud F1 against s2cloudless", 0.514, _T19UDP),
+        ),
     )
     codes = (LABEL_CLEAR, LABEL_THICK_CLOUD, LABEL_CLOUD_SHADOW)
     calls = {LABEL_THIN_CLOUD: LABEL_THICK_CLOUD}
@@ -237,9 +246,12 @@ class S2Cloudless(Peer):
         resolution="trained at 160 m; per pixel, so any",
         training_data="Sentinel-2 L1C pixels labelled with MAJA cloud masks (as Sentinel Hub's "
         "2017 post on the detector tells)",
-        licence="CC BY-SA 4.0 (its output too: labels and weights made from it share it)",
+        licence="CC BY-SA 4.0",
         source="Sinergise, github.com/sentinel-hub/sentinel2-cloud-detector (LightGBM)",
         install=f"{EXTRA} (or pip install 's2cloudless==1.7.3')",
+        scores=(Score("cloud F1 against ukis-csmask", 0.514, _T19UDP),),
+        note="share-alike: its masks, labels made from them (tile --labels-from s2cloudless) "
+        "and weights trained on those are CC BY-SA 4.0 too",
     )
     codes = (LABEL_CLEAR, LABEL_THICK_CLOUD)
     calls = {LABEL_THIN_CLOUD: LABEL_THICK_CLOUD, LABEL_CLOUD_SHADOW: LABEL_CLEAR}
