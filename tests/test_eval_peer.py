@@ -57,6 +57,8 @@ def test_ukis_csmask_agrees_with_sen2cor(store):
 
 
 def test_tasks_the_peer_cannot_tell_are_refused(store):
+    needs(UkisCsmask)
+    needs(S2Cloudless)
     with pytest.raises(CloudkitError, match="ukis-csmask cannot be scored on --task multi"):
         evaluate_peer([store], peer="ukis-csmask", task="multi")
     with pytest.raises(CloudkitError, match="s2cloudless cannot be scored on --task shadow"):
