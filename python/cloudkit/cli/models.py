@@ -13,9 +13,14 @@ def models(
         typer.Argument(help="Print this model's card in full.", show_default=False),
     ] = None,
 ) -> None:
-    """List the models shipped with cloudkit and the peer models (installed or not), each as a
-    short model card: bands, classes, resolution, licence, a measured score. With NAME, that
-    model's card in full: also its training data, source and every measured score."""
+    """List the models --model takes by name, each as a short model card.
+
+    The models shipped with cloudkit, then the peer models (installed or not, and how to
+    install them): bands, classes, resolution, licence, a measured score. With NAME, that
+    model's card in full: also its training data, source and every measured score.
+
+    Example: cloudkit models ukis-csmask
+    """
     from cloudkit.errors import CloudkitError
     from cloudkit.model_zoo import listings, model_names
 
