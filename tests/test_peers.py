@@ -10,9 +10,11 @@ import pytest
 import rasterio
 
 from cloudkit.bands import L1C_BANDS
-from cloudkit.errors import BandMismatchError, CheckpointError, MissingDependencyError
-from cloudkit.io.scene import LABEL_CLEAR, LABEL_THICK_CLOUD
-from cloudkit.peers import PEERS, S2Cloudless, UkisCsmask, get_peer
+from cloudkit.data.reflectance import ValueScale, store_reflectance
+from cloudkit.data.tasks import TASKS
+from cloudkit.errors import BandMismatchError, CloudkitError, MissingDependencyError
+from cloudkit.io.scene import LABEL_CLEAR, LABEL_CLOUD_SHADOW, LABEL_THICK_CLOUD
+from cloudkit.peers import PEERS, S2Cloudless, UkisCsmask, _origins, get_peer
 
 
 def _needs(peer) -> None:
@@ -40,7 +42,7 @@ def s2cloudless_reference(shared_data):
 
 def test_registry_and_unknown_name():
     assert set(PEERS) == {"ukis-csmask", "s2cloudless"}
-    with pytest.raises(CheckpointError, match="unknown peer model 'fmask'"):
+    with pytest.raises(CloudkitError, match="--model fmask: not a peer model; expected one of"):
         get_peer("fmask")
 
 
@@ -102,3 +104,60 @@ def test_ukis_csmask_agrees_with_s2cloudless_on_clouds(t19udp_preview, s2cloudle
     wide = np.concatenate([refl, refl[..., :44]], axis=-1)[:, :, :200]  # 200 x 300 px
     odd = peer.probabilities(wide, bands, "L1C")
     assert odd.shape == (1, 3, 200, 300)
+    # wider than a window: overlapping windows; the first one's own pixels are its output
+    wider = np.concatenate([refl, refl, refl[..., :88]], axis=-1)  # 256 x 600: origins 0 172 344
+    blended = peer.probabilities(wider, bands, "L1C")
+    np.testing.assert_allclose(blended[..., :172], probs[..., :172], atol=1e-6)
+
+
+def test_tasks_a_peer_can_be_scored_on():
+    ukis, s2c = UkisCsmask(), S2Cloudless()
+    for name in ("cloud", "shadow", "joint"):
+        ukis.check_task(TASKS[name])
+    with pytest.raises(CloudkitError, match="calls thin cloud thick cloud; its tasks: cloud, "):
+        ukis.check_task(TASKS["multi"])
+    s2c.check_task(TASKS["cloud"])
+    for name in ("shadow", "joint", "multi"):
+        with pytest.raises(CloudkitError, match=r"s2cloudless cannot be scored .*tasks: cloud$"):
+            s2c.check_task(TASKS[name])
+
+
+def test_label_codes_follow_each_peers_rule():
+    probs = np.array([0.7, 0.55, 0.35, 0.2], np.float32).reshape(1, 1, 2, 2)
+    s2c = S2Cloudless().label_codes(np.concatenate([1 - probs, probs], axis=1))
+    # s2cloudless: cloud above 0.4, not above 0.5
+    assert s2c.tolist() == [[[LABEL_THICK_CLOUD, LABEL_THICK_CLOUD], [LABEL_CLEAR, LABEL_CLEAR]]]
+    three = np.zeros((1, 3, 1, 3), np.float32)
+    three[0, [0, 1, 2], 0, [0, 1, 2]] = 1.0
+    assert UkisCsmask().label_codes(three).tolist() == [
+        [[LABEL_CLEAR, LABEL_THICK_CLOUD, LABEL_CLOUD_SHADOW]]
+    ]
+
+
+def test_label_kind_names_version_and_licence():
+    assert S2Cloudless.label_kind().startswith("teacher:s2cloudless ")
+    assert S2Cloudless.label_kind().endswith(", CC BY-SA 4.0")
+    assert UkisCsmask.label_kind().endswith(", Apache-2.0")
+
+
+def test_window_origins_overlap_and_reach_the_end():
+    assert _origins(256, 256, 32) == [0]
+    assert _origins(600, 256, 32) == [0, 172, 344]
+    for length in range(257, 1200, 37):
+        origins = _origins(length, 256, 32)
+        assert origins[0] == 0 and origins[-1] == length - 256
+        assert all(b - a <= 256 - 32 for a, b in zip(origins, origins[1:], strict=False))
+
+
+def test_reflectance_for_peers_matches_the_models():
+    rng = np.random.default_rng(0)
+    values = rng.integers(0, 12000, size=(2, 3, 8, 8)).astype(np.uint16)
+    valid = (rng.random((2, 1, 8, 8)) > 0.2).astype(np.uint8)
+    scale = ValueScale.of_store_convention(3)
+    refl = scale.reflectance_or_nan(values, valid)
+    import torch
+
+    ref = store_reflectance(torch.from_numpy(values), torch.from_numpy(valid), *scale.tensors())
+    missing = (values == 0) | (valid == 0)
+    assert np.isnan(refl[missing]).all()
+    np.testing.assert_array_equal(refl[~missing], ref.numpy()[~missing])

@@ -490,9 +490,15 @@ class TileOptions(SceneOptions):
     tile_size: int = 384
     overlap: int = 0
     scl_labels: bool = False  # store L2A's scene classification as labels
+    labels_from: str | None = None  # a peer model whose classes become the labels
 
     def validate(self) -> None:
         super().validate()
+        if self.scl_labels and self.labels_from:
+            raise CloudkitError(
+                f"--labels-from {self.labels_from} and --scl-labels both say where the labels "
+                "come from; pass one of them"
+            )
         t, o = self.tile_size, self.overlap
         if t < 16 or t > 4096:
             raise TileShapeError(
@@ -535,10 +541,14 @@ class PredictOptions(SceneOptions):
         if self.overlap is not None and self.overlap < 0:
             raise TileShapeError(f"--overlap {self.overlap} must be at least 0")
 
-    def window_for(self, tile_size: int) -> tuple[int, int]:
-        """Window edge and overlap for a model trained on ``tile_size`` tiles."""
+    def window_for(self, tile_size: int, overlap: int | None = None) -> tuple[int, int]:
+        """Window edge and overlap for a model trained on ``tile_size`` tiles (made for
+        windows overlapping by ``overlap``, when it says)."""
         window = self.window or tile_size
-        overlap = self.overlap if self.overlap is not None else default_overlap(window)
+        if self.overlap is not None:
+            overlap = self.overlap
+        elif overlap is None:
+            overlap = default_overlap(window)
         if 2 * overlap > window:
             raise TileShapeError(
                 f"--overlap {overlap} must be at most half of the window ({window} px); the "

@@ -2,62 +2,68 @@
 
 Both ship their trained models inside their PyPI wheels and run offline (``pip install
 'cloudkit[peers]'``). cloudkit hands them reflectance it prepared itself (each product's own
-offsets applied, no-data known), so they are scored, used as teachers and run over whole
-scenes exactly like a cloudkit model.
+offsets applied, no-data known), so they are scored (`eval/peer.py`), used as teachers
+(`teacher.py`) and run over whole scenes (`predict/peer.py`) exactly like a cloudkit model.
 
 - ``ukis-csmask`` 1.0.0, Apache-2.0, DLR: U-Nets (EfficientNet-B4) for 4 bands (B02 B03 B04
   B08) or 6 (+ B11 B12), one pair for L1C and one for L2A; classes clear, cloud, cloud shadow;
   256 px windows; made for about 30 m.
 - ``s2cloudless`` 1.7.3, CC BY-SA 4.0, Sinergise: a LightGBM pixel classifier of cloud
   probability from ten L1C bands (B01 B02 B04 B05 B08 B8A B09 B10 B11 B12); no shadow class.
-  Weights trained on its output carry its share-alike licence.
+  Its output, and so labels and weights made from it, carry its share-alike licence.
 
 A peer answers in cloudkit's label codes: :meth:`Peer.probabilities` returns one channel per
 entry of :attr:`Peer.codes` (for ukis-csmask clear, thick cloud, cloud shadow: it has no thin
-cloud class; for s2cloudless clear and cloud).
+cloud class; for s2cloudless clear and cloud), and :meth:`Peer.label_codes` turns them into
+codes by the peer's own rule.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
-from cloudkit.errors import BandMismatchError, CheckpointError, MissingDependencyError
-from cloudkit.io.scene import LABEL_CLEAR, LABEL_CLOUD_SHADOW, LABEL_THICK_CLOUD
+from cloudkit.errors import BandMismatchError, CloudkitError, MissingDependencyError
+from cloudkit.io.level import L1C, LEVELS
+from cloudkit.io.scene import (
+    LABEL_CLASSES,
+    LABEL_CLEAR,
+    LABEL_CLOUD_SHADOW,
+    LABEL_THICK_CLOUD,
+    LABEL_THIN_CLOUD,
+)
+from cloudkit.model_card import ModelCard, Score
 
 EXTRA = "pip install 'cloudkit[peers]'"
-LEVELS = ("L1C", "L2A")
-
-
-@dataclass(frozen=True)
-class PeerCard:
-    """What `cloudkit models` shows of a peer."""
-
-    name: str
-    version: str
-    licence: str
-    source: str
-    classes: tuple[str, ...]
-    bands: str
-    resolution: str
+# what the cards' scores were measured on (`cloudkit evaluate --reference PEER`): real scenes
+# of ../shared/data, with other algorithms' masks as labels, not human ones
+_T29UNU = "T29UNU (L2A) at 60 m, 2.0 M pixels"
+_T19UDP = "the T19UDP (L1C) preview at 160 m, 0.35 M pixels"
 
 
 class Peer:
     """A peer model: pick its bands for a product, then probabilities of reflectance windows."""
 
     name: str
+    #: import name and distribution name of its package
     package: str
-    card: PeerCard
+    distribution: str
+    card: ModelCard
     #: cloudkit label code of each output channel
     codes: tuple[int, ...]
-    #: the window edge the peer runs on (None: any size)
-    window: int | None
+    #: label codes the peer does not tell apart from one it predicts: what it calls them
+    calls: dict[int, int]
+    #: window edge and overlap to run it on: what it was made for
+    window: int
+    overlap: int
+    #: a two-class peer's rule: its positive class where the probability exceeds this
+    threshold: float = 0.5
 
     @classmethod
     def installed(cls) -> bool:
@@ -67,19 +73,58 @@ class Peer:
     def require(cls) -> None:
         if not cls.installed():
             raise MissingDependencyError(
-                f"the peer model {cls.name} needs the package {cls.package}, which is not "
+                f"the peer model {cls.name} needs the package {cls.distribution}, which is not "
                 f"installed; {EXTRA}"
             )
 
-    def bands_for(self, available: Sequence[str], level: str) -> tuple[str, ...]:
-        """The bands this peer reads from a product that has ``available``; raises
-        :class:`BandMismatchError` naming what it needs when they are too few."""
+    @classmethod
+    def version(cls) -> str:
+        """The installed version (the card's when it is not installed)."""
+        try:
+            return importlib.metadata.version(cls.distribution)
+        except importlib.metadata.PackageNotFoundError:
+            return cls.card.version
+
+    @classmethod
+    def label_kind(cls) -> str:
+        """What a tile store records of labels this peer made: name, version, licence."""
+        return f"teacher:{cls.name} {cls.version()}, {cls.card.licence}"
+
+    def bands_for(
+        self, available: Sequence[str], level: str, *, what: str = "the product"
+    ) -> tuple[str, ...]:
+        """The bands this peer reads of ``available`` (``what``: whose bands, for the
+        message); raises :class:`BandMismatchError` naming what it needs when they are too
+        few."""
         raise NotImplementedError
 
     def probabilities(self, refl: np.ndarray, bands: Sequence[str], level: str) -> np.ndarray:
         """``(N, len(bands), H, W)`` float32 reflectance (NaN where no data) -> float32
         ``(N, len(codes), H, W)`` probabilities."""
         raise NotImplementedError
+
+    def label_codes(self, probabilities: np.ndarray) -> np.ndarray:
+        """``(N, len(codes), H, W)`` probabilities -> ``(N, H, W)`` uint8 label codes: the
+        most probable class."""
+        codes = np.asarray(self.codes, dtype=np.uint8)
+        return codes[np.argmax(probabilities, axis=1)]
+
+    def check_task(self, task) -> None:
+        """CloudkitError unless the peer tells apart every class of ``task`` (a
+        `data.tasks.Task`): each code it does not predict must fall in the class of the code
+        it calls it."""
+        for code, called in self.calls.items():
+            if task.lut[code] != task.lut[called]:
+                from cloudkit.data.tasks import TASKS
+
+                fits = [t.name for t in TASKS.values() if self._tells(t)]
+                raise CloudkitError(
+                    f"{self.name} cannot be scored on --task {task.name}: it calls "
+                    f"{LABEL_CLASSES[code]} {LABEL_CLASSES[called]}; its tasks: {', '.join(fits)}"
+                )
+
+    def _tells(self, task) -> bool:
+        return all(task.lut[code] == task.lut[called] for code, called in self.calls.items())
 
 
 def _level(level: str) -> str:
@@ -92,21 +137,37 @@ def _level(level: str) -> str:
 class UkisCsmask(Peer):
     name = "ukis-csmask"
     package = "ukis_csmask"
-    card = PeerCard(
+    distribution = "ukis-csmask"
+    card = ModelCard(
         name="ukis-csmask",
         version="1.0.0",
-        licence="Apache-2.0",
-        source="DLR, github.com/dlr-eoc/ukis-csmask (ONNX U-Nets with EfficientNet-B4 encoders)",
+        bands="B02 B03 B04 B08 (B8A stands in), + B11 B12 for its 6-band model; L1C or L2A "
+        "(one network each)",
         classes=("clear", "cloud", "cloud shadow"),
-        bands="B02 B03 B04 B08 (B8A stands in), + B11 B12 for its 6-band model; L1C or L2A",
-        resolution="about 30 m",
+        resolution="made for about 30 m; 256 px windows",
+        training_data="SPARCS, CloudSEN12+ and custom samples (Landsat and Sentinel-2), with "
+        "an L2A image made for each L1C sample",
+        licence="Apache-2.0",
+        source="DLR, github.com/dlr-eoc/ukis-csmask (ONNX U-Nets, EfficientNet-B4 encoders); "
+        "Wieland et al. 2019, RSE 230",
+        install=f"{EXTRA} (or pip install 'ukis-csmask[cpu]==1.0.0')",
+        scores=(
+            Score("cloud F1 against Sen2Cor's SCL", 0.945, _T29UNU),
+            Score("shadow F1 against Sen2Cor's SCL", 0.702, _T29UNU),
+            Score("cloud F1 against s2cloudless", 0.514, _T19UDP),
+        ),
     )
     codes = (LABEL_CLEAR, LABEL_THICK_CLOUD, LABEL_CLOUD_SHADOW)
+    calls = {LABEL_THIN_CLOUD: LABEL_THICK_CLOUD}
+    # its ONNX graphs take exactly 256 x 256; its own tiling overlaps windows by 20 %
     window = 256
+    overlap = 32
     FOUR = ("B02", "B03", "B04", "B08")
     SIX = ("B02", "B03", "B04", "B08", "B11", "B12")
 
-    def bands_for(self, available: Sequence[str], level: str) -> tuple[str, ...]:
+    def bands_for(
+        self, available: Sequence[str], level: str, *, what: str = "the product"
+    ) -> tuple[str, ...]:
         have = set(available)
         if "B08" not in have and "B8A" in have:
             # L2A at 60 m has no B08; B8A (865 nm) is the narrow twin of B08 (833 nm)
@@ -116,7 +177,7 @@ class UkisCsmask(Peer):
             lacking = [b for b in self.FOUR if b not in have]
             raise BandMismatchError(
                 f"ukis-csmask needs at least {','.join(self.FOUR)} (B8A may stand in for B08) "
-                f"but the product lacks {','.join(lacking)}"
+                f"but {what} lacks {','.join(lacking)}"
             )
         if "B08" not in available:
             chosen = tuple("B8A" if b == "B08" else b for b in chosen)
@@ -138,68 +199,80 @@ class UkisCsmask(Peer):
             stats = json.loads(stem.with_suffix(".json").read_text())["data"]["dataset_statistics"]
             mean = np.asarray(stats["img"][0], np.float32)[None, :, None, None]
             std = np.asarray(stats["img"][1], np.float32)[None, :, None, None]
-            options = onnxruntime.SessionOptions()
             session = onnxruntime.InferenceSession(
                 str(stem.with_suffix(".onnx")),
-                sess_options=options,
+                sess_options=onnxruntime.SessionOptions(),
                 providers=["CPUExecutionProvider"],
             )
             self._sessions[key] = (session, mean, std)
         return self._sessions[key]
 
     def probabilities(self, refl: np.ndarray, bands: Sequence[str], level: str) -> np.ndarray:
+        from cloudkit.predict.blend import blend_weights
+
         level = _level(level)
         session, mean, std = self._session(len(bands), level)
         n, _, h, w = refl.shape
         size = self.window
-        # the ONNX graphs take exactly 256 x 256: pad smaller windows, run larger ones in tiles
-        ph, pw = -h % size, -w % size
         x = np.nan_to_num(refl.astype(np.float32), nan=0.0)
-        x = np.clip(x, 0.0, 1.0)
-        x = (x - mean) / std
+        x = (np.clip(x, 0.0, 1.0) - mean) / std
+        # smaller than its window: padded; larger: overlapping windows, blended as predict does
+        ph, pw = max(0, size - h), max(0, size - w)
         if ph or pw:
-            x = np.pad(
-                x,
-                ((0, 0), (0, 0), (0, ph), (0, pw)),
-                mode="reflect" if min(h, w) > max(ph, pw) else "edge",
-            )
-        out = np.empty((n, len(self.codes), h + ph, w + pw), np.float32)
+            mode = "reflect" if min(h, w) > max(ph, pw) else "edge"
+            x = np.pad(x, ((0, 0), (0, 0), (0, ph), (0, pw)), mode=mode)
+        weights = blend_weights(size, self.overlap)
+        total = np.zeros((n, len(self.codes), h + ph, w + pw), np.float32)
+        weight = np.zeros((h + ph, w + pw), np.float32)
         name = session.get_inputs()[0].name
-        for i in range(0, h + ph, size):
-            for j in range(0, w + pw, size):
-                logits = session.run(
-                    None, {name: np.ascontiguousarray(x[:, :, i : i + size, j : j + size])}
-                )[0]
-                out[:, :, i : i + size, j : j + size] = _softmax(logits)
-        return out[:, :, :h, :w]
+        for i in _origins(h + ph, size, self.overlap):
+            for j in _origins(w + pw, size, self.overlap):
+                window = np.ascontiguousarray(x[:, :, i : i + size, j : j + size])
+                probs = _softmax(session.run(None, {name: window})[0])
+                total[:, :, i : i + size, j : j + size] += probs * weights
+                weight[i : i + size, j : j + size] += weights
+        return (total / weight)[:, :, :h, :w]
 
 
 class S2Cloudless(Peer):
     name = "s2cloudless"
     package = "s2cloudless"
-    card = PeerCard(
+    distribution = "s2cloudless"
+    card = ModelCard(
         name="s2cloudless",
         version="1.7.3",
+        bands="B01 B02 B04 B05 B08 B8A B09 B10 B11 B12, L1C only",
+        classes=("clear", "cloud"),
+        resolution="trained at 160 m; per pixel, so any",
+        training_data="Sentinel-2 L1C pixels labelled with MAJA cloud masks (as Sentinel Hub's "
+        "2017 post on the detector tells)",
         licence="CC BY-SA 4.0",
         source="Sinergise, github.com/sentinel-hub/sentinel2-cloud-detector (LightGBM)",
-        classes=("clear", "cloud"),
-        bands="B01 B02 B04 B05 B08 B8A B09 B10 B11 B12, L1C only",
-        resolution="trained at 160 m, applied at any",
+        install=f"{EXTRA} (or pip install 's2cloudless==1.7.3')",
+        scores=(Score("cloud F1 against ukis-csmask", 0.514, _T19UDP),),
+        note="share-alike: its masks, labels made from them (tile --labels-from s2cloudless) "
+        "and weights trained on those are CC BY-SA 4.0 too",
     )
     codes = (LABEL_CLEAR, LABEL_THICK_CLOUD)
-    window = None
+    calls = {LABEL_THIN_CLOUD: LABEL_THICK_CLOUD, LABEL_CLOUD_SHADOW: LABEL_CLEAR}
+    # a pixel classifier: no context, so windows need not overlap
+    window = 512
+    overlap = 0
+    threshold = 0.4  # its own rule, not 0.5
     BANDS = ("B01", "B02", "B04", "B05", "B08", "B8A", "B09", "B10", "B11", "B12")
 
-    def bands_for(self, available: Sequence[str], level: str) -> tuple[str, ...]:
-        if _level(level) != "L1C":
+    def bands_for(
+        self, available: Sequence[str], level: str, *, what: str = "the product"
+    ) -> tuple[str, ...]:
+        if _level(level) != L1C:
             raise BandMismatchError(
                 "s2cloudless reads top-of-atmosphere L1C reflectance (it needs the cirrus band "
-                "B10, which L2A lacks); give it an L1C product"
+                f"B10, which L2A lacks) but {what} is {level}; give it an L1C product"
             )
         lacking = [b for b in self.BANDS if b not in set(available)]
         if lacking:
             raise BandMismatchError(
-                f"s2cloudless needs {','.join(self.BANDS)} but the product lacks {','.join(lacking)}"
+                f"s2cloudless needs {','.join(self.BANDS)} but {what} lacks {','.join(lacking)}"
             )
         return self.BANDS
 
@@ -217,20 +290,33 @@ class S2Cloudless(Peer):
         cloud = self._detector.get_cloud_probability_maps(np.moveaxis(x, 1, -1))
         return np.stack([1.0 - cloud, cloud], axis=1).astype(np.float32)
 
+    def label_codes(self, probabilities: np.ndarray) -> np.ndarray:
+        cloud = probabilities[:, list(self.codes).index(LABEL_THICK_CLOUD)] > self.threshold
+        return np.where(cloud, LABEL_THICK_CLOUD, LABEL_CLEAR).astype(np.uint8)
+
 
 PEERS: dict[str, type[Peer]] = {peer.name: peer for peer in (UkisCsmask, S2Cloudless)}
 
 
-def get_peer(name: str) -> Peer:
-    """The peer called ``name``, checked to be installed."""
+def get_peer(name: str, *, option: str = "--model") -> Peer:
+    """The peer called ``name``, checked to be installed; ``option`` brought the name."""
     try:
         peer = PEERS[name]()
     except KeyError:
-        raise CheckpointError(
-            f"unknown peer model {name!r}; expected one of {', '.join(PEERS)}"
+        raise CloudkitError(
+            f"{option} {name}: not a peer model; expected one of {', '.join(PEERS)}"
         ) from None
     peer.require()
     return peer
+
+
+def _origins(length: int, size: int, overlap: int) -> list[int]:
+    """Window origins along an axis of ``length`` >= ``size``: evenly spread, neighbours
+    sharing at least ``overlap`` pixels, the last one flush with the end."""
+    if length <= size:
+        return [0]
+    count = -(-(length - overlap) // (size - overlap))
+    return [int(v) for v in np.linspace(0, length - size, count).round()]
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

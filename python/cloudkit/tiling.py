@@ -8,6 +8,7 @@ row. Memory stays at a few tile rows of DN whatever the scene size.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from cloudkit.io.scene import Scene
 from cloudkit.io.store import SceneRecord, StoreLayout, TileRecord, TileStore
 from cloudkit.pipeline.run import Progress, Summary, run_scenes
 from cloudkit.pipeline.writer import SceneJob, SceneWriter, Written
+from cloudkit.teacher import SceneLabeller, Teacher
 
 TILED = "tiled"
 
@@ -44,7 +46,8 @@ class StoreWriter(SceneWriter):
     """Appends scenes to a tile store (`io/store.py`); the Rust ``TileWriter`` writes pixels.
 
     The store is opened (created when absent) at the first planned scene, whose grid gives
-    its layout; every later scene must fit that layout.
+    its layout; every later scene must fit that layout. With ``options.labels_from`` a peer
+    model labels every scene (`teacher.py`), in place of any label file the scene has.
     """
 
     wrote = TILED
@@ -57,9 +60,16 @@ class StoreWriter(SceneWriter):
         self._held: set[str] = set()
         self._rust: kernels.TileWriter | None = None
         self._records: list[TileRecord] = []
+        self._teacher = (
+            Teacher(options.labels_from, threads=options.threads) if options.labels_from else None
+        )
+        self._labeller: SceneLabeller | None = None
 
     def plan(self, scene: Scene) -> GridPlan:
         plan = plan_grid(scene, resolution=self.options.resolution, bands=self.options.bands)
+        if self._teacher is not None:
+            self._teacher.bands_for(plan)  # a scene it cannot label stops here, in one line
+            plan = replace(plan, label=None, label_factor=None)  # its labels replace the scene's
         if self._store is None:
             self._store = TileStore.open(self.out, _layout_of(plan, self.options))
             self._held = set(self._store.scene_ids())
@@ -73,9 +83,13 @@ class StoreWriter(SceneWriter):
 
     def begin_scene(self, job: SceneJob) -> None:
         plan, store = job.plan, self._open_store()
-        with_labels = plan.label is not None
+        with_labels = plan.label is not None or self._teacher is not None
         start = store.begin_scene(plan.scene.scene_id, len(job.windows), with_labels=with_labels)
         self._records = []
+        # a teacher's labels come on the target grid
+        label_factor = 1 if self._teacher is not None else plan.label_factor
+        if self._teacher is not None:
+            self._labeller = self._teacher.begin_scene(job)
         self._rust = kernels.TileWriter(
             str(store.path),
             start,
@@ -85,23 +99,26 @@ class StoreWriter(SceneWriter):
             list(job.dn_shift),
             job.windows.size,
             job.windows.overlap,
-            label_factor=plan.label_factor if with_labels else None,
+            label_factor=label_factor if with_labels else None,
             threads=self.options.workers,
         )
 
     def write_row(self, row: int, bands: list[np.ndarray], labels: np.ndarray | None) -> int:
+        if self._labeller is not None:
+            labels = self._labeller.labels(row, bands)
         written = self._rust.write_row(row, bands, labels)
         self._records.extend(TileRecord(*w) for w in written)
         return len(written)
 
     def commit_scene(self, job: SceneJob) -> Written:
-        self._open_store().commit_scene(_record_of(job), self._records)
+        label_kind = self._teacher.kind if self._teacher is not None else None
+        self._open_store().commit_scene(_record_of(job, label_kind), self._records)
         self._held.add(job.scene.scene_id)
-        self._rust, self._records = None, []
+        self._rust, self._records, self._labeller = None, [], None
         return Written(self.out)
 
     def abort_scene(self) -> None:
-        self._rust, self._records = None, []
+        self._rust, self._records, self._labeller = None, [], None
         if self._store is not None:
             self._store.abort_scene()  # drop the partial rows now, so the next scene starts clean
 
@@ -120,8 +137,11 @@ def _layout_of(plan: GridPlan, options: TileOptions) -> StoreLayout:
     )
 
 
-def _record_of(job: SceneJob) -> SceneRecord:
+def _record_of(job: SceneJob, label_kind: str | None) -> SceneRecord:
+    """What the store keeps of the scene; ``label_kind``: a teacher's, else the label file's."""
     plan, scene = job.plan, job.scene
+    if label_kind is None:
+        label_kind = plan.label.kind if plan.label is not None else ""
     return SceneRecord(
         scene_id=scene.scene_id,
         path=str(scene.path),
@@ -133,5 +153,5 @@ def _record_of(job: SceneJob) -> SceneRecord:
         add_offset=tuple(scene.offset_of(b) for b in plan.bands),
         dn_shift=job.dn_shift,
         processing_baseline=scene.processing_baseline or "",
-        label_kind=plan.label.kind if plan.label is not None else "",
+        label_kind=label_kind,
     )

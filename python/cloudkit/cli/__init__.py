@@ -13,6 +13,7 @@ import typer
 from cloudkit.cli import evaluate as _evaluate
 from cloudkit.cli import experiment as _experiment
 from cloudkit.cli import finetune as _finetune
+from cloudkit.cli import models as _models
 from cloudkit.cli import predict as _predict
 from cloudkit.cli import pretrain as _pretrain
 from cloudkit.cli import tile as _tile
@@ -30,6 +31,7 @@ app.command("evaluate")(_evaluate.evaluate)
 app.command("finetune")(_finetune.finetune)
 app.command("experiment")(_experiment.experiment)
 app.command("predict")(_predict.predict)
+app.command("models")(_models.models)
 
 
 @app.callback()

@@ -24,9 +24,10 @@ def evaluate(
         str | None,
         typer.Option(
             "--reference",
-            help="Score a reference instead of a checkpoint: 'scl' (each L2A scene's Sen2Cor "
-            "scene classification) or a mask GeoTIFF in the scenes' CRS (class indices, or a "
-            "probability with --threshold).",
+            help="Score a reference instead of a checkpoint: a peer model run on the stores' "
+            "own pixels ('ukis-csmask', 's2cloudless': pip install 'cloudkit[peers]'), 'scl' "
+            "(each L2A scene's Sen2Cor scene classification) or a mask GeoTIFF in the scenes' "
+            "CRS (class indices, or a probability with --threshold).",
             show_default=False,
         ),
     ] = None,
@@ -66,8 +67,9 @@ def evaluate(
         typer.Option("--device", help="auto: CUDA when available, else CPU.", case_sensitive=False),
     ] = Device.auto,
 ) -> None:
-    """Score a fine-tuned checkpoint (or a reference mask) against the labels of tile stores:
-    per-class precision, recall, F1, IoU, overall and balanced accuracy, confusion matrix."""
+    """Score a fine-tuned checkpoint (or a peer model, or a reference mask) against the labels
+    of tile stores: per-class precision, recall, F1, IoU, overall and balanced accuracy,
+    confusion matrix."""
     from rich.console import Console
 
     from cloudkit.errors import CloudkitError
@@ -78,7 +80,7 @@ def evaluate(
         if len(paths) < 2:
             raise CloudkitError(
                 "expected a checkpoint and at least one store: cloudkit evaluate CKPT STORE... "
-                "(or --reference scl|MASK.tif STORE...)"
+                "(or --reference ukis-csmask|s2cloudless|scl|MASK.tif STORE...)"
             )
         if task is not None or threshold is not None:
             raise CloudkitError(

@@ -1,4 +1,5 @@
-"""`cloudkit predict`: whole scenes to cloud-mask GeoTIFFs with a fine-tuned checkpoint."""
+"""`cloudkit predict`: whole scenes to cloud-mask GeoTIFFs with a fine-tuned checkpoint, a
+shipped model or a peer model."""
 
 from __future__ import annotations
 
@@ -27,11 +28,13 @@ def predict(
         ),
     ],
     model: Annotated[
-        Path,
+        str,
         typer.Option(
             "--model",
             "-m",
-            help="A checkpoint of `cloudkit finetune` (best.pt).",
+            help="A checkpoint of `cloudkit finetune` (best.pt), or the name of a shipped model "
+            "or of a peer model (ukis-csmask, s2cloudless: pip install 'cloudkit[peers]'); "
+            "`cloudkit models` lists them.",
             show_default=False,
         ),
     ],
@@ -93,11 +96,14 @@ def predict(
     (exit code 1 at the end). A path that does not exist or holds no scene stops at once.
 
     Example: cloudkit predict S2B_MSIL1C_*.SAFE --model run/best.pt -o masks --quicklook
+
+    A peer model runs through the same readers, windows and writer: cloudkit predict
+    S2B_MSIL1C_*.SAFE --model ukis-csmask -o masks
     """
     from cloudkit.cli._progress import RichPredictProgress, report_failures
     from cloudkit.config import PredictOptions
+    from cloudkit.model_zoo import load_predictor
     from cloudkit.pipeline.run import SKIPPED
-    from cloudkit.predict.model import Predictor
     from cloudkit.predict.writer import PREDICTED, predict_paths
 
     options = PredictOptions(
@@ -110,7 +116,7 @@ def predict(
         quicklook=quicklook,
         overwrite=overwrite,
     )
-    predictor = Predictor(
+    predictor = load_predictor(
         model, device=device.value, precision=precision.value, compile=compile_model
     )
     with RichPredictProgress() as progress:

@@ -35,6 +35,16 @@ def tile(
             help="Store the Sen2Cor SCL layer of L2A products as labels (cloud/shadow).",
         ),
     ] = False,
+    labels_from: Annotated[
+        str | None,
+        typer.Option(
+            "--labels-from",
+            help="Store a peer model's classes as labels: ukis-csmask (clear, cloud, cloud "
+            "shadow; Apache-2.0) or s2cloudless (cloud where its probability > 0.4; CC BY-SA "
+            "4.0, and so are the labels). pip install 'cloudkit[peers]'.",
+            show_default=False,
+        ),
+    ] = None,
     sample: Annotated[
         bool,
         typer.Option(
@@ -76,6 +86,7 @@ def tile(
         overlap=overlap,
         workers=workers,
         scl_labels=scl_labels,
+        labels_from=labels_from,
     )
     with RichTileProgress() as progress:
         summary = tile_paths(paths, out, options, progress, keep_going=keep_going)

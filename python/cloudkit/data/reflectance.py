@@ -90,6 +90,20 @@ class ValueScale:
         dn = torch.from_numpy(np.ascontiguousarray(values))
         return store_reflectance(dn, every, scale, offset).numpy()
 
+    def reflectance_or_nan(self, values: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+        """``(..., C, H, W)`` store values -> float32 reflectance, NaN where a value is 0 or,
+        with ``valid`` (``(..., 1, H, W)``), the pixel is not valid: what peer models take.
+        The same two roundings as :func:`store_reflectance`."""
+        shape = (-1, 1, 1)
+        scale = np.asarray(self.scale, dtype=np.float32).reshape(shape)
+        offset = np.asarray(self.offset, dtype=np.float32).reshape(shape)
+        reflectance = values.astype(np.float32) * scale + offset
+        missing = values == 0
+        if valid is not None:
+            missing |= valid == 0
+        reflectance[missing] = np.nan
+        return reflectance
+
 
 def store_reflectance(dn: Tensor, valid: Tensor, scale: Tensor, offset: Tensor) -> Tensor:
     """``(..., C, H, W)`` uint16 store values -> float32 reflectance.

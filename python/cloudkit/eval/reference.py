@@ -1,5 +1,7 @@
 """Score a reference mask (Sen2Cor's SCL, s2cloudless output, ...) against a store's labels.
 
+(A peer model named as the reference is scored on the store's own pixels instead: `peer.py`.)
+
 Each tile's footprint comes from its scene's grid in the store (``scenes/crs``,
 ``scenes/transform``, ``tile_row``/``tile_col``); the reference raster is read over that
 footprint, resampled by nearest neighbour onto the tile's pixels (any pixel size, same CRS),
@@ -23,6 +25,7 @@ from cloudkit.data.tasks import IGNORE, Task, get_task
 from cloudkit.errors import CloudkitError, InvalidSceneError, StoreError
 from cloudkit.eval.metrics import ConfusionAccumulator, class_metrics
 from cloudkit.io.store import StoreReader
+from cloudkit.peers import PEERS
 
 #: Tiles read from the store at once.
 _BATCH = 256
@@ -224,7 +227,8 @@ def evaluate_reference(
 ) -> dict:
     """Score a reference mask against the labels of ``stores`` for ``task``.
 
-    ``reference``: ``"scl"`` (each scene's own Sen2Cor SCL, found from the product path in the
+    ``reference``: the name of a peer model (``ukis-csmask``, ``s2cloudless``: run on the
+    store's own pixels by :func:`cloudkit.eval.peer.evaluate_peer`), ``"scl"`` (each scene's own Sen2Cor SCL, found from the product path in the
     store's scenes/ table, mapped with ``SCL_LUT`` then the task) or the path of a single-band
     mask raster in the scenes' CRS. A mask holds the task's class indices (0/1 for binary
     tasks; other values are no-data), or, with ``threshold`` (binary tasks), a probability:
@@ -234,6 +238,14 @@ def evaluate_reference(
     and ``reference_nodata_pixels``. ``tiles``: only these tile indices of every store.
     """
     the_task = get_task(task) if isinstance(task, str) else task
+    if reference in PEERS:
+        if threshold is not None:
+            raise CloudkitError(
+                f"--threshold applies to mask rasters; {reference} decides its classes itself"
+            )
+        from cloudkit.eval.peer import evaluate_peer
+
+        return evaluate_peer(stores, peer=reference, task=the_task.name, tiles=tiles)
     if not stores:
         raise StoreError("no tile store given; pass at least one store made by `cloudkit tile`")
     scl = reference.lower() == "scl"

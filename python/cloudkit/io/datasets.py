@@ -16,6 +16,7 @@ from pathlib import Path
 from cloudkit.bands import BY_NAME, L1C_BANDS, L2A_BANDS, esa_order
 from cloudkit.errors import InvalidSceneError, SceneNotFoundError, UnknownLayoutError
 from cloudkit.io.labels import CLOUDSEN12_LUT, SCL_LUT, WHUS2_LUT
+from cloudkit.io.level import PRODUCT_TYPES, level_in_name
 from cloudkit.io.raster import RASTER_SUFFIXES, read_header
 from cloudkit.io.scene import SENTINEL2_QUANTIFICATION, BandSource, LabelSource, Scene
 
@@ -128,10 +129,9 @@ def _product_name_metadata(name: str) -> dict:
     match = _BASELINE_IN_NAME.search(name)
     if match:  # metadata content, not a folder name: the product's full official name
         meta["baseline"] = f"{match[1]}.{match[2]}"
-    if "MSIL1C" in name:
-        meta["product_type"] = "S2MSI1C"
-    elif "MSIL2A" in name:
-        meta["product_type"] = "S2MSI2A"
+    level = level_in_name(name)
+    if level is not None:
+        meta["product_type"] = PRODUCT_TYPES[level]
     return meta
 
 

@@ -24,6 +24,7 @@ from cloudkit.checkpoint import load_finetuned, resolve_device
 from cloudkit.data.reflectance import ValueScale, store_reflectance
 from cloudkit.data.tasks import get_task
 from cloudkit.errors import BandMismatchError, CheckpointError, CloudkitError
+from cloudkit.io.level import L2A, processing_level
 from cloudkit.io.scene import Scene
 from cloudkit.models.band_slots import SLOTS, PresenceStem, check_any_band_input
 
@@ -45,6 +46,10 @@ class ModelInfo:
     tile_size: int  # of the training tiles
     #: the model reads the 13 band slots and takes any subset holding B02 B03 B04
     any_bands: bool = False
+    #: windows' overlap the model was made for (None: `config.default_overlap`)
+    overlap: int | None = None
+    #: a binary task's rule: the positive class where its probability exceeds this
+    threshold: float = 0.5
 
     @property
     def channels(self) -> int:
@@ -179,7 +184,7 @@ def _into_slots(images: Tensor, slots: list[int]) -> Tensor:
 
 def _lacking_bands_message(scene: Scene, info: ModelInfo, lacking: list[str], have) -> str:
     needs = f"{scene.scene_id}: the model ({len(info.bands)} bands) needs {', '.join(lacking)}"
-    if "B10" in lacking and scene.layout == "l2a-safe":
+    if "B10" in lacking and processing_level(scene) == L2A:
         return (
             f"{needs}; L2A products have no B10 (cirrus: Sen2Cor drops it). Predict the "
             "matching L1C product, or fine-tune a model without B10 (tile L2A with "

@@ -59,7 +59,7 @@ class PredictionWriter(SceneWriter):
         self.predictor = predictor
         self.out_dir = Path(out_dir)
         self.options = options
-        self._window = options.window_for(predictor.info.tile_size)
+        self._window = options.window_for(predictor.info.tile_size, predictor.info.overlap)
         # the scene being written: set by begin_scene
         self._job: SceneJob | None = None
         self._masks: MaskWriter | None = None
@@ -147,7 +147,7 @@ class PredictionWriter(SceneWriter):
         info, p = self.predictor.info, rows.probabilities
         with_probs = self.options.probabilities
         if info.binary:
-            classes = (p[0] > 0.5).astype(np.uint8)
+            classes = (p[0] > info.threshold).astype(np.uint8)
             per_class = np.stack([1.0 - p[0], p[0]]) if with_probs else None
         else:
             classes = np.argmax(np.nan_to_num(p, nan=-1.0), axis=0).astype(np.uint8)
@@ -223,7 +223,7 @@ def _summary(
             "checkpoint": str(info.path),
             "task": info.task,
             "head": info.head,
-            "bands": list(info.bands),
+            "bands": list(plan.bands),
         },
         "classes": {str(i): name for i, name in enumerate(info.classes)},
         "nodata": NODATA,

@@ -1,0 +1,129 @@
+"""`cloudkit tile --labels-from ukis-csmask|s2cloudless`: a peer's classes as a store's labels.
+
+s2cloudless is a pixel classifier, so its labels in the store must be exactly the mask
+s2cloudless itself made of the same pixels (../shared/data/derived). Skipped with a reason when
+the ``peers`` extra is not installed or ../shared/data is absent.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import zarr
+
+from cloudkit.cli import main
+from cloudkit.config import TileOptions
+from cloudkit.errors import CloudkitError
+from cloudkit.io.scene import LABEL_CLEAR, LABEL_CLOUD_SHADOW, LABEL_NODATA, LABEL_THICK_CLOUD
+from cloudkit.io.store import read_scene_table
+from cloudkit.peers import S2Cloudless, UkisCsmask
+from cloudkit.teacher import _stripe
+from cloudkit.tiling import tile_paths
+from shared_data import DERIVED, L2A_T29UNU, T29UNU_60M_BANDS
+
+T19UDP = DERIVED / "S2A_MSIL1C_20170729_T19UDP_preview_13band.tif"
+S2CLOUDLESS_MASK = DERIVED / "T19UDP_preview_s2cloudless_mask_thr0.4.npz"
+
+
+def needs(peer) -> None:
+    if not peer.installed():
+        pytest.skip(f"{peer.name} is not installed (pip install 'cloudkit[peers]')")
+
+
+def _tile(scenes, out: Path, **options) -> Path:
+    tile_paths(scenes, out, TileOptions(**options))
+    return out
+
+
+def _labels_on_grid(store: Path, height: int, width: int) -> np.ndarray:
+    """The store's labels pasted back onto the scene grid (255 where no tile covers)."""
+    g = zarr.open_group(str(store), mode="r")
+    n, t = int(g.attrs["num_tiles"]), int(g.attrs["tile_size"])
+    grid = np.full((height + t, width + t), LABEL_NODATA, dtype=np.uint8)
+    for i, (r, c) in enumerate(zip(g["tile_row"][:n], g["tile_col"][:n], strict=True)):
+        grid[r : r + t, c : c + t] = g["labels"][i, 0]
+    return grid[:height, :width]
+
+
+def test_s2cloudless_labels_are_its_own_mask(shared_data, tmp_path):
+    """Overlapping tiles, the scene's right and bottom edges: every label is what s2cloudless
+    said of that pixel; no-data stays no-data; the store names the teacher and its licence."""
+    needs(S2Cloudless)
+    store = _tile(
+        [T19UDP], tmp_path / "s2c.zarr", labels_from="s2cloudless", tile_size=256, overlap=32
+    )
+    labels = _labels_on_grid(store, 687, 687)
+    with rasterio.open(T19UDP) as src:
+        valid = (src.read() != 0).all(axis=0)
+    reference = np.load(S2CLOUDLESS_MASK)["mask"]
+    np.testing.assert_array_equal(labels[~valid], LABEL_NODATA)
+    expected = np.where(reference[valid] > 0, LABEL_THICK_CLOUD, LABEL_CLEAR)
+    np.testing.assert_array_equal(labels[valid], expected)
+    (scene,) = read_scene_table(store)
+    assert scene["label_kind"] == f"teacher:s2cloudless {S2Cloudless.version()}, CC BY-SA 4.0"
+    assert 0.2 < scene["cloud_fraction"] < 0.4
+
+
+def test_ukis_csmask_labels_see_the_whole_tile_row(shared_data, tmp_path):
+    """ukis-csmask runs over each tile row's stripe: its labels are its classes, close to what
+    it says of the whole image at once (the stripe has no context above and below)."""
+    needs(UkisCsmask)
+    store = _tile([T19UDP], tmp_path / "ukis.zarr", labels_from="ukis-csmask", tile_size=256)
+    labels = _labels_on_grid(store, 687, 687)
+    with rasterio.open(T19UDP) as src:
+        dn = src.read()
+    valid = (dn != 0).all(axis=0)
+    assert set(np.unique(labels[valid])) == {LABEL_CLEAR, LABEL_THICK_CLOUD, LABEL_CLOUD_SHADOW}
+    peer = UkisCsmask()
+    refl = dn[[1, 2, 3, 7, 11, 12]].astype(np.float32)[None] / 10000.0
+    refl[:, :, ~valid] = np.nan
+    whole = peer.label_codes(peer.probabilities(refl, peer.SIX, "L1C"))[0]
+    assert (labels[valid] == whole[valid]).mean() > 0.95
+    (scene,) = read_scene_table(store)
+    assert scene["label_kind"] == f"teacher:ukis-csmask {UkisCsmask.version()}, Apache-2.0"
+
+
+def test_teacher_replaces_a_datasets_own_labels(cloudsen12_root, tmp_path):
+    needs(S2Cloudless)
+    store = _tile([cloudsen12_root], tmp_path / "cs.zarr", labels_from="s2cloudless")
+    kinds = {scene["label_kind"] for scene in read_scene_table(store)}
+    assert kinds == {S2Cloudless.label_kind()}
+
+
+def test_stripe_from_overlapping_windows():
+    windows = np.arange(3 * 1 * 4 * 4).reshape(3, 1, 4, 4)
+    stripe = _stripe(windows, [0, 3, 6], 9)
+    assert stripe.shape == (1, 4, 9)
+    np.testing.assert_array_equal(stripe[0, :, 6:], windows[2, 0, :, :3])
+    np.testing.assert_array_equal(stripe[0, :, :3], windows[0, 0, :, :3])
+
+
+def _one_line(capsys, args) -> str:
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("cloudkit: error: "), err
+    return err
+
+
+def test_one_line_errors(shared_data, tmp_path, capsys, make_raster):
+    out = str(tmp_path / "x.zarr")
+    scene = str(L2A_T29UNU)
+    err = _one_line(capsys, ["tile", scene, out, "--labels-from", "ukis-csmask", "--scl-labels"])
+    assert "--labels-from ukis-csmask and --scl-labels both say where the labels come" in err
+    with pytest.raises(CloudkitError, match="--labels-from fmask: not a peer model"):
+        tile_paths([L2A_T29UNU], Path(out), TileOptions(labels_from="fmask"))
+    needs(UkisCsmask)
+    rgb = ["--resolution", "60", "--bands", "B02,B03,B04"]
+    err = _one_line(capsys, ["tile", scene, out, "--labels-from", "ukis-csmask", *rgb])
+    assert "ukis-csmask needs at least B02,B03,B04,B08" in err and "lacks B08" in err
+    crop = make_raster(tmp_path / "crop.tif", count=4, descriptions=("B02", "B03", "B04", "B08"))
+    err = _one_line(capsys, ["tile", str(crop), out, "--labels-from", "ukis-csmask"])
+    assert "crop: cannot tell whether it is L1C or L2A" in err
+    needs(S2Cloudless)
+    bands = ["--resolution", "60", "--bands", ",".join(T29UNU_60M_BANDS)]
+    err = _one_line(capsys, ["tile", scene, out, "--labels-from", "s2cloudless", *bands])
+    assert "needs the cirrus band B10" in err and "is L2A" in err
+    assert not Path(out).exists()  # nothing was written
