@@ -79,7 +79,9 @@ def cloudsen12(kind: str) -> list[Sample]:
             dn = src.read().astype(np.float32)
             nodata = src.nodata
         refl = dn[::-1] / 10000.0  # B04 B03 B02 -> B02 B03 B04
-        refl[:, (dn <= -1e30).any(axis=0) if nodata is None else (dn == nodata).any(axis=0)] = np.nan
+        refl[:, (dn <= -1e30).any(axis=0) if nodata is None else (dn == nodata).any(axis=0)] = (
+            np.nan
+        )
         with rasterio.open(label_path) as src:
             raw = src.read(1)
         labels = np.full(raw.shape, NODATA, np.uint8)

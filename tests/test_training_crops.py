@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from cloudkit.data.tiles import TileDataset, is_top_of_atmosphere
+from cloudkit.data.tiles import TileDataset
 from cloudkit.data.training_crops import TrainingCrops
 from cloudkit.errors import BandMismatchError
 from cloudkit.models.band_slots import REQUIRED_BANDS, SLOTS
@@ -60,10 +60,6 @@ def test_processing_level_of_stored_scenes(tmp_path):
     options = TileOptions(resolution=60, bands=RGB_BANDS, tile_size=128)
     tile_paths([L2A_T29UNU], tmp_path / "t.zarr", options)
     assert TileDataset([tmp_path / "t.zarr"])[0]["toa"] is False
-    assert is_top_of_atmosphere("S2B_MSIL1C_20230615T104031", "l1c-safe")
-    assert not is_top_of_atmosphere("S2A_MSIL2A_20221005T115411", "l2a-safe")
-    assert not is_top_of_atmosphere("S2A_29RKH_20200219_0_L2A", "band-folder")
-    assert is_top_of_atmosphere("ROI_0001_01_04", "cloudsen12")
 
 
 def _draw(crops, n, seed=0):

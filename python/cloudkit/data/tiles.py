@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 
 from cloudkit.data.reflectance import ValueScale, store_reflectance
 from cloudkit.errors import BandMismatchError, StoreError, TileShapeError
+from cloudkit.io.level import L2A, stored_scene_level
 from cloudkit.io.store import StoreReader
 from cloudkit.models.band_slots import SLOTS
 
@@ -171,7 +172,7 @@ def _read_store_info(path: Path, min_valid: float, with_labels: bool) -> _StoreI
         reader.require_labels()
     values = ValueScale(tuple(reader.scale), tuple(reader.offset))
     scale, offset = values.tensors()
-    toa = np.array([is_top_of_atmosphere(*scene) for scene in _scene_kinds(reader)], dtype=bool)
+    toa = _top_of_atmosphere(reader)
     return _StoreInfo(
         path=path,
         bands=reader.bands,
@@ -188,18 +189,16 @@ def _read_store_info(path: Path, min_valid: float, with_labels: bool) -> _StoreI
     )
 
 
-def _scene_kinds(reader: StoreReader) -> list[tuple[str, str]]:
+def _top_of_atmosphere(reader: StoreReader) -> np.ndarray:
+    """(scenes,) bool: the stored scene is L1C. A scene nothing tells the level of counts as
+    top-of-atmosphere (synthetic shadows then keep the path reflectance: the cautious side)."""
     if reader.num_scenes == 0:
-        return []
-    return list(zip(map(str, reader.scenes("id")), map(str, reader.scenes("layout")), strict=True))
-
-
-def is_top_of_atmosphere(scene_id: str, layout: str) -> bool:
-    """Whether a stored scene is L1C (top-of-atmosphere) rather than L2A (surface):
-    from the layout, else the product name; the datasets cloudkit reads are L1C."""
-    if layout in ("l1c-safe", "l2a-safe"):
-        return layout == "l1c-safe"
-    return "L2A" not in scene_id.upper()
+        return np.zeros(0, dtype=bool)
+    rows = zip(reader.scenes("layout"), reader.scenes("id"), reader.scenes("path"), strict=True)
+    return np.array(
+        [stored_scene_level(str(lay), str(i), str(p), reader.bands) != L2A for lay, i, p in rows],
+        dtype=bool,
+    )
 
 
 def _check_same_layout(first: _StoreInfo, other: _StoreInfo, *, same_bands: bool) -> None:
