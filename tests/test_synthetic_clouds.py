@@ -63,8 +63,11 @@ def test_labels_follow_the_paint():
             assert (out[red][shadow] < surface[red][shadow]).mean() > 0.97
         untouched = labels == LABEL_CLEAR
         assert np.isfinite(out).all()
-        assert out[red][untouched].mean() == pytest.approx(surface[red][untouched].mean(), abs=0.05)
+        if untouched.any():
+            # at most a faint veil (opacity < 0.1) over what stays labelled clear
+            np.testing.assert_allclose(out[:, untouched], surface[:, untouched], atol=0.1)
     assert {LABEL_CLEAR, LABEL_THICK_CLOUD, LABEL_THIN_CLOUD, LABEL_CLOUD_SHADOW} <= seen
+    assert LABEL_NODATA in seen  # faint veils and shadows are left unlabelled
 
 
 def test_shadows_keep_the_path_reflectance_on_l1c():

@@ -18,11 +18,13 @@ Radiometry is per band, by ESA name:
   where ``diffuse`` is the share of skylight (largest in the blue) and ``path`` the
   atmosphere's own reflectance, which top-of-atmosphere (L1C) images carry and L2A not.
 
-Labels use the store's codes and are drawn generously, as people draw masks (the human
-CloudSEN12 masks include faint cloud edges): thick cloud where the thick layer is at least a
-quarter opaque, thin cloud where only the thin layer is (at least 0.1), cloud shadow where the
-shadow is at least 0.3 deep on what was clear ground and no cloud veils it (opacity < 0.05);
-elsewhere the real label is kept. Everything is drawn from the ``numpy.random.Generator`` passed in, so a seeded
+Labels use the store's codes: thick cloud where the thick layer is at least a quarter opaque
+(generous, as people draw masks: the human CloudSEN12 masks include faint cloud edges), thin
+cloud where only the thin layer is, once plain to see (opacity 0.3), cloud shadow where the
+shadow is at least 0.3 deep on what was clear ground and no cloud veils it (opacity < 0.05).
+Where a layer is merely faint (0.1 up to those), the label is no-data: the loss ignores what
+a person would hesitate on, rather than teach that a faint veil is cloud, or clear. Elsewhere
+the real label is kept. Everything is drawn from the ``numpy.random.Generator`` passed in, so a seeded
 caller gets the same composite every time.
 """
 
@@ -37,6 +39,7 @@ from cloudkit.bands import L1C_BANDS
 from cloudkit.io.scene import (
     LABEL_CLEAR,
     LABEL_CLOUD_SHADOW,
+    LABEL_NODATA,
     LABEL_THICK_CLOUD,
     LABEL_THIN_CLOUD,
 )
@@ -67,12 +70,15 @@ CLOUD_SPECTRUM = dict(
 )
 CIRRUS_BAND = "B10"
 
-# label thresholds: generous, as people draw masks (CloudSEN12's include the faint edges)
+# label thresholds: thick cloud generous, as people draw masks (CloudSEN12's include faint
+# edges); a thin veil only once it is plain to see. Between "faint" and these, no label: the
+# loss ignores what even a person would hesitate on.
 THICK_LABEL_ALPHA = 0.25
-THIN_LABEL_ALPHA = 0.1
+THIN_LABEL_ALPHA = 0.3
 SHADOW_LABEL_DEPTH = 0.3
+FAINT = 0.1
 SHADOW_MAX_VEIL = 0.05
-KINDS = ("cumulus", "cumulus", "stratus", "thin", "mixed")
+KINDS = ("cumulus", "cumulus", "cumulus", "stratus", "thin", "mixed")
 
 
 def composite(
@@ -124,6 +130,8 @@ def composite(
         out = out * (1.0 - thin) + thin_refl * thin
 
     new = labels.copy()
+    faint = (thick >= FAINT) | (thin >= FAINT) | (on_clear >= FAINT)
+    new[faint] = LABEL_NODATA
     # a shadow under even a faint veil may be no darker than the ground around it
     unveiled = (thick < SHADOW_MAX_VEIL) & (thin < SHADOW_MAX_VEIL)
     new[(on_clear >= SHADOW_LABEL_DEPTH) & unveiled] = LABEL_CLOUD_SHADOW
