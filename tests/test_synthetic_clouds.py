@@ -64,8 +64,8 @@ def test_labels_follow_the_paint():
         untouched = labels == LABEL_CLEAR
         assert np.isfinite(out).all()
         if untouched.any():
-            # at most a faint veil (opacity < 0.1) over what stays labelled clear
-            np.testing.assert_allclose(out[:, untouched], surface[:, untouched], atol=0.1)
+            # at most a faint veil (opacity < 0.1, cloud reflectance < 1.5) over what stays clear
+            np.testing.assert_allclose(out[:, untouched], surface[:, untouched], atol=0.15)
     assert {LABEL_CLEAR, LABEL_THICK_CLOUD, LABEL_THIN_CLOUD, LABEL_CLOUD_SHADOW} <= seen
     assert LABEL_NODATA in seen  # faint veils and shadows are left unlabelled
 
