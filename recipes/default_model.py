@@ -22,7 +22,7 @@
 4. ``--compare-random``: the same fine-tuning from random weights, to measure what the
    pretraining bought (score both with ``benches/bench_quality.py --model RUN/best.pt``).
 5. The weights of the chosen checkpoint in half precision, as cloudkit ships them:
-   ``OUT/default.pt`` (`cloudkit models export`).
+   ``OUT/default.pt`` (`cloudkit export`).
 
 Every step is a cloudkit command, printed before it runs; a step whose output exists is skipped,
 so an interrupted recipe continues where it stopped. Seeded: the same data and options give
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             run("finetune", *map(str, labelled), "--out", str(out / name), "--init", init,
                 *finetune)  # fmt: skip
 
-    run("models", "export", str(out / "finetune" / "best.pt"), str(out / "default.pt"))
+    run("export", str(out / "finetune" / "best.pt"), str(out / "default.pt"), "--resolution", "20")
     print(f"recipe done: {out / 'default.pt'}")
     return 0
 

@@ -36,7 +36,7 @@ import torch
 
 from cloudkit.config import Device
 from cloudkit.errors import CheckpointError, CloudkitError
-from cloudkit.models.segmentation import Segmenter, load_segmenter
+from cloudkit.models.segmentation import Segmenter, load_segmenter, segmenter_state
 
 #: the checkpoint every epoch rewrites (what --resume continues from)
 LAST = "last.pt"
@@ -169,6 +169,36 @@ def load_finetuned(path: Path) -> tuple[dict[str, Any], Segmenter]:
     model = load_segmenter(payload["model"])
     model.eval()
     return payload, model
+
+
+#: what an exported model keeps of a fine-tuning checkpoint (besides its weights)
+_EXPORTED = ("task", "bands", "classes", "head", "normalisation", "tile_size", "crop", "init")
+
+
+def export_model(source: Path, out: Path, *, resolution: float | None = None) -> Path:
+    """A fine-tuned checkpoint as cloudkit ships models: the weights in half precision
+    (inference only: about half the size), what prediction needs (task, bands, classes,
+    normalisation, tile size; ``resolution``, the pixel size it works at by default), no
+    optimiser, schedule or RNG state. Loads like any checkpoint (`load_finetuned`: the
+    weights go back to float32); written atomically."""
+    payload, model = load_finetuned(source)
+    state = segmenter_state(model, task=str(payload.get("task", payload["model"]["task"])))
+    state["state_dict"] = {
+        k: v.half() if v.is_floating_point() else v for k, v in state["state_dict"].items()
+    }
+    exported = {
+        "format": FINE_TUNING.format,
+        "format_version": FINE_TUNING.version,
+        "model": state,
+        **{k: payload[k] for k in _EXPORTED if k in payload},
+        "resolution": resolution,
+        "exported_from": {
+            "checkpoint": Path(source).name,
+            "epoch": payload.get("epoch"),
+            "config": payload.get("config"),
+        },
+    }
+    return save_checkpoint(exported, Path(out))
 
 
 def _read(path: Path, map_location: str | torch.device) -> Any:

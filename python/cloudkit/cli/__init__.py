@@ -12,6 +12,7 @@ import typer
 
 from cloudkit.cli import evaluate as _evaluate
 from cloudkit.cli import experiment as _experiment
+from cloudkit.cli import export as _export
 from cloudkit.cli import finetune as _finetune
 from cloudkit.cli import models as _models
 from cloudkit.cli import predict as _predict
@@ -32,6 +33,7 @@ app.command("finetune")(_finetune.finetune)
 app.command("experiment")(_experiment.experiment)
 app.command("predict")(_predict.predict)
 app.command("models")(_models.models)
+app.command("export")(_export.export)
 
 
 @app.callback()

@@ -69,12 +69,18 @@ class _Option:
 
 
 def plan_grid(
-    scene: Scene, *, resolution: float | None = None, bands: Sequence[str] | None = None
+    scene: Scene,
+    *,
+    resolution: float | None = None,
+    bands: Sequence[str] | None = None,
+    at_least: float | None = None,
 ) -> GridPlan:
     """Choose a file per band and the target grid; raise a CloudkitError naming what is wrong.
 
     ``resolution``: target pixel size in CRS units (default: the finest pixel size among the
-    files of the requested bands). ``bands``: ESA names (default: every band of the scene).
+    files of the requested bands, but no finer than ``at_least`` when given: a model made to
+    work at 20 m reads a 10 m product at 20 m, a 60 m one at 60 m). ``bands``: ESA names
+    (default: every band of the scene).
     """
     if resolution is not None and not resolution > 0:
         raise InvalidSceneError(
@@ -87,6 +93,8 @@ def plan_grid(
     _require_files(scene, wanted, options)
     on_disk = sorted({o.pixel for opts in options.values() for o in opts if o.source})
     target = float(resolution) if resolution is not None else on_disk[0]
+    if resolution is None and at_least is not None and target < at_least:
+        target = float(at_least)
 
     chosen = [_choose(options[band], target) for band in wanted]
     absent = [o for o in chosen if o.source is None]

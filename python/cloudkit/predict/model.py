@@ -46,6 +46,9 @@ class ModelInfo:
     tile_size: int  # of the training tiles
     #: the model reads the 13 band slots and takes any subset holding B02 B03 B04
     any_bands: bool = False
+    #: the pixel size (m) it works at unless told otherwise: products finer than this are
+    #: read at it (a shipped model's card says so); None: the product's finest
+    resolution: float | None = None
     #: windows' overlap the model was made for (None: `config.default_overlap`)
     overlap: int | None = None
     #: a binary task's rule: the positive class where its probability exceeds this
@@ -243,6 +246,7 @@ def _model_info(path: Path, payload: dict, model) -> ModelInfo:
         bands=tuple(model.bands),
         tile_size=int(tile) if tile else DEFAULT_WINDOW,
         any_bands=model.encoder.any_bands,
+        resolution=float(payload["resolution"]) if payload.get("resolution") else None,
     )
 
 

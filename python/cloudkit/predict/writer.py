@@ -71,7 +71,12 @@ class PredictionWriter(SceneWriter):
         """The scene's grid for the bands the model reads, or an error that says what would
         work."""
         bands = self.predictor.bands_for(scene)
-        return plan_grid(scene, resolution=self.options.resolution, bands=bands)
+        return plan_grid(
+            scene,
+            resolution=self.options.resolution,
+            bands=bands,
+            at_least=self.predictor.info.resolution,
+        )
 
     def existing(self, plan: GridPlan) -> OutputPaths | None:
         scene_id = plan.scene.scene_id
