@@ -64,7 +64,13 @@ def model_names() -> list[str]:
     return [m.name for m in SHIPPED] + list(PEERS)
 
 
+#: What `--model` means when it is not given: the first shipped model.
+DEFAULT = "default"
+
+
 def shipped_model(name: str) -> ShippedModel | None:
+    if name == DEFAULT and SHIPPED:
+        return SHIPPED[0]
     return next((m for m in SHIPPED if m.name == name), None)
 
 
@@ -111,6 +117,11 @@ def load_predictor(
         from cloudkit.predict.peer import PeerPredictor
 
         return PeerPredictor(spec, **options)
+    if spec == DEFAULT:
+        raise CheckpointError(
+            "this cloudkit ships no model; pass --model with a best.pt of `cloudkit finetune` "
+            f"or one of {', '.join(model_names())}"
+        )
     raise CheckpointError(
         f"--model {spec}: no such checkpoint file, nor a model name; pass a best.pt of "
         f"`cloudkit finetune` or one of {', '.join(model_names())} (`cloudkit models` tells "

@@ -32,12 +32,12 @@ def predict(
         typer.Option(
             "--model",
             "-m",
-            help="A checkpoint of `cloudkit finetune` (best.pt), or the name of a shipped model "
-            "or of a peer model (ukis-csmask, s2cloudless: pip install 'cloudkit[peers]'); "
-            "`cloudkit models` lists them.",
-            show_default=False,
+            help="default: the model shipped with cloudkit. Or a checkpoint of `cloudkit "
+            "finetune` (best.pt), or the name of another shipped model or of a peer model "
+            "(ukis-csmask, s2cloudless: pip install 'cloudkit[peers]'); `cloudkit models` "
+            "lists them.",
         ),
-    ],
+    ] = "default",
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Folder for the masks (created if absent).")
     ] = Path("."),
