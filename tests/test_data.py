@@ -19,7 +19,7 @@ from cloudkit.config import TileOptions
 from cloudkit.data import CloudinessPairs, TileDataset, TwoViews, augment, ssl_view_transform
 from cloudkit.data.augment import gaussian_blur, gaussian_kernel1d, random_crop
 from cloudkit.data.tiles import cloud_bins_of
-from cloudkit.errors import BandMismatchError, CloudkitError, StoreError, TileShapeError
+from cloudkit.errors import BandMismatchError, StoreError, TileShapeError
 from cloudkit.io.store import SceneRecord, StoreLayout, TileRecord, TileStore
 from cloudkit.tiling import tile_paths
 
@@ -345,5 +345,5 @@ class TestViews:
 
     def test_pairs_need_labels(self, tmp_path):
         tiles = TileDataset([_tiny_store(tmp_path / "t.zarr")])
-        with pytest.raises(CloudkitError, match="need labelled tiles"):
+        with pytest.raises(StoreError, match="need labelled tiles"):
             CloudinessPairs(tiles, ssl_view_transform(32), seed=0)

@@ -11,7 +11,7 @@ from torch import nn
 from torchvision.models import ResNet
 
 from cloudkit.bands import L1C_BANDS
-from cloudkit.errors import BandMismatchError, CloudkitError
+from cloudkit.errors import BandMismatchError, CheckpointError
 from cloudkit.models import Encoder, check_bands, encoder_state, load_encoder
 
 RGBN = ("B02", "B03", "B04", "B08")
@@ -66,17 +66,17 @@ class TestEncoderState:
         assert restored.bands == RGBN
 
     def test_missing_keys_are_named(self):
-        with pytest.raises(CloudkitError, match="keys bands, arch are missing"):
+        with pytest.raises(CheckpointError, match="keys bands, arch are missing"):
             load_encoder({"state_dict": {}})
 
     def test_other_architecture_is_refused(self):
         state = {**encoder_state(Encoder(RGBN)), "arch": "resnet50"}
-        with pytest.raises(CloudkitError, match="'resnet50'"):
+        with pytest.raises(CheckpointError, match="'resnet50'"):
             load_encoder(state)
 
     def test_weights_for_other_bands_do_not_load(self):
         state = {**encoder_state(Encoder(RGBN)), "bands": list(L1C_BANDS)}
-        with pytest.raises(CloudkitError, match="does not fit") as err:
+        with pytest.raises(CheckpointError, match="does not fit") as err:
             load_encoder(state)
         assert "\n" not in str(err.value)
 

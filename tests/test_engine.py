@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from cloudkit.checkpoint import CheckpointKind, load_checkpoint
-from cloudkit.errors import CheckpointError, CloudkitError
+from cloudkit.errors import CheckpointError, TrainingDivergedError
 from cloudkit.train.engine import Engine, EpochStats
 from cloudkit.train.metrics import read_metrics
 
@@ -118,7 +118,7 @@ def test_run_folder_checks(tmp_path):
     with pytest.raises(CheckpointError, match="holds no last.pt; drop --resume"):
         Regression.run(ToyConfig(tmp_path, resume=True))
     Regression.run(ToyConfig(tmp_path, epochs=1))
-    with pytest.raises(CloudkitError, match=r"already holds a checkpoint \(last.pt\)"):
+    with pytest.raises(CheckpointError, match=r"already holds a checkpoint \(last.pt\)"):
         Regression.run(ToyConfig(tmp_path))
     # a finished run has nothing left to do; a larger --epochs continues it
     assert Regression.run(ToyConfig(tmp_path, epochs=1, resume=True)) == tmp_path / "last.pt"
@@ -129,7 +129,7 @@ def test_run_folder_checks(tmp_path):
 @pytest.mark.parametrize("batch_size", [4, 32])
 def test_non_finite_guard(tmp_path, batch_size):
     """8 steps an epoch: the loss becomes NaN; 1 step: the loss is finite, the weights not."""
-    with pytest.raises(CloudkitError, match="in epoch 1; lower --lr .* nothing was saved"):
+    with pytest.raises(TrainingDivergedError, match="in epoch 1; lower --lr .* nothing was saved"):
         Regression.run(ToyConfig(tmp_path, lr=float("nan"), batch_size=batch_size))
     assert not (tmp_path / "last.pt").exists()
     assert read_metrics(tmp_path) == []

@@ -22,7 +22,7 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.errors import NotGeoreferencedWarning
 
-from cloudkit.errors import CloudkitError
+from cloudkit.errors import OutputError
 from cloudkit.predict.output import MaskWriter, OutputPaths, is_complete, output_paths
 
 SCENE = "S2B_MSIL1C_20230615T104031_N0400_R008_T29UNU_20230615T131517"
@@ -386,7 +386,7 @@ class TestErrors:
         locked.mkdir()
         locked.chmod(0o500)
         try:
-            with pytest.raises(CloudkitError, match="cannot write predictions here"):
+            with pytest.raises(OutputError, match="cannot write predictions here"):
                 _writer(locked)
         finally:
             locked.chmod(0o700)
@@ -394,5 +394,5 @@ class TestErrors:
     def test_output_folder_below_a_file(self, tmp_path):
         blocker = tmp_path / "not_a_folder"
         blocker.write_text("")
-        with pytest.raises(CloudkitError, match=r"cannot write predictions here \(.+\)"):
+        with pytest.raises(OutputError, match=r"cannot write predictions here \(.+\)"):
             _writer(blocker / "predictions")

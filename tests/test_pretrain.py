@@ -13,7 +13,7 @@ import torch
 from cloudkit.checkpoint import PRETRAINING, load_checkpoint
 from cloudkit.config import Device, Method, PretrainConfig, Views
 from cloudkit.data import CloudinessPairs, TileDataset, TwoViews, ssl_view_transform
-from cloudkit.errors import CloudkitError
+from cloudkit.errors import OptionError
 from cloudkit.models.encoder import load_encoder
 from cloudkit.train.engine import lr_factor
 from cloudkit.train.loader import SeededViews
@@ -220,7 +220,7 @@ class TestConfig:
         ],
     )
     def test_invalid(self, tmp_path, changes, message):
-        with pytest.raises(CloudkitError, match=message):
+        with pytest.raises(OptionError, match=message):
             PretrainConfig(stores=("s",), out=tmp_path, **changes).validate()
 
     def test_schedule(self):

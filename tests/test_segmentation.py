@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from cloudkit.errors import BandMismatchError, CloudkitError
+from cloudkit.errors import BandMismatchError, CheckpointError
 from cloudkit.models.encoder import Encoder
 from cloudkit.models.segmentation import (
     Segmenter,
@@ -221,9 +221,9 @@ class TestState:
     def test_bad_states(self, encoder):
         model = build_segmenter(encoder, num_classes=2, binary=True)
         state = segmenter_state(model, task="cloud", extra={})
-        with pytest.raises(CloudkitError, match="state_dict"):
+        with pytest.raises(CheckpointError, match="state_dict"):
             load_segmenter({k: v for k, v in state.items() if k != "state_dict"})
-        with pytest.raises(CloudkitError, match="does not fit"):
+        with pytest.raises(CheckpointError, match="does not fit"):
             load_segmenter(state | {"num_classes": 4, "binary": False})
-        with pytest.raises(CloudkitError, match="head"):
+        with pytest.raises(CheckpointError, match="head"):
             load_segmenter(state | {"head": "fcn"})

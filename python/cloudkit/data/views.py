@@ -14,7 +14,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from cloudkit.data.tiles import TileDataset
-from cloudkit.errors import CloudkitError
+from cloudkit.errors import StoreError
 
 Transform = Callable[[Tensor], Tensor]
 
@@ -55,7 +55,7 @@ class CloudinessPairs(Dataset):
         self.seed = seed
         self._bins = tiles.cloud_bins()
         if not (self._bins >= 0).any():
-            raise CloudkitError(
+            raise StoreError(
                 "cloudiness pairs need labelled tiles but no tile of the stores has a cloud "
                 "fraction; tile labelled scenes (e.g. --scl-labels) or use TwoViews"
             )
