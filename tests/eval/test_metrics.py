@@ -15,8 +15,6 @@ from cloudkit.eval.metrics import (
     format_table,
 )
 
-torch.set_num_threads(1)
-
 
 class TestConfusionMatrix:
     def test_binary_by_hand_ignores_255(self):

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from finetune_stores import real_store_64
-from shared_data import T29UNU_60M_BANDS
+from tests.helpers.finetune_stores import real_store_64
+from tests.helpers.shared_data import T29UNU_60M_BANDS
 
 
 def trained_checkpoint(tmp_path_factory) -> Path:

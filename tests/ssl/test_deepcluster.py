@@ -19,16 +19,6 @@ BANDS = ("B02", "B03")
 N = 12
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from threads, and on a busy shared machine two OpenMP threads
-    waiting for each other make these tests many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_model(num_samples: int = N, prototypes=(3, 4)) -> DeepClusterV2:
     torch.manual_seed(0)
     return DeepClusterV2(BANDS, num_samples, n_prototypes=prototypes, dim=16, temperature=0.1)

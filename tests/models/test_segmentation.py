@@ -24,15 +24,6 @@ from cloudkit.models.segmentation import (
 BANDS = ("B02", "B03", "B04")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from threads; on a busy shared machine they only slow down."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def encoder() -> Encoder:
     torch.manual_seed(0)

@@ -10,16 +10,6 @@ import torch
 from cloudkit.data.tasks import IGNORE
 from cloudkit.models.losses import dice_bce_loss, dice_ce_loss, predict_classes
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from threads; on a busy shared machine they only slow down."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 LN3 = math.log(3.0)
 
 

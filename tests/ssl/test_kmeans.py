@@ -16,18 +16,8 @@ from cloudkit.errors import MissingDependencyError
 from cloudkit.ssl import kmeans
 from cloudkit.ssl.kmeans import spherical_kmeans
 
-BENCH = Path(__file__).resolve().parents[1] / "benches" / "bench_kmeans.py"
+BENCH = Path(__file__).resolve().parents[2] / "benches" / "bench_kmeans.py"
 BACKENDS = ["torch", "faiss"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from threads, and on a busy shared machine two OpenMP threads
-    waiting for each other make these tests many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def adjusted_rand_index(a: np.ndarray, b: np.ndarray) -> float:

@@ -19,19 +19,9 @@ from cloudkit.train.engine import lr_factor
 from cloudkit.train.loader import SeededViews
 from cloudkit.train.metrics import read_metrics
 from cloudkit.train.pretrain import Pretraining, pretrain
-from pretrain_stores import BANDS, real_store, subset_store
+from tests.helpers.pretrain_stores import BANDS, real_store, subset_store
 
-BENCHES = Path(__file__).resolve().parents[1] / "benches"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # the test machine is shared: with other processes busy, OpenMP's spinning threads make a
-    # 2-thread step ~30x slower than a 1-thread one
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+BENCHES = Path(__file__).resolve().parents[2] / "benches"
 
 
 @pytest.fixture(scope="module")

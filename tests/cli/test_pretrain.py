@@ -14,19 +14,10 @@ from cloudkit.checkpoint import PRETRAINING, load_checkpoint, save_checkpoint
 from cloudkit.cli import main
 from cloudkit.io.store import StoreLayout, TileStore
 from cloudkit.train.metrics import read_metrics
-from pretrain_stores import BANDS, TILE, real_store, subset_store
+from tests.helpers.pretrain_stores import BANDS, TILE, real_store, subset_store
 
 MOCO = ["--method", "moco", "--batch-size", "8", "--queue-size", "16", "--crop", "32"]
 MOCO += ["--workers", "0"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # shared test machine: one intra-op thread avoids OpenMP spin contention
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

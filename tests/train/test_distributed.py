@@ -15,7 +15,7 @@ import pytest
 
 from cloudkit.checkpoint import load_checkpoint
 from cloudkit.train.metrics import read_metrics
-from pretrain_stores import real_store, subset_store
+from tests.helpers.pretrain_stores import real_store, subset_store
 
 METHOD_ARGS = {
     "moco": ["--queue-size", "16"],

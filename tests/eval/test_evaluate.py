@@ -17,25 +17,21 @@ from cloudkit.errors import BandMismatchError, CloudkitError, InvalidSceneError
 from cloudkit.eval.evaluate import evaluate_checkpoint
 from cloudkit.eval.reference import MaskReader, evaluate_reference, tile_footprints
 from cloudkit.io.store import StoreReader
-from pretrain_stores import subset_store
-from shared_data import DERIVED, L2A_T29UNU
-
-torch.set_num_threads(1)
+from tests.helpers.pretrain_stores import subset_store
+from tests.helpers.shared_data import STACK_13BAND, T19UDP_S2CLOUDLESS
 
 BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B8A", "B09", "B11", "B12")
-T19UDP = DERIVED / "S2A_MSIL1C_20170729_T19UDP_preview_13band.tif"
-T19UDP_PROB = DERIVED / "T19UDP_preview_s2cloudless_prob.tif"
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
+def store(t29unu, tmp_path_factory) -> Path:
     """T29UNU (L2A) at 60 m in 64 px tiles with its SCL as labels."""
     from cloudkit.config import TileOptions
     from cloudkit.tiling import tile_paths
 
     path = tmp_path_factory.mktemp("eval") / "t29unu-60m-64px.zarr"
     options = TileOptions(resolution=60, bands=BANDS, tile_size=64, scl_labels=True)
-    tile_paths([L2A_T29UNU], path, options)
+    tile_paths([t29unu], path, options)
     return path
 
 
@@ -130,17 +126,18 @@ class TestReference:
         with pytest.raises(InvalidSceneError, match="EPSG:4326.*reproject"):
             evaluate_reference([store], reference=str(path), task="cloud", tiles=[0])
 
+    @pytest.mark.shared_data
     def test_store_without_labels_reads_windows_then_refuses(self, tmp_path):
         from cloudkit.config import TileOptions
         from cloudkit.tiling import tile_paths
 
         path = tmp_path / "t19udp.zarr"
-        tile_paths([T19UDP], path, TileOptions(tile_size=64))
-        with rasterio.open(T19UDP_PROB) as ds:
+        tile_paths([STACK_13BAND], path, TileOptions(tile_size=64))
+        with rasterio.open(T19UDP_S2CLOUDLESS) as ds:
             prob = ds.read(1)
         footprints = tile_footprints(StoreReader.open(path))
         group = zarr.open_group(str(path), mode="r")
-        with MaskReader(T19UDP_PROB) as reader:
+        with MaskReader(T19UDP_S2CLOUDLESS) as reader:
             for tile in footprints[:: max(1, len(footprints) // 6)]:
                 r, c = int(group["tile_row"][tile.index]), int(group["tile_col"][tile.index])
                 window = reader.read(tile)
@@ -149,7 +146,9 @@ class TestReference:
                 np.testing.assert_array_equal(window[:h, :w], inside)
                 assert np.isnan(window[h:, :]).all() and np.isnan(window[:, w:]).all()
         with pytest.raises(CloudkitError, match="store has no labels"):
-            evaluate_reference([path], reference=str(T19UDP_PROB), task="cloud", threshold=0.4)
+            evaluate_reference(
+                [path], reference=str(T19UDP_S2CLOUDLESS), task="cloud", threshold=0.4
+            )
 
 
 def _checkpoint(path: Path, bands) -> Path:

@@ -11,7 +11,7 @@ import zarr
 
 from cloudkit.cli import main
 from cloudkit.synthetic import write_l1c_safe
-from shared_data import L2A_T29UNU
+from tests.helpers.shared_data import L2A_T29UNU
 
 
 def _run(capsys, *args: str) -> tuple[int, str, str]:
@@ -99,6 +99,7 @@ def test_missing_band_names_the_file(tmp_path, capsys, product):
     assert "B03" in line and b03.name in line
 
 
+@pytest.mark.shared_data
 def test_missing_resolution_suggests_what_exists(tmp_path, capsys):
     code, _, err = _run(
         capsys, "tile", str(L2A_T29UNU), str(tmp_path / "o.zarr"), "--resolution", "10"

@@ -12,18 +12,10 @@ import torch
 from cloudkit.checkpoint import PRETRAINING, save_checkpoint
 from cloudkit.cli import main
 from cloudkit.models.encoder import Encoder, encoder_state
-from pretrain_stores import BANDS, real_store, subset_store
+from tests.helpers.pretrain_stores import BANDS, real_store, subset_store
 
 TINY = ["--epochs", "1", "--batch-size", "4", "--crop", "32", "--freeze-epochs", "0"]
 TINY += ["--workers", "0", "--device", "cpu", "--lr", "1e-3"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

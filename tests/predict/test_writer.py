@@ -2,9 +2,9 @@
 tile store, no seams between windows, atomic outputs, and one-line errors.
 
 The real L2A product T29UNU is predicted at 60 m (its R60m files are the ones on disk) by a
-U-Net fine-tuned for two epochs on its own SCL labels (tests/predict_models.py), three times
-with different window layouts; the real AWS tile T19UDP (13 bands at 900 m) by an untrained
-13-band model. Synthetic L1C products (cloudkit.synthetic) stand for bad downloads.
+U-Net fine-tuned for two epochs on its own SCL labels (tests/helpers/predict_models.py), three
+times with different window layouts; the real AWS tile T19UDP (13 bands at 900 m) by an
+untrained 13-band model. Synthetic L1C products (cloudkit.synthetic) stand for bad downloads.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from cloudkit.predict.model import Predictor
 from cloudkit.predict.output import is_complete, output_paths
 from cloudkit.predict.writer import predict_paths
 from cloudkit.synthetic import write_l1c_safe
-from predict_models import trained_checkpoint, untrained_checkpoint
-from shared_data import AWS_T19UDP, L2A_T29UNU, T29UNU_60M_BANDS
+from tests.helpers.predict_models import trained_checkpoint, untrained_checkpoint
+from tests.helpers.shared_data import AWS_T19UDP, L2A_T29UNU, T29UNU_60M_BANDS
 
 ALL_BANDS = (
     "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"
@@ -230,6 +230,7 @@ class TestSeams:
 # ------------------------------------------------------------------------ other inputs
 
 
+@pytest.mark.shared_data
 def test_real_aws_tile_all_13_bands(tmp_path):
     ckpt = untrained_checkpoint(tmp_path / "m.pt", ALL_BANDS)
     predictor = Predictor(ckpt, device="cpu")
@@ -245,6 +246,7 @@ def test_real_aws_tile_all_13_bands(tmp_path):
     assert result.summary["inference"]["window"] == 64  # the checkpoint's tile size
 
 
+@pytest.mark.shared_data
 def test_light_head_on_the_real_l2a(tmp_path):
     """The light head (`finetune --head light`) through the same path: grid, no-data, codes."""
     ckpt = untrained_checkpoint(tmp_path / "m.pt", head="light")
@@ -389,6 +391,7 @@ def _failures(err: str) -> list[str]:
 
 
 class TestErrors:
+    @pytest.mark.shared_data
     def test_13_band_model_on_l2a_says_what_works(self, tmp_path, capsys):
         ckpt = untrained_checkpoint(tmp_path / "m.pt", ALL_BANDS)
         code, _, err = _run(capsys, L2A_T29UNU, "-m", ckpt, "-o", tmp_path, "--resolution", 60)
@@ -396,6 +399,7 @@ class TestErrors:
         (line,) = _failures(err)
         assert "B10" in line and "L2A" in line and "L1C" in line and "--bands" in line
 
+    @pytest.mark.shared_data
     def test_missing_band_file_is_named(self, tmp_path, capsys):
         """T29UNU lacks its R10m files: at 10 m the plan must name the absent file."""
         ckpt = untrained_checkpoint(tmp_path / "m.pt")
@@ -419,6 +423,7 @@ class TestErrors:
         assert is_complete(out, good_id) and good_id in stdout
         assert [n for n in _files(out) if "T31TDJ" in n] == []  # nothing of the bad scene
 
+    @pytest.mark.shared_data
     def test_cuda_without_a_gpu(self, tmp_path, capsys):
         if torch.cuda.is_available():
             pytest.skip("this machine has CUDA")
@@ -427,6 +432,7 @@ class TestErrors:
         assert code == 1
         assert "no CUDA device" in _one_line_error(err)
 
+    @pytest.mark.shared_data
     def test_not_a_checkpoint(self, tmp_path, capsys):
         junk = tmp_path / "model.pt"
         junk.write_bytes(b"not a torch file")
@@ -434,6 +440,7 @@ class TestErrors:
         assert code == 1
         assert "model.pt" in _one_line_error(err)
 
+    @pytest.mark.shared_data
     def test_overlap_larger_than_half_the_window(self, tmp_path, capsys):
         ckpt = untrained_checkpoint(tmp_path / "m.pt")
         code, _, err = _run(
@@ -447,14 +454,14 @@ class TestErrors:
 
 
 @pytest.fixture(scope="module")
-def windows() -> tuple[np.ndarray, np.ndarray]:
+def windows(t29unu) -> tuple[np.ndarray, np.ndarray]:
     """Two 64 px windows of T29UNU's store values (the tile store's first tiles)."""
     from cloudkit.io.discover import discover_scenes
     from cloudkit.io.grid import plan_grid
     from cloudkit.io.scene_rows import SceneRows
     from cloudkit.io.store import dn_shift_for
 
-    (scene,) = discover_scenes([L2A_T29UNU])
+    (scene,) = discover_scenes([t29unu])
     plan = plan_grid(scene, resolution=60, bands=T29UNU_60M_BANDS)
     shifts = list(dn_shift_for([scene.offset_of(b) for b in plan.bands]))
     with SceneRows(plan, workers=2) as rows:
@@ -507,7 +514,7 @@ class TestPredictor:
     def test_value_constants_come_from_the_checkpoint(self, checkpoint, tmp_path_factory):
         import zarr
 
-        from finetune_stores import real_store_64
+        from tests.helpers.finetune_stores import real_store_64
 
         recorded = torch.load(checkpoint, weights_only=False)["normalisation"]
         assert recorded["scale"] and recorded["offset"]

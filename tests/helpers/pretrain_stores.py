@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from shared_data import L2A_T29UNU, T29UNU_60M_BANDS
+from tests.helpers.shared_data import L2A_T29UNU, T29UNU_60M_BANDS, require
 
 BANDS = T29UNU_60M_BANDS
 TILE = 32
-_ARRAYS = (
+STORE_ARRAYS = (
     "images",
     "valid",
     "labels",
@@ -28,15 +28,17 @@ _ARRAYS = (
 )
 
 
-def real_store(tmp_path_factory) -> Path:
-    """T29UNU tiled at 60 m, 32 px, with labels; shared by every test module of the session."""
+def real_store(tmp_path_factory, tile_size: int = TILE) -> Path:
+    """T29UNU tiled at 60 m in ``tile_size`` px tiles, with labels; tiled once per session and
+    shared by every test module that asks for that tile size."""
     from cloudkit.config import TileOptions
     from cloudkit.tiling import tile_paths
 
-    path = tmp_path_factory.getbasetemp() / "t29unu-60m-32px.zarr"
+    require()
+    path = tmp_path_factory.getbasetemp() / f"t29unu-60m-{tile_size}px.zarr"
     done = path.with_suffix(".done")
     if not done.exists():
-        options = TileOptions(resolution=60, bands=BANDS, tile_size=TILE, scl_labels=True)
+        options = TileOptions(resolution=60, bands=BANDS, tile_size=tile_size, scl_labels=True)
         tile_paths([L2A_T29UNU], path, options)
         done.touch()
     return path
@@ -63,7 +65,7 @@ def subset_store(src: Path, dst: Path, n: int, *, seed: int = 0, labels: bool = 
     out = zarr.open_group(str(dst), mode="w")
     attrs = dict(group.attrs)
     attrs["num_tiles"] = n
-    for name in _ARRAYS:
+    for name in STORE_ARRAYS:
         if name not in group or (name == "labels" and not labels):
             continue
         source = group[name]

@@ -16,16 +16,6 @@ from cloudkit.ssl.momentum import ema_update, freeze
 from cloudkit.ssl.monitor import cluster_stats, collapse_threshold, embedding_std, knn_accuracy
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from threads, and on a busy shared machine two OpenMP threads
-    waiting for each other make these tests many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def small_net() -> nn.Module:
     return nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.ReLU(), nn.Linear(3, 2))
 

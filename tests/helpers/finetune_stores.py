@@ -15,8 +15,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from pretrain_stores import _ARRAYS, BANDS
-from shared_data import L2A_T29UNU
+from tests.helpers.pretrain_stores import STORE_ARRAYS, real_store
 
 TILE_64 = 64
 TEST_COLS = 384
@@ -24,16 +23,8 @@ TRAIN_FROM = 448
 
 
 def real_store_64(tmp_path_factory) -> Path:
-    from cloudkit.config import TileOptions
-    from cloudkit.tiling import tile_paths
-
-    path = tmp_path_factory.getbasetemp() / "t29unu-60m-64px.zarr"
-    done = path.with_suffix(".done")
-    if not done.exists():
-        options = TileOptions(resolution=60, bands=BANDS, tile_size=TILE_64, scl_labels=True)
-        tile_paths([L2A_T29UNU], path, options)
-        done.touch()
-    return path
+    """T29UNU at 60 m in 64 px tiles, with labels (:func:`real_store`)."""
+    return real_store(tmp_path_factory, TILE_64)
 
 
 def rows_store(src: Path, dst: Path, rows: np.ndarray) -> Path:
@@ -41,7 +32,7 @@ def rows_store(src: Path, dst: Path, rows: np.ndarray) -> Path:
     group = zarr.open_group(str(src), mode="r")
     rows = np.sort(np.asarray(rows, dtype=np.int64))
     out = zarr.open_group(str(dst), mode="w")
-    for name in _ARRAYS:
+    for name in STORE_ARRAYS:
         if name not in group:
             continue
         source = group[name]

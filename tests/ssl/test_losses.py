@@ -11,16 +11,6 @@ import torch.nn.functional as F
 from cloudkit.ssl.losses import info_nce, swapped_cluster_loss
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from threads, and on a busy shared machine two OpenMP threads
-    waiting for each other make these tests many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class TestInfoNCE:
     def test_value_by_hand(self):
         q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])

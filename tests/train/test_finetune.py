@@ -20,16 +20,8 @@ from cloudkit.models.encoder import Encoder, encoder_state
 from cloudkit.models.segmentation import load_segmenter
 from cloudkit.train.finetune import finetune, load_init, targets_of
 from cloudkit.train.metrics import read_metrics
-from finetune_stores import real_store_64, spatial_split
-from pretrain_stores import BANDS, real_store, subset_store
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from tests.helpers.finetune_stores import real_store_64, spatial_split
+from tests.helpers.pretrain_stores import BANDS, real_store, subset_store
 
 
 @pytest.fixture(scope="module")

@@ -16,16 +16,6 @@ from cloudkit.ssl.moco import MoCo
 BANDS = ("B02", "B03", "B04")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from threads, and on a busy shared machine two OpenMP threads
-    waiting for each other make these tests many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_moco(**kwargs) -> MoCo:
     torch.manual_seed(0)
     options = {"dim": 16, "queue_size": 16, "momentum": 0.9, "temperature": 0.2} | kwargs

@@ -19,7 +19,7 @@ from cloudkit.pipeline.run import FAILED, SKIPPED, Progress, run_scenes
 from cloudkit.pipeline.windows import WindowGrid
 from cloudkit.pipeline.writer import SceneJob, SceneWriter, Written
 from cloudkit.synthetic import write_l1c_safe
-from predict_models import untrained_checkpoint
+from tests.helpers.predict_models import untrained_checkpoint
 
 
 def _one_line_error(capsys, argv: list) -> str:
