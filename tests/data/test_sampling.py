@@ -1,4 +1,4 @@
-"""Label fractions and train/val splits stratified on the cloudiness bins (SEED.md)."""
+"""Label fractions and train/val splits stratified on the cloudiness bins (Gbodjo et al. 2026)."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ from cloudkit.data.reflectance import ValueScale, store_reflectance
 from cloudkit.errors import BandMismatchError, StoreError, TileShapeError
 from cloudkit.io.store import StoreReader
 
-#: cloudiness bins of SEED.md: int(percent cloud) // 10, ten bins
+#: cloudiness bins of Gbodjo et al. (2026): int(percent cloud) // 10, ten bins
 NUM_CLOUD_BINS = 10
 # cloud_fraction is float32: 0.7 reads back as 69.99999 %; a tolerance far below one pixel
 # of any tile (1e-4 % of 384 x 384 pixels is 0.15 pixel) keeps such values in their own bin

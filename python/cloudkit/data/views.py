@@ -1,7 +1,8 @@
 """Pairs of views for the two pretraining methods.
 
-MoCo v2 contrasts two augmentations of one tile (:class:`TwoViews`); DeepCluster v2 in
-SEED.md pairs a tile with another tile of the same cloudiness bin (:class:`CloudinessPairs`).
+MoCo v2 contrasts two augmentations of one tile (:class:`TwoViews`); DeepCluster v2 as Gbodjo
+et al. (2026) train it pairs a tile with another tile of the same cloudiness bin
+(:class:`CloudinessPairs`).
 Items: ``{"view1", "view2", "index", "cloud_bin"}``; ``index`` is the dataset index of view1.
 """
 

@@ -1,4 +1,4 @@
-"""Describe the dataset layouts of SEED.md, plus plain band folders and multiband GeoTIFFs.
+"""The paper's dataset layouts (Gbodjo et al. 2026), plain band folders and multiband GeoTIFFs.
 
 Each ``read_*`` function turns one folder or file into Scenes; each ``is_*`` predicate says
 whether a folder looks like that layout (``io/discover.py`` uses them to pick a reader).
