@@ -285,9 +285,6 @@ class FinetuneOptions:
         if not 0.0 <= self.min_valid <= 1.0:
             raise OptionError(f"--min-valid must be in [0, 1], got {self.min_valid}")
 
-    def options_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(FinetuneOptions)}
-
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able values (paths and enums as strings), e.g. for a checkpoint."""
         return _plain_fields(self)
