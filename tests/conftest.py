@@ -53,39 +53,24 @@ def shared_data() -> Path:
     return samples.require()
 
 
-@pytest.fixture(scope="session")
-def t29unu(shared_data: Path) -> Path:
-    return samples.L2A_T29UNU
+def _sample(path: Path) -> Callable[[], Path]:
+    """A session fixture giving the path of one real sample (skipped without the samples)."""
+
+    @pytest.fixture(scope="session")
+    def fixture() -> Path:
+        samples.require()
+        return path
+
+    return fixture
 
 
-@pytest.fixture(scope="session")
-def t07hfe(shared_data: Path) -> Path:
-    return samples.L2A_T07HFE
-
-
-@pytest.fixture(scope="session")
-def t01lac(shared_data: Path) -> Path:
-    return samples.L1C_T01LAC
-
-
-@pytest.fixture(scope="session")
-def t46rer(shared_data: Path) -> Path:
-    return samples.L1C_T46RER
-
-
-@pytest.fixture(scope="session")
-def aws_tile(shared_data: Path) -> Path:
-    return samples.AWS_T19UDP
-
-
-@pytest.fixture(scope="session")
-def cogs_l2a(shared_data: Path) -> Path:
-    return samples.COGS_L2A
-
-
-@pytest.fixture(scope="session")
-def stack_13band(shared_data: Path) -> Path:
-    return samples.STACK_13BAND
+t29unu = _sample(samples.L2A_T29UNU)
+t07hfe = _sample(samples.L2A_T07HFE)
+t01lac = _sample(samples.L1C_T01LAC)
+t46rer = _sample(samples.L1C_T46RER)
+aws_tile = _sample(samples.AWS_T19UDP)
+cogs_l2a = _sample(samples.COGS_L2A)
+stack_13band = _sample(samples.STACK_13BAND)
 
 
 MakeRaster = Callable[..., Path]

@@ -9,23 +9,9 @@ import sys
 import pytest
 import zarr
 
-from cloudkit.cli import main
 from cloudkit.synthetic import write_l1c_safe
+from tests.helpers.cli import one_line_error, run
 from tests.helpers.shared_data import L2A_T29UNU
-
-
-def _run(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def _one_line_error(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("cloudkit: error: ")
-    assert "Traceback" not in err
-    return lines[0]
 
 
 @pytest.fixture()
@@ -80,32 +66,32 @@ def test_option_defaults_are_the_configs(command, config):
 
 
 def test_sample_job(tmp_path, capsys):
-    code, out, _ = _run(capsys, "tile", "--sample", str(tmp_path / "demo.zarr"))
+    code, out, _ = run(capsys, "tile", "--sample", str(tmp_path / "demo.zarr"))
     assert code == 0
     assert "1 scene(s) tiled" in out
     g = zarr.open_group(str(tmp_path / "demo.zarr"), mode="r")
     assert g.attrs["num_tiles"] >= 3 and len(g.attrs["bands"]) == 13
     # a second run finds the scene already there
-    code, out, _ = _run(capsys, "tile", "--sample", str(tmp_path / "demo.zarr"))
+    code, out, _ = run(capsys, "tile", "--sample", str(tmp_path / "demo.zarr"))
     assert code == 0 and "1 already in the store" in out
 
 
 def test_missing_band_names_the_file(tmp_path, capsys, product):
     b03 = next(product.glob("GRANULE/*/IMG_DATA/*_B03.jp2"))
     b03.unlink()
-    code, _, err = _run(capsys, "tile", str(product), str(tmp_path / "o.zarr"))
+    code, _, err = run(capsys, "tile", str(product), str(tmp_path / "o.zarr"))
     assert code == 1
-    line = _one_line_error(err)
+    line = one_line_error(err)
     assert "B03" in line and b03.name in line
 
 
 @pytest.mark.shared_data
 def test_missing_resolution_suggests_what_exists(tmp_path, capsys):
-    code, _, err = _run(
+    code, _, err = run(
         capsys, "tile", str(L2A_T29UNU), str(tmp_path / "o.zarr"), "--resolution", "10"
     )
     assert code == 1
-    line = _one_line_error(err)
+    line = one_line_error(err)
     assert "_10m.jp2" in line and "60" in line
 
 
@@ -113,12 +99,12 @@ def test_corrupt_jp2_names_the_file_and_keeps_earlier_scenes(tmp_path, capsys):
     good = write_l1c_safe(tmp_path / "good", size_10m=192, seed=1, tile_id="T31TCJ").path
     bad = write_l1c_safe(tmp_path / "bad", size_10m=192, seed=2, tile_id="T31TDJ").path
     out = tmp_path / "o.zarr"
-    assert _run(capsys, "tile", str(good), str(out))[0] == 0
+    assert run(capsys, "tile", str(good), str(out))[0] == 0
     b04 = next(bad.glob("GRANULE/*/IMG_DATA/*_B04.jp2"))
     b04.write_bytes(b04.read_bytes()[:300])  # a truncated download
-    code, _, err = _run(capsys, "tile", str(good), str(bad), str(out))
+    code, _, err = run(capsys, "tile", str(good), str(bad), str(out))
     assert code == 1
-    assert b04.name in _one_line_error(err)
+    assert b04.name in one_line_error(err)
     g = zarr.open_group(str(out), mode="r")
     assert g.attrs["num_scenes"] == 1 and g.attrs["in_progress"] is None
 
@@ -128,7 +114,7 @@ def test_keep_going_reports_every_failure(tmp_path, capsys):
     bad = write_l1c_safe(tmp_path / "bad", size_10m=192, seed=2, tile_id="T31TDJ").path
     next(bad.glob("GRANULE/*/IMG_DATA/*_B11.jp2")).write_bytes(b"not a jpeg 2000 file")
     out = tmp_path / "o.zarr"
-    code, stdout, err = _run(capsys, "tile", str(bad), str(good), str(out), "--keep-going")
+    code, stdout, err = run(capsys, "tile", str(bad), str(good), str(out), "--keep-going")
     assert code == 1
     assert "1 scene(s) tiled" in stdout and "1 failed" in stdout
     assert "B11" in err
@@ -139,45 +125,43 @@ def test_unknown_layout(tmp_path, capsys):
     folder = tmp_path / "notes"
     folder.mkdir()
     (folder / "readme.txt").write_text("hello")
-    code, _, err = _run(capsys, "tile", str(folder), str(tmp_path / "o.zarr"))
+    code, _, err = run(capsys, "tile", str(folder), str(tmp_path / "o.zarr"))
     assert code == 1
-    assert "notes" in _one_line_error(err)
+    assert "notes" in one_line_error(err)
 
 
 def test_file_that_is_not_a_raster(tmp_path, capsys):
     fake = tmp_path / "scene.tif"
     fake.write_text("this is text, not a GeoTIFF")
-    code, _, err = _run(capsys, "tile", str(fake), str(tmp_path / "o.zarr"))
+    code, _, err = run(capsys, "tile", str(fake), str(tmp_path / "o.zarr"))
     assert code == 1
-    assert "scene.tif" in _one_line_error(err)
+    assert "scene.tif" in one_line_error(err)
 
 
 def test_missing_scene_path(tmp_path, capsys):
-    code, _, err = _run(capsys, "tile", str(tmp_path / "nowhere.SAFE"), str(tmp_path / "o.zarr"))
+    code, _, err = run(capsys, "tile", str(tmp_path / "nowhere.SAFE"), str(tmp_path / "o.zarr"))
     assert code == 1
-    assert "nowhere.SAFE" in _one_line_error(err)
+    assert "nowhere.SAFE" in one_line_error(err)
 
 
 def test_unwritable_output(tmp_path, capsys, product):
     blocker = tmp_path / "file.txt"
     blocker.write_text("a file where a folder should be")
-    code, _, err = _run(capsys, "tile", str(product), str(blocker / "o.zarr"))
+    code, _, err = run(capsys, "tile", str(product), str(blocker / "o.zarr"))
     assert code == 1
-    assert "o.zarr" in _one_line_error(err)
+    assert "o.zarr" in one_line_error(err)
 
 
 def test_bad_tile_options(tmp_path, capsys, product):
-    code, _, err = _run(capsys, "tile", str(product), str(tmp_path / "o.zarr"), "--overlap", "400")
+    code, _, err = run(capsys, "tile", str(product), str(tmp_path / "o.zarr"), "--overlap", "400")
     assert code == 1
-    assert "--overlap" in _one_line_error(err)
+    assert "--overlap" in one_line_error(err)
 
 
 def test_unknown_band(tmp_path, capsys, product):
-    code, _, err = _run(
-        capsys, "tile", str(product), str(tmp_path / "o.zarr"), "--bands", "B02,B13"
-    )
+    code, _, err = run(capsys, "tile", str(product), str(tmp_path / "o.zarr"), "--bands", "B02,B13")
     assert code == 1
-    assert "B13" in _one_line_error(err)
+    assert "B13" in one_line_error(err)
 
 
 def test_debug_shows_traceback(tmp_path, product):

@@ -19,14 +19,8 @@ from cloudkit.pipeline.run import FAILED, SKIPPED, Progress, run_scenes
 from cloudkit.pipeline.windows import WindowGrid
 from cloudkit.pipeline.writer import SceneJob, SceneWriter, Written
 from cloudkit.synthetic import write_l1c_safe
+from tests.helpers.cli import fails_with_one_line
 from tests.helpers.predict_models import untrained_checkpoint
-
-
-def _one_line_error(capsys, argv: list) -> str:
-    assert main([str(a) for a in argv]) == 1
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("cloudkit: error: "), lines
-    return lines[0]
 
 
 @pytest.fixture()
@@ -54,8 +48,8 @@ class TestSameFailureInBothCommands:
             (bad / "readme.txt").write_text("not a product")
         good = write_l1c_safe(tmp_path / "in", size_10m=192, seed=1).path
         store, masks = tmp_path / "o.zarr", tmp_path / "masks"
-        tile = _one_line_error(capsys, ["tile", good, bad, store])
-        predict = _one_line_error(capsys, ["predict", good, bad, "-m", checkpoint, "-o", masks])
+        tile = fails_with_one_line(capsys, "tile", good, bad, store)
+        predict = fails_with_one_line(capsys, "predict", good, bad, "-m", checkpoint, "-o", masks)
         assert tile == predict and str(bad) in tile
         assert not store.exists() and not masks.exists()  # no scene was touched
 
@@ -65,7 +59,7 @@ class TestSameFailureInBothCommands:
         product = write_l1c_safe(tmp_path / "in", size_10m=192, seed=1).path
         mtd = _with_quantification(product, "1000")
         store = tmp_path / "o.zarr"
-        line = _one_line_error(capsys, ["tile", product, store])
+        line = fails_with_one_line(capsys, "tile", product, store)
         assert str(mtd) in line and "quantification value 1000;" in line
         assert zarr.open_group(str(store), mode="r").attrs["num_scenes"] == 0
 

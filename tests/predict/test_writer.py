@@ -24,7 +24,6 @@ import rasterio
 import torch
 from rasterio.errors import NotGeoreferencedWarning
 
-from cloudkit.cli import main
 from cloudkit.config import PredictOptions
 from cloudkit.data.reflectance import ValueScale
 from cloudkit.pipeline.run import Progress
@@ -32,6 +31,7 @@ from cloudkit.predict.model import Predictor
 from cloudkit.predict.output import is_complete, output_paths
 from cloudkit.predict.writer import predict_paths
 from cloudkit.synthetic import write_l1c_safe
+from tests.helpers.cli import one_line_error, run
 from tests.helpers.predict_models import trained_checkpoint, untrained_checkpoint
 from tests.helpers.shared_data import AWS_T19UDP, L2A_T29UNU, T29UNU_60M_BANDS
 
@@ -370,17 +370,8 @@ class TestAtomicOutputs:
 # ------------------------------------------------------------------------ errors
 
 
-def _run(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(["predict", *map(str, args)])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def _one_line_error(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("cloudkit: error: ") and "Traceback" not in err
-    return lines[0]
+def _run(capsys, *args) -> tuple[int, str, str]:
+    return run(capsys, "predict", *args)
 
 
 def _failures(err: str) -> list[str]:
@@ -430,7 +421,7 @@ class TestErrors:
         ckpt = untrained_checkpoint(tmp_path / "m.pt")
         code, _, err = _run(capsys, L2A_T29UNU, "-m", ckpt, "--device", "cuda")
         assert code == 1
-        assert "no CUDA device" in _one_line_error(err)
+        assert "no CUDA device" in one_line_error(err)
 
     @pytest.mark.shared_data
     def test_not_a_checkpoint(self, tmp_path, capsys):
@@ -438,7 +429,7 @@ class TestErrors:
         junk.write_bytes(b"not a torch file")
         code, _, err = _run(capsys, L2A_T29UNU, "-m", junk)
         assert code == 1
-        assert "model.pt" in _one_line_error(err)
+        assert "model.pt" in one_line_error(err)
 
     @pytest.mark.shared_data
     def test_overlap_larger_than_half_the_window(self, tmp_path, capsys):
@@ -447,7 +438,7 @@ class TestErrors:
             capsys, L2A_T29UNU, "-m", ckpt, "--resolution", 60, "--window", 64, "--overlap", 40
         )
         assert code == 1
-        assert "--overlap 40" in _one_line_error(err)
+        assert "--overlap 40" in one_line_error(err)
 
 
 # ------------------------------------------------------------------------ the predictor

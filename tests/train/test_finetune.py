@@ -20,6 +20,7 @@ from cloudkit.models.encoder import Encoder, encoder_state
 from cloudkit.models.segmentation import load_segmenter
 from cloudkit.train.finetune import finetune, load_init, targets_of
 from cloudkit.train.metrics import read_metrics
+from tests.helpers.cli import fails_with_one_line
 from tests.helpers.finetune_stores import real_store_64, spatial_split
 from tests.helpers.pretrain_stores import BANDS, real_store, subset_store
 
@@ -213,12 +214,7 @@ class TestInit:
 
 
 def _one_line_error(capsys, *args) -> str:
-    code = main(["finetune", *(str(a) for a in args)])
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 1, err
-    assert len(lines) == 1 and lines[0].startswith("cloudkit: error: "), err
-    return lines[0]
+    return fails_with_one_line(capsys, "finetune", *args)
 
 
 class TestCli:
