@@ -3,8 +3,8 @@
 The heads are fine-tuned with identical settings (random init, same seed, same tiles, same
 crops, same epochs) on the real T29UNU L2A product at 60 m with Sen2Cor SCL cloud labels, east
 of a buffer column, and scored on the spatially separate western strip (see
-tests/finetune_stores.py). Reported per head: cloud F1 and IoU, balanced accuracy, wall time of
-the fine-tuning, and the ratio of times.
+tests/helpers/finetune_stores.py). Reported per head: cloud F1 and IoU, balanced accuracy, wall
+time of the fine-tuning, and the ratio of times.
 
     python benches/bench_head_accuracy.py --fraction 0.25 --epochs 2 --crop 32
     python benches/bench_head_accuracy.py --heads unet,light --epochs 10 --crop 64
@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path.insert(0, str(HERE.parent))  # the project root: tests.helpers
 
 
 def main() -> None:
@@ -35,11 +35,12 @@ def main() -> None:
     parser.add_argument("--heads", default="unet,light,paper", help="comma-separated heads")
     args = parser.parse_args()
 
+    from tests.helpers.finetune_stores import TILE_64, spatial_split
+    from tests.helpers.pretrain_stores import BANDS
+    from tests.helpers.shared_data import L2A_T29UNU
+
     from cloudkit.config import TileOptions
     from cloudkit.tiling import tile_paths
-    from finetune_stores import TILE_64, spatial_split
-    from pretrain_stores import BANDS
-    from shared_data import L2A_T29UNU
 
     work = Path(tempfile.mkdtemp(prefix="cloudkit-heads-"))
     full = work / "t29unu.zarr"

@@ -37,7 +37,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path.insert(0, str(HERE.parent))  # the project root: tests.helpers
 
 from bench_tile import measure, product_for  # noqa: E402
 
@@ -48,7 +48,7 @@ ALL_BANDS = (
 
 def scene_and_bands(size: int | None) -> tuple[Path, float, tuple[str, ...]]:
     if size is None:
-        from shared_data import L2A_T29UNU, T29UNU_60M_BANDS
+        from tests.helpers.shared_data import L2A_T29UNU, T29UNU_60M_BANDS
 
         return L2A_T29UNU, 60.0, T29UNU_60M_BANDS
     return product_for(size), 10.0, ALL_BANDS

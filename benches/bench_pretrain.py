@@ -22,9 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from shared_data import L2A_T29UNU as T29UNU  # noqa: E402
-from shared_data import T29UNU_60M_BANDS as BANDS  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root: tests.helpers
+from tests.helpers.shared_data import L2A_T29UNU as T29UNU  # noqa: E402
+from tests.helpers.shared_data import T29UNU_60M_BANDS as BANDS  # noqa: E402
 
 
 def build_store(folder: Path, tile: int) -> Path:

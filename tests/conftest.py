@@ -1,17 +1,18 @@
-"""Shared fixtures: paths to the real Sentinel-2 samples and tiny generated datasets.
+"""Shared fixtures: paths to the real Sentinel-2 samples, tiny generated datasets, and torch
+on one thread.
 
 The real samples live outside the repository in ``../shared/data`` (relative to the project
-root) and are referenced in place, never copied. CloudSEN12, WHUS2-CD+ and SEN12MS are not
-available here: the ``*_root`` fixtures write a few dozen seeded pixels per file under the
-real names, CRS and transforms, standing in for each dataset's layout.
+root; ``tests/helpers/shared_data.py`` says where) and are referenced in place, never copied;
+tests that need them are skipped, with the reason, when they are absent. CloudSEN12, WHUS2-CD+
+and SEN12MS are not available here: the ``*_root`` fixtures write a few dozen seeded pixels per
+file under the real names, CRS and transforms, standing in for each dataset's layout.
 """
 
 from __future__ import annotations
 
 import csv
 import importlib.util
-import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,66 +20,57 @@ import pytest
 import rasterio
 from affine import Affine
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-if importlib.util.find_spec("cloudkit") is None:  # not installed yet: use the source tree
-    sys.path.insert(0, str(PROJECT_ROOT / "python"))
+from tests.helpers import shared_data as samples
 
-SHARED_DATA = PROJECT_ROOT / ".." / "shared" / "data"
 UTM_CRS = "EPSG:32629"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Torch computes on one intra-op thread in every test (a module that wants more sets it in
+    a fixture of its own): the tensors of the tests are tiny, and on a busy shared machine
+    OpenMP's spinning threads make a 2-thread step many times slower than a 1-thread one."""
+    if importlib.util.find_spec("torch") is None:  # the tests that need torch import it
+        yield
+        return
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """``@pytest.mark.shared_data``: the test reads the real samples, skip it without them."""
+    if item.get_closest_marker("shared_data") is not None:
+        samples.require()
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"real Sentinel-2 samples not found at {SHARED_DATA.resolve()}")
-    return SHARED_DATA
+    return samples.require()
 
 
-def _one(folder: Path, pattern: str) -> Path:
-    (match,) = folder.glob(pattern)
-    return match
+def _sample(path: Path) -> Callable[[], Path]:
+    """A session fixture giving the path of one real sample (skipped without the samples)."""
+
+    @pytest.fixture(scope="session")
+    def fixture() -> Path:
+        samples.require()
+        return path
+
+    return fixture
 
 
-@pytest.fixture(scope="session")
-def t29unu(shared_data: Path) -> Path:
-    """Real L2A, baseline 04.00 (offsets -1000); only the R60m band files are present."""
-    return _one(shared_data / "safe", "*_T29UNU_*.SAFE")
-
-
-@pytest.fixture(scope="session")
-def t07hfe(shared_data: Path) -> Path:
-    """Real L2A, baseline 02.12 (no offsets); every file a 100x100 GeoTIFF at 1098 m."""
-    return _one(shared_data / "safe", "*_T07HFE_*.SAFE")
-
-
-@pytest.fixture(scope="session")
-def t01lac(shared_data: Path) -> Path:
-    """Real L1C, baseline 02.09, product name without the _Nxxxx field; metadata only."""
-    return _one(shared_data / "safe", "*_T01LAC_*.SAFE")
-
-
-@pytest.fixture(scope="session")
-def t46rer(shared_data: Path) -> Path:
-    """Real L1C, baseline 03.01; metadata only."""
-    return _one(shared_data / "safe", "*_T46RER_*.SAFE")
-
-
-@pytest.fixture(scope="session")
-def aws_tile(shared_data: Path) -> Path:
-    """Real L1C band folder (AWS tile layout): 13 bands, all at 900 m, 122x122."""
-    return shared_data / "aws-l1c-tile" / "T19UDP_2017-07-29"
-
-
-@pytest.fixture(scope="session")
-def cogs_l2a(shared_data: Path) -> Path:
-    """Real L2A COG band folder: 12 bands at 100/200/600 m, SCL.tif, STAC item JSON."""
-    return shared_data / "cogs-l2a" / "S2A_29RKH_20200219_0_L2A"
-
-
-@pytest.fixture(scope="session")
-def stack_13band(shared_data: Path) -> Path:
-    """Real 13-band GeoTIFF (ESA order, band descriptions), 687x687 at ~160 m."""
-    return shared_data / "derived" / "S2A_MSIL1C_20170729_T19UDP_preview_13band.tif"
+t29unu = _sample(samples.L2A_T29UNU)
+t07hfe = _sample(samples.L2A_T07HFE)
+t01lac = _sample(samples.L1C_T01LAC)
+t46rer = _sample(samples.L1C_T46RER)
+aws_tile = _sample(samples.AWS_T19UDP)
+cogs_l2a = _sample(samples.COGS_L2A)
+stack_13band = _sample(samples.STACK_13BAND)
 
 
 MakeRaster = Callable[..., Path]

@@ -46,6 +46,7 @@ def test_tile_benchmark_smoke(tmp_path):
     assert "tile / best decode" in out
 
 
+@pytest.mark.shared_data
 def test_loader_benchmark_smoke():
     out = _run(
         str(BENCHES / "bench_loader.py"),

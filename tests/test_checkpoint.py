@@ -24,7 +24,7 @@ from cloudkit.checkpoint import (
     resolve_device,
     save_checkpoint,
 )
-from cloudkit.errors import CheckpointError, CloudkitError
+from cloudkit.errors import CheckpointError, OptionError
 from cloudkit.train.metrics import MetricsWriter, read_metrics
 from cloudkit.train.seeding import rng_state, set_rng_state
 
@@ -93,25 +93,25 @@ class TestAtomicSave:
 
 class TestLoad:
     def test_missing_checkpoint(self, tmp_path):
-        with pytest.raises(CloudkitError, match="no last.pt in that folder"):
+        with pytest.raises(CheckpointError, match="no last.pt in that folder"):
             resolve_checkpoint(tmp_path)
-        with pytest.raises(CloudkitError, match="no such checkpoint"):
+        with pytest.raises(CheckpointError, match="no such checkpoint"):
             resolve_checkpoint(tmp_path / "nope.pt")
 
     def test_garbage_is_refused(self, tmp_path):
         bad = tmp_path / "bad.pt"
         bad.write_bytes(b"not a checkpoint")
-        with pytest.raises(CloudkitError, match="not a readable cloudkit checkpoint"):
+        with pytest.raises(CheckpointError, match="not a readable cloudkit checkpoint"):
             load_checkpoint(bad)
 
     def test_other_torch_files_are_refused(self, tmp_path):
         torch.save({"state_dict": {}}, tmp_path / "other.pt")
-        with pytest.raises(CloudkitError, match="not a cloudkit pretraining checkpoint"):
+        with pytest.raises(CheckpointError, match="not a cloudkit pretraining checkpoint"):
             load_checkpoint(tmp_path / "other.pt")
         save_checkpoint(
             {**_payload(1.0), "format_version": PRETRAINING.version + 1}, tmp_path / "n.pt"
         )
-        with pytest.raises(CloudkitError, match="upgrade cloudkit"):
+        with pytest.raises(CheckpointError, match="upgrade cloudkit"):
             load_checkpoint(tmp_path / "n.pt")
 
 
@@ -140,7 +140,7 @@ def test_resolve_device():
     assert resolve_device("cpu") == torch.device("cpu")
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert resolve_device("auto").type == expected
-    with pytest.raises(CloudkitError, match="--device tpu: expected auto, cpu or cuda"):
+    with pytest.raises(OptionError, match="--device tpu: expected auto, cpu or cuda"):
         resolve_device("tpu")
 
 

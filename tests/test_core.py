@@ -16,10 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-import numpy_reference as ref
 from cloudkit import _core
 from cloudkit.errors import InvalidSceneError, StoreError, TileShapeError
 from cloudkit.io.store import StoreLayout, TileStore
+from tests.helpers import numpy_reference as ref
 
 # --- numpy references live in numpy_reference.py (shared with the benchmarks) ---------------
 

@@ -10,8 +10,8 @@ from cloudkit.cli import main
 from cloudkit.io.discover import discover_scenes
 from cloudkit.io.grid import plan_grid
 from cloudkit.predict.model import Predictor
-from predict_models import untrained_checkpoint
-from shared_data import L2A_T29UNU, T29UNU_60M_BANDS
+from tests.helpers.predict_models import untrained_checkpoint
+from tests.helpers.shared_data import L2A_T29UNU, T29UNU_60M_BANDS
 
 
 def test_export_halves_the_weights_and_predicts_the_same(tmp_path, capsys):

@@ -13,8 +13,8 @@ from cloudkit.errors import CheckpointError
 from cloudkit.model_card import ModelCard, Score
 from cloudkit.model_zoo import ShippedModel, file_sha256, load_predictor, verified_weights
 from cloudkit.predict.model import Predictor
-from predict_models import untrained_checkpoint
-from shared_data import AWS_T19UDP
+from tests.helpers.predict_models import untrained_checkpoint
+from tests.helpers.shared_data import AWS_T19UDP
 
 CARD = ModelCard(
     name="tiny",

@@ -22,7 +22,7 @@ from cloudkit.io.store import read_scene_table
 from cloudkit.peers import S2Cloudless, UkisCsmask
 from cloudkit.teacher import _stripe
 from cloudkit.tiling import tile_paths
-from shared_data import DERIVED, L2A_T29UNU, T29UNU_60M_BANDS
+from tests.helpers.shared_data import DERIVED, L2A_T29UNU, T29UNU_60M_BANDS
 
 T19UDP = DERIVED / "S2A_MSIL1C_20170729_T19UDP_preview_13band.tif"
 S2CLOUDLESS_MASK = DERIVED / "T19UDP_preview_s2cloudless_mask_thr0.4.npz"

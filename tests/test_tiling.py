@@ -15,14 +15,14 @@ import pytest
 import rasterio
 import zarr
 
-import numpy_reference as ref
 from cloudkit.config import TileOptions
 from cloudkit.io.discover import discover_scenes
 from cloudkit.io.grid import plan_grid
 from cloudkit.io.store import read_scene_table
 from cloudkit.synthetic import write_l1c_safe
 from cloudkit.tiling import tile_paths
-from shared_data import AWS_T19UDP, L2A_T29UNU, T29UNU_60M_BANDS
+from tests.helpers import numpy_reference as ref
+from tests.helpers.shared_data import AWS_T19UDP, L2A_T29UNU, T29UNU_60M_BANDS
 
 
 def _tile(paths, out, **kw):
@@ -45,12 +45,13 @@ def _expected_tiles(plan, shifts, tile, overlap):
 
 
 @pytest.fixture(scope="module")
-def t29unu_store(tmp_path_factory):
+def t29unu_store(t29unu, tmp_path_factory):
     out = tmp_path_factory.mktemp("t29") / "t29unu.zarr"
-    _tile([L2A_T29UNU], out, resolution=60, bands=T29UNU_60M_BANDS, scl_labels=True, tile_size=384)
+    _tile([t29unu], out, resolution=60, bands=T29UNU_60M_BANDS, scl_labels=True, tile_size=384)
     return out
 
 
+@pytest.mark.shared_data
 class TestRealL2A:
     def test_store_matches_the_numpy_reference_exactly(self, t29unu_store):
         plan = plan_grid(discover_scenes([L2A_T29UNU])[0], resolution=60, bands=T29UNU_60M_BANDS)
@@ -116,6 +117,7 @@ class TestRealL2A:
         assert scene["processing_baseline"] == "04.00"
 
 
+@pytest.mark.shared_data
 class TestRealAwsTile:
     def test_old_baseline_is_rebased_and_equal_to_reference(self, tmp_path):
         out = tmp_path / "t19.zarr"

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from cloudkit.config import Device
-from cloudkit.errors import CheckpointError, CloudkitError
+from cloudkit.errors import CheckpointError, DeviceError, OptionError
 from cloudkit.models.segmentation import Segmenter, load_segmenter, segmenter_state
 
 #: the checkpoint every epoch rewrites (what --resume continues from)
@@ -226,9 +226,9 @@ def resolve_device(device: Device | str, local_rank: int = 0) -> torch.device:
     ``cuda:N``), an error without a usable GPU. ``local_rank`` picks the GPU under torchrun."""
     name = str(getattr(device, "value", device)).lower()
     if name not in ("auto", "cpu", "cuda") and not name.startswith("cuda:"):
-        raise CloudkitError(f"--device {name}: expected auto, cpu or cuda")
+        raise OptionError(f"--device {name}: expected auto, cpu or cuda")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise CloudkitError(
+        raise DeviceError(
             "--device cuda but no CUDA device is usable here "
             f"(torch {torch.__version__}, CUDA build {torch.version.cuda or 'none'}); "
             "use --device cpu or auto"

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from cloudkit.errors import CloudkitError, TileShapeError
+from cloudkit.errors import OptionError, TileShapeError
 
 
 class Method(str, enum.Enum):
@@ -96,7 +96,7 @@ def parse_int_list(value: str | None, *, option: str) -> tuple[int, ...] | None:
     except ValueError:
         numbers = ()
     if not numbers or min(numbers) < 1:
-        raise CloudkitError(
+        raise OptionError(
             f"{option} {value!r}: expected positive whole numbers separated by commas, e.g. 3000,3000,3000"
         )
     return numbers
@@ -143,21 +143,21 @@ class PretrainConfig:
             object.__setattr__(self, "prototypes", tuple(int(p) for p in self.prototypes))
 
     def validate(self) -> None:
-        """Checks that need no data; raises CloudkitError naming the option."""
+        """Checks that need no data; raises OptionError naming the option."""
         if not self.stores:
-            raise CloudkitError("give at least one tile store (made by `cloudkit tile`)")
+            raise OptionError("give at least one tile store (made by `cloudkit tile`)")
         moco_only = {"queue_size": "--queue-size", "moco_momentum": "--moco-momentum"}
         deepcluster_only = {"prototypes": "--prototypes"}
         other = moco_only if self.method is Method.deepcluster else deepcluster_only
         for name, flag in other.items():
             if getattr(self, name) is not None:
-                raise CloudkitError(
+                raise OptionError(
                     f"{flag} applies to --method "
                     f"{'moco' if self.method is Method.deepcluster else 'deepcluster'} only, "
                     f"not {self.method.value}"
                 )
         if self.views is Views.cloudiness_pair and self.method is not Method.deepcluster:
-            raise CloudkitError(
+            raise OptionError(
                 "--views cloudiness-pair is for --method deepcluster (MoCo views are two "
                 "augmentations of one tile)"
             )
@@ -178,13 +178,13 @@ class PretrainConfig:
         }
         _check_signs(self, positive=positive, non_negative=non_negative)
         if self.moco_momentum is not None and not 0.0 <= self.moco_momentum < 1.0:
-            raise CloudkitError(f"--moco-momentum must be in [0, 1), got {self.moco_momentum}")
+            raise OptionError(f"--moco-momentum must be in [0, 1), got {self.moco_momentum}")
         if self.momentum is not None and self.momentum >= 1.0:
-            raise CloudkitError(f"--momentum must be below 1, got {self.momentum}")
+            raise OptionError(f"--momentum must be below 1, got {self.momentum}")
         if not 0.0 <= self.min_valid <= 1.0:
-            raise CloudkitError(f"--min-valid must be in [0, 1], got {self.min_valid}")
+            raise OptionError(f"--min-valid must be in [0, 1], got {self.min_valid}")
         if self.prototypes is not None and (not self.prototypes or min(self.prototypes) < 1):
-            raise CloudkitError(f"--prototypes must be positive, got {self.prototypes}")
+            raise OptionError(f"--prototypes must be positive, got {self.prototypes}")
 
     def resolved(
         self, *, tile_size: int | None = None, device_type: str | None = None
@@ -291,26 +291,23 @@ class FinetuneOptions:
         }
         _check_signs(self, positive=positive, non_negative=non_negative)
         if not 0.0 < self.val_fraction < 1.0:
-            raise CloudkitError(
+            raise OptionError(
                 f"--val-fraction must be in (0, 1), got {self.val_fraction}; early stopping "
                 "and the best checkpoint need a validation set"
             )
         if not 0.0 <= self.min_valid <= 1.0:
-            raise CloudkitError(f"--min-valid must be in [0, 1], got {self.min_valid}")
+            raise OptionError(f"--min-valid must be in [0, 1], got {self.min_valid}")
         if not 0.0 <= self.synthetic <= 1.0:
-            raise CloudkitError(
+            raise OptionError(
                 f"--synthetic must be a share of the crops in [0, 1], got {self.synthetic}"
             )
         if self.resolutions is not None:
             lo, hi = self.resolutions
             if not (0.0 < lo <= hi and math.isfinite(hi)):
-                raise CloudkitError(
+                raise OptionError(
                     f"--resolutions {lo:g},{hi:g}: expected two pixel sizes in metres, "
                     "smallest first, e.g. 20,60"
                 )
-
-    def options_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(FinetuneOptions)}
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able values (paths and enums as strings), e.g. for a checkpoint."""
@@ -353,9 +350,9 @@ class FinetuneConfig(FinetuneOptions):
 
     def validate(self) -> None:
         if not self.stores:
-            raise CloudkitError("give at least one labelled tile store (made by `cloudkit tile`)")
+            raise OptionError("give at least one labelled tile store (made by `cloudkit tile`)")
         if not 0.0 < self.fraction <= 1.0:
-            raise CloudkitError(
+            raise OptionError(
                 f"--fraction must be in (0, 1] (a share of the labelled tiles, e.g. 0.25), "
                 f"got {self.fraction}"
             )
@@ -382,7 +379,7 @@ def parse_resolutions(value: str | None) -> tuple[float, float] | None:
     except ValueError:
         numbers = ()
     if len(numbers) not in (1, 2):
-        raise CloudkitError(
+        raise OptionError(
             f"--resolutions {value!r}: expected one pixel size or a range in metres, e.g. 20,60"
         )
     return (numbers[0], numbers[-1])
@@ -396,7 +393,7 @@ def parse_fractions(value: str) -> tuple[float, ...]:
     except ValueError:
         numbers = ()
     if not numbers or any(not 0.0 < n <= 100.0 for n in numbers):
-        raise CloudkitError(
+        raise OptionError(
             f"--fractions {value!r}: expected percentages in (0, 100] separated by commas, "
             "e.g. 1,5,10,25,50,100"
         )
@@ -407,7 +404,7 @@ def parse_inits(value: str) -> tuple[str, ...]:
     """``"random,moco.pt"`` -> ``("random", "moco.pt")``."""
     parts = tuple(p.strip() for p in value.split(",") if p.strip())
     if not parts:
-        raise CloudkitError(
+        raise OptionError(
             f"--inits {value!r}: expected 'random' and/or pretraining checkpoints separated by "
             "commas, e.g. random,runs/moco/last.pt"
         )
@@ -437,14 +434,14 @@ class ExperimentConfig(FinetuneOptions):
 
     def validate(self) -> None:
         if not self.stores:
-            raise CloudkitError("give at least one labelled training store")
+            raise OptionError("give at least one labelled training store")
         if not self.test_stores:
-            raise CloudkitError("give at least one labelled --test-store")
+            raise OptionError("give at least one labelled --test-store")
         if not self.inits:
-            raise CloudkitError("--inits: give 'random' and/or pretraining checkpoints")
+            raise OptionError("--inits: give 'random' and/or pretraining checkpoints")
         bad = [f for f in self.fractions if not 0.0 < f <= 100.0]
         if not self.fractions or bad:
-            raise CloudkitError(
+            raise OptionError(
                 f"--fractions must be percentages in (0, 100], got {', '.join(map(str, bad))}"
             )
         super().validate()
@@ -475,7 +472,7 @@ class SceneOptions:
 
     def validate(self) -> None:
         if self.workers is not None and self.workers < 1:
-            raise TileShapeError(f"--workers {self.workers} must be at least 1")
+            raise OptionError(f"--workers {self.workers} must be at least 1")
 
     @property
     def threads(self) -> int:
@@ -495,7 +492,7 @@ class TileOptions(SceneOptions):
     def validate(self) -> None:
         super().validate()
         if self.scl_labels and self.labels_from:
-            raise CloudkitError(
+            raise OptionError(
                 f"--labels-from {self.labels_from} and --scl-labels both say where the labels "
                 "come from; pass one of them"
             )
@@ -535,7 +532,7 @@ class PredictOptions(SceneOptions):
     def validate(self) -> None:
         super().validate()
         if self.batch_size < 1:
-            raise TileShapeError(f"--batch-size {self.batch_size} must be at least 1")
+            raise OptionError(f"--batch-size {self.batch_size} must be at least 1")
         if self.window is not None and not 32 <= self.window <= 4096:
             raise TileShapeError(f"--window {self.window} is out of range; expected 32..4096")
         if self.overlap is not None and self.overlap < 0:
@@ -562,8 +559,8 @@ def _check_signs(cfg: object, *, positive: dict[str, str], non_negative: dict[st
     for name, flag in positive.items():
         value = getattr(cfg, name)
         if value is not None and value <= 0:
-            raise CloudkitError(f"{flag} must be positive, got {value}")
+            raise OptionError(f"{flag} must be positive, got {value}")
     for name, flag in non_negative.items():
         value = getattr(cfg, name)
         if value is not None and value < 0:
-            raise CloudkitError(f"{flag} must be >= 0, got {value}")
+            raise OptionError(f"{flag} must be >= 0, got {value}")

@@ -28,12 +28,17 @@ class BandMismatchError(CloudkitError, ValueError):
     """Bands of the data do not match what the store or checkpoint expects."""
 
 
+class OptionError(CloudkitError, ValueError):
+    """An option's value is invalid, contradicts another option, or asks more of the data
+    than it holds; the message names the option to change."""
+
+
 class TileShapeError(CloudkitError, ValueError):
-    """Tile size, overlap or array shape is impossible."""
+    """Tile, window or crop geometry is impossible: size, overlap, or an array's shape."""
 
 
 class StoreError(CloudkitError, OSError):
-    """The tile store cannot be created, opened or written."""
+    """The tile store cannot be created, opened or written, or lacks what a command reads."""
 
 
 class MissingDependencyError(CloudkitError, ImportError):
@@ -41,4 +46,21 @@ class MissingDependencyError(CloudkitError, ImportError):
 
 
 class CheckpointError(CloudkitError, ValueError):
-    """A file given as a checkpoint is missing, unreadable or of the wrong kind."""
+    """A checkpoint is missing, unreadable, of the wrong kind, or holds a model state cloudkit
+    cannot rebuild; or a run folder's checkpoint stands in the way of a new run."""
+
+
+class OutputError(CloudkitError, OSError):
+    """An output folder or file (other than a tile store) cannot be written."""
+
+
+class DeviceError(CloudkitError, RuntimeError):
+    """The device or the torchrun process layout a run asks for is not available here."""
+
+
+class TrainingDivergedError(CloudkitError, FloatingPointError):
+    """The loss or the weights became NaN or infinite; training stopped before saving them."""
+
+
+class ScenesFailedError(CloudkitError, RuntimeError):
+    """Some scenes of a run failed (each reported as it failed); the others were written."""

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cloudkit.errors import BandMismatchError, CloudkitError, MissingDependencyError
+from cloudkit.errors import BandMismatchError, MissingDependencyError, OptionError
 from cloudkit.io.level import L1C, LEVELS
 from cloudkit.io.scene import (
     LABEL_CLASSES,
@@ -118,7 +118,7 @@ class Peer:
                 from cloudkit.data.tasks import TASKS
 
                 fits = [t.name for t in TASKS.values() if self._tells(t)]
-                raise CloudkitError(
+                raise OptionError(
                     f"{self.name} cannot be scored on --task {task.name}: it calls "
                     f"{LABEL_CLASSES[code]} {LABEL_CLASSES[called]}; its tasks: {', '.join(fits)}"
                 )
@@ -303,7 +303,7 @@ def get_peer(name: str, *, option: str = "--model") -> Peer:
     try:
         peer = PEERS[name]()
     except KeyError:
-        raise CloudkitError(
+        raise OptionError(
             f"{option} {name}: not a peer model; expected one of {', '.join(PEERS)}"
         ) from None
     peer.require()

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from cloudkit.bands import BANDS
+from cloudkit.io.datasets import baseline_offset
 
 # Typical top-of-atmosphere reflectance per band (B01..B12, ESA order) of each surface.
 _SPECTRA = {
@@ -58,7 +59,7 @@ def write_l1c_safe(
     from affine import Affine
     from rasterio.crs import CRS
 
-    offset = -1000 if _baseline_tuple(baseline) >= (4, 0) else 0
+    offset = baseline_offset(baseline)
     pb = baseline.replace(".", "")
     name = f"S2B_MSIL1C_{sensing}_N{pb}_R008_{tile_id}_{sensing[:8]}T131517.SAFE"
     final = Path(dest) / name
@@ -176,11 +177,6 @@ def _bilinear(grid: np.ndarray, n: int) -> np.ndarray:
 
 def _repeat(a: np.ndarray, k: int) -> np.ndarray:
     return a if k == 1 else np.repeat(np.repeat(a, k, axis=0), k, axis=1)
-
-
-def _baseline_tuple(baseline: str) -> tuple[int, int]:
-    major, minor = baseline.split(".")
-    return int(major), int(minor)
 
 
 def _mtd_xml(name: str, baseline: str, granule: str, prefix: str, offset: int) -> str:

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cloudkit.errors import CloudkitError
+from cloudkit.errors import ScenesFailedError
 from cloudkit.pipeline.run import FAILED, SceneResult, Summary
 from cloudkit.pipeline.run import Progress as PipelineProgress
 
@@ -92,4 +92,4 @@ def report_failures(summary: Summary) -> None:
     for r in summary.failed:
         typer.echo(f"  failed: {r.scene_id}: {r.error}", err=True)
     total = len(summary.results)
-    raise CloudkitError(f"{len(summary.failed)} of {total} scene(s) failed; see above")
+    raise ScenesFailedError(f"{len(summary.failed)} of {total} scene(s) failed; see above")

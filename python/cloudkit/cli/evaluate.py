@@ -72,18 +72,18 @@ def evaluate(
     confusion matrix."""
     from rich.console import Console
 
-    from cloudkit.errors import CloudkitError
+    from cloudkit.errors import OptionError
     from cloudkit.eval.evaluate import evaluate_checkpoint, evaluate_reference, write_json
     from cloudkit.eval.metrics import format_table
 
     if reference is None:
         if len(paths) < 2:
-            raise CloudkitError(
+            raise OptionError(
                 "expected a checkpoint and at least one store: cloudkit evaluate CKPT STORE... "
                 "(or --reference ukis-csmask|s2cloudless|scl|MASK.tif STORE...)"
             )
         if task is not None or threshold is not None:
-            raise CloudkitError(
+            raise OptionError(
                 "--task and --threshold go with --reference; a checkpoint brings its own task"
             )
         checkpoint, stores = paths[0], paths[1:]

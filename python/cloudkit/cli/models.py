@@ -21,14 +21,14 @@ def models(
 
     Example: cloudkit models ukis-csmask
     """
-    from cloudkit.errors import CloudkitError
+    from cloudkit.errors import OptionError
     from cloudkit.model_zoo import listings, model_names
 
     found = listings()
     if name is not None:
         chosen = [item for item in found if item.card.name == name]
         if not chosen:
-            raise CloudkitError(
+            raise OptionError(
                 f"no model called {name!r}; expected one of {', '.join(model_names())}"
             )
         (item,) = chosen

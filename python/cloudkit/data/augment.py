@@ -1,4 +1,4 @@
-"""Random views of a reflectance tile for self-supervised pretraining (SEED.md, MoCo v2 views).
+"""Random views of a reflectance tile for SSL pretraining (MoCo v2 views, Gbodjo et al. 2026).
 
 Band-agnostic: every function takes a (C, H, W) float tensor with any number of bands and
 treats the bands alike (no colour jitter, which only means something for RGB). Randomness
@@ -18,7 +18,7 @@ from torch import Tensor
 from cloudkit.errors import TileShapeError
 from cloudkit.models.band_slots import drop_bands
 
-#: the outer crop is this much larger than the view (SEED.md: "a 1.2x larger crop")
+#: the outer crop is this much larger than the view (Gbodjo et al. 2026: "a 1.2x larger crop")
 OUTER_CROP_RATIO = 1.2
 FLIP_PROBABILITY = 0.25
 BLUR_PROBABILITY = 0.5

@@ -1,4 +1,4 @@
-"""Label fractions and train/val splits drawn stratified on the cloudiness bins (SEED.md).
+"""Label fractions and train/val splits stratified on the cloudiness bins (Gbodjo et al. 2026).
 
 A tile's bin is ``int(percent cloud) // 10`` (0..9, see :func:`cloudkit.data.tiles.cloud_bins_of`);
 tiles without labels have bin -1, which is kept as a stratum of its own. Both functions are

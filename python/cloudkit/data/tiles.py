@@ -23,7 +23,7 @@ from cloudkit.io.level import L2A, stored_scene_level
 from cloudkit.io.store import StoreReader
 from cloudkit.models.band_slots import SLOTS
 
-#: cloudiness bins of SEED.md: int(percent cloud) // 10, ten bins
+#: cloudiness bins of Gbodjo et al. (2026): int(percent cloud) // 10, ten bins
 NUM_CLOUD_BINS = 10
 # cloud_fraction is float32: 0.7 reads back as 69.99999 %; a tolerance far below one pixel
 # of any tile (1e-4 % of 384 x 384 pixels is 0.15 pixel) keeps such values in their own bin

@@ -1,7 +1,8 @@
 """Pairs of views for the two pretraining methods.
 
-MoCo v2 contrasts two augmentations of one tile (:class:`TwoViews`); DeepCluster v2 in
-SEED.md pairs a tile with another tile of the same cloudiness bin (:class:`CloudinessPairs`).
+MoCo v2 contrasts two augmentations of one tile (:class:`TwoViews`); DeepCluster v2 as Gbodjo
+et al. (2026) train it pairs a tile with another tile of the same cloudiness bin
+(:class:`CloudinessPairs`).
 Items: ``{"view1", "view2", "index", "cloud_bin"}``; ``index`` is the dataset index of view1.
 """
 
@@ -14,7 +15,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from cloudkit.data.tiles import TileDataset
-from cloudkit.errors import CloudkitError
+from cloudkit.errors import StoreError
 
 Transform = Callable[[Tensor], Tensor]
 
@@ -55,7 +56,7 @@ class CloudinessPairs(Dataset):
         self.seed = seed
         self._bins = tiles.cloud_bins()
         if not (self._bins >= 0).any():
-            raise CloudkitError(
+            raise StoreError(
                 "cloudiness pairs need labelled tiles but no tile of the stores has a cloud "
                 "fraction; tile labelled scenes (e.g. --scl-labels) or use TwoViews"
             )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from cloudkit.errors import CloudkitError
+from cloudkit.errors import OptionError, StoreError
 from cloudkit.eval.metrics import ConfusionAccumulator, class_metrics
 from cloudkit.eval.reference import evaluate_reference
 from cloudkit.io.store import StoreReader
@@ -43,9 +43,9 @@ def evaluate_checkpoint(
     from cloudkit.models.losses import predict_classes
 
     if batch_size < 1:
-        raise CloudkitError(f"--batch-size {batch_size}: expected at least 1")
+        raise OptionError(f"--batch-size {batch_size}: expected at least 1")
     if not stores:
-        raise CloudkitError("no tile store given; pass at least one store made by `cloudkit tile`")
+        raise StoreError("no tile store given; pass at least one store made by `cloudkit tile`")
     dev = resolve_device(device)
     payload, model = load_finetuned(checkpoint)
     task = get_task(str(payload.get("task", payload["model"]["task"])))

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from cloudkit.data.tasks import IGNORE, Task, get_task
-from cloudkit.errors import CloudkitError, InvalidSceneError, StoreError
+from cloudkit.errors import CloudkitError, InvalidSceneError, OptionError, StoreError
 from cloudkit.eval.metrics import ConfusionAccumulator, class_metrics
 from cloudkit.io.store import StoreReader
 from cloudkit.peers import PEERS
@@ -240,7 +240,7 @@ def evaluate_reference(
     the_task = get_task(task) if isinstance(task, str) else task
     if reference in PEERS:
         if threshold is not None:
-            raise CloudkitError(
+            raise OptionError(
                 f"--threshold applies to mask rasters; {reference} decides its classes itself"
             )
         from cloudkit.eval.peer import evaluate_peer
@@ -250,7 +250,7 @@ def evaluate_reference(
         raise StoreError("no tile store given; pass at least one store made by `cloudkit tile`")
     scl = reference.lower() == "scl"
     if threshold is not None and (not the_task.binary or scl):
-        raise CloudkitError(
+        raise OptionError(
             f"--threshold applies to probability masks and binary tasks; not to "
             f"{'--reference scl' if scl else f'--task {the_task.name}'}"
         )
@@ -260,7 +260,7 @@ def evaluate_reference(
         if threshold is None and np.issubdtype(np.dtype(mask._ds.dtypes[0]), np.floating):
             if not the_task.binary:
                 mask.close()
-                raise CloudkitError(
+                raise InvalidSceneError(
                     f"{reference}: holds {mask._ds.dtypes[0]} values; --task "
                     f"{the_task.name} needs integer class indices 0..{the_task.num_classes - 1}"
                 )

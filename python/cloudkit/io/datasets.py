@@ -1,4 +1,4 @@
-"""Describe the dataset layouts of SEED.md, plus plain band folders and multiband GeoTIFFs.
+"""The paper's dataset layouts (Gbodjo et al. 2026), plain band folders and multiband GeoTIFFs.
 
 Each ``read_*`` function turns one folder or file into Scenes; each ``is_*`` predicate says
 whether a folder looks like that layout (``io/discover.py`` uses them to pick a reader).
@@ -167,17 +167,18 @@ def _offsets_for(bands: list[str], meta: dict) -> dict[str, int]:
     if "offsets" in meta:
         return {b: meta["offsets"].get(b, 0) for b in bands}
     # No explicit offsets: products of baseline 04.00 or later still carry the +1000 shift.
-    baseline = meta.get("baseline")
-    if baseline and _baseline_tuple(baseline) >= _HARMONISED_BASELINE:
-        return {b: _HARMONISED_OFFSET for b in bands}
-    return {b: 0 for b in bands}
+    offset = baseline_offset(meta.get("baseline"))
+    return {b: offset for b in bands}
 
 
-def _baseline_tuple(baseline: str) -> tuple[int, ...]:
+def baseline_offset(baseline: str | None) -> int:
+    """The DN offset of every band of a product of processing ``baseline`` ("04.00"): -1000
+    from 04.00 on, 0 before and when the baseline is unknown."""
     try:
-        return tuple(int(part) for part in baseline.split("."))
+        version = tuple(int(part) for part in (baseline or "").split("."))
     except ValueError:
-        return (0,)
+        return 0
+    return _HARMONISED_OFFSET if version >= _HARMONISED_BASELINE else 0
 
 
 # --- single multiband GeoTIFF ------------------------------------------------------------

@@ -27,8 +27,6 @@ LABEL_CLASSES = {
     LABEL_CLOUD_SHADOW: "cloud shadow",
     LABEL_NODATA: "no data",
 }
-#: Codes that count as cloud in a tile's cloud fraction.
-CLOUD_CODES = (LABEL_THICK_CLOUD, LABEL_THIN_CLOUD)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from torchvision.models import ResNet, resnet18
 
 from cloudkit.bands import BY_NAME
-from cloudkit.errors import BandMismatchError, CloudkitError
+from cloudkit.errors import BandMismatchError, CheckpointError
 from cloudkit.models.band_slots import SLOTS, PresenceStem
 
 ARCH = "resnet18"
@@ -73,12 +73,12 @@ def load_encoder(state: dict) -> Encoder:
     """Rebuild the encoder saved by :func:`encoder_state`."""
     missing = [key for key in ("bands", "arch", "state_dict") if key not in state]
     if missing:
-        raise CloudkitError(
+        raise CheckpointError(
             f"not an encoder state: keys {', '.join(missing)} are missing; expected the dict "
             "written by cloudkit.models.encoder_state"
         )
     if state["arch"] != ARCH:
-        raise CloudkitError(
+        raise CheckpointError(
             f"encoder state is for architecture {state['arch']!r} but cloudkit builds {ARCH!r}"
         )
     encoder = Encoder(state["bands"], any_bands=bool(state.get("any_bands", False)))
@@ -86,7 +86,7 @@ def load_encoder(state: dict) -> Encoder:
         encoder.backbone.load_state_dict(state["state_dict"])
     except RuntimeError as err:
         first = str(err).strip().splitlines()[0]
-        raise CloudkitError(f"encoder state does not fit a {ARCH}: {first}") from err
+        raise CheckpointError(f"encoder state does not fit a {ARCH}: {first}") from err
     return encoder
 
 

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn import Parameter
 
-from cloudkit.errors import BandMismatchError, CloudkitError
+from cloudkit.errors import BandMismatchError, CheckpointError
 from cloudkit.models.encoder import ARCH, Encoder
 
 HEADS = ("unet", "light", "paper")
@@ -259,16 +259,16 @@ def load_segmenter(state: Mapping) -> Segmenter:
     """Rebuild the segmenter saved by :func:`segmenter_state` (on the CPU, in train mode)."""
     missing = [key for key in _STATE_KEYS if key not in state]
     if missing:
-        raise CloudkitError(
+        raise CheckpointError(
             f"not a segmenter state: keys {', '.join(missing)} are missing; expected the dict "
             "written by cloudkit.models.segmentation.segmenter_state"
         )
     if state["arch"] != ARCH:
-        raise CloudkitError(
+        raise CheckpointError(
             f"segmenter state is for architecture {state['arch']!r} but cloudkit builds {ARCH!r}"
         )
     if state["head"] not in HEADS:
-        raise CloudkitError(
+        raise CheckpointError(
             f"segmenter state has head {state['head']!r}; this cloudkit knows {', '.join(HEADS)}"
         )
     model = Segmenter(
@@ -281,7 +281,7 @@ def load_segmenter(state: Mapping) -> Segmenter:
         model.load_state_dict(state["state_dict"])
     except RuntimeError as err:
         first = str(err).strip().splitlines()[0]
-        raise CloudkitError(
+        raise CheckpointError(
             f"segmenter state does not fit a {ARCH} with the {state['head']} head: {first}"
         ) from err
     return model

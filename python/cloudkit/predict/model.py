@@ -23,7 +23,7 @@ from cloudkit import kernels
 from cloudkit.checkpoint import load_finetuned, resolve_device
 from cloudkit.data.reflectance import ValueScale, store_reflectance
 from cloudkit.data.tasks import get_task
-from cloudkit.errors import BandMismatchError, CheckpointError, CloudkitError
+from cloudkit.errors import BandMismatchError, CheckpointError, OptionError
 from cloudkit.io.level import L2A, processing_level
 from cloudkit.io.scene import Scene
 from cloudkit.models.band_slots import SLOTS, PresenceStem, check_any_band_input
@@ -253,7 +253,7 @@ def _model_info(path: Path, payload: dict, model) -> ModelInfo:
 def _resolve_precision(precision: str, device: torch.device) -> str:
     name = str(getattr(precision, "value", precision)).lower()
     if name not in PRECISIONS:
-        raise CloudkitError(f"--precision {precision}: expected one of {', '.join(PRECISIONS)}")
+        raise OptionError(f"--precision {precision}: expected one of {', '.join(PRECISIONS)}")
     if name == "auto":
         return "bf16" if device.type == "cuda" else "fp32"
     return name

@@ -31,7 +31,7 @@ from rasterio.crs import CRS
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
-from cloudkit.errors import CloudkitError
+from cloudkit.errors import OutputError
 from cloudkit.jsonfile import write_json
 
 __all__ = ["MaskWriter", "OutputPaths", "is_complete", "output_paths"]
@@ -175,7 +175,7 @@ class MaskWriter:
         except OSError as err:  # RasterioIOError is an OSError too
             self.abort()
             reason = err.strerror or " ".join(str(err).split())
-            raise CloudkitError(
+            raise OutputError(
                 f"{self.out_dir}: cannot write predictions here ({reason}); "
                 "choose a writable output folder"
             ) from None

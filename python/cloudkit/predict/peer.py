@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from cloudkit.data.reflectance import ValueScale
-from cloudkit.errors import CloudkitError
+from cloudkit.errors import OptionError
 from cloudkit.io.level import processing_level, require_level
 from cloudkit.io.scene import Scene
 from cloudkit.peers import get_peer
@@ -55,7 +55,7 @@ class PeerPredictor:
         if compile:
             wrong.append("--compile")
         if wrong:
-            raise CloudkitError(
+            raise OptionError(
                 f"{name} runs on the CPU in fp32 (its own runtime, not torch); drop "
                 f"{', '.join(wrong)}"
             )

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from cloudkit.errors import CloudkitError
+from cloudkit.errors import DeviceError
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def from_env() -> Dist:
         local_rank = int(env.get("LOCAL_RANK", "0"))
         local_world = int(env.get("LOCAL_WORLD_SIZE", str(world)))
     except ValueError as err:
-        raise CloudkitError(f"bad torchrun environment: {err}") from None
+        raise DeviceError(f"bad torchrun environment: {err}") from None
     return Dist(rank=rank, local_rank=local_rank, world_size=world, local_world_size=local_world)
 
 
@@ -55,7 +55,7 @@ def setup(device_type: str) -> Dist:
         return info
     if device_type == "cuda":
         if info.local_rank >= torch.cuda.device_count():
-            raise CloudkitError(
+            raise DeviceError(
                 f"LOCAL_RANK {info.local_rank} but only {torch.cuda.device_count()} CUDA "
                 "device(s); lower --nproc-per-node"
             )

@@ -45,7 +45,7 @@ from cloudkit.checkpoint import (
     resolve_device,
     save_checkpoint,
 )
-from cloudkit.errors import CheckpointError, CloudkitError
+from cloudkit.errors import CheckpointError, TrainingDivergedError
 from cloudkit.train import distributed
 from cloudkit.train.display import TrainingDisplay
 from cloudkit.train.loader import SeededViews, default_workers, epoch_sampler, seeded_loader
@@ -401,7 +401,7 @@ class Engine(abc.ABC):
             else "the weights became NaN or infinite"
         )
         kept = f"{LAST} still holds epoch {epoch - 1}" if epoch > 1 else "nothing was saved"
-        raise CloudkitError(
+        raise TrainingDivergedError(
             f"{what} in epoch {epoch}; lower --lr (now {self.cfg.lr:g}) or turn off --amp; {kept}"
         )
 
@@ -466,7 +466,7 @@ def _checkpoint_to_resume(cfg: Any, kind: CheckpointKind) -> dict[str, Any] | No
             )
         return load_checkpoint(last, kind, option="--resume")
     if last.exists():
-        raise CloudkitError(
+        raise CheckpointError(
             f"{cfg.out} already holds a checkpoint ({LAST}); pass --resume to continue that "
             "run, or choose another --out"
         )

@@ -18,7 +18,7 @@ from typing import Any
 
 from cloudkit.checkpoint import BEST, LAST
 from cloudkit.config import RANDOM_INIT, ExperimentConfig, FinetuneConfig, FinetuneOptions
-from cloudkit.errors import CloudkitError
+from cloudkit.errors import CheckpointError
 
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
@@ -116,7 +116,7 @@ def run_experiment(cfg: ExperimentConfig) -> Path:
                 )
                 best = finetune(run_cfg)
                 if not best.is_file():
-                    raise CloudkitError(f"{run_dir}: fine-tuning left no {BEST}")
+                    raise CheckpointError(f"{run_dir}: fine-tuning left no {BEST}")
                 metrics = evaluate_checkpoint(
                     best,
                     cfg.test_stores,

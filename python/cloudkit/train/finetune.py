@@ -33,7 +33,7 @@ from cloudkit.data.sampling import stratified_fraction, stratified_split
 from cloudkit.data.tasks import IGNORE, Task, get_task, task_targets
 from cloudkit.data.tiles import TileDataset
 from cloudkit.data.training_crops import TrainingCrops
-from cloudkit.errors import CheckpointError, CloudkitError
+from cloudkit.errors import CheckpointError, CloudkitError, OptionError, StoreError, TileShapeError
 from cloudkit.eval.metrics import ConfusionAccumulator, class_metrics
 from cloudkit.models.encoder import Encoder, as_any_band, check_bands, load_encoder
 from cloudkit.models.losses import dice_bce_loss, dice_ce_loss, predict_classes
@@ -120,9 +120,7 @@ def load_init(init: str) -> Encoder:
         raise CheckpointError(f"--init {init}: the checkpoint holds no 'encoder'")
     try:
         return load_encoder(state)
-    except CloudkitError as err:
-        if isinstance(err, CheckpointError):
-            raise
+    except CloudkitError as err:  # a state cloudkit cannot rebuild, or unknown bands
         raise CheckpointError(f"--init {init}: {err}") from None
 
 
@@ -176,13 +174,13 @@ class FineTuning(Engine):
         self.tiles = tiles
         self.task = get_task(cfg.task.value)
         if cfg.crop > tiles.tile_size:
-            raise CloudkitError(
+            raise TileShapeError(
                 f"--crop {cfg.crop} but the tiles of {self.stores} are {tiles.tile_size} px; "
                 "lower --crop or tile with a larger --tile-size"
             )
         bins = tiles.cloud_bins()
         if not (bins >= 0).any():
-            raise CloudkitError(
+            raise StoreError(
                 f"{self.stores} has no labelled tile (no cloud fractions); tile labelled scenes "
                 "(e.g. --scl-labels) to fine-tune"
             )
@@ -191,12 +189,12 @@ class FineTuning(Engine):
             subset, bins, cfg.val_fraction, seed=cfg.seed
         )
         if len(self.val_idx) == 0 or len(self.train_idx) == 0:
-            raise CloudkitError(
+            raise OptionError(
                 f"--fraction {cfg.fraction:g} of {self.stores} leaves {len(subset)} tile(s); "
                 "train and val need one each: raise --fraction or add tiles"
             )
         if cfg.batch_size > len(self.train_idx):
-            raise CloudkitError(
+            raise OptionError(
                 f"--batch-size {cfg.batch_size} but --fraction {cfg.fraction:g} of "
                 f"{self.stores} gives {len(self.train_idx)} training tiles ({len(self.val_idx)} "
                 f"more for val); lower --batch-size or raise --fraction"

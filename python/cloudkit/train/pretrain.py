@@ -31,7 +31,13 @@ from torch.utils.data import Dataset
 from cloudkit.checkpoint import PRETRAINING
 from cloudkit.config import Method, PretrainConfig, Views
 from cloudkit.data import CloudinessPairs, TileDataset, TwoViews, ssl_view_transform
-from cloudkit.errors import BandMismatchError, CheckpointError, CloudkitError
+from cloudkit.errors import (
+    BandMismatchError,
+    CheckpointError,
+    OptionError,
+    StoreError,
+    TileShapeError,
+)
 from cloudkit.models.encoder import Encoder, encoder_state
 from cloudkit.ssl.monitor import collapse_threshold, embedding_std, knn_accuracy
 from cloudkit.train import distributed
@@ -102,17 +108,17 @@ class Pretraining(Engine):
         """Refuse options the data cannot serve (CloudkitError naming the option)."""
         n = len(self.tiles)
         if cfg.crop > self.tiles.tile_size:
-            raise CloudkitError(
+            raise TileShapeError(
                 f"--crop {cfg.crop} but the tiles of {self.stores} are {self.tiles.tile_size} "
                 "px; lower --crop or tile with a larger --tile-size"
             )
         if cfg.batch_size * dist.world_size > n:
-            raise CloudkitError(
+            raise OptionError(
                 f"--batch-size {cfg.batch_size}{processes(dist)} but {self.stores} has {n} "
                 f"usable tiles (valid fraction >= {cfg.min_valid:g}); lower --batch-size"
             )
         if cfg.views is Views.cloudiness_pair and not (self.tiles.cloud_bins() >= 0).any():
-            raise CloudkitError(
+            raise StoreError(
                 f"--views cloudiness-pair needs labelled tiles (cloud fractions) but "
                 f"{self.stores} has none; tile labelled scenes (e.g. --scl-labels) or use "
                 "--views two-augmentations"

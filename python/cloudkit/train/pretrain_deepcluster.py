@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from cloudkit.config import Method, PretrainConfig
-from cloudkit.errors import CheckpointError, CloudkitError
+from cloudkit.errors import CheckpointError, OptionError
 from cloudkit.ssl.deepcluster import DeepClusterV2
 from cloudkit.ssl.lars import LARS, param_groups
 from cloudkit.train import distributed
@@ -89,12 +89,12 @@ class DeepClusterPretraining(Pretraining):
         # whole batches only: the tail of the shuffled tiles sits out each epoch
         seen = min(n, math.ceil(n / dist.world_size) // cfg.batch_size * per_step)
         if k > n:
-            raise CloudkitError(
+            raise OptionError(
                 f"{flag} but {self.stores} has {n} usable tiles; k-means needs at least one "
                 "tile per prototype: lower --prototypes"
             )
         if k > seen:
-            raise CloudkitError(
+            raise OptionError(
                 f"{flag} but an epoch uses only {seen} of the {n} tiles of {self.stores} "
                 f"(whole batches of {per_step}); k-means needs at least one tile per "
                 "prototype: lower --prototypes or --batch-size"

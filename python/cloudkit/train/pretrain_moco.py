@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from cloudkit.config import Method, PretrainConfig
-from cloudkit.errors import CloudkitError
+from cloudkit.errors import OptionError
 from cloudkit.ssl.moco import MoCo
 from cloudkit.train import distributed
 from cloudkit.train.pretrain import Pretraining, processes
@@ -46,7 +46,7 @@ class MoCoPretraining(Pretraining):
         per_step = cfg.batch_size * dist.world_size
         if cfg.queue_size < per_step or cfg.queue_size % per_step:
             multiple = max(per_step, cfg.queue_size // per_step * per_step)
-            raise CloudkitError(
+            raise OptionError(
                 f"--queue-size {cfg.queue_size} is not a multiple of the keys per step "
                 f"(--batch-size {cfg.batch_size}{processes(dist)} = {per_step}); use e.g. "
                 f"--queue-size {multiple}"
