@@ -54,21 +54,27 @@ SCALES = {
 }
 
 
+class StepFailed(Exception):
+    pass
+
+
 def run(*args: str) -> None:
     command = ["cloudkit", *args]
     print("$ " + " ".join(shlex.quote(a) for a in command), flush=True)
-    subprocess.run(command, check=True)
+    if subprocess.run(command).returncode != 0:
+        raise StepFailed(f"recipe: `cloudkit {args[0]}` failed (its error is above)")
 
 
 def write_eolearn_geotiffs(data: Path, folder: Path) -> list[Path]:
     """The eo-learn test series (5 dates, 13 bands, 10 m) as GeoTIFFs whose band descriptions
-    name the bands, so `cloudkit tile` reads them; georeferenced from its UTM 33N bbox."""
+    name the bands, so `cloudkit tile` reads them; georeferenced at 10 m from the upper left
+    corner of its UTM 33N bbox (which is not a whole number of pixels wide)."""
     import rasterio
-    from rasterio.transform import from_bounds
+    from affine import Affine
 
     series = np.load(data / "eolearn" / "eolearn_l1c_13band_with_s2cloudless_clm.npz")
     bands = [str(b) for b in series["band_names"]]
-    x0, y0, x1, y1 = (float(v) for v in np.ravel(series["bbox_utm33n"]))
+    x0, _, _, y1 = (float(v) for v in np.ravel(series["bbox_utm33n"]))
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for t, stamp in enumerate(series["timestamps"]):
@@ -85,7 +91,7 @@ def write_eolearn_geotiffs(data: Path, folder: Path) -> list[Path]:
                 "count": len(bands),
                 "dtype": "uint16",
                 "crs": "EPSG:32633",
-                "transform": from_bounds(x0, y0, x1, y1, w, h),
+                "transform": Affine(10.0, 0.0, x0, 0.0, -10.0, y1),
                 "nodata": 0,
             }
             with rasterio.open(path, "w", **profile) as dst:
@@ -174,4 +180,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except StepFailed as err:
+        print(err, file=sys.stderr)
+        sys.exit(1)
