@@ -15,7 +15,9 @@ Two kinds of sets, all real Sentinel-2 pixels from ``../shared/data`` (see its R
 Methods: the model (``--model``: a `cloudkit finetune` checkpoint or a shipped model name),
 the all-clear and all-cloud masks, the best single-band brightness threshold (band and
 threshold chosen on T29UNU's SCL, then applied unchanged everywhere), ukis-csmask and
-s2cloudless where their bands are present (``pip install 'cloudkit[peers]'``).
+s2cloudless where their bands are present (``pip install 'cloudkit[peers]'``); and, as an
+upper bound no real threshold reaches, the best threshold chosen on each scored set itself
+(the oracle).
 
     python benches/bench_quality.py [--model default] [--json out.json]
 
@@ -47,13 +49,14 @@ T29UNU_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B8A", "B09", "
 @dataclass
 class Sample:
     """One image: reflectance (C, H, W) of ``bands`` (NaN = no data), labels in cloudkit
-    codes (255 = unlabelled), its processing level."""
+    codes (255 = unlabelled), its processing level and pixel size."""
 
     name: str
     refl: np.ndarray
     bands: tuple[str, ...]
     labels: np.ndarray
     level: str
+    resolution: float | None  # metres; None where the source does not say
 
 
 @dataclass
@@ -94,7 +97,7 @@ def cloudsen12(kind: str) -> list[Sample]:
         for code, target in mapping.items():
             labels[raw == code] = target
         name = str(folder.relative_to(root))
-        out.append(Sample(name, refl, RGB, labels, "L1C"))
+        out.append(Sample(name, refl, RGB, labels, "L1C", 10.0))
     return out
 
 
@@ -114,7 +117,7 @@ def t29unu() -> list[Sample]:
     refl = (dn.astype(np.float32) - 1000.0) / 10000.0  # baseline 04.00: BOA_ADD_OFFSET -1000
     refl[:, (dn == 0).any(axis=0)] = np.nan
     labels = _scl_codes(_read(next(folder.glob("*_SCL_60m.jp2"))))
-    return [Sample("T29UNU", refl, T29UNU_BANDS, labels, "L2A")]
+    return [Sample("T29UNU", refl, T29UNU_BANDS, labels, "L2A", 60.0)]
 
 
 def t19udp() -> list[Sample]:
@@ -125,14 +128,14 @@ def t19udp() -> list[Sample]:
     cloud = mask[mask.files[0]].astype(bool)
     labels = np.where(cloud, THICK, CLEAR).astype(np.uint8)
     labels[np.isnan(refl).any(axis=0)] = NODATA
-    return [Sample("T19UDP preview", refl, L1C, labels, "L1C")]
+    return [Sample("T19UDP preview", refl, L1C, labels, "L1C", 160.0)]
 
 
 def s2cloudless_arrays() -> list[Sample]:
     arrays = np.load(DATA / "s2cloudless-1.2.2" / "input_arrays.npz")
     refl = np.moveaxis(arrays["s2_im"][0], -1, 0).astype(np.float32)
     labels = np.where(arrays["cl_mask"][0] > 0, THICK, CLEAR).astype(np.uint8)
-    return [Sample("s2cloudless arrays", refl, L1C, labels, "L1C")]
+    return [Sample("s2cloudless arrays", refl, L1C, labels, "L1C", None)]
 
 
 def sahara() -> list[Sample]:
@@ -143,7 +146,7 @@ def sahara() -> list[Sample]:
     refl = dn.astype(np.float32) / 10000.0  # baseline 02.14: no offset
     refl[:, (dn == 0).any(axis=0)] = np.nan
     labels = _scl_codes(_read(folder / "SCL.tif", shape=shape))
-    return [Sample("Sahara 29RKH", refl, bands, labels, "L2A")]
+    return [Sample("Sahara 29RKH", refl, bands, labels, "L2A", 100.0)]
 
 
 def scored_sets() -> list[Scored]:
@@ -208,32 +211,65 @@ def threshold_method(band: str, threshold: float) -> Method:
 
 
 def model_method(model: str, device: str) -> tuple[Method, str]:
-    """A cloudkit model run exactly as `cloudkit predict` runs it on a window: store values
-    of the sample's bands, the predictor's conversion, its probabilities."""
+    """A cloudkit model run as `cloudkit predict` runs it: store values of the sample's bands,
+    area-averaged to the model's pixel size when the sample is finer (as predict reads finer
+    products), the predictor's conversion, its probabilities; the classes brought back to
+    the labels' grid by nearest neighbour."""
     import torch
 
     from cloudkit.model_zoo import load_predictor
 
     predictor = load_predictor(model, device=device)
+    info = predictor.info
 
     def run(sample: Sample) -> np.ndarray | None:
         bands = _model_bands(predictor, sample)
         if bands is None:
             return None
-        idx = [sample.bands.index(b) for b in bands]
-        refl = sample.refl[idx]
+        refl = sample.refl[[sample.bands.index(b) for b in bands]]
+        factor = _coarsening(sample.resolution, info.resolution)
+        if factor > 1:
+            refl = _block_mean(refl, factor)
         valid = np.isfinite(refl).all(axis=0)
         values = np.clip(np.round(np.nan_to_num(refl) * 10000.0) + 1000.0, 1, 65535)
         values = np.where(valid, values, 0).astype(np.uint16)
         with torch.inference_mode():
             x = predictor.inputs(values[None], valid[None, None].astype(np.uint8), bands)
             probs = predictor.probabilities(x)[0]
-        info = predictor.info
         if info.binary:
-            return np.where(probs[0] > 0.5, THICK, CLEAR).astype(np.uint8)
-        return _task_codes(info.task)[probs.argmax(axis=0)]
+            codes = np.where(probs[0] > 0.5, THICK, CLEAR).astype(np.uint8)
+        else:
+            codes = _task_codes(info.task)[probs.argmax(axis=0)]
+        if factor > 1:
+            codes = _nearest_up(codes, factor, sample.labels.shape)
+        return codes
 
-    return run, predictor.info.name if hasattr(predictor.info, "name") else str(model)
+    return run, Path(model).parent.name if Path(model).is_file() else model
+
+
+def _coarsening(sample: float | None, model: float | None) -> int:
+    """The integer factor predict would area-average a sample by (1: read as it is)."""
+    if sample is None or model is None or model <= sample:
+        return 1
+    return max(1, round(model / sample))
+
+
+def _block_mean(refl: np.ndarray, k: int) -> np.ndarray:
+    """(C, H, W) -> (C, ceil(H/k), ceil(W/k)): the mean of each block's valid pixels (NaN
+    where it has none), edge blocks included."""
+    c, h, w = refl.shape
+    hp, wp = -(-h // k) * k, -(-w // k) * k
+    padded = np.full((c, hp, wp), np.nan, np.float32)
+    padded[:, :h, :w] = refl
+    blocks = padded.reshape(c, hp // k, k, wp // k, k)
+    count = np.isfinite(blocks).sum(axis=(2, 4))
+    total = np.nansum(blocks, axis=(2, 4))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / count, np.nan).astype(np.float32)
+
+
+def _nearest_up(codes: np.ndarray, k: int, shape: tuple[int, int]) -> np.ndarray:
+    return np.repeat(np.repeat(codes, k, axis=0), k, axis=1)[: shape[0], : shape[1]]
 
 
 def _model_bands(predictor, sample: Sample) -> tuple[str, ...] | None:
@@ -368,15 +404,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             method = peer_method(peer)
             if method is not None:
                 methods[peer] = method
+    # an upper bound for any one-band threshold: the best on the scored set itself
+    oracle_name = "brightness, best on this set (oracle)"
     results: dict[str, dict] = {}
+    oracles = []
     for scored in sets:
         results[scored.name] = {}
-        for name, method in methods.items():
+        oracle = fit_threshold(scored.samples)
+        oracles.append(f"{scored.name}: {oracle[0]} > {oracle[1]:.2f}")
+        for name, method in {**methods, oracle_name: threshold_method(*oracle)}.items():
             figures = score(scored, method)
             if figures is not None:
                 results[scored.name][name] = figures
-    print(markdown(results, sets, list(methods)))
-    print(f"threshold chosen on T29UNU's SCL: {band} > {threshold:.2f}")
+    print(markdown(results, sets, [*methods, oracle_name]))
+    print(
+        f"threshold chosen on T29UNU's SCL: {band} > {threshold:.2f}; oracles: "
+        + "; ".join(oracles)
+    )
     print(f"({time.perf_counter() - started:.0f} s)")
     if args.json:
         args.json.write_text(json.dumps({"model": args.model, "results": results}, indent=1))

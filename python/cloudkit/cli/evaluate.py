@@ -25,7 +25,7 @@ def evaluate(
         typer.Option(
             "--reference",
             help="Score a reference instead of a checkpoint: a peer model run on the stores' "
-            "own pixels ('ukis-csmask', 's2cloudless': pip install 'cloudkit[peers]'), 'scl' "
+            "own pixels ('ukis-csmask', 's2cloudless': pip install 'cloudkit\\[peers]'), 'scl' "
             "(each L2A scene's Sen2Cor scene classification) or a mask GeoTIFF in the scenes' "
             "CRS (class indices, or a probability with --threshold).",
             show_default=False,

@@ -21,12 +21,12 @@ class Precision(str, enum.Enum):
 
 def predict(
     scenes: Annotated[
-        list[Path],
+        list[Path] | None,
         typer.Argument(
             help="Products (.SAFE, band folders, GeoTIFFs) or folders of them.",
             show_default=False,
         ),
-    ],
+    ] = None,
     model: Annotated[
         str,
         typer.Option(
@@ -34,7 +34,7 @@ def predict(
             "-m",
             help="default: the model shipped with cloudkit. Or a checkpoint of `cloudkit "
             "finetune` (best.pt), or the name of another shipped model or of a peer model "
-            "(ukis-csmask, s2cloudless: pip install 'cloudkit[peers]'); `cloudkit models` "
+            "(ukis-csmask, s2cloudless: pip install 'cloudkit\\[peers]'); `cloudkit models` "
             "lists them.",
         ),
     ] = "default",
@@ -88,6 +88,13 @@ def predict(
         bool, typer.Option("--overwrite", help="Predict scenes whose outputs already exist.")
     ] = False,
     workers: Workers = None,
+    sample: Annotated[
+        bool,
+        typer.Option(
+            "--sample",
+            help="Predict the small L1C product that ships with cloudkit (no SCENES needed).",
+        ),
+    ] = False,
 ) -> None:
     """Predict a cloud mask for each scene: SCENE_mask.tif (a Cloud-Optimised GeoTIFF of class
     codes, 255 outside the swath), SCENE.json (cloud, shadow and valid percentages, timings).
@@ -95,7 +102,10 @@ def predict(
     Scenes whose outputs exist are skipped; a bad scene is reported and the next one goes on
     (exit code 1 at the end). A path that does not exist or holds no scene stops at once.
 
-    Example: cloudkit predict S2B_MSIL1C_*.SAFE --model run/best.pt -o masks --quicklook
+    Example: cloudkit predict S2B_MSIL1C_*.SAFE -o masks --quicklook (the default model), or
+    cloudkit predict --sample (the product that ships with cloudkit).
+
+    Your own model: cloudkit predict S2B_MSIL1C_*.SAFE --model run/best.pt -o masks
 
     A peer model runs through the same readers, windows and writer: cloudkit predict
     S2B_MSIL1C_*.SAFE --model ukis-csmask -o masks
@@ -106,6 +116,13 @@ def predict(
     from cloudkit.pipeline.run import SKIPPED
     from cloudkit.predict.writer import PREDICTED, predict_paths
 
+    paths = list(scenes or [])
+    if sample:
+        from cloudkit.sample import sample_product
+
+        paths.append(sample_product())
+    if not paths:
+        raise typer.BadParameter("give at least one scene, or --sample", param_hint="SCENES")
     options = PredictOptions(
         resolution=resolution,
         window=window,
@@ -120,7 +137,7 @@ def predict(
         model, device=device.value, precision=precision.value, compile=compile_model
     )
     with RichPredictProgress() as progress:
-        summary = predict_paths(scenes, predictor, out, options, progress)
+        summary = predict_paths(paths, predictor, out, options, progress)
     for r in summary.results:
         if r.status == PREDICTED:
             s = r.summary
