@@ -13,7 +13,9 @@ Runs, each a separate process:
                 row range by row range as prediction reads them: the floor for end to end
   HEAD-PREC     `predict_paths` with each head of --heads (light, unet) and each precision
                 (fp32, bf16; +compile with --compile), channels_last; the per-stage split
-                comes from the scene's JSON
+                comes from the scene's JSON. The head ``default`` is the model shipped with
+                cloudkit, run as `cloudkit predict` runs it: at its own resolution (20 m),
+                its any-band stem reading the scene's bands
 
 The models are seeded, untrained ResNet-18 segmenters with the scene's bands: speed does not
 depend on the weights. On a GPU (``--device cuda``) the script also reports the model alone
@@ -22,6 +24,7 @@ on a scene's worth of windows already on the device, and the paper head on a cro
 
     python benches/bench_predict.py                       # T29UNU at 60 m, CPU
     python benches/bench_predict.py --size 10980 --precisions bf16 --heads light,unet
+    python benches/bench_predict.py --size 10980 --precisions bf16 --heads light,default
     python benches/bench_predict.py --size 10980 --device cuda --paper-crop 2048
 """
 
@@ -74,6 +77,15 @@ def write_model(path: Path, bands: tuple[str, ...], head: str = "unet") -> Path:
     return path
 
 
+def shipped_weights() -> Path:
+    from cloudkit.model_zoo import DEFAULT, shipped_model, verified_weights
+
+    model = shipped_model(DEFAULT)
+    if model is None:
+        raise SystemExit("this cloudkit ships no default model")
+    return verified_weights(model)
+
+
 # ------------------------------------------------------------------------ child processes
 
 
@@ -106,7 +118,7 @@ def child_predict(args) -> dict:
         Path(args.model), device=args.device, precision=args.precision, compile=args.compile
     )
     options = PredictOptions(
-        resolution=args.resolution,
+        resolution=None if args.shipped else args.resolution,  # shipped: its own resolution
         window=args.window,
         overlap=args.overlap,
         batch_size=args.batch_size,
@@ -192,6 +204,7 @@ def main() -> None:
     parser.add_argument("--precision", default="auto", help=argparse.SUPPRESS)
     parser.add_argument("--windows", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--tmp", help=argparse.SUPPRESS)
+    parser.add_argument("--shipped", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         Path(args.result).write_text(json.dumps(CHILDREN[args.child](args)))
@@ -205,7 +218,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-predict-") as tmp:
         tmp = Path(tmp)
         heads = args.heads.split(",")
-        models = {head: write_model(tmp / f"{head}.pt", bands, head) for head in heads}
+        models = {
+            head: shipped_weights()
+            if head == "default"
+            else write_model(tmp / f"{head}.pt", bands, head)
+            for head in heads
+        }
         common = [
             "--scene", str(scene), "--resolution", str(resolution), "--bands", ",".join(bands),
             "--window", str(args.window), "--overlap", str(args.overlap),
@@ -222,6 +240,7 @@ def main() -> None:
         for head in heads:
             for precision in args.precisions.split(","):
                 extra = ["--model", str(models[head]), "--precision", precision]
+                extra += ["--shipped"] if head == "default" else []
                 names.append((f"{head}-{precision}", extra))
                 if args.compile:
                     names.append((f"{head}-{precision}+compile", [*extra, "--compile"]))

@@ -65,6 +65,8 @@ class Scored:
     kind: str  # "human" or "reference"
     reference: str
     samples: list[Sample] = field(default_factory=list)
+    #: what of it the default model trained on (recipes/default_model.py); None: nothing
+    trained_on: str | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -150,13 +152,15 @@ def sahara() -> list[Sample]:
 
 
 def scored_sets() -> list[Scored]:
+    ukis = "its image, with ukis-csmask's classes as labels"
+    scl = "its image, with these SCL labels"
     return [
         Scored("CloudSEN12 dense (6 patches)", "human", "human", cloudsen12("hq")),
         Scored("CloudSEN12 scribbles (10 patches)", "human", "human", cloudsen12("sc")),
-        Scored("T29UNU L2A 60 m", "reference", "Sen2Cor SCL", t29unu()),
-        Scored("T19UDP L1C 160 m", "reference", "s2cloudless", t19udp()),
+        Scored("T29UNU L2A 60 m", "reference", "Sen2Cor SCL", t29unu(), scl),
+        Scored("T19UDP L1C 160 m", "reference", "s2cloudless", t19udp(), ukis),
         Scored("s2cloudless test arrays L1C", "reference", "s2cloudless", s2cloudless_arrays()),
-        Scored("Sahara L2A 100 m", "reference", "Sen2Cor SCL", sahara()),
+        Scored("Sahara L2A 100 m", "reference", "Sen2Cor SCL", sahara(), scl),
     ]
 
 
@@ -218,6 +222,7 @@ def model_method(model: str, device: str) -> tuple[Method, str]:
     import torch
 
     from cloudkit.model_zoo import load_predictor
+    from cloudkit.predict.writer import mask_classes
 
     predictor = load_predictor(model, device=device)
     info = predictor.info
@@ -237,14 +242,15 @@ def model_method(model: str, device: str) -> tuple[Method, str]:
             x = predictor.inputs(values[None], valid[None, None].astype(np.uint8), bands)
             probs = predictor.probabilities(x)[0]
         if info.binary:
-            codes = np.where(probs[0] > 0.5, THICK, CLEAR).astype(np.uint8)
+            codes = np.where(probs[0] > info.threshold, THICK, CLEAR).astype(np.uint8)
         else:
-            codes = _task_codes(info.task)[probs.argmax(axis=0)]
+            codes = _task_codes(info.task)[mask_classes(info.task, probs)]
         if factor > 1:
             codes = _nearest_up(codes, factor, sample.labels.shape)
         return codes
 
-    return run, Path(model).parent.name if Path(model).is_file() else model
+    path = Path(model)
+    return run, f"{path.parent.name}/{path.name}" if path.is_file() else model
 
 
 def _coarsening(sample: float | None, model: float | None) -> int:
@@ -363,6 +369,8 @@ def markdown(results: dict, sets: list[Scored], methods: list[str]) -> str:
     for scored in sets:
         row = results[scored.name]
         head = f"**{scored.name}** (vs {scored.reference})"
+        if scored.trained_on:
+            head += f"; the default model trained on {scored.trained_on}"
         cols = ["cloud F1", "cloud IoU", "shadow F1", "shadow IoU"]
         if scored.kind == "human":
             cols.append("mean IoU (4 classes)")

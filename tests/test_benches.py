@@ -80,3 +80,28 @@ def test_predict_benchmark_smoke(tmp_path):
     )
     assert "decode (floor)" in out and "decode floor" in out
     assert "light-fp32" in out and "unet-fp32" in out and "unet / light" in out
+
+
+@pytest.mark.shared_data
+def test_quality_bench_measures_what_the_default_models_card_says(tmp_path):
+    """The shipped weights score what their card says, and beat the trivial masks and the
+    brightness threshold chosen on other data on both sets of human labels."""
+    import json
+
+    from cloudkit.model_zoo import SHIPPED
+
+    figures = tmp_path / "quality.json"
+    _run(str(BENCHES / "bench_quality.py"), "--no-peers", "--json", str(figures))
+    results = json.loads(figures.read_text())["results"]
+    card = {(s.metric, s.data): s.value for s in SHIPPED[0].card.scores}
+    dense = results["CloudSEN12 dense (6 patches)"]
+    ours = dense["cloudkit (default)"]
+    cs12 = next(data for metric, data in card if data.startswith("CloudSEN12 human labels, 6"))
+    assert ours["cloud_f1"] == pytest.approx(card["cloud F1 against human labels", cs12], abs=0.01)
+    assert ours["mean_iou"] == pytest.approx(card["mean IoU of the 4 classes", cs12], abs=0.01)
+    for name in ("CloudSEN12 dense (6 patches)", "CloudSEN12 scribbles (10 patches)"):
+        row = results[name]
+        threshold = next(v for k, v in row.items() if k.startswith("brightness B"))
+        for baseline in (row["all clear"], row["all cloud"], threshold):
+            assert row["cloudkit (default)"]["cloud_f1"] > baseline["cloud_f1"]
+            assert row["cloudkit (default)"]["mean_iou"] > baseline["mean_iou"]

@@ -39,9 +39,9 @@ def shipped(tmp_path, monkeypatch) -> ShippedModel:
     return model
 
 
-def test_ships_nothing_yet_and_names_the_peers():
-    assert model_zoo.SHIPPED == ()
-    assert model_zoo.model_names() == ["ukis-csmask", "s2cloudless"]
+def test_ships_the_default_and_names_the_peers():
+    assert [m.name for m in model_zoo.SHIPPED] == ["default"]
+    assert model_zoo.model_names() == ["default", "ukis-csmask", "s2cloudless"]
 
 
 def test_shipped_model_by_name(shipped, tmp_path):
@@ -84,7 +84,7 @@ def test_unknown_model_is_one_line_listing_the_names(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1
     assert err.startswith("cloudkit: error: --model fmask: no such checkpoint file, nor a model")
-    assert "one of ukis-csmask, s2cloudless" in err
+    assert "one of default, ukis-csmask, s2cloudless" in err
 
 
 def test_models_lists_shipped_and_peers(shipped, monkeypatch, capsys):
@@ -100,7 +100,8 @@ def test_models_lists_shipped_and_peers(shipped, monkeypatch, capsys):
     assert "install: pip install 'cloudkit[peers]'" in out
 
 
-def test_models_without_shipped_ones(capsys):
+def test_models_without_shipped_ones(monkeypatch, capsys):
+    monkeypatch.setattr(model_zoo, "SHIPPED", ())
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("shipped with cloudkit: none yet")
@@ -117,5 +118,6 @@ def test_one_models_card_in_full(capsys):
     err = capsys.readouterr().err
     assert (
         err
-        == "cloudkit: error: no model called 'fmask'; expected one of ukis-csmask, s2cloudless\n"
+        == "cloudkit: error: no model called 'fmask'; expected one of default, ukis-csmask, "
+        "s2cloudless\n"
     )

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from cloudkit.data.tasks import IGNORE, TASKS, Task, get_task, task_targets
+from cloudkit.data.tasks import IGNORE, TASKS, Task, get_task, multi_classes, task_targets
 
 CODES = [0, 1, 2, 3, 255]  # clear, thick, thin, shadow, no-data
 
@@ -72,3 +72,16 @@ class TestTaskTargets:
             task_targets(torch.zeros(2, 4, 4, dtype=torch.uint8), TASKS["cloud"])
         with pytest.raises(ValueError, match="uint8"):
             task_targets(torch.zeros(2, 1, 4, 4, dtype=torch.int64), TASKS["cloud"])
+
+
+def test_multi_decides_cloud_on_thick_plus_thin():
+    # (clear, thick, thin, shadow) per pixel, and the class each must get
+    cases = [
+        ((0.4, 0.3, 0.3, 0.0), 1),  # cloud 0.6: thick, though clear is the likeliest class
+        ((0.4, 0.2, 0.35, 0.05), 2),  # cloud 0.55: thin is the likelier cloud
+        ((0.45, 0.25, 0.2, 0.1), 0),  # cloud 0.45: not cloud; clear beats shadow
+        ((0.3, 0.15, 0.05, 0.5), 3),  # cloud 0.2: shadow beats clear
+        ((0.9, 0.05, 0.05, 0.0), 0),
+    ]
+    probs = torch.tensor([p for p, _ in cases]).T.reshape(1, 4, 1, len(cases))
+    assert multi_classes(probs)[0, 0].tolist() == [c for _, c in cases]

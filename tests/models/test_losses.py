@@ -111,6 +111,12 @@ def test_adam_lowers_loss(loss_fn, k):
 def test_predict_classes():
     logits = torch.tensor([[[[-0.1, 0.2]]]])
     assert predict_classes(logits, binary=True).tolist() == [[[0, 1]]]
-    multi = torch.tensor([[[[1.0, 0.0]], [[0.0, 2.0]], [[0.5, 3.0]]]])  # (1, 3, 1, 2)
+    # (1, 4, 1, 3) logits of clear, thick, thin, shadow
+    multi = torch.tensor(
+        [[[[3.0, 0.0, 0.0]], [[0.0, 2.0, 0.0]], [[0.5, 3.0, 0.0]], [[0.0, 0.0, 2.0]]]]
+    )
     pred = predict_classes(multi, binary=False)
-    assert pred.dtype == torch.int64 and pred.tolist() == [[[0, 2]]]
+    assert pred.dtype == torch.int64 and pred.tolist() == [[[0, 2, 3]]]
+    # cloud on thick + thin: (0.4, 0.3, 0.3, 0) is thick, not clear
+    split = torch.log(torch.tensor([0.4, 0.3, 0.3, 1e-6])).reshape(1, 4, 1, 1)
+    assert predict_classes(split, binary=False).tolist() == [[[1]]]

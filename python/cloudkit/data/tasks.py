@@ -84,3 +84,18 @@ def task_targets(labels: Tensor, task: Task) -> Tensor:
         raise ValueError(f"labels must be uint8 store codes, got {labels.dtype}")
     lut = torch.from_numpy(task.lut.astype(np.int64)).to(labels.device)
     return lut[labels[:, 0].long()]
+
+
+def multi_classes(probabilities: Tensor) -> Tensor:
+    """(N, 4, H, W) probabilities of the ``multi`` classes -> (N, H, W) class indices.
+
+    Cloud (thick or thin) where their summed probability is above one half, the likelier of
+    the two; elsewhere cloud shadow where it is likelier than clear. Deciding cloud on the
+    sum, as a cloud mask asks, keeps a pixel whose probability is split between thick and thin
+    from going to clear (a plain argmax gives (0.4, 0.3, 0.3, 0) to clear).
+    """
+    p = probabilities
+    cloud = p[:, THICK] + p[:, THIN] > 0.5
+    cloud_class = torch.where(p[:, THICK] >= p[:, THIN], THICK, THIN)
+    other = torch.where(p[:, SHADOW] > p[:, CLEAR], SHADOW, CLEAR)
+    return torch.where(cloud, cloud_class, other)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cloudkit.data.tasks import IGNORE
+from cloudkit.data.tasks import IGNORE, multi_classes
 
 #: Added to the Dice numerator and denominator.
 SMOOTH = 1.0
@@ -70,7 +70,7 @@ def dice_ce_loss(logits: Tensor, targets: Tensor) -> Tensor:
 
 def predict_classes(logits: Tensor, binary: bool) -> Tensor:
     """(N, K, H, W) logits -> (N, H, W) int64 classes: sigmoid > 0.5 (logit > 0) when
-    ``binary``, else the argmax."""
+    ``binary``, else the ``multi`` task's rule (:func:`cloudkit.data.tasks.multi_classes`)."""
     if binary:
         return (logits[:, 0] > 0).long()
-    return logits.argmax(dim=1)
+    return multi_classes(torch.softmax(logits.float(), dim=1)).long()

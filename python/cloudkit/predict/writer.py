@@ -14,9 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from cloudkit import __version__, kernels
 from cloudkit.config import PredictOptions
+from cloudkit.data.tasks import multi_classes
 from cloudkit.io.grid import GridPlan, plan_grid
 from cloudkit.io.scene import Scene
 from cloudkit.pipeline.run import Progress, Summary, run_scenes
@@ -155,7 +157,7 @@ class PredictionWriter(SceneWriter):
             classes = (p[0] > info.threshold).astype(np.uint8)
             per_class = np.stack([1.0 - p[0], p[0]]) if with_probs else None
         else:
-            classes = np.argmax(np.nan_to_num(p, nan=-1.0), axis=0).astype(np.uint8)
+            classes = mask_classes(info.task, np.nan_to_num(p, nan=0.0))
             per_class = p if with_probs else None
         classes[~rows.valid] = NODATA
         self._counts.add(classes)
@@ -163,6 +165,15 @@ class PredictionWriter(SceneWriter):
         if rows.pasted is not None:
             rgb = self.predictor.values_for(_RGB).reflectance(rows.pasted)
         self._masks.write_rows(rows.row0, classes, per_class, rgb)
+
+
+def mask_classes(task: str, probabilities: np.ndarray) -> np.ndarray:
+    """(K, H, W) probabilities -> (H, W) uint8 classes: the ``multi`` task's rule for a
+    cloudkit model, a peer's own argmax for a peer."""
+    if task == "multi":
+        probs = torch.from_numpy(probabilities)[None]
+        return multi_classes(probs)[0].numpy().astype(np.uint8)
+    return np.argmax(probabilities, axis=0).astype(np.uint8)
 
 
 def _predict_windows(

@@ -1,0 +1,57 @@
+"""The default model's recipe (recipes/default_model.py) at its reduced size: every step runs,
+on the real samples, and ends in weights `cloudkit predict` takes as it takes the shipped ones.
+
+The full size is what made the shipped weights (about 45 minutes on 2 cores); this is the same
+commands with two epochs each, so CI proves the recipe still runs end to end.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cloudkit.model_zoo import load_predictor
+from tests.helpers.cli import run
+from tests.helpers.shared_data import AWS_T19UDP, DATA
+
+RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "default_model.py"
+
+
+@pytest.mark.shared_data
+def test_quick_recipe_makes_a_model_predict_takes(tmp_path, capsys):
+    out = tmp_path / "recipe"
+    done = subprocess.run(
+        [sys.executable, str(RECIPE), str(out), "--size", "quick", "--data", str(DATA)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for step in (
+        "$ cloudkit tile",
+        "$ cloudkit pretrain",
+        "$ cloudkit finetune",
+        "$ cloudkit export",
+    ):
+        assert step in done.stdout
+    # the CloudSEN12 patches (scoring only) and the s2cloudless arrays (share-alike) stay out
+    assert "cloudsen12" not in done.stdout.lower() and "s2cloudless-1.2.2" not in done.stdout
+    weights = out / "default.pt"
+    info = load_predictor(weights, device="cpu").info
+    assert info.any_bands and info.task == "multi" and info.resolution == 20.0
+
+    code, _, err = run(capsys, "predict", AWS_T19UDP, "--model", weights, "-o", tmp_path / "m")
+    assert code == 0, err
+    assert (tmp_path / "m" / f"{AWS_T19UDP.name}_mask.tif").is_file()
+
+
+def test_recipe_without_the_samples_is_one_line(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(RECIPE), str(tmp_path / "out"), "--data", str(tmp_path / "none")],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().count("\n") == 0 and "the real samples are not at" in done.stderr
