@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, fields
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -103,3 +104,15 @@ def _as_text(default: Any) -> Any:
     if not isinstance(default, tuple):
         return default
     return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in default)
+
+
+def scene_paths(scenes: list[Path] | None, sample: bool) -> list[Path]:
+    """SCENES, plus the product that ships with cloudkit with ``--sample``; at least one."""
+    paths = list(scenes or [])
+    if sample:
+        from cloudkit.sample import sample_product
+
+        paths.append(sample_product())
+    if not paths:
+        raise typer.BadParameter("give at least one scene, or --sample", param_hint="SCENES")
+    return paths

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from cloudkit.cli._options import Resolution, Workers
+from cloudkit.cli._options import Resolution, Workers, scene_paths
 from cloudkit.config import Device
 
 
@@ -116,13 +116,7 @@ def predict(
     from cloudkit.pipeline.run import SKIPPED
     from cloudkit.predict.writer import PREDICTED, predict_paths
 
-    paths = list(scenes or [])
-    if sample:
-        from cloudkit.sample import sample_product
-
-        paths.append(sample_product())
-    if not paths:
-        raise typer.BadParameter("give at least one scene, or --sample", param_hint="SCENES")
+    paths = scene_paths(scenes, sample)
     options = PredictOptions(
         resolution=resolution,
         window=window,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cloudkit.cli._options import Bands, Resolution, Workers, parse_bands
+from cloudkit.cli._options import Bands, Resolution, Workers, parse_bands, scene_paths
 
 
 def tile(
@@ -72,13 +72,7 @@ def tile(
     from cloudkit.pipeline.run import SKIPPED
     from cloudkit.tiling import TILED, tile_paths
 
-    paths = list(scenes or [])
-    if sample:
-        from cloudkit.sample import sample_product
-
-        paths.append(sample_product())
-    if not paths:
-        raise typer.BadParameter("give at least one scene, or --sample", param_hint="SCENES")
+    paths = scene_paths(scenes, sample)
     options = TileOptions(
         resolution=resolution,
         bands=parse_bands(bands),
