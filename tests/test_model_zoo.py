@@ -117,7 +117,6 @@ def test_one_models_card_in_full(capsys):
     assert main(["models", "fmask"]) == 1
     err = capsys.readouterr().err
     assert (
-        err
-        == "cloudkit: error: no model called 'fmask'; expected one of default, ukis-csmask, "
+        err == "cloudkit: error: no model called 'fmask'; expected one of default, ukis-csmask, "
         "s2cloudless\n"
     )
