@@ -183,3 +183,20 @@ class TestMetrics:
     def test_half_written_line_is_skipped(self, tmp_path):
         (tmp_path / "metrics.jsonl").write_text('{"epoch": 1}\n{"epoch": 2, "lo')
         assert read_metrics(tmp_path) == [{"epoch": 1}]
+
+
+def test_weights_of_a_diverged_run_are_refused(tmp_path, capsys):
+    """NaN weights would predict one class everywhere with exit 0: loading refuses them."""
+    from cloudkit.cli import main
+    from tests.helpers.predict_models import untrained_checkpoint
+
+    path = untrained_checkpoint(tmp_path / "diverged.pt")
+    payload = torch.load(path, weights_only=True)
+    name = next(k for k, v in payload["model"]["state_dict"].items() if v.is_floating_point())
+    payload["model"]["state_dict"][name][...] = float("nan")
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match=r"1 weight tensors hold NaN or infinity .* diverged"):
+        load_finetuned(path)
+    assert main(["predict", str(tmp_path), "--model", str(path), "-o", str(tmp_path / "m")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "hold NaN or infinity" in err

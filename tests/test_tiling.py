@@ -239,3 +239,14 @@ def test_store_reads_with_plain_zarr_and_attrs_give_reflectance(tmp_path):
     ok = g["valid"][0, 0] == 1
     assert 0.0 < float(np.median(refl[:, ok])) < 1.0
     assert Path(out, "images", "zarr.json").is_file()
+
+
+@pytest.mark.shared_data
+def test_scl_labels_asked_of_a_product_without_scl_is_one_line(tmp_path, capsys):
+    """An L1C band folder has no SCL: --scl-labels stops instead of a store without labels."""
+    from tests.helpers.cli import fails_with_one_line
+
+    store = tmp_path / "t.zarr"
+    line = fails_with_one_line(capsys, "tile", AWS_T19UDP, store, "--scl-labels")
+    assert AWS_T19UDP.name in line and "holds no SCL layer" in line
+    assert not store.exists()

@@ -167,6 +167,16 @@ def load_finetuned(path: Path) -> tuple[dict[str, Any], Segmenter]:
     if tag == FINE_TUNING.format:
         _check_version(path, payload, FINE_TUNING)
     model = load_segmenter(payload["model"])
+    not_finite = [
+        name
+        for name, tensor in model.state_dict().items()
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+    ]
+    if not_finite:  # a diverged run's weights would predict one class everywhere, silently
+        raise CheckpointError(
+            f"{path}: {len(not_finite)} weight tensors hold NaN or infinity (first: "
+            f"{not_finite[0]}); the run that wrote it diverged: use an earlier checkpoint"
+        )
     model.eval()
     return payload, model
 

@@ -177,6 +177,7 @@ class PretrainConfig:
             "workers": "--workers",
         }
         _check_signs(self, positive=positive, non_negative=non_negative)
+        _check_loader(self.batch_size, self.workers)
         if self.moco_momentum is not None and not 0.0 <= self.moco_momentum < 1.0:
             raise OptionError(f"--moco-momentum must be in [0, 1), got {self.moco_momentum}")
         if self.momentum is not None and self.momentum >= 1.0:
@@ -290,6 +291,7 @@ class FinetuneOptions:
             "workers": "--workers",
         }
         _check_signs(self, positive=positive, non_negative=non_negative)
+        _check_loader(self.batch_size, self.workers)
         if not 0.0 < self.val_fraction < 1.0:
             raise OptionError(
                 f"--val-fraction must be in (0, 1), got {self.val_fraction}; early stopping "
@@ -444,6 +446,10 @@ class ExperimentConfig(FinetuneOptions):
             raise OptionError(
                 f"--fractions must be percentages in (0, 100], got {', '.join(map(str, bad))}"
             )
+        for name, values in (("--fractions", self.fractions), ("--inits", self.inits)):
+            repeated = sorted({v for v in values if values.count(v) > 1}, key=str)
+            if repeated:  # each would be one more identical row of the grid
+                raise OptionError(f"{name} names {', '.join(map(str, repeated))} twice")
         super().validate()
 
 
@@ -556,11 +562,28 @@ class PredictOptions(SceneOptions):
 
 def _check_signs(cfg: object, *, positive: dict[str, str], non_negative: dict[str, str]) -> None:
     """Refuse options (field name -> CLI flag) that are set but out of sign; None means unset."""
+    # written as "not ok" so that NaN, which compares false with everything, is refused too
     for name, flag in positive.items():
         value = getattr(cfg, name)
-        if value is not None and value <= 0:
+        if value is not None and not (value > 0 and math.isfinite(value)):
             raise OptionError(f"{flag} must be positive, got {value}")
     for name, flag in non_negative.items():
         value = getattr(cfg, name)
-        if value is not None and value < 0:
+        if value is not None and not (value >= 0 and math.isfinite(value)):
             raise OptionError(f"{flag} must be >= 0, got {value}")
+
+
+def _check_loader(batch_size: int | None, workers: int | None) -> None:
+    """Training batches: batch norm needs two samples a step (a projection head's BatchNorm1d
+    fails on one); DataLoader workers far beyond the cores this process may use only fork
+    (a few per core can still hide slow storage)."""
+    if batch_size is not None and batch_size < 2:
+        raise OptionError(
+            f"--batch-size {batch_size}: training needs at least 2 samples a step (batch norm)"
+        )
+    cores = len(os.sched_getaffinity(0))
+    if workers is not None and workers > 4 * cores:
+        raise OptionError(
+            f"--workers {workers}: more than 4 DataLoader processes per core ({cores} cores "
+            f"here); give at most {4 * cores}"
+        )

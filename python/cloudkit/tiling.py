@@ -15,6 +15,7 @@ import numpy as np
 
 from cloudkit import kernels
 from cloudkit.config import TileOptions
+from cloudkit.errors import InvalidSceneError
 from cloudkit.io.grid import GridPlan, plan_grid
 from cloudkit.io.scene import Scene
 from cloudkit.io.store import SceneRecord, StoreLayout, TileRecord, TileStore
@@ -67,6 +68,11 @@ class StoreWriter(SceneWriter):
 
     def plan(self, scene: Scene) -> GridPlan:
         plan = plan_grid(scene, resolution=self.options.resolution, bands=self.options.bands)
+        if self.options.scl_labels and plan.label is None:  # asked for, so never left out silently
+            raise InvalidSceneError(
+                f"{scene.scene_id}: --scl-labels, but the product holds no SCL layer (Sen2Cor's "
+                "scene classification comes with L2A products); tile it without --scl-labels"
+            )
         if self._teacher is not None:
             self._teacher.bands_for(plan)  # a scene it cannot label stops here, in one line
             plan = replace(plan, label=None, label_factor=None)  # its labels replace the scene's

@@ -13,7 +13,7 @@ import zarr
 from affine import Affine
 
 from cloudkit.cli import main
-from cloudkit.errors import BandMismatchError, CloudkitError, InvalidSceneError
+from cloudkit.errors import BandMismatchError, CloudkitError, InvalidSceneError, OptionError
 from cloudkit.eval.evaluate import evaluate_checkpoint
 from cloudkit.eval.reference import MaskReader, evaluate_reference, tile_footprints
 from cloudkit.io.store import StoreReader
@@ -113,6 +113,11 @@ class TestReference:
         assert m["overall_accuracy"] == 1.0 and m["threshold"] == 0.4
         m = evaluate_reference([store], reference=str(path), task="cloud", tiles=tiles)
         assert m["per_class"]["cloud"]["recall"] == 0.0  # default 0.5 for float masks
+
+    @pytest.mark.parametrize("threshold", [float("nan"), 2.0, -1.0, 0.0])
+    def test_threshold_outside_a_probability_is_refused(self, store, threshold):
+        with pytest.raises(OptionError, match=f"--threshold {threshold}: .* in \\(0, 1\\)"):
+            evaluate_reference([store], reference="mask.tif", task="cloud", threshold=threshold)
 
     def test_mask_in_another_crs_is_refused(self, store, scene_labels, tmp_path):
         _, scene = scene_labels

@@ -314,6 +314,18 @@ class TestAtomicOutputs:
         again = PredictOptions(resolution=60, overwrite=True)
         assert predict_paths([synthetic], predictor, out, again).results[0].status == "predicted"
 
+    def test_overwrite_leaves_no_output_of_the_earlier_run(self, synthetic, tmp_path):
+        predictor = Predictor(untrained_checkpoint(tmp_path / "m.pt", ALL_BANDS), device="cpu")
+        out = tmp_path / "out"
+        full = PredictOptions(resolution=60, probabilities=True, quicklook=True)
+        (first,) = predict_paths([synthetic], predictor, out, full).results
+        assert first.outputs.probabilities.is_file() and first.outputs.quicklook.is_file()
+        plain = PredictOptions(resolution=60, overwrite=True)
+        (second,) = predict_paths([synthetic], predictor, out, plain).results
+        assert second.status == "predicted"
+        assert not second.outputs.probabilities.exists() and not second.outputs.quicklook.exists()
+        assert len(_files(out)) == 2  # mask and summary
+
     def test_sigterm_removes_everything_of_the_scene(self, checkpoint, tmp_path):
         """`kill` (SIGTERM) mid-scene is handled like Ctrl-C: the partial files go too."""
         out = tmp_path / "out"

@@ -80,6 +80,8 @@ def test_rerun_keeps_finished_cells(grid, stores, pretrained, capsys):
         (["--fractions", "0,50"], "percentages in (0, 100]"),
         (["--fractions", "150"], "percentages in (0, 100]"),
         (["--inits", "random,nowhere.pt"], "--init nowhere.pt: no such file"),
+        (["--fractions", "5,5.0,10"], "--fractions names 5.0 twice"),
+        (["--inits", "random,random"], "--inits names random twice"),
     ],
 )
 def test_errors(stores, tmp_path, capsys, extra, message):

@@ -15,7 +15,7 @@ from cloudkit.checkpoint import FINE_TUNING, PRETRAINING, load_finetuned, save_c
 from cloudkit.cli import main
 from cloudkit.config import FinetuneConfig
 from cloudkit.data.tasks import IGNORE, get_task
-from cloudkit.errors import BandMismatchError, CheckpointError, CloudkitError
+from cloudkit.errors import BandMismatchError, CheckpointError, CloudkitError, OptionError
 from cloudkit.models.encoder import Encoder, encoder_state
 from cloudkit.models.segmentation import load_segmenter
 from cloudkit.train.finetune import finetune, load_init, targets_of
@@ -310,3 +310,17 @@ def test_real_data_cloud_f1_beats_trivial_predictors(tmp_path_factory):
     assert 0.2 < p < 0.8  # a test set where the trivial masks are not already good
     assert f1 > all_cloud_f1 + 0.1
     assert result["balanced_overall_accuracy"] > 0.75
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"lr": float("nan")}, "--lr must be positive, got nan"),
+        ({"backbone_lr_scale": float("nan")}, "--backbone-lr-scale must be >= 0, got nan"),
+        ({"batch_size": 1}, "--batch-size 1: training needs at least 2 samples"),
+        ({"workers": 100_000}, "--workers 100000: more than 4 DataLoader processes per"),
+    ],
+)
+def test_options_that_would_train_on_nothing_or_fork_a_thousand(tmp_path, changes, message):
+    with pytest.raises(OptionError, match=message):
+        _cfg(tmp_path / "s.zarr", tmp_path / "run", **changes).validate()

@@ -238,6 +238,10 @@ def evaluate_reference(
     and ``reference_nodata_pixels``. ``tiles``: only these tile indices of every store.
     """
     the_task = get_task(task) if isinstance(task, str) else task
+    if threshold is not None and not 0.0 < threshold < 1.0:  # written so NaN fails too
+        raise OptionError(
+            f"--threshold {threshold}: a probability mask's threshold is in (0, 1), e.g. 0.5"
+        )
     if reference in PEERS:
         if threshold is not None:
             raise OptionError(

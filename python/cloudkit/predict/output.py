@@ -335,6 +335,12 @@ class MaskWriter:
             for partial, final in self._moves:
                 os.replace(partial, final)
             with_probabilities, with_quicklook = self._prob_ds is not None, bool(self._q)
+            # an earlier run's optional outputs that this run did not ask for would sit beside
+            # the new mask as if they belonged to it
+            if not with_probabilities:
+                self.paths.probabilities.unlink(missing_ok=True)
+            if not with_quicklook:
+                self.paths.quicklook.unlink(missing_ok=True)
             outputs = {
                 "mask": self.paths.mask.name,
                 "probabilities": self.paths.probabilities.name if with_probabilities else None,
