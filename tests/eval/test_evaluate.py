@@ -114,6 +114,12 @@ class TestReference:
         m = evaluate_reference([store], reference=str(path), task="cloud", tiles=tiles)
         assert m["per_class"]["cloud"]["recall"] == 0.0  # default 0.5 for float masks
 
+    def test_mask_of_no_class_is_refused_not_scored_empty(self, store, scene_labels, tmp_path):
+        labels, scene = scene_labels
+        path = _write_mask(tmp_path / "sevens.tif", np.full(labels.shape, 7, np.uint8), scene)
+        with pytest.raises(InvalidSceneError, match="no pixel of the stores' labels has a class"):
+            evaluate_reference([store], reference=str(path), task="cloud", tiles=range(0, 500, 7))
+
     @pytest.mark.parametrize("threshold", [float("nan"), 2.0, -1.0, 0.0])
     def test_threshold_outside_a_probability_is_refused(self, store, threshold):
         with pytest.raises(OptionError, match=f"--threshold {threshold}: .* in \\(0, 1\\)"):

@@ -313,6 +313,12 @@ def evaluate_reference(
     finally:
         if mask is not None:
             mask.close()
+    if scored and not acc.matrix.sum():  # every labelled pixel fell where the reference has none
+        raise InvalidSceneError(
+            f"{reference}: no pixel of the stores' labels has a class in this reference "
+            f"({nodata} labelled pixels fell on its no-data or on values that are no class of "
+            f"--task {the_task.name}); nothing to score"
+        )
     result = class_metrics(acc.matrix, the_task.classes)
     result.update(
         {

@@ -236,7 +236,13 @@ def _model_info(path: Path, payload: dict, model) -> ModelInfo:
             f"{path}: task {task_name} has {task.num_classes} classes but the model predicts "
             f"{model.num_classes}"
         )
-    tile = payload.get("tile_size")
+    tile, resolution = payload.get("tile_size"), payload.get("resolution")
+    if tile is not None and not (isinstance(tile, int) and 8 <= tile <= 16384):
+        raise CheckpointError(f"{path}: tile_size {tile!r} is no tile edge in pixels (8 to 16384)")
+    if resolution is not None and not (
+        isinstance(resolution, (int, float)) and 0 < resolution < 100_000
+    ):  # written so that NaN fails too
+        raise CheckpointError(f"{path}: resolution {resolution!r} is no pixel size in metres")
     return ModelInfo(
         path=path,
         task=task.name,
@@ -246,7 +252,7 @@ def _model_info(path: Path, payload: dict, model) -> ModelInfo:
         bands=tuple(model.bands),
         tile_size=int(tile) if tile else DEFAULT_WINDOW,
         any_bands=model.encoder.any_bands,
-        resolution=float(payload["resolution"]) if payload.get("resolution") else None,
+        resolution=float(resolution) if resolution else None,
     )
 
 
