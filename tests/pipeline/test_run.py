@@ -71,6 +71,18 @@ class TestSameFailureInBothCommands:
         assert str(mtd) in failure and "quantification value 1000;" in failure
         assert not masks.exists()  # refused before any output was opened
 
+    @pytest.mark.parametrize("offset", ["-99999", "99999"])
+    def test_an_absurd_offset_is_refused_not_clamped(self, tmp_path, capsys, offset):
+        product = write_l1c_safe(tmp_path / "in", size_10m=192, seed=1).path
+        mtd = product / "MTD_MSIL1C.xml"
+        text = mtd.read_text()
+        assert ">-1000</RADIO_ADD_OFFSET>" in text
+        mtd.write_text(text.replace(">-1000</RADIO_ADD_OFFSET>", f">{offset}</RADIO_ADD_OFFSET>"))
+        store = tmp_path / "o.zarr"
+        line = fails_with_one_line(capsys, "tile", product, store)
+        assert str(mtd) in line and f"radiometric offset B01 {offset}" in line
+        assert zarr.open_group(str(store), mode="r").attrs["num_scenes"] == 0
+
 
 class TestWindowGrid:
     @pytest.mark.parametrize(("h", "w", "size", "overlap"), [(100, 70, 32, 8), (64, 64, 64, 0)])

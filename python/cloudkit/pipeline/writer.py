@@ -133,4 +133,15 @@ def store_dn_shift(plan: GridPlan) -> tuple[int, ...]:
             f"{scene.quantification:g}; cloudkit reads products quantified by "
             f"{QUANTIFICATION:g} only (every Sentinel-2 product so far)"
         )
-    return dn_shift_for(tuple(scene.offset_of(b) for b in plan.bands))
+    offsets = tuple(scene.offset_of(b) for b in plan.bands)
+    absurd = [f"{b} {o}" for b, o in zip(plan.bands, offsets, strict=True) if abs(o) > MAX_OFFSET]
+    if absurd:  # the DN would be clamped at the store's bounds: the source lost, silently
+        raise InvalidSceneError(
+            f"{scene.radiometry_file or scene.path}: radiometric offset {', '.join(absurd)}; "
+            f"Sentinel-2 products hold 0 or -1000 (at most {MAX_OFFSET} either way is read)"
+        )
+    return dn_shift_for(offsets)
+
+
+#: the largest radiometric offset read (Sentinel-2: 0 before baseline 04.00, -1000 since)
+MAX_OFFSET = 2000
