@@ -278,8 +278,11 @@ class TestSummary:
         with _writer(tmp_path) as writer:
             writer.write_rows(0, classes)
             assert not is_complete(tmp_path, SCENE)
-            # until finish, only hidden partial files exist: a kill leaves no final name
-            assert all(n.startswith(".") and n.endswith(".partial") for n in os.listdir(tmp_path))
+            # until finish, only hidden partial files (and the run's claim on the scene)
+            # exist: a kill leaves no final name
+            hidden = [n for n in os.listdir(tmp_path) if n.startswith(".")]
+            assert hidden == os.listdir(tmp_path)
+            assert all(n.endswith((".partial", ".lock")) for n in hidden)
             writer.finish({})
         assert is_complete(tmp_path, SCENE)
         output_paths(tmp_path, SCENE).summary.unlink()
@@ -372,8 +375,9 @@ class TestErrors:
         for name in stale + others:
             (tmp_path / name).write_bytes(b"left by a killed run")
         writer = _writer(tmp_path)
-        # only the new writer's own temporary remains, created afresh
-        assert sorted(os.listdir(tmp_path)) == sorted([*others, f".{SCENE}_mask.tif.partial"])
+        # only the new writer's own temporary and claim remain, created afresh
+        ours = [f".{SCENE}_mask.tif.partial", f".{SCENE}.lock"]
+        assert sorted(os.listdir(tmp_path)) == sorted([*others, *ours])
         assert (tmp_path / f".{SCENE}_mask.tif.partial").read_bytes() != b"left by a killed run"
         writer.abort()
         assert sorted(os.listdir(tmp_path)) == sorted(others)

@@ -314,6 +314,29 @@ class TestAtomicOutputs:
         again = PredictOptions(resolution=60, overwrite=True)
         assert predict_paths([synthetic], predictor, out, again).results[0].status == "predicted"
 
+    def test_a_scene_another_run_is_writing_is_left_to_it(self, synthetic, tmp_path):
+        """Two runs into one folder: the second fails the scene in one line and touches
+        neither the first one's temporaries nor its claim; once given up, it predicts."""
+        from cloudkit.predict.output import SceneLock
+
+        predictor = Predictor(untrained_checkpoint(tmp_path / "m.pt", ALL_BANDS), device="cpu")
+        out = tmp_path / "out"
+        out.mkdir()
+        scene_id = synthetic.name.removesuffix(".SAFE")
+        other = SceneLock(out, scene_id)  # the other run, mid-scene
+        partial = out / f".{scene_id}_mask.tif.partial"
+        partial.write_bytes(b"the other run's rows")
+        options = PredictOptions(resolution=60)
+        (result,) = predict_paths([synthetic], predictor, out, options).results
+        assert result.status == "failed"
+        assert "another run is writing this scene's outputs" in str(result.error)
+        assert partial.read_bytes() == b"the other run's rows"
+        other.release()
+        partial.unlink()
+        (result,) = predict_paths([synthetic], predictor, out, options).results
+        assert result.status == "predicted"
+        assert len(_files(out)) == 2  # mask and summary: no lock file left behind
+
     def test_overwrite_leaves_no_output_of_the_earlier_run(self, synthetic, tmp_path):
         predictor = Predictor(untrained_checkpoint(tmp_path / "m.pt", ALL_BANDS), device="cpu")
         out = tmp_path / "out"
@@ -370,13 +393,14 @@ class TestAtomicOutputs:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
         left = _files(out)
-        assert left and all(n.startswith(".") and n.endswith(".partial") for n in left), left
+        hidden = (".partial", ".lock")  # the killed run's claim died with it (flock)
+        assert left and all(n.startswith(".") and n.endswith(hidden) for n in left), left
         assert not is_complete(out, T29UNU_ID)
         predictor = Predictor(checkpoint, device="cpu")
         options = PredictOptions(resolution=60, window=128)
         (result,) = predict_paths([L2A_T29UNU], predictor, out, options).results
         assert result.status == "predicted"
-        assert not [n for n in _files(out) if n.endswith(".partial")]
+        assert not [n for n in _files(out) if n.endswith(hidden)]
 
 
 # ------------------------------------------------------------------------ errors

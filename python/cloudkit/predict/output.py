@@ -15,6 +15,7 @@ them.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import glob
 import json
 import math
@@ -123,6 +124,34 @@ def _remove_partials(out_dir: Path, scene_id: str) -> None:
             Path(path).unlink(missing_ok=True)
 
 
+class SceneLock:
+    """An exclusive claim on one scene's outputs in a folder, so that two runs never write
+    (or clean up) the same files at once. flock: the OS drops it when the process dies, so
+    a killed run leaves no stale claim; the hidden lock file goes when the claim is given up."""
+
+    def __init__(self, out_dir: Path, scene_id: str) -> None:
+        self.path = out_dir / f".{scene_id}.lock"
+        fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # the holder before us may have removed the file we opened: then it is no claim
+            if os.fstat(fd).st_ino != os.stat(self.path).st_ino:
+                raise BlockingIOError
+        except (BlockingIOError, FileNotFoundError):
+            os.close(fd)
+            raise OutputError(
+                f"{out_dir / scene_id}: another run is writing this scene's outputs in "
+                f"{out_dir} now; wait for it, or give another output folder"
+            ) from None
+        self._fd: int | None = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            self.path.unlink(missing_ok=True)  # while still held: no one else owns it yet
+            os.close(self._fd)
+            self._fd = None
+
+
 class MaskWriter:
     """Stream a scene's predicted rows into its output files; see the module docstring.
 
@@ -166,12 +195,17 @@ class MaskWriter:
         self._q = math.ceil(max(self.height, self.width) / QUICKLOOK_SIZE) if quicklook else 0
         self._ql_classes: list[np.ndarray] = []
         self._ql_background: list[np.ndarray] = []
+        self._lock: SceneLock | None = None
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
+            self._lock = SceneLock(self.out_dir, scene_id)
             _remove_partials(self.out_dir, scene_id)
             self._mask_ds = self._open_mask()
             if probabilities:
                 self._prob_ds = self._open_probabilities()
+        except OutputError:
+            self.abort()
+            raise
         except OSError as err:  # RasterioIOError is an OSError too
             self.abort()
             reason = err.strerror or " ".join(str(err).split())
@@ -352,6 +386,7 @@ class MaskWriter:
             self.abort()
             raise
         self._closed = True
+        self._release()
         return self.paths
 
     def _convert(self) -> list[tuple[Path, Path]]:
@@ -412,7 +447,14 @@ class MaskWriter:
                 with contextlib.suppress(OSError, RasterioError):
                     ds.close()
         self._ql_classes, self._ql_background = [], []
-        _remove_partials(self.out_dir, self.scene_id)
+        if self._lock is not None:  # another run's claim: its files are not ours to delete
+            _remove_partials(self.out_dir, self.scene_id)
+        self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def __enter__(self) -> MaskWriter:
         return self
