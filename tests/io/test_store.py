@@ -180,3 +180,51 @@ def test_reader_refuses_other_stores(tmp_path):
     assert reader.num_scenes == 0
     with pytest.raises(StoreError, match="no scenes/ table"):
         reader.scenes("id")
+
+
+def test_a_store_another_run_created_meanwhile_is_opened_not_replaced(tmp_path):
+    from cloudkit.io.store import _create
+
+    path = tmp_path / "t.zarr"
+    with TileStore.open(path, LAYOUT) as first:  # the other run won the rename
+        _write_scene(first, "a", 2, 7)
+        group, created = _create(path, LAYOUT)
+        assert not created and group.attrs["num_scenes"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.zarr"]  # our copy is gone
+
+
+def test_abandoned_creations_of_killed_runs_are_removed(tmp_path):
+    import os
+
+    dead = tmp_path / ".t.zarr.creating-999999999-0000"  # no such process
+    alive = tmp_path / f".t.zarr.creating-{os.getpid()}-0000"  # a run still creating it
+    for folder in (dead, alive):
+        folder.mkdir()
+    TileStore.open(tmp_path / "t.zarr", LAYOUT).close()
+    assert not dead.exists() and alive.exists()
+
+
+def test_two_runs_creating_one_store_at_once(tmp_path):
+    """Both start on a store that does not exist yet: each ends with exit 0 (it tiled, or
+    found the scene tiled) or exit 1 with one line (the store is busy), never a traceback,
+    and the store opens afterwards with the scene once."""
+    import subprocess
+    import sys
+
+    from cloudkit.io.store import StoreReader
+    from cloudkit.synthetic import write_l1c_safe
+
+    product = write_l1c_safe(tmp_path / "in", size_10m=192, seed=1).path
+    store = tmp_path / "o.zarr"
+    args = [sys.executable, "-m", "cloudkit.cli", "tile", str(product), str(store)]
+    runs = [subprocess.Popen(args, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for run in runs:
+        err = run.communicate(timeout=300)[1]
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert run.returncode in (0, 1), err
+        if run.returncode == 1:
+            assert len(lines) == 1 and "another cloudkit run is writing this store" in lines[0]
+        assert "Traceback" not in err
+    if any(run.returncode == 1 for run in runs):  # the busy one may be run again: it skips
+        assert subprocess.run(args, capture_output=True).returncode == 0
+    assert StoreReader.open(store).num_scenes == 1

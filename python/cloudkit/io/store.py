@@ -26,7 +26,10 @@ chunks into the rows reserved for the scene.
 from __future__ import annotations
 
 import fcntl
+import glob
 import math
+import os
+import secrets
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -120,8 +123,10 @@ class TileStore:
                 )
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            created = not path.exists()
-            group = _create(path, layout) if created else zarr.open_group(str(path), mode="r+")
+            if path.exists():
+                group, created = zarr.open_group(str(path), mode="r+"), False
+            else:
+                group, created = _create(path, layout)
             lock_file = _lock(path)
         except PermissionError as err:
             raise StoreError(f"{path}: cannot write the store ({err.strerror})") from err
@@ -458,11 +463,12 @@ def _check_format(path: Path, attrs, *, remedy: str) -> None:
         )
 
 
-def _create(path: Path, layout: StoreLayout) -> zarr.Group:
-    """Create an empty store; written to a temporary folder and renamed into place."""
-    tmp = path.with_name(f".{path.name}.creating")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+def _create(path: Path, layout: StoreLayout) -> tuple[zarr.Group, bool]:
+    """Create an empty store, written to a temporary folder of this run's own and renamed
+    into place; (the store, whether this run created it). Two runs creating one store at
+    once: the first rename wins and the other opens that store (whose lock then decides)."""
+    _remove_abandoned_creations(path)
+    tmp = path.with_name(f".{path.name}.creating-{os.getpid()}-{secrets.token_hex(4)}")
     c, t = len(layout.bands), layout.tile_size
     attrs = {
         "format": FORMAT,
@@ -497,8 +503,33 @@ def _create(path: Path, layout: StoreLayout) -> zarr.Group:
             dtype=dtype,
             **({} if fill is None else {"fill_value": fill}),
         )
-    tmp.rename(path)
-    return zarr.open_group(str(path), mode="r+")
+    try:
+        tmp.rename(path)
+        created = True
+    except OSError:  # another run's store is in place already (a folder is not replaced)
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (path / "zarr.json").is_file():
+            raise
+        created = False
+    return zarr.open_group(str(path), mode="r+"), created
+
+
+def _remove_abandoned_creations(path: Path) -> None:
+    """Temporary folders of runs killed while creating ``path`` (their process is gone)."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.creating-*"):
+        pid = tmp.name.rsplit("-", 2)[-2]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def _create_tile_array(group: zarr.Group, name: str, rows: int) -> None:
