@@ -7,6 +7,7 @@ tested on its own; tests/test_tiling.py covers the real writer end to end.
 from __future__ import annotations
 
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -176,7 +177,13 @@ def test_reader_refuses_other_stores(tmp_path):
         StoreReader.open(path)
     bare = zarr.create_group(str(tmp_path / "bare.zarr"))
     bare.attrs.update({"format": "cloudkit-tiles", "format_version": 1, "num_tiles": 0})
-    reader = StoreReader.open(tmp_path / "bare.zarr")  # e.g. a subset copied without scenes/
+    with pytest.raises(StoreError, match="attribute bands is None, not a list of band names"):
+        StoreReader.open(tmp_path / "bare.zarr")
+    subset = tmp_path / "subset.zarr"  # e.g. a subset copied without scenes/
+    with TileStore.open(subset, LAYOUT):
+        pass
+    shutil.rmtree(subset / "scenes")
+    reader = StoreReader.open(subset)
     assert reader.num_scenes == 0
     with pytest.raises(StoreError, match="no scenes/ table"):
         reader.scenes("id")
@@ -228,3 +235,35 @@ def test_two_runs_creating_one_store_at_once(tmp_path):
     if any(run.returncode == 1 for run in runs):  # the busy one may be run again: it skips
         assert subprocess.run(args, capture_output=True).returncode == 0
     assert StoreReader.open(store).num_scenes == 1
+
+
+@pytest.mark.parametrize(
+    "attribute, value, message",
+    [
+        ("tile_size", "abc", "attribute tile_size is 'abc', not a whole number >= 8"),
+        ("scale", ["x"], "attribute scale is \\['x'\\], not one number per band"),
+        ("num_tiles", -1, "attribute num_tiles is -1, not a whole number >= 0"),
+        ("num_tiles", 10**9, "num_tiles 1000000000 is more than the .* rows of images"),
+        ("num_tiles", 1, "num_tiles 1 is below the tiles its scenes committed"),
+        ("resolution", "nan", "attribute resolution is 'nan', not a pixel size"),
+    ],
+)
+def test_tampered_attributes_stop_readers_and_the_appender(tmp_path, attribute, value, message):
+    path = tmp_path / "t.zarr"
+    with TileStore.open(path, LAYOUT) as store:
+        _write_scene(store, "a", 2, 7)
+    zarr.open_group(str(path), mode="r+").attrs[attribute] = value
+    with pytest.raises(StoreError, match=message):
+        StoreReader.open(path)
+    with pytest.raises(StoreError, match=message):  # before anything is appended
+        TileStore.open(path, LAYOUT)
+
+
+def test_truncated_metadata_is_one_error(tmp_path):
+    path = tmp_path / "t.zarr"
+    with TileStore.open(path, LAYOUT):
+        pass
+    meta = path / "zarr.json"
+    meta.write_text(meta.read_text()[:40])
+    with pytest.raises(StoreError, match="metadata cannot be read .* it is damaged"):
+        StoreReader.open(path)

@@ -124,7 +124,7 @@ class TileStore:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             if path.exists():
-                group, created = zarr.open_group(str(path), mode="r+"), False
+                group, created = _open_group(path, "r+"), False
             else:
                 group, created = _create(path, layout)
             lock_file = _lock(path)
@@ -232,6 +232,7 @@ class TileStore:
     def _check_layout(self, layout: StoreLayout) -> None:
         attrs = self._group.attrs
         _check_format(self.path, attrs, remedy="write to a new store")
+        _check_attributes(self.path, self._group)
         have = StoreLayout(
             tuple(attrs["bands"]),
             int(attrs["tile_size"]),
@@ -378,8 +379,9 @@ class StoreReader:
             raise StoreError(
                 f"{path}: not a tile store (no zarr.json); pass a store made by `cloudkit tile`"
             )
-        group = zarr.open_group(str(path), mode="r")
+        group = _open_group(path, "r")
         _check_format(path, group.attrs, remedy="tile the scenes again with this cloudkit")
+        _check_attributes(path, group)
         return cls(path, group)
 
     @property
@@ -461,6 +463,72 @@ def _check_format(path: Path, attrs, *, remedy: str) -> None:
             f"{path}: tile store format {attrs.get('format_version')} is not "
             f"{FORMAT_VERSION}; {remedy}"
         )
+
+
+def _open_group(path: Path, mode: str) -> zarr.Group:
+    """The store's group, or StoreError when its metadata cannot be read (truncated JSON)."""
+    try:
+        return zarr.open_group(str(path), mode=mode)
+    except (ValueError, KeyError, TypeError, OSError) as err:  # JSONDecodeError is a ValueError
+        raise StoreError(
+            f"{path}: the store's metadata cannot be read ({type(err).__name__}: "
+            f"{' '.join(str(err).split())[:120]}); it is damaged"
+        ) from None
+
+
+def _check_attributes(path: Path, group: zarr.Group) -> None:
+    """The attributes every reader and the appender rely on, against each other and against
+    the arrays: a tampered or damaged store stops here in one line, never later in a
+    traceback, with rows counted wrong or committed tiles overwritten."""
+    attrs = group.attrs
+
+    def bad(what: str) -> StoreError:
+        return StoreError(f"{path}: {what}; the store is damaged (tile the scenes again)")
+
+    def whole(name: str, low: int) -> int:
+        value = attrs.get(name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise bad(f"attribute {name} is {value!r}, not a whole number >= {low}")
+        return value
+
+    bands = attrs.get("bands")
+    if not isinstance(bands, list) or not bands or not all(isinstance(b, str) for b in bands):
+        raise bad(f"attribute bands is {bands!r}, not a list of band names")
+    tile_size, overlap = whole("tile_size", 8), whole("overlap", 0)
+    if overlap >= tile_size:
+        raise bad(f"overlap {overlap} is not smaller than tile_size {tile_size}")
+    resolution = attrs.get("resolution")
+    if not isinstance(resolution, (int, float)) or not 0 < resolution < math.inf:
+        raise bad(f"attribute resolution is {resolution!r}, not a pixel size in metres")
+    for name in ("scale", "offset"):
+        values = attrs.get(name)
+        if not (
+            isinstance(values, list)
+            and len(values) == len(bands)
+            and all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+        ):
+            raise bad(f"attribute {name} is {values!r}, not one number per band")
+    num_tiles = whole("num_tiles", 0)
+    if "images" not in group:
+        raise bad("it has no images array")
+    images = group["images"]
+    if tuple(images.shape[1:]) != (len(bands), tile_size, tile_size):
+        raise bad(f"images are {tuple(images.shape)}, not (N, {len(bands)}, {tile_size}, ...)")
+    for name in ("images", "valid", *_INDEX_ARRAYS):
+        if name in group and group[name].shape[0] < num_tiles:
+            raise bad(
+                f"num_tiles {num_tiles} is more than the {group[name].shape[0]} rows of {name}"
+            )
+    if "scenes" in group:
+        num_scenes = whole("num_scenes", 0)
+        rows = group["scenes/id"].shape[0]
+        if num_scenes > rows:
+            raise bad(f"num_scenes {num_scenes} is more than the {rows} rows of scenes/")
+        if num_scenes:
+            starts = group["scenes/tile_start"][:num_scenes]
+            counts = group["scenes/tile_count"][:num_scenes]
+            if int((starts + counts).max()) > num_tiles:
+                raise bad(f"num_tiles {num_tiles} is below the tiles its scenes committed")
 
 
 def _create(path: Path, layout: StoreLayout) -> tuple[zarr.Group, bool]:
