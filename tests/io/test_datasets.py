@@ -97,6 +97,12 @@ class TestBandFolder:
         with pytest.raises(UnknownLayoutError, match="no band files"):
             read_band_folder(tmp_path)
 
+    def test_a_band_in_two_files_is_refused_not_guessed(self, tmp_path: Path, make_raster):
+        for name in ("B02.tif", "B03.tif", "B04.jp2", "B04.tif"):
+            make_raster(tmp_path / "tile" / name)
+        with pytest.raises(InvalidSceneError, match=r"band B04 is in 2 files \(B04.jp2, B04.tif\)"):
+            read_band_folder(tmp_path / "tile")
+
 
 class TestGeoTiff:
     def test_real_13_band_stack(self, stack_13band: Path) -> None:

@@ -75,6 +75,13 @@ def read_band_folder(folder: Path, *, scl_labels: bool = False) -> Scene:
             f"{folder}: no band files (B01.jp2 ... B12.jp2, B8A.jp2, or .tif) in this folder; "
             "expected one raster per Sentinel-2 band"
         )
+    twice = {band: paths for band, paths in files.items() if len(paths) > 1}
+    if twice:  # which one is the band? Picking one would be a guess
+        band, paths = next(iter(twice.items()))
+        raise InvalidSceneError(
+            f"{folder}: band {band} is in {len(paths)} files ({', '.join(p.name for p in paths)})"
+            "; keep one file per band in a band folder"
+        )
     bands = {band: [BandSource(band, p) for p in paths] for band, paths in files.items()}
     meta = _folder_metadata(folder)
     labels = []
