@@ -178,6 +178,7 @@ class PretrainConfig:
         }
         _check_signs(self, positive=positive, non_negative=non_negative)
         _check_loader(self.batch_size, self.workers)
+        _check_lr(self.lr)
         if self.moco_momentum is not None and not 0.0 <= self.moco_momentum < 1.0:
             raise OptionError(f"--moco-momentum must be in [0, 1), got {self.moco_momentum}")
         if self.momentum is not None and self.momentum >= 1.0:
@@ -292,6 +293,7 @@ class FinetuneOptions:
         }
         _check_signs(self, positive=positive, non_negative=non_negative)
         _check_loader(self.batch_size, self.workers)
+        _check_lr(self.lr)
         if not 0.0 < self.val_fraction < 1.0:
             raise OptionError(
                 f"--val-fraction must be in (0, 1), got {self.val_fraction}; early stopping "
@@ -571,6 +573,15 @@ def _check_signs(cfg: object, *, positive: dict[str, str], non_negative: dict[st
         value = getattr(cfg, name)
         if value is not None and not (value >= 0 and math.isfinite(value)):
             raise OptionError(f"{flag} must be >= 0, got {value}")
+
+
+#: no optimiser here trains at a larger learning rate; beyond it float32 steps overflow
+MAX_LR = 1000.0
+
+
+def _check_lr(lr: float | None) -> None:
+    if lr is not None and lr > MAX_LR:
+        raise OptionError(f"--lr {lr:g} is no learning rate; at most {MAX_LR:g}")
 
 
 def _check_loader(batch_size: int | None, workers: int | None) -> None:

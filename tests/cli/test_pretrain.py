@@ -15,6 +15,7 @@ from cloudkit.io.store import StoreLayout, TileStore
 from cloudkit.train.metrics import read_metrics
 from tests.helpers.cli import fails_with_one_line, run
 from tests.helpers.pretrain_stores import BANDS, TILE, real_store, subset_store
+from tests.helpers.training import diverging
 
 MOCO = ["--method", "moco", "--batch-size", "8", "--queue-size", "16", "--crop", "32"]
 MOCO += ["--workers", "0"]
@@ -156,16 +157,17 @@ def test_resume_from_nothing(store, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("batch", ["8", "24"])
-def test_non_finite_loss_stops_before_writing(store, tmp_path, capsys, batch):
-    """A NaN learning rate: with 3 steps an epoch the loss becomes NaN; with one step the loss
+def test_non_finite_loss_stops_before_writing(store, tmp_path, capsys, monkeypatch, batch):
+    """Diverging weights: with 3 steps an epoch the loss becomes NaN; with one step the loss
     of the epoch is still finite but the weights are not. Either way the run stops with one
     error line (after the run's opening line) and writes no checkpoint of NaN weights."""
+    diverging(monkeypatch, torch.optim.SGD)
     args = ["--batch-size", batch, "--queue-size", "24" if batch == "24" else "16"]
-    args += ["--crop", "32", "--workers", "0", "--lr", "nan", "--out", tmp_path / "o"]
+    args += ["--crop", "32", "--workers", "0", "--lr", "0.03", "--out", tmp_path / "o"]
     code, _, err = run(capsys, "pretrain", store, *args)
     errors = [line for line in err.splitlines() if line.startswith("cloudkit: error: ")]
     assert code == 1 and len(errors) == 1 and "Traceback" not in err, err
-    assert errors[0].endswith("lower --lr (now nan) or turn off --amp; nothing was saved")
+    assert errors[0].endswith("lower --lr (now 0.03) or turn off --amp; nothing was saved")
     assert "in epoch 1" in errors[0]
     assert not (tmp_path / "o" / "last.pt").exists()
 

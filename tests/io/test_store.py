@@ -240,7 +240,7 @@ def test_two_runs_creating_one_store_at_once(tmp_path):
 @pytest.mark.parametrize(
     "attribute, value, message",
     [
-        ("tile_size", "abc", "attribute tile_size is 'abc', not a whole number >= 8"),
+        ("tile_size", "abc", "attribute tile_size is 'abc', not a whole number >= 1"),
         ("scale", ["x"], "attribute scale is \\['x'\\], not one number per band"),
         ("num_tiles", -1, "attribute num_tiles is -1, not a whole number >= 0"),
         ("num_tiles", 10**9, "num_tiles 1000000000 is more than the .* rows of images"),

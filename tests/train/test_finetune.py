@@ -23,6 +23,7 @@ from cloudkit.train.metrics import read_metrics
 from tests.helpers.cli import fails_with_one_line
 from tests.helpers.finetune_stores import real_store_64, spatial_split
 from tests.helpers.pretrain_stores import BANDS, real_store, subset_store
+from tests.helpers.training import diverging
 
 
 @pytest.fixture(scope="module")
@@ -254,16 +255,20 @@ class TestCli:
         assert "not a readable cloudkit checkpoint" in line
 
     @pytest.mark.parametrize("batch", ["4", "16"])
-    def test_non_finite_loss_stops_before_writing(self, store, tmp_path, capsys, batch):
-        """5 steps an epoch: the loss becomes NaN; 1 step: the loss is finite, the weights are
-        not. Either way one error line (after the run's opening line), no checkpoint."""
+    def test_non_finite_loss_stops_before_writing(
+        self, store, tmp_path, capsys, monkeypatch, batch
+    ):
+        """Diverging weights; 5 steps an epoch: the loss becomes NaN; 1 step: the loss is
+        finite, the weights are not. Either way one error line (after the run's opening
+        line), no checkpoint."""
+        diverging(monkeypatch, torch.optim.Adam)
         args = [store, "--out", tmp_path / "o", "--crop", "32", "--batch-size", batch]
-        args += ["--lr", "nan", "--workers", "0", "--device", "cpu"]
+        args += ["--lr", "0.001", "--workers", "0", "--device", "cpu"]
         code = main(["finetune", *(str(a) for a in args)])
         err = capsys.readouterr().err
         errors = [line for line in err.splitlines() if line.startswith("cloudkit: error: ")]
         assert code == 1 and len(errors) == 1 and "Traceback" not in err, err
-        assert errors[0].endswith("lower --lr (now nan) or turn off --amp; nothing was saved")
+        assert errors[0].endswith("lower --lr (now 0.001) or turn off --amp; nothing was saved")
         assert "in epoch 1" in errors[0]
         assert not list((tmp_path / "o").glob("*.pt"))
 

@@ -207,6 +207,7 @@ class TestConfig:
             ({"epochs": 0}, "--epochs must be positive"),
             ({"lr": float("nan")}, "--lr must be positive, got nan"),
             ({"lr": float("inf")}, "--lr must be positive, got inf"),
+            ({"lr": 1e300}, "--lr 1e\\+300 is no learning rate; at most 1000"),
             ({"weight_decay": float("nan")}, "--weight-decay must be >= 0, got nan"),
             ({"batch_size": 1}, "--batch-size 1: training needs at least 2 samples"),
             ({"workers": 100_000}, "--workers 100000: more than 4 DataLoader processes per"),

@@ -494,7 +494,7 @@ def _check_attributes(path: Path, group: zarr.Group) -> None:
     bands = attrs.get("bands")
     if not isinstance(bands, list) or not bands or not all(isinstance(b, str) for b in bands):
         raise bad(f"attribute bands is {bands!r}, not a list of band names")
-    tile_size, overlap = whole("tile_size", 8), whole("overlap", 0)
+    tile_size, overlap = whole("tile_size", 1), whole("overlap", 0)
     if overlap >= tile_size:
         raise bad(f"overlap {overlap} is not smaller than tile_size {tile_size}")
     resolution = attrs.get("resolution")
