@@ -73,7 +73,7 @@ def test_real_l2a_safe_with_60m_bands_only(tmp_path, capsys):
     classes, summary = _predicted(capsys, tmp_path, L2A_T29UNU)
     assert classes.shape == (1830, 1830)
     assert set(np.unique(classes)) <= CODES
-    assert summary["valid_percent"] > 50
+    assert summary["valid_percent"] > 50 and summary["warnings"] == []
 
 
 @pytest.mark.shared_data
@@ -87,6 +87,9 @@ def test_real_l1c_band_folder(tmp_path, capsys):
     classes, summary = _predicted(capsys, tmp_path, AWS_T19UDP)
     assert classes.shape == (122, 122)
     assert summary["cloud_percent"] is not None
+    # 900 m is far outside what the model learnt: the mask comes with a warning
+    (warning,) = summary["warnings"]
+    assert "read at 900 m, more than 8x coarser than the 20 m this model works at" in warning
 
 
 @pytest.mark.shared_data

@@ -140,6 +140,8 @@ def predict(
                 f"{_pct(s['shadow_percent'])}, valid {_pct(s['valid_percent'])} "
                 f"({r.windows} windows in {r.seconds:.1f} s)"
             )
+            for warning in s.get("warnings", []):
+                typer.echo(f"  warning: {warning}", err=True)
         elif r.status == SKIPPED:
             typer.echo(f"{r.outputs.mask}: exists, skipped (--overwrite predicts it again)")
     report_failures(summary)

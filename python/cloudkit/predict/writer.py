@@ -211,6 +211,20 @@ class _ClassCounts:
         return int(self.per_class.sum())
 
 
+#: how much coarser than a model's own pixel size a scene may be before its mask is flagged
+COARSEST = 8
+
+
+def _warnings(plan: GridPlan, info) -> list[str]:
+    """What a user must know to trust the mask: said, even though the run succeeds."""
+    if info.resolution and plan.resolution > COARSEST * info.resolution:
+        return [
+            f"read at {plan.resolution:g} m, more than {COARSEST}x coarser than the "
+            f"{info.resolution:g} m this model works at: its classes are unreliable there"
+        ]
+    return []
+
+
 def _summary(
     job: SceneJob, predictor: Predictor, options: PredictOptions, counts: _ClassCounts
 ) -> dict:
@@ -243,6 +257,7 @@ def _summary(
         },
         "classes": {str(i): name for i, name in enumerate(info.classes)},
         "nodata": NODATA,
+        "warnings": _warnings(plan, info),
         "valid_percent": _pct(valid, counts.pixels),
         "cloud_percent": percent(CLOUD_CLASSES),
         "shadow_percent": percent(SHADOW_CLASSES),
