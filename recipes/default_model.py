@@ -38,7 +38,6 @@ scale (longer training, bigger batches).
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import shutil
 import subprocess
@@ -143,10 +142,11 @@ def tile_sources(data: Path, out: Path) -> tuple[list[Path], list[Path]]:
     return labelled, [unlabelled]
 
 
-def best_val_loss(metrics: Path) -> float:
+def best_val_loss(run: Path) -> float:
     """The validation loss of a fine-tuning's best.pt (its last epoch marked best)."""
-    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-    return [r["val_loss"] for r in rows if r.get("best")][-1]
+    from cloudkit.train.metrics import read_metrics
+
+    return [r["val_loss"] for r in read_metrics(run) if r.get("best")][-1]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
                 *finetune)  # fmt: skip
         run("export", str(out / name / "best.pt"), str(out / f"{name}.pt"), "--resolution", "20")
 
-    losses = {name: best_val_loss(out / name / "metrics.jsonl") for name in inits}
+    losses = {name: best_val_loss(out / name) for name in inits}
     chosen = min(losses, key=losses.__getitem__)
     print("validation loss: " + ", ".join(f"{k} {v:.4f}" for k, v in losses.items()))
     print(f"shipping {chosen}")

@@ -177,8 +177,7 @@ class PretrainConfig:
             "workers": "--workers",
         }
         _check_signs(self, positive=positive, non_negative=non_negative)
-        _check_loader(self.batch_size, self.workers)
-        _check_lr(self.lr)
+        _check_training(self.batch_size, self.workers, self.lr)
         if self.moco_momentum is not None and not 0.0 <= self.moco_momentum < 1.0:
             raise OptionError(f"--moco-momentum must be in [0, 1), got {self.moco_momentum}")
         if self.momentum is not None and self.momentum >= 1.0:
@@ -292,8 +291,7 @@ class FinetuneOptions:
             "workers": "--workers",
         }
         _check_signs(self, positive=positive, non_negative=non_negative)
-        _check_loader(self.batch_size, self.workers)
-        _check_lr(self.lr)
+        _check_training(self.batch_size, self.workers, self.lr)
         if not 0.0 < self.val_fraction < 1.0:
             raise OptionError(
                 f"--val-fraction must be in (0, 1), got {self.val_fraction}; early stopping "
@@ -579,15 +577,11 @@ def _check_signs(cfg: object, *, positive: dict[str, str], non_negative: dict[st
 MAX_LR = 1000.0
 
 
-def _check_lr(lr: float | None) -> None:
-    if lr is not None and lr > MAX_LR:
-        raise OptionError(f"--lr {lr:g} is no learning rate; at most {MAX_LR:g}")
-
-
-def _check_loader(batch_size: int | None, workers: int | None) -> None:
-    """Training batches: batch norm needs two samples a step (a projection head's BatchNorm1d
-    fails on one); DataLoader workers far beyond the cores this process may use only fork
-    (a few per core can still hide slow storage)."""
+def _check_training(batch_size: int | None, workers: int | None, lr: float | None) -> None:
+    """Options of a training loop that pass the sign checks and still cannot train: batch
+    norm needs two samples a step (a projection head's BatchNorm1d fails on one); DataLoader
+    workers far beyond the cores this process may use only fork (a few per core can still
+    hide slow storage); a learning rate past MAX_LR overflows the optimiser's step."""
     if batch_size is not None and batch_size < 2:
         raise OptionError(
             f"--batch-size {batch_size}: training needs at least 2 samples a step (batch norm)"
@@ -598,3 +592,5 @@ def _check_loader(batch_size: int | None, workers: int | None) -> None:
             f"--workers {workers}: more than 4 DataLoader processes per core ({cores} cores "
             f"here); give at most {4 * cores}"
         )
+    if lr is not None and lr > MAX_LR:
+        raise OptionError(f"--lr {lr:g} is no learning rate; at most {MAX_LR:g}")

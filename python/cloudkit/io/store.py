@@ -231,8 +231,7 @@ class TileStore:
 
     def _check_layout(self, layout: StoreLayout) -> None:
         attrs = self._group.attrs
-        _check_format(self.path, attrs, remedy="write to a new store")
-        _check_attributes(self.path, self._group)
+        _check_store(self.path, self._group, remedy="write to a new store")
         have = StoreLayout(
             tuple(attrs["bands"]),
             int(attrs["tile_size"]),
@@ -380,8 +379,7 @@ class StoreReader:
                 f"{path}: not a tile store (no zarr.json); pass a store made by `cloudkit tile`"
             )
         group = _open_group(path, "r")
-        _check_format(path, group.attrs, remedy="tile the scenes again with this cloudkit")
-        _check_attributes(path, group)
+        _check_store(path, group, remedy="tile the scenes again with this cloudkit")
         return cls(path, group)
 
     @property
@@ -453,6 +451,13 @@ class StoreReader:
         if "scenes" not in self._group:
             raise StoreError(f"{self.path}: store has no scenes/ table")
         return self._group[f"scenes/{name}"][: self.num_scenes]
+
+
+def _check_store(path: Path, group: zarr.Group, *, remedy: str) -> None:
+    """A cloudkit tile store of this format version (else ``remedy``), sound enough to read
+    and append to."""
+    _check_format(path, group.attrs, remedy=remedy)
+    _check_attributes(path, group)
 
 
 def _check_format(path: Path, attrs, *, remedy: str) -> None:
