@@ -73,6 +73,7 @@ def test_s2cloudless_refuses_l2a(store):
         evaluate_peer([store], peer="s2cloudless", task="cloud")
 
 
+@pytest.mark.shared_data
 def test_store_without_the_peers_bands(tmp_path):
     needs(UkisCsmask)
     rgb = t29unu_store(tmp_path / "rgb.zarr", bands=("B02", "B03", "B04"), tile_size=128)
