@@ -267,8 +267,14 @@ class FinetuneOptions:
     synthetic: float = 0.0
     # (lo, hi) metres: each training crop is seen at a resolution drawn in this range
     resolutions: tuple[float, float] | None = None
+    # how much a pixel of each class counts in the cross-entropy (None: all alike)
+    class_weights: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.class_weights, str):
+            object.__setattr__(self, "class_weights", parse_class_weights(self.class_weights))
+        elif self.class_weights is not None:
+            object.__setattr__(self, "class_weights", tuple(float(w) for w in self.class_weights))
         if isinstance(self.resolutions, str):
             object.__setattr__(self, "resolutions", parse_resolutions(self.resolutions))
         elif self.resolutions is not None:
@@ -309,6 +315,17 @@ class FinetuneOptions:
                 raise OptionError(
                     f"--resolutions {lo:g},{hi:g}: expected two pixel sizes in metres, "
                     "smallest first, e.g. 20,60"
+                )
+        if self.class_weights is not None:
+            from cloudkit.data.tasks import TASKS
+
+            classes = TASKS[self.task.value].classes
+            weights = self.class_weights
+            if len(weights) != len(classes) or not all(math.isfinite(w) and w > 0 for w in weights):
+                raise OptionError(
+                    f"--class-weights {','.join(f'{w:g}' for w in weights)}: task "
+                    f"{self.task.value} needs {len(classes)} positive weights, one per class "
+                    f"({', '.join(classes)})"
                 )
 
     def to_dict(self) -> dict[str, Any]:
@@ -385,6 +402,16 @@ def parse_resolutions(value: str | None) -> tuple[float, float] | None:
             f"--resolutions {value!r}: expected one pixel size or a range in metres, e.g. 20,60"
         )
     return (numbers[0], numbers[-1])
+
+
+def parse_class_weights(value: str) -> tuple[float, ...]:
+    """``"1,1,2,3"`` -> ``(1.0, 1.0, 2.0, 3.0)`` (checked against the task by ``validate``)."""
+    try:
+        return tuple(float(p) for p in str(value).split(",") if p.strip())
+    except ValueError:
+        raise OptionError(
+            f"--class-weights {value!r}: expected one number per class, e.g. 1,1,2,3"
+        ) from None
 
 
 def parse_fractions(value: str) -> tuple[float, ...]:

@@ -32,6 +32,32 @@ def test_help_is_fast_and_imports_no_torch():
     assert "tile" in out.stdout and "--tile-size" in out.stdout
 
 
+def test_version(capsys):
+    from cloudkit import __version__
+    from cloudkit.cli import main
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"cloudkit {__version__}"
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["tile", "pretrain", "evaluate", "finetune", "experiment", "predict", "models", "export"],
+)
+def test_help_reads_as_prose(command, capsys, monkeypatch):
+    """A docstring's own line breaks would fall mid-sentence in a wide terminal: with 400
+    columns, each paragraph of the description is one line."""
+    from cloudkit.cli import app, main
+
+    monkeypatch.setenv("COLUMNS", "400")
+    assert main([command, "--help"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    (doc,) = [c.callback.__doc__ for c in app.registered_commands if c.name == command]
+    for paragraph in doc.split("\n\n"):
+        if paragraph.strip():
+            assert any(" ".join(paragraph.split()) in line for line in lines), paragraph
+
+
 @pytest.mark.parametrize(
     ("command", "config"),
     [

@@ -120,3 +120,26 @@ def test_predict_classes():
     # cloud on thick + thin: (0.4, 0.3, 0.3, 0) is thick, not clear
     split = torch.log(torch.tensor([0.4, 0.3, 0.3, 1e-6])).reshape(1, 4, 1, 1)
     assert predict_classes(split, binary=False).tolist() == [[[1]]]
+
+
+class TestClassWeights:
+    def test_binary_hand_computed(self):
+        # positives (pixels 1 and 3) count 3 times, the negative once; still / 3 pixels
+        bce = (3 * math.log(2) + math.log(4) + 3 * math.log(4)) / 3
+        dice = 1 - (2 * (0.5 + 0.25) + 1) / ((0.5 + 0.75 + 0.25) + 2 + 1)
+        logits, targets = binary_case()
+        loss = dice_bce_loss(logits, targets, torch.tensor([1.0, 3.0]))
+        assert loss.item() == pytest.approx(bce + dice, rel=1e-6)
+
+    def test_multi_weights_scale_each_class_cross_entropy(self):
+        logits, targets = multi_case()
+        plain = dice_ce_loss(logits, targets)
+        # class 1's two pixels counted twice: the CE rises by their CE, the Dice stays
+        doubled = dice_ce_loss(logits, targets, torch.tensor([1.0, 2.0]))
+        ce_class1 = (math.log(1 + 1 / 3) + math.log(2)) / 3
+        assert (doubled - plain).item() == pytest.approx(ce_class1, rel=1e-6)
+
+    def test_unit_weights_change_nothing(self):
+        logits, targets = multi_case()
+        ones = dice_ce_loss(logits, targets, torch.ones(2))
+        assert ones.item() == pytest.approx(dice_ce_loss(logits, targets).item(), rel=1e-7)

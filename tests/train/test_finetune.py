@@ -230,6 +230,14 @@ class TestCli:
         assert json.loads((out / "metrics.jsonl").read_text().splitlines()[0])["epoch"] == 1
         assert torch.load(out / "best.pt", weights_only=True)["head"] == head
 
+    def test_class_weights_train_and_are_recorded(self, store, tmp_path, capsys):
+        out = tmp_path / "weighted"
+        args = [store, "--out", out, "--epochs", "1", "--batch-size", "4", "--crop", "32"]
+        args += ["--task", "multi", "--class-weights", "1,1,2,3", "--workers", "0"]
+        assert main([str(a) for a in ["finetune", *args, "--device", "cpu"]]) == 0
+        config = torch.load(out / "best.pt", weights_only=True)["config"]
+        assert config["class_weights"] == [1.0, 1.0, 2.0, 3.0]
+
     @pytest.mark.parametrize(
         ("extra", "message"),
         [
@@ -239,6 +247,10 @@ class TestCli:
             (["--batch-size", "16", "--fraction", "0.25"], "--batch-size 16"),
             (["--crop", "64"], "--crop 64"),
             (["--val-fraction", "0"], "--val-fraction"),
+            (["--class-weights", "1,2,3"], "task cloud needs 2 positive weights"),
+            (["--class-weights", "1,0"], "needs 2 positive weights, one per class (clear"),
+            (["--class-weights", "1,nan"], "needs 2 positive weights"),
+            (["--class-weights", "one,two"], "expected one number per class"),
         ],
     )
     def test_errors(self, store, tmp_path, capsys, extra, message):

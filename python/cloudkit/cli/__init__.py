@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import signal
 import sys
@@ -26,18 +27,42 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.command("tile")(_tile.tile)
-app.command("pretrain")(_pretrain.pretrain)
-app.command("evaluate")(_evaluate.evaluate)
-app.command("finetune")(_finetune.finetune)
-app.command("experiment")(_experiment.experiment)
-app.command("predict")(_predict.predict)
-app.command("models")(_models.models)
-app.command("export")(_export.export)
+
+
+def prose(doc: str | None) -> str:
+    """A docstring as ``--help`` should show it: each paragraph one line, which the terminal
+    wraps to its width (typer keeps a docstring's line breaks, which then fall mid-sentence)."""
+    paragraphs = inspect.cleandoc(doc or "").split("\n\n")
+    return "\n\n".join(" ".join(p.split()) for p in paragraphs if p.strip())
+
+
+for _name, _command in (
+    ("tile", _tile.tile),
+    ("pretrain", _pretrain.pretrain),
+    ("evaluate", _evaluate.evaluate),
+    ("finetune", _finetune.finetune),
+    ("experiment", _experiment.experiment),
+    ("predict", _predict.predict),
+    ("models", _models.models),
+    ("export", _export.export),
+):
+    app.command(_name, help=prose(_command.__doc__))(_command)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from cloudkit import __version__
+
+        typer.echo(f"cloudkit {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
     """Cloud detection in Sentinel-2 imagery with self-supervised learning."""
     # a callback keeps `tile` a subcommand even while it is the only one
 

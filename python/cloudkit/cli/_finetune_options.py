@@ -149,6 +149,17 @@ FINETUNE_OPTIONS: dict[str, Any] = {
             rich_help_panel=_HP,
         ),
     ],
+    "class_weights": Annotated[
+        str | None,
+        typer.Option(
+            "--class-weights",
+            help="How much a pixel of each class counts in the cross-entropy, one number per "
+            "class of --task in its order, e.g. 1,1,2,3 for multi (clear, thick, thin, "
+            "shadow): rare classes that a model otherwise leaves out weigh more.",
+            show_default="all alike",
+            rich_help_panel=_HP,
+        ),
+    ],
     "workers": Annotated[
         int | None,
         typer.Option(

@@ -48,9 +48,12 @@ def experiment(
 ) -> None:
     """Run the paper's label-fraction experiment: `cloudkit finetune` for every init x fraction, then score each best.pt on the test stores.
 
-    Writes OUT/results.md (init, fraction, F1 and IoU of the positive class, OA, balanced OA) and OUT/results.json, updated after every run. Run the same command again to continue a killed grid.
+    Writes OUT/results.md (init, fraction, F1 and IoU of the positive class, OA, balanced OA)
+    and OUT/results.json, updated after every run. Run the same command again to continue a
+    killed grid.
 
-    Example: cloudkit experiment train.zarr --test-store test.zarr --inits random,runs/moco/last.pt --fractions 1,10,100 --out runs/grid
+    Example: cloudkit experiment train.zarr --test-store test.zarr --inits
+    random,runs/moco/last.pt --fractions 1,10,100 --out runs/grid
     """
     from cloudkit.train.experiment import run_experiment
 

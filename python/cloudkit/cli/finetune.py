@@ -47,9 +47,14 @@ def finetune(
 ) -> None:
     """Fine-tune a segmentation model (ResNet-18 encoder + head) on labelled tile stores.
 
-    The paper's protocol: a --fraction of the labelled tiles, drawn and split into train/val stratified on cloudiness; Adam; backbone frozen for --freeze-epochs (batch norm still adapts), then trained at --lr x --backbone-lr-scale; cosine schedule; random crops with flips; soft Dice + BCE (or Dice + CE); early stopping on the val loss. No-data pixels count nowhere.
+    The paper's protocol: a --fraction of the labelled tiles, drawn and split into train/val
+    stratified on cloudiness; Adam; backbone frozen for --freeze-epochs (batch norm still
+    adapts), then trained at --lr x --backbone-lr-scale; cosine schedule; random crops with
+    flips; soft Dice + BCE (or Dice + CE); early stopping on the val loss. No-data pixels count
+    nowhere.
 
-    Prints the path of best.pt. Example: cloudkit finetune tiles.zarr --init runs/moco/last.pt --fraction 0.25 --out runs/ft
+    Prints the path of best.pt. Example: cloudkit finetune tiles.zarr --init runs/moco/last.pt
+    --fraction 0.25 --out runs/ft
     """
     from cloudkit.train.finetune import finetune as run
 

@@ -212,9 +212,14 @@ def pretrain(
 ) -> None:
     """Pretrain a ResNet-18 encoder on tile stores with MoCo v2 or DeepCluster v2.
 
-    Every epoch writes OUT/last.pt (the whole model, the encoder for fine-tuning, optimizer, schedule and RNG states; atomically, so a killed run can always --resume) and appends a line to OUT/metrics.jsonl: loss, learning rate, images/s, embedding spread (with a loud warning when it collapses), kNN accuracy on cloudiness bins when the stores have labels, and k-means cluster balance (DeepCluster).
+    Every epoch writes OUT/last.pt (the whole model, the encoder for fine-tuning, optimizer,
+    schedule and RNG states; atomically, so a killed run can always --resume) and appends a
+    line to OUT/metrics.jsonl: loss, learning rate, images/s, embedding spread (with a loud
+    warning when it collapses), kNN accuracy on cloudiness bins when the stores have labels,
+    and k-means cluster balance (DeepCluster).
 
-    Several GPUs: torchrun --nproc-per-node 4 -m cloudkit.cli pretrain STORE ... (DistributedDataParallel, one GPU per process).
+    Several GPUs: torchrun --nproc-per-node 4 -m cloudkit.cli pretrain STORE ...
+    (DistributedDataParallel, one GPU per process).
 
     Example: cloudkit pretrain tiles.zarr --method deepcluster --out runs/dc
     """

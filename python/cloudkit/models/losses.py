@@ -6,7 +6,10 @@ whole batch; the Dice term is one soft Dice over the batch (per class, then aver
 multi-class loss), smoothed by :data:`SMOOTH` so that a batch without any counted pixel gives
 a loss of exactly zero (with zero, finite gradients) rather than NaN.
 
-Losses are computed in float32 whatever the logits' dtype (mixed precision).
+Losses are computed in float32 whatever the logits' dtype (mixed precision). ``class_weights``
+(one per class, binary: negative then positive) scale each pixel's cross-entropy by its
+target's weight, still divided by the count of pixels: a rare class weighted 3 counts as if
+it were three times as common. The Dice term needs none: it already averages over classes.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ def _check(logits: Tensor, targets: Tensor, channels: int | None) -> None:
         raise ValueError(f"binary logits must have 1 channel, got {logits.shape[1]}")
 
 
-def dice_bce_loss(logits: Tensor, targets: Tensor) -> Tensor:
+def dice_bce_loss(logits: Tensor, targets: Tensor, class_weights: Tensor | None = None) -> Tensor:
     """Soft Dice + BCE for one-channel logits ``(N, 1, H, W)`` and targets in {0, 1, IGNORE}."""
     _check(logits, targets, 1)
     logits = logits[:, 0].float()
@@ -43,6 +46,9 @@ def dice_bce_loss(logits: Tensor, targets: Tensor) -> Tensor:
     positive = (targets == 1).float()
     count = valid.sum()
     bce = F.binary_cross_entropy_with_logits(logits, positive, reduction="none")
+    if class_weights is not None:
+        w = class_weights.to(logits.device, torch.float32)
+        bce = bce * torch.where(positive > 0, w[1], w[0])
     bce = (bce * valid).sum() / count.clamp(min=1.0)
     prob = torch.sigmoid(logits) * valid
     inter = (prob * positive).sum()
@@ -50,14 +56,15 @@ def dice_bce_loss(logits: Tensor, targets: Tensor) -> Tensor:
     return bce + dice
 
 
-def dice_ce_loss(logits: Tensor, targets: Tensor) -> Tensor:
+def dice_ce_loss(logits: Tensor, targets: Tensor, class_weights: Tensor | None = None) -> Tensor:
     """Multi-class soft Dice (mean over classes) + cross-entropy for ``(N, K, H, W)`` logits."""
     _check(logits, targets, None)
     logits = logits.float()
     k = logits.shape[1]
     valid = targets != IGNORE
     count = valid.sum().clamp(min=1).float()
-    ce = F.cross_entropy(logits, targets, ignore_index=IGNORE, reduction="sum") / count
+    ce_weight = None if class_weights is None else class_weights.to(logits.device, torch.float32)
+    ce = F.cross_entropy(logits, targets, ce_weight, ignore_index=IGNORE, reduction="sum") / count
     safe = torch.where(valid, targets, torch.zeros_like(targets))
     weight = valid.unsqueeze(1).float()
     onehot = F.one_hot(safe, k).permute(0, 3, 1, 2).float() * weight

@@ -18,6 +18,7 @@ improved (the model and what evaluation needs, no optimiser) and a line of
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 from typing import Any
@@ -199,7 +200,9 @@ class FineTuning(Engine):
                 f"{self.stores} gives {len(self.train_idx)} training tiles ({len(self.val_idx)} "
                 f"more for val); lower --batch-size or raise --fraction"
             )
-        self.loss_fn = dice_bce_loss if self.task.binary else dice_ce_loss
+        loss = dice_bce_loss if self.task.binary else dice_ce_loss
+        weights = None if cfg.class_weights is None else torch.tensor(cfg.class_weights)
+        self.loss_fn = functools.partial(loss, class_weights=weights)
         # early stopping and best-checkpoint state
         self.best_val_loss = math.inf
         self.epochs_without_improvement = 0
