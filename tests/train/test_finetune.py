@@ -18,10 +18,12 @@ from cloudkit.data.tasks import IGNORE, get_task
 from cloudkit.errors import BandMismatchError, CheckpointError, CloudkitError, OptionError
 from cloudkit.models.encoder import Encoder, encoder_state
 from cloudkit.models.segmentation import load_segmenter
+from cloudkit.plots import training_figure
 from cloudkit.train.finetune import finetune, load_init, targets_of
 from cloudkit.train.metrics import read_metrics
 from tests.helpers.cli import fails_with_one_line
 from tests.helpers.finetune_stores import real_store_64, spatial_split
+from tests.helpers.png import is_png
 from tests.helpers.pretrain_stores import BANDS, real_store, subset_store
 from tests.helpers.training import diverging
 
@@ -112,6 +114,15 @@ class TestLoop:
         assert records[0]["frozen"] and not records[1]["frozen"]
         assert records[0]["backbone_lr"] == 0.0 < records[1]["backbone_lr"]
         assert records[0]["best"]  # the first epoch always is
+
+    def test_metrics_figure_shows_the_metrics_lines(self, runs):
+        assert is_png(runs["a"] / "metrics.png")
+        figure = training_figure(read_metrics(runs["a"]), "run")
+        shown = {
+            line.get_label(): list(line.get_ydata()) for ax in figure.axes for line in ax.lines
+        }
+        assert shown["IoU"] == [r["val_iou"] for r in read_metrics(runs["a"])]
+        assert not [p.name for p in runs["a"].iterdir() if p.name.startswith(".")]
 
     def test_frozen_backbone_keeps_conv_weights_but_bn_adapts(self, store, tmp_path):
         finetune(_cfg(store, tmp_path / "f", epochs=1))

@@ -19,6 +19,7 @@ from cloudkit.train.engine import lr_factor
 from cloudkit.train.loader import SeededViews
 from cloudkit.train.metrics import read_metrics
 from cloudkit.train.pretrain import Pretraining, pretrain
+from tests.helpers.png import is_png
 from tests.helpers.pretrain_stores import BANDS, real_store, subset_store
 
 BENCHES = Path(__file__).resolve().parents[2] / "benches"
@@ -140,8 +141,10 @@ class TestCheckpoint:
                 {"empty_clusters", "size_min", "size_max", "size_cv"} <= h.keys() for h in heads
             )
 
-    def test_out_holds_only_checkpoint_and_metrics(self, runs):
-        assert sorted(p.name for p in runs["a"].parent.iterdir()) == ["last.pt", "metrics.jsonl"]
+    def test_out_holds_only_checkpoint_metrics_and_their_figure(self, runs):
+        out = runs["a"].parent
+        assert sorted(p.name for p in out.iterdir()) == ["last.pt", "metrics.jsonl", "metrics.png"]
+        assert is_png(out / "metrics.png")
 
 
 @pytest.mark.parametrize("method", ["moco", "deepcluster"])

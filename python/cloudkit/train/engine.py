@@ -49,7 +49,7 @@ from cloudkit.errors import CheckpointError, TrainingDivergedError
 from cloudkit.train import distributed
 from cloudkit.train.display import TrainingDisplay
 from cloudkit.train.loader import SeededViews, default_workers, epoch_sampler, seeded_loader
-from cloudkit.train.metrics import MetricsWriter
+from cloudkit.train.metrics import MetricsWriter, read_metrics
 from cloudkit.train.seeding import rng_state, seed_everything, set_rng_state
 
 #: ``on_epoch_end(epoch, record)``: called on every rank once the epoch's files are written
@@ -301,6 +301,7 @@ class Engine(abc.ABC):
                     # on resume and its line is replaced (MetricsWriter keeps only epochs of
                     # the checkpoint)
                     metrics.write(record)
+                    _plot_metrics(metrics.path, display)
                     if self.is_best(record):
                         save_checkpoint(self.checkpoint(epoch, record, resumable=False), best)
                     save_checkpoint(self.checkpoint(epoch, record), last)
@@ -453,6 +454,18 @@ class Engine(abc.ABC):
         self.generator.set_state(checkpoint["loader"]["generator"])
         self.load_method_state(checkpoint)
         return int(checkpoint["epoch"])
+
+
+def _plot_metrics(path: Path, display: TrainingDisplay) -> None:
+    """metrics.png beside metrics.jsonl, drawn from the file itself. A figure that fails to
+    draw is a warning, not the end of a run."""
+    from cloudkit.plots import METRICS_PNG, training_figure, write_figure
+
+    try:
+        figure = training_figure(read_metrics(path), title=str(path.parent))
+        write_figure(figure, path.with_name(METRICS_PNG))
+    except Exception as err:  # noqa: BLE001 - any plotting failure; the run's data is safe
+        display.warning(f"{path.with_name(METRICS_PNG)} not written: {err}")
 
 
 def _checkpoint_to_resume(cfg: Any, kind: CheckpointKind) -> dict[str, Any] | None:

@@ -4,7 +4,8 @@ For every init (``random`` or a pretraining checkpoint) and every fraction (perc
 labelled training tiles), :func:`cloudkit.train.finetune.finetune` runs in
 ``DIR/<init>-<fraction>pct/`` and :func:`cloudkit.eval.evaluate.evaluate_checkpoint` scores its
 best checkpoint on the test stores (``eval.json`` beside it). ``DIR/results.json`` and
-``DIR/results.md`` (a markdown table) are rewritten after every cell, so a long grid can be
+``DIR/results.md`` (a markdown table) and ``DIR/results.png`` (F1 and IoU against the label
+fraction, one line per init: the paper's main figure) are rewritten after every cell, so a long grid can be
 watched and, when killed, run again with the same command: finished cells (their ``eval.json``)
 are kept, an interrupted cell resumes from its ``last.pt``.
 """
@@ -19,6 +20,7 @@ from typing import Any
 from cloudkit.checkpoint import BEST, LAST
 from cloudkit.config import RANDOM_INIT, ExperimentConfig, FinetuneConfig, FinetuneOptions
 from cloudkit.errors import CheckpointError
+from cloudkit.plots import RESULTS_PNG, label_fraction_figure, write_figure
 
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
@@ -83,6 +85,8 @@ def _write_results(out: Path, cfg: ExperimentConfig, rows: list[dict[str, Any]])
     tmp = out / f".{RESULTS_MD}.tmp"
     tmp.write_text(header + results_markdown(rows))
     tmp.replace(out / RESULTS_MD)
+    figure = label_fraction_figure(rows, title=f"{cfg.task.value}: {out}")
+    write_figure(figure, out / RESULTS_PNG)
 
 
 def run_experiment(cfg: ExperimentConfig) -> Path:

@@ -1,0 +1,124 @@
+"""Figures of what a run measured, drawn from the JSON it wrote, as PNG files beside it.
+
+- :func:`training_figure`: a pretraining's or fine-tuning's ``metrics.jsonl``, one panel per
+  kind of figure it holds (losses, learning rate, embedding spread and its collapse
+  threshold, kNN accuracy, val IoU and F1), against the epoch.
+- :func:`label_fraction_figure`: the paper's main figure from an experiment's
+  ``results.json``: F1 and IoU against the share of labels, one line per init.
+
+Figures are drawn on matplotlib's Agg canvas (no display, no pyplot state), and written like
+checkpoints: to a temporary file, then renamed, so a reader never sees half a PNG.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+METRICS_PNG = "metrics.png"
+RESULTS_PNG = "results.png"
+
+#: (panel title, [(metrics key, line label)], y limits or None), in the order drawn
+_TRAINING_PANELS: tuple[
+    tuple[str, tuple[tuple[str, str], ...], tuple[float, float] | None], ...
+] = (
+    ("loss", (("loss", "loss"), ("train_loss", "train"), ("val_loss", "val")), None),
+    ("learning rate", (("lr", "lr"), ("backbone_lr", "backbone lr")), None),
+    (
+        "embedding spread",
+        (("embedding_std", "std of embeddings"), ("collapse_threshold", "collapse below")),
+        None,
+    ),
+    ("kNN accuracy (cloudiness bins)", (("knn_accuracy", "kNN accuracy"),), (0.0, 1.0)),
+    ("validation", (("val_iou", "IoU"), ("val_f1", "F1")), (0.0, 1.0)),
+)
+
+
+def training_figure(records: Sequence[dict[str, Any]], title: str) -> Figure:
+    """One panel per kind of figure present in ``records`` (a metrics.jsonl's lines)."""
+    from matplotlib.figure import Figure
+
+    panels = [
+        (name, [(key, label) for key, label in lines if _series(records, key)[0]], limits)
+        for name, lines, limits in _TRAINING_PANELS
+    ]
+    panels = [p for p in panels if p[1]]
+    fig = Figure(figsize=(4.0 * max(1, len(panels)), 3.2), layout="constrained")
+    fig.suptitle(title)
+    for ax, (name, lines, limits) in zip(
+        fig.subplots(1, max(1, len(panels)), squeeze=False)[0], panels, strict=False
+    ):
+        for key, label in lines:
+            epochs, values = _series(records, key)
+            style = "--" if key == "collapse_threshold" else "-"
+            ax.plot(epochs, values, style, marker="." if len(epochs) < 30 else None, label=label)
+        if name == "learning rate" and any(v > 0 for _, v in _all_values(records, lines)):
+            ax.set_yscale("symlog", linthresh=_smallest_positive(records, lines))
+        if limits:
+            ax.set_ylim(*limits)
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        if len(lines) > 1:
+            ax.legend(fontsize="small")
+    return fig
+
+
+def label_fraction_figure(rows: Sequence[dict[str, Any]], title: str) -> Figure:
+    """F1 and IoU of the positive class (or the class means) against the label fraction,
+    one line per init: the rows of an experiment's ``results.json``."""
+    from matplotlib.figure import Figure
+
+    what = rows[0]["positive"] if rows else "positive class"
+    fig = Figure(figsize=(9.0, 3.6), layout="constrained")
+    fig.suptitle(title)
+    inits = list(dict.fromkeys(r["init"] for r in rows))
+    for ax, key in zip(fig.subplots(1, 2), ("f1", "iou"), strict=True):
+        for init in inits:
+            mine = sorted((r for r in rows if r["init"] == init), key=lambda r: r["fraction"])
+            ax.plot([r["fraction"] for r in mine], [r[key] for r in mine], "-o", label=init)
+        ax.set_xscale("log")
+        ax.set_xlabel("labelled tiles used (%)")
+        ax.set_ylabel(f"{key.upper() if key == 'iou' else 'F1'} ({what})")
+        ax.set_ylim(0.0, 1.0)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize="small")
+    return fig
+
+
+def write_figure(fig: Figure, path: Path) -> Path:
+    """``fig`` as a PNG at ``path``, atomically (temporary file, then rename)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    FigureCanvasAgg(fig)
+    try:
+        fig.savefig(tmp, format="png", dpi=100)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _series(records: Sequence[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
+    """(epochs, values) of the records where ``key`` holds a number."""
+    pairs = [
+        (r["epoch"], float(r[key]))
+        for r in records
+        if isinstance(r.get(key), int | float) and not isinstance(r.get(key), bool)
+    ]
+    return [e for e, _ in pairs], [v for _, v in pairs]
+
+
+def _all_values(records, lines) -> list[tuple[int, float]]:
+    return [p for key, _ in lines for p in zip(*_series(records, key), strict=True)]
+
+
+def _smallest_positive(records, lines) -> float:
+    return min(v for _, v in _all_values(records, lines) if v > 0)
