@@ -5,6 +5,8 @@
   threshold, kNN accuracy, val IoU and F1), against the epoch.
 - :func:`label_fraction_figure`: the paper's main figure from an experiment's
   ``results.json``: F1 and IoU against the share of labels, one line per init.
+- :func:`quicklook_figure`: a predicted scene, true colour and mask over it side by side,
+  pixel for pixel (no resampling), under a title and a legend of the classes.
 
 Figures are drawn on matplotlib's Agg canvas (no display, no pyplot state), and written like
 checkpoints: to a temporary file, then renamed, so a reader never sees half a PNG.
@@ -17,11 +19,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 METRICS_PNG = "metrics.png"
 RESULTS_PNG = "results.png"
+#: quicklook layout, in pixels: title and legend above, the two panels side by side below
+QUICKLOOK_HEADER_PX = 64
+QUICKLOOK_GAP_PX = 8
+QUICKLOOK_MIN_WIDTH_PX = 800
+_DPI = 100
 
 #: (panel title, [(metrics key, line label)], y limits or None), in the order drawn
 _TRAINING_PANELS: tuple[
@@ -91,15 +100,61 @@ def label_fraction_figure(rows: Sequence[dict[str, Any]], title: str) -> Figure:
     return fig
 
 
-def write_figure(fig: Figure, path: Path) -> Path:
-    """``fig`` as a PNG at ``path``, atomically (temporary file, then rename)."""
+def quicklook_figure(
+    true_colour: np.ndarray,
+    overlay: np.ndarray,
+    title: str,
+    legend: Sequence[tuple[str, tuple[int, int, int] | None]],
+) -> Figure:
+    """``true_colour`` and ``overlay`` (both (h, w, 3) uint8) side by side, each drawn pixel
+    for pixel at rows ``QUICKLOOK_HEADER_PX ..`` of the image, columns ``0 ..`` and
+    ``w + QUICKLOOK_GAP_PX ..``; ``legend``: (label, colour or None for no swatch)."""
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    h, w = true_colour.shape[:2]
+    # a margin on the right as well: Agg leaves the last pixel column of a figure blank
+    width = max(2 * w + 2 * QUICKLOOK_GAP_PX, QUICKLOOK_MIN_WIDTH_PX)
+    height = h + QUICKLOOK_HEADER_PX
+    fig = Figure(figsize=(width / _DPI, height / _DPI), dpi=_DPI, facecolor="white")
+    # figimage puts an array at a pixel offset from the lower left, without resampling
+    fig.figimage(true_colour, xo=0, yo=0, origin="upper")
+    fig.figimage(overlay, xo=w + QUICKLOOK_GAP_PX, yo=0, origin="upper")
+    top = 1.0 - 4 / height
+    fig.text(4 / width, top, title, va="top", ha="left", fontsize=10, weight="bold")
+    handles = [
+        Patch(facecolor=np.asarray(c) / 255 if c else "none", edgecolor="black" if c else "none",
+              label=label)
+        for label, c in legend
+    ]  # fmt: skip
+    fig.legend(
+        handles=handles,
+        loc="upper left",
+        bbox_to_anchor=(0.0, top - 18 / height),
+        ncols=len(handles),
+        frameon=False,
+        fontsize=9,
+        handlelength=1.2,
+        columnspacing=1.2,
+        borderaxespad=0.0,
+    )
+    return fig
+
+
+def save_png(fig: Figure, path: Path) -> None:
+    """``fig`` as a PNG at its own dpi (so figimage pixels stay pixels), no transparency."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
+    FigureCanvasAgg(fig)
+    fig.savefig(path, format="png", dpi=fig.dpi, facecolor=fig.get_facecolor())
+
+
+def write_figure(fig: Figure, path: Path) -> Path:
+    """``fig`` as a PNG at ``path``, atomically (temporary file, then rename)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    FigureCanvasAgg(fig)
     try:
-        fig.savefig(tmp, format="png", dpi=100)
+        save_png(fig, tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

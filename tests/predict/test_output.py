@@ -23,6 +23,7 @@ from rasterio.crs import CRS
 from rasterio.errors import NotGeoreferencedWarning
 
 from cloudkit.errors import OutputError
+from cloudkit.plots import QUICKLOOK_GAP_PX, QUICKLOOK_HEADER_PX
 from cloudkit.predict.output import MaskWriter, OutputPaths, is_complete, output_paths
 
 SCENE = "S2B_MSIL1C_20230615T104031_N0400_R008_T29UNU_20230615T131517"
@@ -97,6 +98,15 @@ def _read_png(path: Path) -> np.ndarray:
         with rasterio.open(path) as ds:
             assert ds.driver == "PNG"
             return ds.read()
+
+
+def _panels(path: Path, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """(true colour, classes over it) of a quicklook, each (3, h, w), where the layout puts
+    them: below the header, side by side."""
+    image = _read_png(path)[:3]
+    rows = slice(QUICKLOOK_HEADER_PX, QUICKLOOK_HEADER_PX + h)
+    assert image.shape[1] == QUICKLOOK_HEADER_PX + h
+    return image[:, rows, :w], image[:, rows, w + QUICKLOOK_GAP_PX : 2 * w + QUICKLOOK_GAP_PX]
 
 
 def _blend(background, colour) -> np.ndarray:
@@ -209,8 +219,7 @@ class TestQuicklook:
     def test_grey_background_with_class_colours_and_black_nodata(self, scene, written):
         classes, _, _ = scene
         _, paths = written
-        image = _read_png(paths.quicklook)
-        assert image.shape == (3, H, W)  # long side 900 <= 1024: no decimation
+        true_colour, image = _panels(paths.quicklook, H, W)  # long side 900: not decimated
         grey = (128, 128, 128)
         y, x = np.argwhere(classes == 1)[0]  # thick cloud: magenta
         assert tuple(image[:, y, x]) == tuple(_blend(grey, (255, 0, 255)))
@@ -219,6 +228,21 @@ class TestQuicklook:
         y, x = np.argwhere(classes == 0)[0]  # clear: not overlaid
         assert tuple(image[:, y, x]) == grey
         assert (image[:, classes == 255] == 0).all()
+        assert (true_colour[:, classes == 255] == 0).all()
+        assert (true_colour[:, classes != 255] == 128).all()
+
+    def test_legend_gives_each_class_share_of_the_whole_mask(self, scene, tmp_path):
+        classes, _, _ = scene
+        writer = _writer(tmp_path, quicklook=True)
+        for row0 in range(0, H, 100):
+            writer.write_rows(row0, classes[row0 : row0 + 100])
+        valid = classes[classes != 255]
+        expected = [
+            f"{name} {100 * np.mean(valid == code):.1f} %" for code, name in enumerate(CLASSES)
+        ]
+        expected.append(f"no data {100 * np.mean(classes == 255):.1f} % of the image")
+        assert [label for label, _ in writer._legend()] == expected
+        writer.abort()
 
     def test_decimated_true_colour_of_a_wide_scene(self, tmp_path):
         # 150 x 2100: q = ceil(2100 / 1024) = 3, so every third row and column is kept
@@ -228,11 +252,13 @@ class TestQuicklook:
         rng = np.random.default_rng(3)
         rgb = rng.uniform(0, 0.4, (3, height, width)).astype(np.float32)
         paths = _write_scene(tmp_path, classes, rgb=rgb, strips=(1, 70, 79), quicklook=True)
-        image = _read_png(paths.quicklook)
-        assert image.shape == (3, 50, 700)
+        true_colour, image = _panels(paths.quicklook, 50, 700)
 
         small, refl = classes[::3, ::3], rgb[:, ::3, ::3].astype(np.float64)
         expected = np.rint(255 * np.clip(refl / 0.3, 0, 1) ** (1 / 1.6))
+        plain = expected.copy()
+        plain[:, small == 255] = 0
+        assert np.abs(true_colour.astype(int) - plain).max() <= 1
         for code, colour in ((1, (255, 0, 255)), (2, (0, 255, 255)), (3, (255, 200, 0))):
             hit = small == code
             expected[:, hit] = _blend(expected[:, hit], np.array(colour)[:, None])

@@ -106,7 +106,6 @@ _PARTIALS = (
     ("mask", "cog"),
     ("probabilities", "tif"),
     ("probabilities", "cog"),
-    ("quicklook", "tif"),
     ("quicklook", "png"),
 )
 
@@ -195,6 +194,7 @@ class MaskWriter:
         self._q = math.ceil(max(self.height, self.width) / QUICKLOOK_SIZE) if quicklook else 0
         self._ql_classes: list[np.ndarray] = []
         self._ql_background: list[np.ndarray] = []
+        self._class_counts = np.zeros(NODATA + 1, np.int64)  # of every pixel, for the legend
         self._lock: SceneLock | None = None
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -327,6 +327,7 @@ class MaskWriter:
 
     def _keep_quicklook_rows(self, row0: int, classes: np.ndarray, rgb: np.ndarray | None):
         q = self._q
+        self._class_counts += np.bincount(classes.ravel(), minlength=NODATA + 1)
         first = -row0 % q  # first row of this strip that is a multiple of q
         cls = classes[first::q, ::q]
         if cls.shape[0] == 0:
@@ -411,30 +412,45 @@ class MaskWriter:
         src.unlink()  # the uncompressed copy is as large as the scene: free the disk now
 
     def _write_quicklook(self) -> Path:
+        """True colour and the classes over it, side by side, under the scene's name and a
+        legend with each class's share of the valid pixels (counted on the whole mask)."""
+        from cloudkit.plots import quicklook_figure, save_png
+
         classes = np.concatenate(self._ql_classes)
-        image = np.concatenate(self._ql_background, axis=1)
+        true_colour = np.concatenate(self._ql_background, axis=1)
         self._ql_classes, self._ql_background = [], []
+        true_colour[:, classes == NODATA] = 0
+        overlay = true_colour.copy()
         for code, name in enumerate(self.classes):
             colour = class_colour(name)
             if colour is None:
                 continue
             hit = classes == code
             paint = QUICKLOOK_ALPHA * np.array(colour, dtype=np.float64)[:, None]
-            image[:, hit] = np.rint((1 - QUICKLOOK_ALPHA) * image[:, hit] + paint).astype(np.uint8)
-        image[:, classes == NODATA] = 0
-        # a georeferenced GTiff first: rasterio warns about datasets without a transform
-        tif, png = self._partial("quicklook", "tif"), self._partial("quicklook", "png")
-        profile = self._profile("uint8", 3, photometric="RGB")
-        profile.update(
-            height=image.shape[1],
-            width=image.shape[2],
-            transform=self._transform @ Affine.scale(self._q),
+            overlay[:, hit] = np.rint((1 - QUICKLOOK_ALPHA) * overlay[:, hit] + paint).astype(
+                np.uint8
+            )
+        png = self._partial("quicklook", "png")
+        figure = quicklook_figure(
+            np.moveaxis(true_colour, 0, -1),
+            np.moveaxis(overlay, 0, -1),
+            title=f"{self.scene_id}: classes as shares of the valid pixels",
+            legend=self._legend(),
         )
-        with rasterio.open(tif, "w", **profile) as ds:
-            ds.write(image)
-        rasterio.shutil.copy(tif, png, driver="PNG")
-        tif.unlink()
+        save_png(figure, png)
         return png
+
+    def _legend(self) -> list[tuple[str, tuple[int, int, int] | None]]:
+        counts = self._class_counts
+        valid = max(1, int(counts[:NODATA].sum()))
+        entries: list[tuple[str, tuple[int, int, int] | None]] = [
+            (f"{name} {100 * counts[code] / valid:.1f} %", class_colour(name))
+            for code, name in enumerate(self.classes)
+        ]
+        if counts[NODATA]:
+            share = 100 * counts[NODATA] / counts.sum()
+            entries.append((f"no data {share:.1f} % of the image", (0, 0, 0)))
+        return entries
 
     def abort(self) -> None:
         """Close and delete every temporary file of this writer; calling it again is harmless."""
