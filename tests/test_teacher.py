@@ -113,7 +113,7 @@ def test_one_line_errors(shared_data, tmp_path, capsys, make_raster):
     scene = str(L2A_T29UNU)
     err = _one_line(capsys, ["tile", scene, out, "--labels-from", "ukis-csmask", "--scl-labels"])
     assert "--labels-from ukis-csmask and --scl-labels both say where the labels come" in err
-    with pytest.raises(CloudkitError, match="--labels-from fmask: not a peer model"):
+    with pytest.raises(CloudkitError, match="--labels-from fmask: neither a peer model"):
         tile_paths([L2A_T29UNU], Path(out), TileOptions(labels_from="fmask"))
     needs(UkisCsmask)
     rgb = ["--resolution", "60", "--bands", "B02,B03,B04"]
@@ -127,3 +127,81 @@ def test_one_line_errors(shared_data, tmp_path, capsys, make_raster):
     err = _one_line(capsys, ["tile", scene, out, "--labels-from", "s2cloudless", *bands])
     assert "needs the cirrus band B10" in err and "is L2A" in err
     assert not Path(out).exists()  # nothing was written
+
+
+# --- a folder of cloudkit masks as the teacher ------------------------------------------------
+
+
+def _mask(folder: Path, scene_id: str, classes: np.ndarray, names, transform) -> Path:
+    """A mask as `cloudkit predict` writes it (its MaskWriter), on the 20 m grid."""
+    from rasterio.crs import CRS
+
+    from cloudkit.predict.output import MaskWriter
+
+    h, w = classes.shape
+    writer = MaskWriter(folder, scene_id, crs=CRS.from_epsg(32631), transform=transform,
+                        height=h, width=w, classes=names, threads=1)  # fmt: skip
+    writer.write_rows(0, classes)
+    return writer.finish({"scene": scene_id}).mask
+
+
+@pytest.fixture(scope="module")
+def product(tmp_path_factory):
+    from cloudkit.synthetic import write_l1c_safe
+
+    return write_l1c_safe(tmp_path_factory.mktemp("l1c"), size_10m=192, seed=3).path
+
+
+def _grid_20m(product: Path):
+    from cloudkit.io.discover import discover_scenes
+    from cloudkit.io.grid import plan_grid
+
+    (scene,) = discover_scenes([product])
+    plan = plan_grid(scene, resolution=20)
+    return scene.scene_id, plan.height, plan.width, plan.transform
+
+
+def test_masks_folder_labels_are_the_masks(product, tmp_path):
+    scene_id, h, w, transform = _grid_20m(product)
+    classes = np.random.default_rng(0).integers(0, 4, (h, w)).astype(np.uint8)
+    classes[:5] = 255
+    names = ("clear", "thick cloud", "thin cloud", "cloud shadow")
+    _mask(tmp_path / "masks", scene_id, classes, names, transform)
+    store = _tile([product], tmp_path / "s.zarr", resolution=20, tile_size=32,
+                  labels_from=str(tmp_path / "masks"))  # fmt: skip
+    labels = _labels_on_grid(store, h, w)
+    covered = labels != LABEL_NODATA
+    assert covered.mean() > 0.5
+    # multi's class indices are cloudkit's codes; the mask's no-data stays no-data
+    np.testing.assert_array_equal(labels[covered], classes[covered])
+    assert (labels[:5] == LABEL_NODATA).all()
+    (record,) = read_scene_table(store)
+    assert record["label_kind"] == f"mask:{scene_id}_mask.tif"
+
+
+def test_binary_cloud_mask_gives_thick_cloud_and_clear(product, tmp_path):
+    scene_id, h, w, transform = _grid_20m(product)
+    classes = np.zeros((h, w), np.uint8)
+    classes[:, : w // 2] = 1
+    _mask(tmp_path / "masks", scene_id, classes, ("clear", "cloud"), transform)
+    store = _tile([product], tmp_path / "s.zarr", resolution=20, tile_size=32,
+                  labels_from=str(tmp_path / "masks"))  # fmt: skip
+    labels = _labels_on_grid(store, h, w)
+    covered = labels != LABEL_NODATA
+    expected = np.where(classes == 1, LABEL_THICK_CLOUD, LABEL_CLEAR)
+    np.testing.assert_array_equal(labels[covered], expected[covered])
+
+
+def test_masks_folder_errors_are_one_line(product, tmp_path, capsys):
+    scene_id, h, w, transform = _grid_20m(product)
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    args = ["tile", str(product), str(tmp_path / "s.zarr"), "--resolution", "20",
+            "--labels-from", str(masks)]  # fmt: skip
+    err = _one_line(capsys, args)
+    assert f"{masks / (scene_id + '_mask.tif')}: missing; --labels-from {masks}" in err
+    shadow = np.zeros((h, w), np.uint8)
+    _mask(masks, scene_id, shadow, ("no shadow", "shadow"), transform)
+    err = _one_line(capsys, args)
+    assert "classes 'no shadow', 'shadow' cannot be labels (expected clear, thick cloud" in err
+    assert not (tmp_path / "s.zarr").exists() or not read_scene_table(tmp_path / "s.zarr")

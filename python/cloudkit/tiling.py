@@ -15,12 +15,15 @@ import numpy as np
 
 from cloudkit import kernels
 from cloudkit.config import TileOptions
-from cloudkit.errors import InvalidSceneError
+from cloudkit.errors import InvalidSceneError, OptionError
 from cloudkit.io.grid import GridPlan, plan_grid
+from cloudkit.io.labels import mask_label_source
 from cloudkit.io.scene import Scene
 from cloudkit.io.store import SceneRecord, StoreLayout, TileRecord, TileStore
+from cloudkit.peers import PEERS
 from cloudkit.pipeline.run import Progress, Summary, run_scenes
 from cloudkit.pipeline.writer import SceneJob, SceneWriter, Written
+from cloudkit.predict.output import output_paths
 from cloudkit.teacher import SceneLabeller, Teacher
 
 TILED = "tiled"
@@ -48,7 +51,9 @@ class StoreWriter(SceneWriter):
 
     The store is opened (created when absent) at the first planned scene, whose grid gives
     its layout; every later scene must fit that layout. With ``options.labels_from`` a peer
-    model labels every scene (`teacher.py`), in place of any label file the scene has.
+    model labels every scene (`teacher.py`), or, when it names a folder, the scene's
+    ``SCENE_mask.tif`` there (as `cloudkit predict` writes them) does, in place of any label
+    file the scene has.
     """
 
     wrote = TILED
@@ -61,12 +66,25 @@ class StoreWriter(SceneWriter):
         self._held: set[str] = set()
         self._rust: kernels.TileWriter | None = None
         self._records: list[TileRecord] = []
+        source = options.labels_from
+        self._mask_folder = Path(source) if source and Path(source).is_dir() else None
+        if source and self._mask_folder is None and source not in PEERS:
+            raise OptionError(
+                f"--labels-from {source}: neither a peer model ({', '.join(PEERS)}) nor a "
+                "folder of masks"
+            )
         self._teacher = (
-            Teacher(options.labels_from, threads=options.threads) if options.labels_from else None
+            Teacher(source, threads=options.threads)
+            if source and self._mask_folder is None
+            else None
         )
         self._labeller: SceneLabeller | None = None
 
     def plan(self, scene: Scene) -> GridPlan:
+        if self._mask_folder is not None:
+            mask = output_paths(self._mask_folder, scene.scene_id).mask
+            what = f"--labels-from {self._mask_folder}"
+            scene = replace(scene, labels=[mask_label_source(mask, what)])
         plan = plan_grid(scene, resolution=self.options.resolution, bands=self.options.bands)
         if self.options.scl_labels and plan.label is None:  # asked for, so never left out silently
             raise InvalidSceneError(

@@ -41,7 +41,9 @@ def tile(
             "--labels-from",
             help="Store a peer model's classes as labels: ukis-csmask (clear, cloud, cloud "
             "shadow; Apache-2.0) or s2cloudless (cloud where its probability > 0.4; CC BY-SA "
-            "4.0, and so are the labels). pip install 'cloudkit\\[peers]'.",
+            "4.0, and so are the labels); pip install 'cloudkit\\[peers]'. Or a folder of "
+            "masks, one SCENE_mask.tif per scene as `cloudkit predict` writes them (any "
+            "cloudkit model as teacher).",
             show_default=False,
         ),
     ] = None,

@@ -6,14 +6,18 @@ stray value can never be counted as clear sky.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
+from cloudkit.errors import InvalidSceneError
 from cloudkit.io.scene import (
     LABEL_CLEAR,
     LABEL_CLOUD_SHADOW,
     LABEL_NODATA,
     LABEL_THICK_CLOUD,
     LABEL_THIN_CLOUD,
+    LabelSource,
 )
 
 
@@ -58,3 +62,54 @@ CLOUDSEN12_LUT = make_lut(
         3: LABEL_CLOUD_SHADOW,
     }
 )
+
+
+# --- masks written by cloudkit (`predict`), as labels ---------------------------------------
+
+#: GeoTIFF tags of a cloudkit mask: its class names by code (JSON), and its no-data code
+CLASSES_TAG = "CLOUDKIT_CLASSES"
+NODATA_TAG = "CLOUDKIT_NODATA"
+#: class names a mask may hold -> cloudkit label code; a binary mask's "cloud" counts as thick
+#: cloud, and names that mix classes ("no shadow", "cloud or shadow") cannot be labels
+_NAME_CODES = {
+    "clear": LABEL_CLEAR,
+    "thick cloud": LABEL_THICK_CLOUD,
+    "thin cloud": LABEL_THIN_CLOUD,
+    "cloud shadow": LABEL_CLOUD_SHADOW,
+    "cloud": LABEL_THICK_CLOUD,
+}
+MASK_KIND = "mask"
+
+
+def mask_label_source(path: Path, what: str) -> LabelSource:
+    """The classes of a cloudkit mask (``SCENE_mask.tif`` as `cloudkit predict` writes it) as
+    a scene's labels; a one-line error, naming ``path`` and ``what`` asked for it, when it is
+    missing, untagged or holds classes that are not cloudkit's."""
+    import json
+
+    import rasterio
+
+    if not path.is_file():
+        raise InvalidSceneError(f"{path}: missing; {what} reads each scene's SCENE_mask.tif")
+    try:
+        with rasterio.open(path) as ds:
+            tags = ds.tags()
+    except rasterio.errors.RasterioIOError as err:
+        raise InvalidSceneError(f"{path}: not a readable GeoTIFF ({err})") from None
+    try:
+        names = {int(code): str(name) for code, name in json.loads(tags[CLASSES_TAG]).items()}
+        nodata = int(tags.get(NODATA_TAG, LABEL_NODATA))
+    except (KeyError, ValueError, TypeError, AttributeError):
+        raise InvalidSceneError(
+            f"{path}: no readable {CLASSES_TAG} tag naming its classes; {what} takes masks "
+            "written by `cloudkit predict`"
+        ) from None
+    unknown = sorted(n for n in names.values() if n not in _NAME_CODES)
+    if unknown:
+        raise InvalidSceneError(
+            f"{path}: classes {', '.join(map(repr, unknown))} cannot be labels (expected "
+            f"{', '.join(_NAME_CODES)}); use a mask of a cloud or multi model"
+        )
+    mapping = {code: _NAME_CODES[name] for code, name in names.items() if 0 <= code < 256}
+    mapping[nodata] = LABEL_NODATA
+    return LabelSource(path, make_lut(mapping), kind=f"{MASK_KIND}:{path.name}")

@@ -33,6 +33,7 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from cloudkit.errors import OutputError
+from cloudkit.io.labels import CLASSES_TAG, NODATA_TAG
 from cloudkit.jsonfile import write_json
 
 __all__ = ["MaskWriter", "OutputPaths", "is_complete", "output_paths"]
@@ -238,7 +239,7 @@ class MaskWriter:
         )
         ds.set_band_description(1, "classes")
         names = {str(code): name for code, name in enumerate(self.classes)}
-        ds.update_tags(CLOUDKIT_CLASSES=json.dumps(names), CLOUDKIT_NODATA=str(NODATA))
+        ds.update_tags(**{CLASSES_TAG: json.dumps(names), NODATA_TAG: str(NODATA)})
         palette = {
             code: (*(class_colour(name) or OTHER_COLOUR), 255)
             for code, name in enumerate(self.classes)
