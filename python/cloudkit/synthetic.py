@@ -2,9 +2,13 @@
 
 Used for the sample product that ships with cloudkit, for edge-case fixtures and for the
 full-size (10980 x 10980) benchmark scene. The pixels are made up, but shaped like the real
-thing: land cover patches, a lake, fractal cumulus with brighter cores, cirrus visible in B10,
+thing: land cover patches, a lake, snow on the peaks, fractal cumulus with brighter cores and
+their shadows cast along a sun azimuth, a cirrus veil (faint in the visible, plain in B10),
 per-pixel sensor noise (so JPEG 2000 compresses about as well as on real scenes), a no-data
-wedge outside the swath, and DN offset by +1000 as in processing baseline 04.00.
+wedge outside the swath, and DN offset by +1000 as in processing baseline 04.00. Because the
+scene is made, its classes are known exactly: ``labels=FOLDER`` writes them as a mask like
+`cloudkit predict`'s (``SCENE_mask.tif``, 20 m), which `cloudkit tile --labels-from FOLDER`
+stores as labels.
 """
 
 from __future__ import annotations
@@ -23,9 +27,16 @@ _SPECTRA = {
     "water": (0.12, 0.10, 0.08, 0.06, 0.05, 0.04, 0.035, 0.03, 0.025, 0.01, 0.002, 0.01, 0.005),
     "vegetation": (0.11, 0.09, 0.08, 0.05, 0.10, 0.25, 0.30, 0.33, 0.34, 0.12, 0.004, 0.18, 0.09),
     "soil": (0.13, 0.12, 0.13, 0.15, 0.17, 0.19, 0.21, 0.22, 0.23, 0.09, 0.006, 0.30, 0.24),
+    "snow": (0.8, 0.79, 0.78, 0.77, 0.76, 0.74, 0.72, 0.7, 0.68, 0.4, 0.005, 0.1, 0.06),
     "cloud": (0.45, 0.44, 0.43, 0.43, 0.45, 0.47, 0.48, 0.48, 0.48, 0.25, 0.03, 0.35, 0.25),
 }
 _CIRRUS_B10 = 0.06
+#: opacity of the cirrus veil in every band but B10, where the cirrus field is 1
+_CIRRUS_VEIL = 0.35
+#: atmospheric path reflectance per band, which a shadow does not darken
+_PATH = (0.09, 0.065, 0.04, 0.025, 0.02, 0.015, 0.012, 0.01, 0.01, 0.005, 0.0, 0.003, 0.002)
+#: share of a band's surface signal a full shadow removes (the direct sun's)
+_SHADOW_DEPTH = (0.5, 0.55, 0.62, 0.68, 0.7, 0.72, 0.74, 0.75, 0.75, 0.76, 0.0, 0.8, 0.8)
 
 
 @dataclass(frozen=True)
@@ -34,6 +45,11 @@ class SyntheticProduct:
     tile_id: str
     size_10m: int
     baseline: str
+    labels: Path | None = None  # the exact classes, when asked for
+
+
+#: the classes of a synthetic mask, by code (cloudkit's label codes)
+LABEL_CLASSES = ("clear", "thick cloud", "thin cloud", "cloud shadow")
 
 
 def write_l1c_safe(
@@ -46,6 +62,7 @@ def write_l1c_safe(
     sensing: str = "20230615T104031",
     driver: str = "JP2OpenJPEG",
     overwrite: bool = False,
+    labels: Path | None = None,
 ) -> SyntheticProduct:
     """Write an L1C product into ``dest`` (a folder); returns where it is.
 
@@ -63,9 +80,10 @@ def write_l1c_safe(
     pb = baseline.replace(".", "")
     name = f"S2B_MSIL1C_{sensing}_N{pb}_R008_{tile_id}_{sensing[:8]}T131517.SAFE"
     final = Path(dest) / name
+    mask = None if labels is None else Path(labels) / f"{name.removesuffix('.SAFE')}_mask.tif"
     if final.exists():
-        if not overwrite:
-            return SyntheticProduct(final, tile_id, size_10m, baseline)
+        if not overwrite and (mask is None or mask.exists()):
+            return SyntheticProduct(final, tile_id, size_10m, baseline, mask)
         shutil.rmtree(final)
     tmp = Path(dest) / f".{name}.partial"
     if tmp.exists():
@@ -105,17 +123,59 @@ def write_l1c_safe(
     (tmp / "MTD_MSIL1C.xml").write_text(
         _mtd_xml(name, baseline, granule, prefix, offset), encoding="utf-8"
     )
+    if mask is not None:
+        _write_mask(mask, scene, crs, x0, y0)
     tmp.rename(final)
-    return SyntheticProduct(final, tile_id, size_10m, baseline)
+    return SyntheticProduct(final, tile_id, size_10m, baseline, mask)
+
+
+def _write_mask(path: Path, scene: _Scene, crs, x0: float, y0: float) -> None:
+    """The scene's exact classes at 20 m, tagged like a `cloudkit predict` mask."""
+    import json
+
+    import rasterio
+    from affine import Affine
+
+    from cloudkit.io.labels import CLASSES_TAG, NODATA_TAG
+
+    codes = _repeat(scene.labels(), 3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial")
+    profile = {
+        "driver": "GTiff",
+        "width": codes.shape[1],
+        "height": codes.shape[0],
+        "count": 1,
+        "dtype": "uint8",
+        "crs": crs,
+        "transform": Affine(20.0, 0.0, x0, 0.0, -20.0, y0),
+        "nodata": 255,
+        "compress": "deflate",
+    }
+    with rasterio.open(tmp, "w", **profile) as dst:
+        dst.write(codes, 1)
+        names = dict(enumerate(LABEL_CLASSES))
+        dst.update_tags(**{CLASSES_TAG: json.dumps(names), NODATA_TAG: "255"})
+    tmp.replace(path)
 
 
 class _Scene:
-    """Surface classes and cloud fields on the 60 m grid, refined per band."""
+    """Surface classes and cloud fields on the 60 m grid, refined per band.
+
+    Surfaces: water in the low ground, vegetation or bare soil by moisture, snow on the
+    highest ground. Thick cumulus, a thin cirrus veil (faint in the visible, plain in B10),
+    and the cumulus' shadow cast along a sun azimuth, a few hundred metres away."""
 
     def __init__(
-        self, classes: np.ndarray, cloud: np.ndarray, cirrus: np.ndarray, nodata: np.ndarray
+        self,
+        classes: np.ndarray,
+        cloud: np.ndarray,
+        cirrus: np.ndarray,
+        nodata: np.ndarray,
+        shadow: np.ndarray,
     ):
         self.classes, self.cloud, self.cirrus, self.nodata = classes, cloud, cirrus, nodata
+        self.shadow = shadow
 
     @classmethod
     def generate(cls, n60: int, rng: np.random.Generator) -> _Scene:
@@ -123,6 +183,7 @@ class _Scene:
         moisture = _fractal(n60, rng, octaves=5)
         classes = np.where(moisture > 0.5, 1, 2).astype(np.uint8)  # vegetation / soil
         classes[relief < 0.22] = 0  # a lake in the low ground
+        classes[relief > 0.8] = 3  # snow on the peaks
         clouds = _fractal(n60, rng, octaves=7)
         cloud = np.clip((clouds - 0.55) / 0.2, 0.0, 1.0).astype(
             np.float32
@@ -130,19 +191,43 @@ class _Scene:
         cirrus = np.clip((_fractal(n60, rng, octaves=4) - 0.6) / 0.3, 0.0, 1.0).astype(np.float32)
         yy, xx = np.mgrid[0:n60, 0:n60]
         nodata = xx < (0.35 * n60 - 0.3 * yy)  # outside the swath, as at a tile's edge
-        return cls(classes, cloud, cirrus, nodata)
+        # the shadow: the cumulus shifted away from the sun (azimuth, and cloud height x
+        # tan(zenith) of 0.6 to 1.3 km), darker where the cloud is thicker
+        azimuth = rng.uniform(0, 2 * np.pi)
+        offset = rng.uniform(10, 22)  # 60 m pixels
+        dy, dx = int(round(offset * np.cos(azimuth))), int(round(offset * np.sin(azimuth)))
+        shadow = np.zeros_like(cloud)
+        ys, yd = _shifted(n60, dy)
+        xs, xd = _shifted(n60, dx)
+        shadow[yd, xd] = cloud[ys, xs]
+        return cls(classes, cloud, cirrus, nodata, shadow)
+
+    def labels(self) -> np.ndarray:
+        """Exact classes on the 60 m grid, in cloudkit's codes (255 outside the swath): thick
+        cloud where the cumulus is at least a quarter opaque, thin cloud where only the
+        cirrus veil is plain, shadow where it is deep on open ground."""
+        codes = np.zeros(self.cloud.shape, np.uint8)  # clear
+        veil = _CIRRUS_VEIL * self.cirrus
+        codes[(self.shadow >= 0.3) & (self.cloud < 0.05) & (veil < 0.05)] = 3
+        codes[(veil >= 0.15) & (self.cloud < 0.25)] = 2
+        codes[self.cloud >= 0.25] = 1
+        codes[self.nodata] = 255
+        return codes
 
     def band_dn(
         self, band_id: int, factor: int, offset: int, rng: np.random.Generator
     ) -> np.ndarray:
         """DN of one band at its native grid (``factor`` = pixel size / 10 m)."""
-        spectra = np.array(
-            [_SPECTRA["water"][band_id], _SPECTRA["vegetation"][band_id], _SPECTRA["soil"][band_id]]
-        )
+        spectra = np.array([_SPECTRA[s][band_id] for s in ("water", "vegetation", "soil", "snow")])
         up = 6 // factor
         surface = _repeat(spectra[self.classes].astype(np.float32), up)
+        # in the shadow only the diffuse sky light is left (more of it in the blue)
+        keep = 1.0 - _SHADOW_DEPTH[band_id] * _repeat(self.shadow, up)
+        surface = _PATH[band_id] + (surface - _PATH[band_id]) * keep
         cloud = _repeat(self.cloud, up)
         refl = surface * (1 - cloud) + _SPECTRA["cloud"][band_id] * cloud
+        veil = _CIRRUS_VEIL * _repeat(self.cirrus, up)
+        refl = refl * (1 - veil) + _SPECTRA["cloud"][band_id] * veil
         if band_id == 10:  # cirrus band sees high ice clouds, not the surface
             refl = 0.002 + _CIRRUS_B10 * _repeat(self.cirrus, up) + 0.02 * cloud
         # sensor noise and sub-field texture; fine bands carry more detail
@@ -150,6 +235,12 @@ class _Scene:
         dn = np.clip(np.rint(refl * 10000) - offset, 1, 65535).astype(np.uint16)
         dn[_repeat(self.nodata, up)] = 0
         return dn
+
+
+def _shifted(n: int, d: int) -> tuple[slice, slice]:
+    """(source, destination) slices of a shift by ``d`` pixels along an axis of ``n``."""
+    d = max(-n, min(n, d))
+    return (slice(0, n - d), slice(d, n)) if d >= 0 else (slice(-d, n), slice(0, n + d))
 
 
 def _fractal(n: int, rng: np.random.Generator, *, octaves: int) -> np.ndarray:

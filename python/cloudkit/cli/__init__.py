@@ -11,6 +11,7 @@ import threading
 
 import typer
 
+from cloudkit.cli import demo as _demo
 from cloudkit.cli import evaluate as _evaluate
 from cloudkit.cli import experiment as _experiment
 from cloudkit.cli import export as _export
@@ -37,6 +38,7 @@ def prose(doc: str | None) -> str:
 
 
 for _name, _command in (
+    ("demo", _demo.demo),
     ("tile", _tile.tile),
     ("pretrain", _pretrain.pretrain),
     ("evaluate", _evaluate.evaluate),
