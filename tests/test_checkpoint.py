@@ -200,3 +200,31 @@ def test_weights_of_a_diverged_run_are_refused(tmp_path, capsys):
     assert main(["predict", str(tmp_path), "--model", str(path), "-o", str(tmp_path / "m")]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "hold NaN or infinity" in err
+
+
+@pytest.mark.parametrize(
+    ("tamper", "message"),
+    [
+        (
+            lambda sd, k: sd.__setitem__(k, torch.zeros(3, 3, 3, 3)),
+            r"has shape \(3, 3, 3, 3\) in the file, \(\d+, \d+, \d+, \d+\) in the model",
+        ),
+        (lambda sd, k: sd.pop(k), r"1 tensors missing \(first: "),
+        (lambda sd, k: sd.__setitem__("extra.weight", torch.zeros(1)), "the model does not have"),
+    ],
+)
+def test_weights_that_do_not_fit_say_how_in_one_line(tmp_path, tamper, message):
+    """torch's own message starts "Error(s) in loading state_dict" and puts the detail on
+    later lines; the one-line error must carry the detail and the file."""
+    from tests.helpers.predict_models import untrained_checkpoint
+
+    path = untrained_checkpoint(tmp_path / "model.pt")
+    payload = torch.load(path, weights_only=True)
+    state = payload["model"]["state_dict"]
+    first_conv = next(k for k, v in state.items() if v.ndim == 4)
+    tamper(state, first_conv)
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match=message) as err:
+        load_finetuned(path)
+    assert str(err.value).startswith(f"{path}: the weights of a resnet18")
+    assert "\n" not in str(err.value)

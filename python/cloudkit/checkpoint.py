@@ -166,7 +166,10 @@ def load_finetuned(path: Path) -> tuple[dict[str, Any], Segmenter]:
         )
     if tag == FINE_TUNING.format:
         _check_version(path, payload, FINE_TUNING)
-    model = load_segmenter(payload["model"])
+    try:
+        model = load_segmenter(payload["model"])
+    except CheckpointError as err:
+        raise CheckpointError(f"{path}: {err}") from None
     not_finite = [
         name
         for name, tensor in model.state_dict().items()

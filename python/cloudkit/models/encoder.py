@@ -17,6 +17,7 @@ from torchvision.models import ResNet, resnet18
 from cloudkit.bands import BY_NAME
 from cloudkit.errors import BandMismatchError, CheckpointError
 from cloudkit.models.band_slots import SLOTS, PresenceStem
+from cloudkit.models.state import load_weights
 
 ARCH = "resnet18"
 
@@ -82,11 +83,7 @@ def load_encoder(state: dict) -> Encoder:
             f"encoder state is for architecture {state['arch']!r} but cloudkit builds {ARCH!r}"
         )
     encoder = Encoder(state["bands"], any_bands=bool(state.get("any_bands", False)))
-    try:
-        encoder.backbone.load_state_dict(state["state_dict"])
-    except RuntimeError as err:
-        first = str(err).strip().splitlines()[0]
-        raise CheckpointError(f"encoder state does not fit a {ARCH}: {first}") from err
+    load_weights(encoder.backbone, state["state_dict"], f"the encoder weights of a {ARCH}")
     return encoder
 
 

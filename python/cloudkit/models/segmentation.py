@@ -43,6 +43,7 @@ from torch.nn import Parameter
 
 from cloudkit.errors import BandMismatchError, CheckpointError
 from cloudkit.models.encoder import ARCH, Encoder
+from cloudkit.models.state import load_weights
 
 HEADS = ("unet", "light", "paper")
 
@@ -277,13 +278,9 @@ def load_segmenter(state: Mapping) -> Segmenter:
         num_classes=int(state["num_classes"]),
         binary=bool(state["binary"]),
     )
-    try:
-        model.load_state_dict(state["state_dict"])
-    except RuntimeError as err:
-        first = str(err).strip().splitlines()[0]
-        raise CheckpointError(
-            f"segmenter state does not fit a {ARCH} with the {state['head']} head: {first}"
-        ) from err
+    load_weights(
+        model, state["state_dict"], f"the weights of a {ARCH} with the {state['head']} head"
+    )
     return model
 
 
