@@ -250,3 +250,26 @@ def test_scl_labels_asked_of_a_product_without_scl_is_one_line(tmp_path, capsys)
     line = fails_with_one_line(capsys, "tile", AWS_T19UDP, store, "--scl-labels")
     assert AWS_T19UDP.name in line and "holds no SCL layer" in line
     assert not store.exists()
+
+
+@pytest.mark.shared_data
+def test_band_folder_lacking_a_band_is_refused_unless_bands_say_so(tmp_path, capsys):
+    """A band folder without B04 would become a 12-band store without a word."""
+    import shutil
+
+    from cloudkit.cli import main
+
+    folder = tmp_path / AWS_T19UDP.name
+    shutil.copytree(AWS_T19UDP, folder)
+    (folder / "B04.jp2").unlink()
+    out = tmp_path / "s.zarr"
+    assert main(["tile", str(folder), str(out), "--tile-size", "32"]) == 1
+    err = capsys.readouterr().err
+    kept = "B01,B02,B03,B05,B06,B07,B08,B8A,B09,B10,B11,B12"
+    assert err == (
+        f"cloudkit: error: {folder}: lacks B04 of the 13 bands of an L1C product; to tile the "
+        f"bands it has, pass --bands {kept}\n"
+    )
+    assert not out.exists()
+    assert main(["tile", str(folder), str(out), "--tile-size", "32", "--bands", kept]) == 0
+    assert read_scene_table(out)[0]["id"] == folder.name

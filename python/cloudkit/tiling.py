@@ -14,10 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from cloudkit import kernels
+from cloudkit.bands import L1C_BANDS, L2A_BANDS
 from cloudkit.config import TileOptions
 from cloudkit.errors import InvalidSceneError, OptionError
 from cloudkit.io.grid import GridPlan, plan_grid
 from cloudkit.io.labels import mask_label_source
+from cloudkit.io.level import processing_level
 from cloudkit.io.scene import Scene
 from cloudkit.io.store import SceneRecord, StoreLayout, TileRecord, TileStore
 from cloudkit.peers import PEERS
@@ -85,6 +87,8 @@ class StoreWriter(SceneWriter):
             mask = output_paths(self._mask_folder, scene.scene_id).mask
             what = f"--labels-from {self._mask_folder}"
             scene = replace(scene, labels=[mask_label_source(mask, what)])
+        if self.options.bands is None:
+            _check_band_folder_whole(scene)
         plan = plan_grid(scene, resolution=self.options.resolution, bands=self.options.bands)
         if self.options.scl_labels and plan.label is None:  # asked for, so never left out silently
             raise InvalidSceneError(
@@ -159,6 +163,24 @@ def _layout_of(plan: GridPlan, options: TileOptions) -> StoreLayout:
     return StoreLayout(
         tuple(plan.bands), options.tile_size, options.overlap, float(plan.resolution)
     )
+
+
+def _check_band_folder_whole(scene: Scene) -> None:
+    """A band folder holds a whole product (13 bands for L1C, 12 for L2A, the 12 they share
+    when nothing tells the level): one that lacks some would make a store of fewer bands
+    without a word. Asking for those bands with --bands says that is meant."""
+    if scene.layout != "band-folder":
+        return
+    level = processing_level(scene)
+    expected = {"L1C": L1C_BANDS, "L2A": L2A_BANDS}.get(level or "", L2A_BANDS)
+    have = [band for band, sources in scene.bands.items() if sources]
+    lacking = [band for band in expected if band not in have]
+    if lacking:
+        product = f"an {level} product" if level else "a Sentinel-2 product"
+        raise InvalidSceneError(
+            f"{scene.path}: lacks {','.join(lacking)} of the {len(expected)} bands of {product}"
+            f"; to tile the bands it has, pass --bands {','.join(have)}"
+        )
 
 
 def _record_of(job: SceneJob, label_kind: str | None) -> SceneRecord:
