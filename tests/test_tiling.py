@@ -273,3 +273,23 @@ def test_band_folder_lacking_a_band_is_refused_unless_bands_say_so(tmp_path, cap
     assert not out.exists()
     assert main(["tile", str(folder), str(out), "--tile-size", "32", "--bands", kept]) == 0
     assert read_scene_table(out)[0]["id"] == folder.name
+
+
+def test_another_product_of_a_held_name_is_refused_not_skipped(tmp_path, capsys, monkeypatch):
+    """Two dates of a tile in folders both named alike: "already in the store" must mean the
+    same product, not the same name."""
+    from cloudkit.cli import main
+
+    first = write_l1c_safe(tmp_path / "a", size_10m=192, seed=1).path
+    second = write_l1c_safe(tmp_path / "b", size_10m=192, seed=2).path
+    assert first.name == second.name
+    out = tmp_path / "s.zarr"
+    assert main(["tile", str(first), str(out), "--tile-size", "32"]) == 0
+    assert main(["tile", str(second), str(out), "--tile-size", "32"]) == 1
+    err = capsys.readouterr().err
+    assert f"{second}: {out} already holds a scene named {first.stem}, tiled from {first}" in err
+    assert err.count("\n") == 1
+    # the same product again, even given by a relative path, is held
+    monkeypatch.chdir(tmp_path)
+    assert main(["tile", "a/" + first.name, str(out), "--tile-size", "32"]) == 0
+    assert "1 already in the store" in capsys.readouterr().out

@@ -65,7 +65,7 @@ class StoreWriter(SceneWriter):
         self.out = Path(out)
         self.options = options
         self._store: TileStore | None = None
-        self._held: set[str] = set()
+        self._held: dict[str, str] = {}  # scene id -> the path it was tiled from
         self._rust: kernels.TileWriter | None = None
         self._records: list[TileRecord] = []
         source = options.labels_from
@@ -100,11 +100,22 @@ class StoreWriter(SceneWriter):
             plan = replace(plan, label=None, label_factor=None)  # its labels replace the scene's
         if self._store is None:
             self._store = TileStore.open(self.out, _layout_of(plan, self.options))
-            self._held = set(self._store.scene_ids())
+            self._held = self._store.scene_sources()
         return plan
 
     def existing(self, plan: GridPlan) -> Path | None:
-        return self.out if plan.scene.scene_id in self._held else None
+        scene = plan.scene
+        source = self._held.get(scene.scene_id)
+        if source is None:
+            return None
+        if Path(source).resolve() != Path(scene.path).resolve():
+            # two dates of a tile in folders both called T31TCJ/: the name is not the product
+            raise InvalidSceneError(
+                f"{scene.path}: {self.out} already holds a scene named {scene.scene_id}, tiled "
+                f"from {source}; tile this one into another store (a store keeps one scene "
+                "per name)"
+            )
+        return self.out
 
     def window(self, plan: GridPlan) -> tuple[int, int]:
         return self.options.tile_size, self.options.overlap
@@ -141,7 +152,7 @@ class StoreWriter(SceneWriter):
     def commit_scene(self, job: SceneJob) -> Written:
         label_kind = self._teacher.kind if self._teacher is not None else None
         self._open_store().commit_scene(_record_of(job, label_kind), self._records)
-        self._held.add(job.scene.scene_id)
+        self._held[job.scene.scene_id] = str(job.scene.path)
         self._rust, self._records, self._labeller = None, [], None
         return Written(self.out)
 
@@ -190,7 +201,7 @@ def _record_of(job: SceneJob, label_kind: str | None) -> SceneRecord:
         label_kind = plan.label.kind if plan.label is not None else ""
     return SceneRecord(
         scene_id=scene.scene_id,
-        path=str(scene.path),
+        path=str(Path(scene.path).absolute()),  # what "already in the store" is checked by
         layout=scene.layout,
         crs_wkt=plan.crs.to_wkt(),
         transform=tuple(float(v) for v in plan.transform[:6]),

@@ -314,6 +314,28 @@ class TestAtomicOutputs:
         again = PredictOptions(resolution=60, overwrite=True)
         assert predict_paths([synthetic], predictor, out, again).results[0].status == "predicted"
 
+    def test_another_product_of_the_same_name_is_not_skipped(self, synthetic, tmp_path):
+        """Two dates of a tile in folders of the same name (here: the same product name, the
+        same grid, other pixels), predicted by two runs (one run refuses a name found twice):
+        the second must not pass for done."""
+        predictor = Predictor(untrained_checkpoint(tmp_path / "m.pt", ALL_BANDS), device="cpu")
+        other = write_l1c_safe(tmp_path / "elsewhere", size_10m=384, seed=4).path
+        assert other.name == synthetic.name
+        out = tmp_path / "out"
+        options = PredictOptions(resolution=60)
+        assert predict_paths([synthetic], predictor, out, options).results[0].status == (
+            "predicted"
+        )
+        (result,) = predict_paths([other], predictor, out, options).results
+        assert result.status == "failed"
+        assert result.error == (
+            f"{other}: {out} already holds the mask of {synthetic}, another product named "
+            f"{synthetic.stem}; predict this one into another folder (or pass --overwrite to "
+            "replace that mask)"
+        )
+        # the same product again is still done
+        assert predict_paths([synthetic], predictor, out, options).results[0].status == "skipped"
+
     def test_a_scene_another_run_is_writing_is_left_to_it(self, synthetic, tmp_path):
         """Two runs into one folder: the second fails the scene in one line and touches
         neither the first one's temporaries nor its claim; once given up, it predicts."""

@@ -170,10 +170,15 @@ class TileStore:
         return "labels" in self._group
 
     def scene_ids(self) -> list[str]:
+        return list(self.scene_sources())
+
+    def scene_sources(self) -> dict[str, str]:
+        """Each committed scene's id and the path it was tiled from."""
         n = self.num_scenes
         if n == 0:
-            return []
-        return [str(s) for s in self._group["scenes/id"][:n]]
+            return {}
+        ids, paths = self._group["scenes/id"][:n], self._group["scenes/path"][:n]
+        return {str(i): str(p) for i, p in zip(ids, paths, strict=True)}
 
     # ------------------------------------------------------------------ writing
 

@@ -10,6 +10,7 @@ as the same numbers. Windows are predicted in batches, blended where they overla
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import torch
 from cloudkit import __version__, kernels
 from cloudkit.config import PredictOptions
 from cloudkit.data.tasks import multi_classes
+from cloudkit.errors import InvalidSceneError
 from cloudkit.io.grid import GridPlan, plan_grid
 from cloudkit.io.scene import Scene
 from cloudkit.pipeline.run import Progress, Summary, run_scenes
@@ -84,7 +86,9 @@ class PredictionWriter(SceneWriter):
         scene_id = plan.scene.scene_id
         if self.options.overwrite or not is_complete(self.out_dir, scene_id):
             return None
-        return output_paths(self.out_dir, scene_id)
+        paths = output_paths(self.out_dir, scene_id)
+        _check_same_product(paths.summary, plan)
+        return paths
 
     def window(self, plan: GridPlan) -> tuple[int, int]:
         return self._window
@@ -213,6 +217,23 @@ class _ClassCounts:
 
 #: how much coarser than a model's own pixel size a scene may be before its mask is flagged
 COARSEST = 8
+
+
+def _check_same_product(summary: Path, plan: GridPlan) -> None:
+    """Outputs named after a scene may be those of another product of that name (two dates of
+    a tile in folders both called ``T31TCJ/``, in one run or two, on the very same grid):
+    skipping would pass the other's mask off as this one's. Only the same source is done."""
+    try:
+        source = Path(json.loads(summary.read_text())["source"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # a summary this cloudkit did not write vouches for nothing either way
+    scene = plan.scene
+    if source.resolve() != Path(scene.path).resolve():
+        raise InvalidSceneError(
+            f"{scene.path}: {summary.parent} already holds the mask of {source}, another "
+            f"product named {scene.scene_id}; predict this one into another folder (or pass "
+            "--overwrite to replace that mask)"
+        )
 
 
 def _warnings(plan: GridPlan, info) -> list[str]:
