@@ -15,7 +15,7 @@ augmentations' through one ``numpy.random.Generator`` per item drawn from it.
 - ``synthetic=p``: with probability ``p`` the crop gets synthetic clouds, thin clouds and cast
   shadows (`synthetic_clouds.composite`, exact labels); before that, a crop without cloud
   labels gets with probability ``p / 2`` another surface brightness and colour (so bright
-  soils are not taken for haze) and with ``p / 4`` snow (so bright is not always cloud), and an
+  soils are not taken for haze) and with ``p / 7`` snow (so bright is not always cloud), and an
   L2A crop with probability ``p / 2`` the atmosphere's path reflectance (so the model sees
   top-of-atmosphere and surface reflectance alike).
 - ``any_bands``: the crop keeps a random realistic band subset (`band_slots.drop_bands`).
@@ -122,7 +122,7 @@ class TrainingCrops(Dataset):
         cloud_free = not np.isin(y, (LABEL_THICK_CLOUD, LABEL_THIN_CLOUD)).any()
         if cloud_free and rng.random() < p / 2:
             x = _surface_jitter(x, bands, toa, rng)
-        if (y == 0).mean() > 0.5 and rng.random() < p / 4:
+        if (y == 0).mean() > 0.5 and rng.random() < p / 7:
             x = snow(x, y, bands, rng=rng)
         if not toa and rng.random() < p / 2:
             x = x + np.array([PATH_REFLECTANCE[b] for b in bands], np.float32)[:, None, None]
