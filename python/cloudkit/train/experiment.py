@@ -85,7 +85,8 @@ def _write_results(out: Path, cfg: ExperimentConfig, rows: list[dict[str, Any]])
     tmp = out / f".{RESULTS_MD}.tmp"
     tmp.write_text(header + results_markdown(rows))
     tmp.replace(out / RESULTS_MD)
-    figure = label_fraction_figure(rows, title=f"{cfg.task.value}: {out}")
+    tested_on = ", ".join(Path(p).name for p in cfg.test_stores)
+    figure = label_fraction_figure(rows, title=f"task {cfg.task.value}, tested on {tested_on}")
     write_figure(figure, out / RESULTS_PNG)
 
 
