@@ -27,9 +27,10 @@ if TYPE_CHECKING:
 METRICS_PNG = "metrics.png"
 RESULTS_PNG = "results.png"
 #: quicklook layout, in pixels: title and legend above, the two panels side by side below
-QUICKLOOK_HEADER_PX = 64
+QUICKLOOK_HEADER_PX = 72
 QUICKLOOK_GAP_PX = 8
 QUICKLOOK_MIN_WIDTH_PX = 800
+_LEGEND_ONE_ROW_PX = 1100  # narrower quicklooks put their legend on two rows
 _DPI = 100
 
 #: (panel title, [(metrics key, line label)], y limits or None), in the order drawn
@@ -131,7 +132,7 @@ def quicklook_figure(
         handles=handles,
         loc="upper left",
         bbox_to_anchor=(0.0, top - 18 / height),
-        ncols=len(handles),
+        ncols=len(handles) if width >= _LEGEND_ONE_ROW_PX else 3,
         frameon=False,
         fontsize=9,
         handlelength=1.2,

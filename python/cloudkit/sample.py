@@ -2,7 +2,8 @@
 
 It is synthetic (see ``cloudkit.synthetic``): a 7.68 x 7.68 km tile of UTM zone 31N at 10 m
 (768 x 768 px; 384 x 384 at 20 m, 128 x 128 at 60 m), all 13 bands as lossless JPEG 2000,
-processing baseline 04.00 (RADIO_ADD_OFFSET -1000), with cumulus, cirrus and a no-data wedge.
+processing baseline 04.00 (RADIO_ADD_OFFSET -1000), with water, vegetation, soil, snow,
+cumulus and their cast shadows, a cirrus veil and a no-data wedge.
 Regenerate it with ``python -m cloudkit.sample`` (seeded, so the result is the same).
 """
 

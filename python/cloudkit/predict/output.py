@@ -435,13 +435,14 @@ class MaskWriter:
         figure = quicklook_figure(
             np.moveaxis(true_colour, 0, -1),
             np.moveaxis(overlay, 0, -1),
-            title=f"{self.scene_id}: classes as shares of the valid pixels",
+            title=self.scene_id,
             legend=self._legend(),
         )
         save_png(figure, png)
         return png
 
     def _legend(self) -> list[tuple[str, tuple[int, int, int] | None]]:
+        """Each class and its share of the valid pixels; no data as a share of the image."""
         counts = self._class_counts
         valid = max(1, int(counts[:NODATA].sum()))
         entries: list[tuple[str, tuple[int, int, int] | None]] = [
