@@ -42,7 +42,18 @@ def test_version(capsys):
 
 @pytest.mark.parametrize(
     "command",
-    ["tile", "pretrain", "evaluate", "finetune", "experiment", "predict", "models", "export"],
+    [
+        "demo",
+        "tile",
+        "pretrain",
+        "evaluate",
+        "finetune",
+        "experiment",
+        "predict",
+        "models",
+        "export",
+        "check",
+    ],
 )
 def test_help_reads_as_prose(command, capsys, monkeypatch):
     """A docstring's own line breaks would fall mid-sentence in a wide terminal: with 400

@@ -11,6 +11,7 @@ import threading
 
 import typer
 
+from cloudkit.cli import check as _check
 from cloudkit.cli import demo as _demo
 from cloudkit.cli import evaluate as _evaluate
 from cloudkit.cli import experiment as _experiment
@@ -47,6 +48,7 @@ for _name, _command in (
     ("predict", _predict.predict),
     ("models", _models.models),
     ("export", _export.export),
+    ("check", _check.check),
 ):
     app.command(_name, help=prose(_command.__doc__))(_command)
 
@@ -88,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     except CloudkitError as err:
         if os.environ.get("CLOUDKIT_DEBUG") == "1":
             raise
-        print(f"cloudkit: error: {err}", file=sys.stderr)
+        print(f"cloudkit: error: {_one_line(err)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("cloudkit: interrupted", file=sys.stderr)
@@ -107,6 +109,16 @@ def main(argv: list[str] | None = None) -> int:
             return err.exit_code
         raise
     return 0
+
+
+def _one_line(err: Exception) -> str:
+    """A cloudkit error's message. Raised in a DataLoader worker, torch re-raises it in the
+    main process with the worker's traceback in the message: keep the error's own line."""
+    message = str(err)
+    if "Original Traceback" not in message:
+        return message
+    last = [line for line in message.splitlines() if line.strip()][-1]
+    return last.split(": ", 1)[1] if last.startswith("cloudkit.") and ": " in last else last
 
 
 @contextlib.contextmanager

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import zarr
-from zarr.codecs import ZstdCodec
+from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from cloudkit.errors import BandMismatchError, StoreError
 from cloudkit.io.scene import LABEL_CLASSES, LABEL_NODATA
@@ -52,6 +52,10 @@ QUANTIFICATION = 10000.0
 _INDEX_CHUNK = 16384
 _SCENE_CHUNK = 1024
 _COMPRESSOR = ZstdCodec(level=1)
+#: the ``integrity`` attribute of stores whose every chunk carries a CRC-32C and whose every
+#: committed tile has all its chunks on disk (even all fill value): a missing or altered
+#: chunk is then known damage. Stores written before it have neither; they read as before.
+INTEGRITY = "crc32c, every tile chunk written"
 
 
 @dataclass(frozen=True)
@@ -437,17 +441,63 @@ class StoreReader:
         return self._group[name][: self.num_tiles]
 
     def tile(self, name: str, row: int) -> np.ndarray:
-        """One tile, ``(C, T, T)`` of ``images`` or ``(1, T, T)`` of ``valid``/``labels``."""
+        """One tile, ``(C, T, T)`` of ``images`` or ``(1, T, T)`` of ``valid``/``labels``;
+        StoreError naming the tile when its chunk is missing or does not decode."""
         if not 0 <= row < self.num_tiles:
             raise IndexError(f"{self.path}: tile {row} is not one of its {self.num_tiles} tiles")
-        return self._arrays[name][row]
+        missing = self._missing_chunk(name, row)
+        if missing is not None:
+            raise StoreError(missing)
+        try:
+            return self._arrays[name][row]
+        except Exception as err:  # noqa: BLE001 - zarr's and its codecs' errors vary
+            raise StoreError(self._undecodable(name, row, err)) from None
 
     def tiles(self, name: str, rows: np.ndarray) -> np.ndarray:
-        """The tiles at ``rows``, ``(len(rows), *tile shape)``."""
+        """The tiles at ``rows``, ``(len(rows), *tile shape)`` (errors as :meth:`tile`)."""
         rows = np.asarray(rows, dtype=np.int64)
         if len(rows) and not (rows.min() >= 0 and rows.max() < self.num_tiles):
             raise IndexError(f"{self.path}: rows outside its {self.num_tiles} tiles asked for")
-        return self._arrays[name].get_orthogonal_selection((rows,))
+        for row in rows:
+            missing = self._missing_chunk(name, int(row))
+            if missing is not None:
+                raise StoreError(missing)
+        try:
+            return self._arrays[name].get_orthogonal_selection((rows,))
+        except Exception:  # noqa: BLE001 - find and name the tile that does not decode
+            for row in rows:
+                self.tile(name, int(row))
+            raise
+
+    @property
+    def checksummed(self) -> bool:
+        """Whether every chunk carries a CRC-32C and every committed tile all its chunks."""
+        return self._attrs.get("integrity") == INTEGRITY
+
+    def chunk_problem(self, name: str, row: int) -> str | None:
+        """What is wrong with tile ``row``'s chunk of ``name``, or None."""
+        try:
+            self.tile(name, row)
+        except StoreError as err:
+            return str(err)
+        return None
+
+    def _missing_chunk(self, name: str, row: int) -> str | None:
+        # only a store that writes every chunk knows a missing one for damage (an older one
+        # left out chunks that held only the fill value)
+        if not self.checksummed or (self.path / name / "c" / str(row) / "0/0/0").is_file():
+            return None
+        return (
+            f"{self.path}: tile {row} has lost its {name} chunk ({name}/c/{row}/0/0/0); the "
+            f"store is damaged: `cloudkit check {self.path}` lists every damaged tile"
+        )
+
+    def _undecodable(self, name: str, row: int, err: Exception) -> str:
+        reason = " ".join(str(err).split()) or type(err).__name__
+        return (
+            f"{self.path}: tile {row}: its {name} chunk does not decode ({reason}); the store "
+            f"is damaged: `cloudkit check {self.path}` lists every damaged tile"
+        )
 
     def scenes(self, name: str) -> np.ndarray:
         """The committed rows of a ``scenes/`` column (``id``, ``path``, ``crs``, ...)."""
@@ -565,12 +615,21 @@ def _create(path: Path, layout: StoreLayout) -> tuple[zarr.Group, bool]:
         "num_tiles": 0,
         "num_scenes": 0,
         "in_progress": None,
+        "integrity": INTEGRITY,
     }
     group = zarr.create_group(str(tmp), attributes=attrs)
+    codecs = _compressors(group)
     _create_tile_array(group, "images", 0)
     _create_tile_array(group, "valid", 0)
     for name, (dtype, fill) in _INDEX_ARRAYS.items():
-        group.create_array(name, shape=(0,), chunks=(_INDEX_CHUNK,), dtype=dtype, fill_value=fill)
+        group.create_array(
+            name,
+            shape=(0,),
+            chunks=(_INDEX_CHUNK,),
+            dtype=dtype,
+            fill_value=fill,
+            compressors=codecs,
+        )
     scenes = group.create_group("scenes")
     for name, (dtype, row, fill) in _SCENE_ARRAYS.items():
         row = tuple(c if n == _BANDS else n for n in row)
@@ -579,6 +638,7 @@ def _create(path: Path, layout: StoreLayout) -> tuple[zarr.Group, bool]:
             shape=(0, *row),
             chunks=(_SCENE_CHUNK, *row),
             dtype=dtype,
+            compressors=codecs,
             **({} if fill is None else {"fill_value": fill}),
         )
     try:
@@ -620,9 +680,16 @@ def _create_tile_array(group: zarr.Group, name: str, rows: int) -> None:
         chunks=(1, c, t, t),
         dtype=dtype,
         fill_value=fill,
-        compressors=_COMPRESSOR,
+        compressors=_compressors(group),
         dimension_names=("tile", axis, "y", "x"),
     )
+
+
+def _compressors(group: zarr.Group) -> tuple:
+    """The bytes codecs of a store's new arrays: zstd, then a CRC-32C where the store
+    checksums its chunks."""
+    checked = group.attrs.get("integrity") == INTEGRITY
+    return (_COMPRESSOR, Crc32cCodec()) if checked else (_COMPRESSOR,)
 
 
 def _lock(path: Path):
@@ -650,3 +717,27 @@ def read_scene_table(path: Path) -> list[dict]:
             )
         rows.append(row)
     return rows
+
+
+def damaged_tiles(path: Path) -> tuple[StoreReader, list[str]]:
+    """Read every chunk of every committed tile (and the index and scene columns) of the
+    store at ``path``; (its reader, one line per problem found)."""
+    reader = StoreReader.open(path)
+    problems: list[str] = []
+    for name in _INDEX_ARRAYS:
+        try:
+            reader.index(name)
+        except Exception as err:  # noqa: BLE001 - zarr's and its codecs' errors vary
+            problems.append(f"{reader.path}: index column {name} does not decode ({err})")
+    if reader.num_scenes:
+        for name in _SCENE_ARRAYS:
+            try:
+                reader.scenes(name)
+            except Exception as err:  # noqa: BLE001
+                problems.append(f"{reader.path}: scenes column {name} does not decode ({err})")
+    for row in range(reader.num_tiles):
+        for name in reader._arrays:
+            problem = reader.chunk_problem(name, row)
+            if problem is not None:
+                problems.append(problem.split("; the store is damaged")[0])
+    return reader, problems

@@ -5,14 +5,16 @@
 //! commits. Rust never creates, resizes or writes metadata: it opens `images`, `valid` and
 //! `labels`, checks they fit the tiles it will write, reads their shape once, and encodes and
 //! writes whole chunks into the reserved rows by tile index. A tile index past those rows is
-//! an error, never a reason to resize.
+//! an error, never a reason to resize. Every chunk is written, even one that holds only the
+//! fill value, so a committed tile whose chunk is missing is known to be damaged; the codecs
+//! (zstd, and crc32c in stores that checksum their chunks) come from the arrays' metadata.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ndarray::ArrayView2;
 use rayon::prelude::*;
-use zarrs::array::{data_type, Array, DataType};
+use zarrs::array::{data_type, Array, CodecOptions, DataType};
 use zarrs::filesystem::FilesystemStore;
 
 use crate::error::{Error, Result};
@@ -75,6 +77,7 @@ impl TileArrays {
             )));
         }
         let chunk = [index, 0, 0, 0];
+        let every_chunk = CodecOptions::default().with_store_empty_chunks(true);
         let write = |array: &Array<FilesystemStore>, result: zarrs::array::ArrayError| {
             self.error(format!(
                 "cannot write chunk {index} of {}: {result}",
@@ -82,14 +85,14 @@ impl TileArrays {
             ))
         };
         self.images
-            .store_chunk(&chunk, tile.image.as_slice())
+            .store_chunk_opt(&chunk, tile.image.as_slice(), &every_chunk)
             .map_err(|e| write(&self.images, e))?;
         self.valid
-            .store_chunk(&chunk, tile.valid.as_slice())
+            .store_chunk_opt(&chunk, tile.valid.as_slice(), &every_chunk)
             .map_err(|e| write(&self.valid, e))?;
         match (&self.labels, &tile.labels) {
             (Some(array), Some(codes)) => array
-                .store_chunk(&chunk, codes.as_slice())
+                .store_chunk_opt(&chunk, codes.as_slice(), &every_chunk)
                 .map_err(|e| write(array, e)),
             (None, None) => Ok(()),
             _ => Err(self.error("tile labels do not match the store's labels array".into())),
@@ -227,10 +230,10 @@ mod tests {
     use super::*;
     use crate::tiling::TileGrid;
     use ndarray::Array2;
-    use zarrs::array::codec::ZstdCodec;
+    use zarrs::array::codec::{Crc32cCodec, ZstdCodec};
     use zarrs::array::ArrayBuilder;
 
-    /// Creates the arrays the way Python does: bytes + zstd, chunks of one tile.
+    /// Creates the arrays the way Python does: bytes + zstd + crc32c, chunks of one tile.
     fn create_store(path: &Path, tiles: u64, bands: u64, tile: u64, labels: bool) {
         let store = Arc::new(FilesystemStore::new(path).unwrap());
         let mut arrays = vec![
@@ -252,7 +255,10 @@ mod tests {
                 data_type,
                 fill,
             )
-            .bytes_to_bytes_codecs(vec![Arc::new(ZstdCodec::new(0, false))])
+            .bytes_to_bytes_codecs(vec![
+                Arc::new(ZstdCodec::new(0, false)),
+                Arc::new(Crc32cCodec::new()),
+            ])
             .build(store.clone(), &format!("/{name}"))
             .unwrap()
             .store_metadata()
@@ -329,6 +335,25 @@ mod tests {
             )
             .unwrap_err();
         assert!(matches!(err, Error::Store { .. }), "{err}");
+    }
+
+    #[test]
+    fn chunks_of_only_the_fill_value_are_written_too() {
+        // a missing chunk of a committed tile must mean damage, never "all fill value"
+        let dir = tempfile::tempdir().unwrap();
+        let (h, w, tile) = (4, 4, 4);
+        create_store(dir.path(), 1, 1, tile as u64, true);
+        let grid = TileGrid::new(h, w, tile, 0).unwrap();
+        let layout = StripeLayout::new(grid, &[1], &[0], Some(1)).unwrap();
+        let mut writer = TileWriter::new(dir.path(), 0, layout, true).unwrap();
+        let band = Array2::from_elem((h, w), 7u16);
+        let nodata_labels = Array2::from_elem((h, w), 255u8); // the labels' fill value
+        let written = writer
+            .write_row(0, &[band.view()], Some(nodata_labels.view()))
+            .unwrap();
+        assert_eq!(written.len(), 1);
+        assert!(dir.path().join("labels/c/0/0/0/0").is_file());
+        assert_eq!(read_chunk::<u8>(dir.path(), "labels", 0), vec![255u8; 16]);
     }
 
     #[test]
