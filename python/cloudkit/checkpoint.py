@@ -35,6 +35,7 @@ from typing import Any
 import torch
 
 from cloudkit.config import Device
+from cloudkit.disk import disk_full
 from cloudkit.errors import CheckpointError, DeviceError, OptionError
 from cloudkit.models.segmentation import Segmenter, load_segmenter, segmenter_state
 
@@ -79,11 +80,26 @@ def save_checkpoint(payload: dict[str, Any], path: Path) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:
+        full = disk_full(path.parent)  # before the partial file frees its space
+        tmp.unlink(missing_ok=True)
+        # torch reports a full disk as a RuntimeError ("unexpected pos ...")
+        if isinstance(err, RuntimeError) and not full:
+            raise
+        reason = "no space left on device" if full else _reason(err)
+        raise CheckpointError(
+            f"{path}: cannot write the checkpoint ({reason}); the previous one, if any, is "
+            "kept: free space or choose another output folder"
+        ) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def _reason(err: BaseException) -> str:
+    return getattr(err, "strerror", None) or " ".join(str(err).split())
 
 
 def remove_stale_temporaries(path: Path) -> int:

@@ -25,6 +25,7 @@ chunks into the rows reserved for the scene.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import glob
 import math
@@ -191,6 +192,10 @@ class TileStore:
 
         Open the scene's Rust writer after this: it sees only the rows reserved when it opens.
         """
+        with self._writing(scene_id):
+            return self._begin_scene(scene_id, max_tiles, with_labels=with_labels)
+
+    def _begin_scene(self, scene_id: str, max_tiles: int, *, with_labels: bool) -> int:
         attrs = self._group.attrs
         if with_labels and not self.has_labels:
             # earlier scenes had no labels: their rows read as no-data (fill value)
@@ -205,6 +210,10 @@ class TileStore:
 
     def commit_scene(self, record: SceneRecord, tiles: Sequence[TileRecord]) -> None:
         """Write the index rows of a fully written scene, then advance the commit point."""
+        with self._writing(record.scene_id):
+            self._commit_scene(record, tiles)
+
+    def _commit_scene(self, record: SceneRecord, tiles: Sequence[TileRecord]) -> None:
         start, n = self.num_tiles, len(tiles)
         if any(t.index != start + i for i, t in enumerate(tiles)):
             raise StoreError(f"{self.path}: tile indices of {record.scene_id} are not contiguous")
@@ -230,10 +239,27 @@ class TileStore:
         )
 
     def abort_scene(self) -> None:
-        """Forget the rows of a scene that failed half way."""
-        self._repair()
+        """Forget the rows of a scene that failed half way. When even that cannot be written
+        (a full disk), the rows stay past the commit point with ``in_progress`` set, and the
+        next run that opens the store repairs it: the committed scenes are untouched."""
+        # the scene's own error says what happened; one from here would hide it
+        with contextlib.suppress(OSError):
+            self._repair()
 
     # ----------------------------------------------------------------- internals
+
+    @contextlib.contextmanager
+    def _writing(self, scene_id: str):
+        """A write that fails (a full disk) is a StoreError: the scene is not committed and
+        the scenes committed before are kept (the next run repairs what it left)."""
+        try:
+            yield
+        except OSError as err:
+            reason = err.strerror or " ".join(str(err).split())
+            raise StoreError(
+                f"{self.path}: cannot write {scene_id} into the store ({reason}); the scenes "
+                "committed before are kept"
+            ) from None
 
     def _tile_arrays(self) -> list[str]:
         return [n for n in _TILE_ARRAYS if n in self._group]
@@ -617,30 +643,34 @@ def _create(path: Path, layout: StoreLayout) -> tuple[zarr.Group, bool]:
         "in_progress": None,
         "integrity": INTEGRITY,
     }
-    group = zarr.create_group(str(tmp), attributes=attrs)
-    codecs = _compressors(group)
-    _create_tile_array(group, "images", 0)
-    _create_tile_array(group, "valid", 0)
-    for name, (dtype, fill) in _INDEX_ARRAYS.items():
-        group.create_array(
-            name,
-            shape=(0,),
-            chunks=(_INDEX_CHUNK,),
-            dtype=dtype,
-            fill_value=fill,
-            compressors=codecs,
-        )
-    scenes = group.create_group("scenes")
-    for name, (dtype, row, fill) in _SCENE_ARRAYS.items():
-        row = tuple(c if n == _BANDS else n for n in row)
-        scenes.create_array(
-            name,
-            shape=(0, *row),
-            chunks=(_SCENE_CHUNK, *row),
-            dtype=dtype,
-            compressors=codecs,
-            **({} if fill is None else {"fill_value": fill}),
-        )
+    try:
+        group = zarr.create_group(str(tmp), attributes=attrs)
+        codecs = _compressors(group)
+        _create_tile_array(group, "images", 0)
+        _create_tile_array(group, "valid", 0)
+        for name, (dtype, fill) in _INDEX_ARRAYS.items():
+            group.create_array(
+                name,
+                shape=(0,),
+                chunks=(_INDEX_CHUNK,),
+                dtype=dtype,
+                fill_value=fill,
+                compressors=codecs,
+            )
+        scenes = group.create_group("scenes")
+        for name, (dtype, row, fill) in _SCENE_ARRAYS.items():
+            row = tuple(c if n == _BANDS else n for n in row)
+            scenes.create_array(
+                name,
+                shape=(0, *row),
+                chunks=(_SCENE_CHUNK, *row),
+                dtype=dtype,
+                compressors=codecs,
+                **({} if fill is None else {"fill_value": fill}),
+            )
+    except BaseException:  # a full disk, an interrupt: leave no half-made store behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     try:
         tmp.rename(path)
         created = True

@@ -32,6 +32,7 @@ from rasterio.crs import CRS
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
+from cloudkit.disk import disk_full
 from cloudkit.errors import OutputError
 from cloudkit.io.labels import CLASSES_TAG, NODATA_TAG
 from cloudkit.jsonfile import write_json
@@ -209,13 +210,18 @@ class MaskWriter:
             raise
         except OSError as err:  # RasterioIOError is an OSError too
             self.abort()
-            reason = err.strerror or " ".join(str(err).split())
-            raise OutputError(
-                f"{self.out_dir}: cannot write predictions here ({reason}); "
-                "choose a writable output folder"
-            ) from None
+            raise self._cannot_write(err) from None
 
     # -- temporaries ------------------------------------------------------------------------
+
+    def _cannot_write(self, err: OSError) -> OutputError:
+        reason = err.strerror or " ".join(str(err).split())
+        if "previous exception" in reason or not reason:  # GDAL's write errors say no more
+            reason = "no space left on device" if disk_full(self.out_dir) else "a write failed"
+        return OutputError(
+            f"{self.out_dir}: cannot write predictions of {self.scene_id} here ({reason}); "
+            "nothing of it was kept: free space or choose a writable output folder"
+        )
 
     def _partial(self, kind: str, ext: str) -> Path:
         return self.out_dir / f".{self.scene_id}_{kind}.{ext}.partial"
@@ -286,9 +292,14 @@ class MaskWriter:
             )
         if rgb is not None:
             rgb = self._check_stack(rgb, 3, rows, "rgb")
-        self._mask_ds.write(classes, 1, window=window)
-        if self._prob_ds is not None:
-            self._prob_ds.write(probabilities, window=window)
+        try:
+            self._mask_ds.write(classes, 1, window=window)
+            if self._prob_ds is not None:
+                self._prob_ds.write(probabilities, window=window)
+        except OSError as err:  # a full disk, a folder gone read-only
+            error = self._cannot_write(err)  # before the partial files free their space
+            self.abort()
+            raise error from None
         if self._q:
             self._keep_quicklook_rows(row0, classes, rgb)
         self._next_row = row0 + rows
@@ -356,6 +367,10 @@ class MaskWriter:
             )
         try:
             self._moves = self._convert()
+        except OSError as err:
+            error = self._cannot_write(err)
+            self.abort()
+            raise error from None
         except BaseException:
             self.abort()
             raise
@@ -384,6 +399,10 @@ class MaskWriter:
             }
             _remove_partials(self.out_dir, self.scene_id)  # GDAL side files, if any
             write_json({**summary, "outputs": outputs}, self.paths.summary)
+        except OSError as err:
+            error = self._cannot_write(err)
+            self.abort()
+            raise error from None
         except BaseException:
             self.abort()
             raise

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from cloudkit.errors import OutputError
 from cloudkit.jsonfile import plain
 
 FILENAME = "metrics.jsonl"
@@ -58,7 +59,13 @@ class MetricsWriter:
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        with self.path.open("a") as f:
-            f.write(json.dumps(plain(record), allow_nan=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with self.path.open("a") as f:
+                f.write(json.dumps(plain(record), allow_nan=False) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as err:
+            raise OutputError(
+                f"{self.path}: cannot append the epoch's metrics ({err.strerror or err}); free "
+                "space or choose another output folder, then --resume"
+            ) from None
