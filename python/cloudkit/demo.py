@@ -54,10 +54,11 @@ class DemoStepFailed(CloudkitError):
 
 def run_demo(out: Path, *, device: str = "auto", size: str = "full") -> dict[str, Any]:
     """Run every step into ``out``; returns the closing table's rows and the paths written."""
+    from cloudkit.disk import require_writable
     from cloudkit.synthetic import write_l1c_safe
 
     scale = SIZES[size]
-    out = Path(out)
+    out = require_writable(Path(out), "--out")
     print(SYNTHETIC_NOTE + "\n", flush=True)
     labels = out / "labels"
     print(f"writing the synthetic sample into {out / 'scenes'} (classes in {labels})", flush=True)

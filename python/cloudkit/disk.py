@@ -1,4 +1,5 @@
-"""What a failed write was about, when the error does not say."""
+"""Writing: whether a folder takes files before work starts, and whether a failed write
+was a full disk (the errors of torch and GDAL do not say)."""
 
 from __future__ import annotations
 
@@ -20,3 +21,25 @@ def disk_full(folder: Path) -> bool:
         return shutil.disk_usage(folder).free < FULL_BELOW
     except OSError:
         return False
+
+
+def require_writable(folder: Path, what: str) -> Path:
+    """Create ``folder`` when needed and check that a file can be written there, before any
+    work is done (an evaluation that ran for an hour must not fail at its last write)."""
+    import os
+    import tempfile
+
+    from cloudkit.errors import OutputError
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".cloudkit-write-test-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        reason = err.strerror or " ".join(str(err).split())
+        raise OutputError(
+            f"{folder}: cannot write here ({reason}); choose a writable folder for {what}"
+        ) from None
+    return folder

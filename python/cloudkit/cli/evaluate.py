@@ -72,6 +72,7 @@ def evaluate(
     confusion matrix."""
     from rich.console import Console
 
+    from cloudkit.disk import require_writable
     from cloudkit.errors import OptionError
     from cloudkit.eval.evaluate import evaluate_checkpoint, evaluate_reference, write_json
     from cloudkit.eval.metrics import format_table
@@ -87,13 +88,15 @@ def evaluate(
                 "--task and --threshold go with --reference; a checkpoint brings its own task"
             )
         checkpoint, stores = paths[0], paths[1:]
-        result = evaluate_checkpoint(checkpoint, stores, batch_size=batch_size, device=device.value)
         target = out or checkpoint.with_name(f"{checkpoint.stem}.eval.json")
+        require_writable(target.parent, "--out")
+        result = evaluate_checkpoint(checkpoint, stores, batch_size=batch_size, device=device.value)
         title = f"{checkpoint} on {len(stores)} store(s), task {result['task']}"
     else:
         name = (task or TaskName.cloud).value
-        result = evaluate_reference(paths, reference=reference, task=name, threshold=threshold)
         target = out or Path("reference.eval.json")
+        require_writable(target.parent, "--out")
+        result = evaluate_reference(paths, reference=reference, task=name, threshold=threshold)
         title = f"reference {result['reference']} on {len(paths)} store(s), task {name}"
     console = Console()
     console.print(format_table({**result, "title": title}), end="", highlight=False, markup=False)

@@ -45,6 +45,7 @@ from cloudkit.checkpoint import (
     resolve_device,
     save_checkpoint,
 )
+from cloudkit.disk import require_writable
 from cloudkit.errors import CheckpointError, TrainingDivergedError
 from cloudkit.train import distributed
 from cloudkit.train.display import TrainingDisplay
@@ -262,6 +263,8 @@ class Engine(abc.ABC):
         cfg.validate()
         checkpoint = _checkpoint_to_resume(cfg, cls.kind)
         info = distributed.from_env() if cls.multi_process else distributed.Dist()
+        if info.rank == 0:
+            require_writable(cfg.out, "--out")
         device = resolve_device(cfg.device, info.local_rank)
         dist = distributed.setup(device.type) if cls.multi_process else info
         try:

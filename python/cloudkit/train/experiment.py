@@ -19,6 +19,7 @@ from typing import Any
 
 from cloudkit.checkpoint import BEST, LAST
 from cloudkit.config import RANDOM_INIT, ExperimentConfig, FinetuneConfig, FinetuneOptions
+from cloudkit.disk import require_writable
 from cloudkit.errors import CheckpointError
 from cloudkit.plots import RESULTS_PNG, label_fraction_figure, write_figure
 
@@ -101,7 +102,7 @@ def run_experiment(cfg: ExperimentConfig) -> Path:
         if init != RANDOM_INIT:
             load_init(init)
     out = cfg.out
-    out.mkdir(parents=True, exist_ok=True)
+    require_writable(out, "--out")
     options = {f.name: getattr(cfg, f.name) for f in fields(FinetuneOptions)}
     rows: list[dict[str, Any]] = []
     for init, name in zip(cfg.inits, cell_names(cfg.inits), strict=True):

@@ -1,6 +1,7 @@
-"""A full disk mid-run: one line saying so, exit code 1, nothing half-written left behind and
-nothing committed before lost. The disk is a small tmpfs (needs the right to mount one: the
-tests skip with the reason where that is not allowed)."""
+"""A full disk mid-run, or a read-only output: one line saying so, exit code 1, no work done
+before a write that cannot happen, nothing half-written left behind, nothing committed before
+lost. The disks are small tmpfs mounts (which need the right to mount: the tests skip with the
+reason where that is not allowed)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ from cloudkit.synthetic import write_l1c_safe
 
 
 @contextlib.contextmanager
-def small_disk(folder: Path, size: str):
+def small_disk(folder: Path, size: str, *, read_only: bool = False):
     folder.mkdir(parents=True, exist_ok=True)
+    options = f"size={size}" + (",ro" if read_only else "")
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
         capture_output=True,
         text=True,
     )
@@ -91,3 +93,36 @@ def test_checkpoint_on_a_full_disk_is_one_line(tmp_path, capsys):
         assert line.startswith(f"cloudkit: error: {disk / 'run'}/")
         assert "cannot write the checkpoint (no space left on device)" in line
         assert not [p for p in (disk / "run").iterdir() if p.suffix in (".pt", ".tmp")]
+
+
+def test_read_only_outputs_stop_before_any_work(product, tmp_path, capsys):
+    store = tmp_path / "s.zarr"
+    masks = tmp_path / "masks"
+    assert main(["tile", str(product), str(store), "--resolution", "60", "--tile-size", "32",
+                 "--labels-from", str(_masks(product, masks))]) == 0  # fmt: skip
+    capsys.readouterr()
+    with small_disk(tmp_path / "ro", "64k", read_only=True) as ro:
+        common = ["--epochs", "1", "--batch-size", "4", "--crop", "32", "--workers", "0",
+                  "--device", "cpu"]  # fmt: skip
+        runs = {
+            "pretrain": ["pretrain", str(store), "--out", str(ro / "p"), *common],
+            "finetune": ["finetune", str(store), "--out", str(ro / "f"), *common],
+            "experiment": ["experiment", str(store), "--test-store", str(store),
+                           "--fractions", "100", "--out", str(ro / "x"), *common],
+            "demo": ["demo", "--out", str(ro / "demo")],
+        }  # fmt: skip
+        for name, args in runs.items():
+            assert main(args) == 1, name
+            line = _last_line(capsys)
+            assert line.startswith("cloudkit: error: ") and "cannot write here" in line, name
+            assert "Read-only file system" in line and "for --out" in line, name
+        assert main(["tile", str(product), str(ro / "t.zarr")]) == 1
+        assert "Read-only file system" in _last_line(capsys)
+        assert main(["predict", str(product), "-o", str(ro / "m")]) == 1
+        assert "read-only file system" in capsys.readouterr().err.lower()
+
+
+def _masks(product: Path, folder: Path) -> Path:
+    """The product's exact classes as masks (what --labels-from reads)."""
+    write_l1c_safe(product.parent, size_10m=384, seed=9, labels=folder)
+    return folder
