@@ -8,6 +8,7 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -352,3 +353,28 @@ def test_real_data_cloud_f1_beats_trivial_predictors(tmp_path_factory):
 def test_options_that_would_train_on_nothing_or_fork_a_thousand(tmp_path, changes, message):
     with pytest.raises(OptionError, match=message):
         _cfg(tmp_path / "s.zarr", tmp_path / "run", **changes).validate()
+
+
+def test_a_val_set_without_the_positive_class_keeps_the_lowest_val_loss(tmp_path):
+    """Val IoU of cloud is 0 in every epoch when no val tile has cloud: best.pt must follow
+    the val loss, not stay at epoch 1 (which would ship a barely trained model)."""
+    from cloudkit.config import TileOptions
+    from cloudkit.synthetic import write_l1c_safe
+    from cloudkit.tiling import tile_paths
+    from tests.test_teacher import _grid_20m, _mask
+
+    product = write_l1c_safe(tmp_path / "in", size_10m=192, seed=2).path
+    scene_id, h, w, transform = _grid_20m(product)
+    clear = np.zeros((h, w), np.uint8)  # every pixel clear: no cloud anywhere
+    _mask(tmp_path / "masks", scene_id, clear, ("clear", "cloud"), transform)
+    store = tmp_path / "s.zarr"
+    options = TileOptions(resolution=20, tile_size=32, labels_from=str(tmp_path / "masks"))
+    tile_paths([product], store, options)
+    cfg = _cfg(store, tmp_path / "run", epochs=4, batch_size=4, crop=32, freeze_epochs=0)
+    finetune(cfg)
+    records = read_metrics(tmp_path / "run")
+    assert all(r["val_iou"] == 0.0 for r in records)
+    best = [r["epoch"] for r in records if r["best"]][-1]
+    lowest = min(records, key=lambda r: r["val_loss"])["epoch"]
+    assert best == lowest
+    assert torch.load(tmp_path / "run" / "best.pt", weights_only=True)["epoch"] == lowest

@@ -207,6 +207,7 @@ class FineTuning(Engine):
         self.best_val_loss = math.inf
         self.epochs_without_improvement = 0
         self.best_iou = -math.inf
+        self.best_epoch_val_loss = math.inf
         self.best_epoch = 0
         self.stopped = False
         self.frozen = False
@@ -289,10 +290,15 @@ class FineTuning(Engine):
             "images_per_s": stats.images_per_s,
             "seconds": stats.seconds,
         }
-        record["best"] = record["val_iou"] > self.best_iou
+        # a tie in IoU (a small val set without the positive class scores 0 every epoch)
+        # goes to the lower val loss, not to the first epoch
+        record["best"] = record["val_iou"] > self.best_iou or (
+            record["val_iou"] == self.best_iou and record["val_loss"] < self.best_epoch_val_loss
+        )
         if record["best"]:
             self.best_iou = record["val_iou"]
             self.best_epoch = stats.epoch
+            self.best_epoch_val_loss = record["val_loss"]
         if record["val_loss"] < self.best_val_loss:
             self.best_val_loss = record["val_loss"]
             self.epochs_without_improvement = 0
@@ -402,6 +408,7 @@ class FineTuning(Engine):
                 "epochs_without_improvement": self.epochs_without_improvement,
                 "best_iou": self.best_iou,
                 "best_epoch": self.best_epoch,
+                "best_epoch_val_loss": self.best_epoch_val_loss,
                 "stopped": self.stopped,
             }
         }
@@ -412,6 +419,8 @@ class FineTuning(Engine):
         self.epochs_without_improvement = int(stop["epochs_without_improvement"])
         self.best_iou = float(stop["best_iou"])
         self.best_epoch = int(stop["best_epoch"])
+        # checkpoints written before the tie-break: no tie goes to a later epoch
+        self.best_epoch_val_loss = float(stop.get("best_epoch_val_loss", -math.inf))
         self.stopped = bool(stop["stopped"])
 
 
