@@ -94,7 +94,7 @@ def label_fraction_figure(rows: Sequence[dict[str, Any]], title: str) -> Figure:
             ax.plot([r["fraction"] for r in mine], [r[key] for r in mine], "-o", label=init)
         ax.set_xscale("log")
         ax.set_xlabel("labelled tiles used (%)")
-        ax.set_ylabel(f"{key.upper() if key == 'iou' else 'F1'} ({what})")
+        ax.set_ylabel(f"{'IoU' if key == 'iou' else 'F1'} ({what})")
         ax.set_ylim(0.0, 1.0)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize="small")
