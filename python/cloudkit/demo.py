@@ -43,7 +43,7 @@ class DemoSize:
 
 
 SIZES = {
-    "full": DemoSize(size_10m=1536, pretrain_epochs=10, finetune_epochs=40),
+    "full": DemoSize(size_10m=1152, pretrain_epochs=5, finetune_epochs=24),
     "quick": DemoSize(size_10m=960, pretrain_epochs=3, finetune_epochs=30),
 }
 
