@@ -56,11 +56,11 @@ def test_version(capsys):
     ],
 )
 def test_help_reads_as_prose(command, capsys, monkeypatch):
-    """A docstring's own line breaks would fall mid-sentence in a wide terminal: with 400
+    """A docstring's own line breaks would fall mid-sentence in a wide terminal: with 1000
     columns, each paragraph of the description is one line."""
     from cloudkit.cli import app, main
 
-    monkeypatch.setenv("COLUMNS", "400")
+    monkeypatch.setenv("COLUMNS", "1000")
     assert main([command, "--help"]) == 0
     lines = capsys.readouterr().out.splitlines()
     (doc,) = [c.callback.__doc__ for c in app.registered_commands if c.name == command]
