@@ -416,7 +416,7 @@ class TestErrors:
         locked.mkdir()
         locked.chmod(0o500)
         try:
-            with pytest.raises(OutputError, match="cannot write predictions here"):
+            with pytest.raises(OutputError, match=r"cannot write predictions of \S+ here"):
                 _writer(locked)
         finally:
             locked.chmod(0o700)
@@ -424,5 +424,5 @@ class TestErrors:
     def test_output_folder_below_a_file(self, tmp_path):
         blocker = tmp_path / "not_a_folder"
         blocker.write_text("")
-        with pytest.raises(OutputError, match=r"cannot write predictions here \(.+\)"):
+        with pytest.raises(OutputError, match=r"cannot write predictions of \S+ here \(.+\)"):
             _writer(blocker / "predictions")

@@ -27,6 +27,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from cloudkit.config import PredictOptions
 from cloudkit.data.reflectance import ValueScale
 from cloudkit.pipeline.run import Progress
+from cloudkit.plots import QUICKLOOK_GAP_PX, QUICKLOOK_HEADER_PX
 from cloudkit.predict.model import Predictor
 from cloudkit.predict.output import is_complete, output_paths
 from cloudkit.predict.writer import predict_paths
@@ -152,7 +153,9 @@ class TestRealL2A:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)  # a plain PNG
             with rasterio.open(paths.quicklook) as ds:
-                assert max(ds.height, ds.width) <= 1024 and ds.count == 3
+                # true colour and the classes side by side, each panel's long side <= 1024
+                assert ds.height <= 1024 + QUICKLOOK_HEADER_PX and ds.count == 4  # RGBA
+                assert ds.width <= 2 * 1024 + 2 * QUICKLOOK_GAP_PX
 
     def test_cloud_cover_is_close_to_sen2cor(self, runs):
         """The fine-tuned model learnt SCL's clouds: its cloud cover must be near SCL's."""

@@ -63,7 +63,8 @@ def test_two_processes(store, tmp_path, method):
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == str(out / "last.pt")  # printed by rank 0 only
     assert "batch 4 x 2 processes" in done.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["last.pt", "metrics.jsonl"]
+    # rank 0 alone writes: one checkpoint, one metrics file and its figure
+    assert sorted(p.name for p in out.iterdir()) == ["last.pt", "metrics.jsonl", "metrics.png"]
     records = read_metrics(out)
     assert [r["epoch"] for r in records] == [1, 2]
     assert all(r["knn_samples"] == 24 for r in records)  # both ranks' embeddings
