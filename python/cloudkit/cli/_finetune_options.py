@@ -10,8 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
-from cloudkit.cli._options import MinValid
-from cloudkit.config import Device, Head, TaskName
+from cloudkit.cli._options import DeviceChoice, MinValid
+from cloudkit.config import Head, TaskName
 
 _HP = "Fine-tuning (default: the paper's protocol)"
 
@@ -107,10 +107,7 @@ FINETUNE_OPTIONS: dict[str, Any] = {
             help="Seed of the fraction, the split, the weights, the shuffle and the crops.",
         ),
     ],
-    "device": Annotated[
-        Device,
-        typer.Option("--device", help="auto: CUDA when available, else CPU.", case_sensitive=False),
-    ],
+    "device": DeviceChoice,
     "amp": Annotated[
         bool | None,
         typer.Option(

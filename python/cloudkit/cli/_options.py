@@ -10,6 +10,8 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from cloudkit.config import Device
+
 Command = TypeVar("Command", bound=Callable[..., None])
 
 Workers = Annotated[
@@ -35,6 +37,10 @@ MinValid = Annotated[
         max=1.0,
         help="Skip tiles with a smaller fraction of valid pixels.",
     ),
+]
+DeviceChoice = Annotated[
+    Device,
+    typer.Option("--device", help="auto: CUDA when available, else CPU.", case_sensitive=False),
 ]
 Bands = Annotated[
     str | None,

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from cloudkit.cli._options import DeviceChoice
 from cloudkit.config import Device
 
 
@@ -15,10 +16,7 @@ def demo(
         Path,
         typer.Option("--out", "-o", help="Folder for everything the demo writes."),
     ] = Path("cloudkit-demo"),
-    device: Annotated[
-        Device,
-        typer.Option("--device", help="auto: CUDA when available, else CPU.", case_sensitive=False),
-    ] = Device.auto,
+    device: DeviceChoice = Device.auto,
     size: Annotated[
         str,
         typer.Option(

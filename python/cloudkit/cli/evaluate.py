@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from cloudkit.cli._options import DeviceChoice
 from cloudkit.config import Device, TaskName
 
 
@@ -62,10 +63,7 @@ def evaluate(
         int,
         typer.Option("--batch-size", min=1, help="Tiles per forward pass."),
     ] = 16,
-    device: Annotated[
-        Device,
-        typer.Option("--device", help="auto: CUDA when available, else CPU.", case_sensitive=False),
-    ] = Device.auto,
+    device: DeviceChoice = Device.auto,
 ) -> None:
     """Score a fine-tuned checkpoint (or a peer model, or a reference mask) against the labels
     of tile stores: per-class precision, recall, F1, IoU, overall and balanced accuracy,

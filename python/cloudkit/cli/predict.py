@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from cloudkit.cli._options import Resolution, Workers, scene_paths
+from cloudkit.cli._options import DeviceChoice, Resolution, Workers, scene_paths
 from cloudkit.config import Device
 
 
@@ -45,10 +45,7 @@ def predict(
     batch_size: Annotated[
         int, typer.Option("--batch-size", min=1, help="Windows per forward pass.")
     ] = 8,
-    device: Annotated[
-        Device,
-        typer.Option("--device", help="auto: CUDA when available, else CPU.", case_sensitive=False),
-    ] = Device.auto,
+    device: DeviceChoice = Device.auto,
     precision: Annotated[
         Precision,
         typer.Option(
