@@ -471,13 +471,10 @@ class StoreReader:
         StoreError naming the tile when its chunk is missing or does not decode."""
         if not 0 <= row < self.num_tiles:
             raise IndexError(f"{self.path}: tile {row} is not one of its {self.num_tiles} tiles")
-        missing = self._missing_chunk(name, row)
-        if missing is not None:
-            raise StoreError(missing)
-        try:
-            return self._arrays[name][row]
-        except Exception as err:  # noqa: BLE001 - zarr's and its codecs' errors vary
-            raise StoreError(self._undecodable(name, row, err)) from None
+        tile, problem = self._read_tile(name, row)
+        if problem is not None:
+            raise StoreError(self._damaged(problem))
+        return tile
 
     def tiles(self, name: str, rows: np.ndarray) -> np.ndarray:
         """The tiles at ``rows``, ``(len(rows), *tile shape)`` (errors as :meth:`tile`)."""
@@ -487,7 +484,7 @@ class StoreReader:
         for row in rows:
             missing = self._missing_chunk(name, int(row))
             if missing is not None:
-                raise StoreError(missing)
+                raise StoreError(self._damaged(missing))
         try:
             return self._arrays[name].get_orthogonal_selection((rows,))
         except Exception:  # noqa: BLE001 - find and name the tile that does not decode
@@ -502,27 +499,30 @@ class StoreReader:
 
     def chunk_problem(self, name: str, row: int) -> str | None:
         """What is wrong with tile ``row``'s chunk of ``name``, or None."""
+        return self._read_tile(name, row)[1]
+
+    def _read_tile(self, name: str, row: int) -> tuple[np.ndarray | None, str | None]:
+        """(the tile, None), or (None, what is wrong with its chunk)."""
+        missing = self._missing_chunk(name, row)
+        if missing is not None:
+            return None, missing
         try:
-            self.tile(name, row)
-        except StoreError as err:
-            return str(err)
-        return None
+            return self._arrays[name][row], None
+        except Exception as err:  # noqa: BLE001 - zarr's and its codecs' errors vary
+            reason = " ".join(str(err).split()) or type(err).__name__
+            return None, f"{self.path}: tile {row}: its {name} chunk does not decode ({reason})"
 
     def _missing_chunk(self, name: str, row: int) -> str | None:
         # only a store that writes every chunk knows a missing one for damage (an older one
         # left out chunks that held only the fill value)
         if not self.checksummed or (self.path / name / "c" / str(row) / "0/0/0").is_file():
             return None
-        return (
-            f"{self.path}: tile {row} has lost its {name} chunk ({name}/c/{row}/0/0/0); the "
-            f"store is damaged: `cloudkit check {self.path}` lists every damaged tile"
-        )
+        return f"{self.path}: tile {row} has lost its {name} chunk ({name}/c/{row}/0/0/0)"
 
-    def _undecodable(self, name: str, row: int, err: Exception) -> str:
-        reason = " ".join(str(err).split()) or type(err).__name__
+    def _damaged(self, problem: str) -> str:
         return (
-            f"{self.path}: tile {row}: its {name} chunk does not decode ({reason}); the store "
-            f"is damaged: `cloudkit check {self.path}` lists every damaged tile"
+            f"{problem}; the store is damaged: `cloudkit check {self.path}` lists every "
+            "damaged tile"
         )
 
     def scenes(self, name: str) -> np.ndarray:
@@ -769,5 +769,5 @@ def damaged_tiles(path: Path) -> tuple[StoreReader, list[str]]:
         for name in reader._arrays:
             problem = reader.chunk_problem(name, row)
             if problem is not None:
-                problems.append(problem.split("; the store is damaged")[0])
+                problems.append(problem)
     return reader, problems
