@@ -89,7 +89,12 @@ class StoreWriter(SceneWriter):
             scene = replace(scene, labels=[mask_label_source(mask, what)])
         if self.options.bands is None:
             _check_band_folder_whole(scene)
-        plan = plan_grid(scene, resolution=self.options.resolution, bands=self.options.bands)
+        plan = plan_grid(
+            scene,
+            resolution=self.options.resolution,
+            bands=self.options.bands,
+            decode=self.options.decode.value,
+        )
         if self.options.scl_labels and plan.label is None:  # asked for, so never left out silently
             raise InvalidSceneError(
                 f"{scene.scene_id}: --scl-labels, but the product holds no SCL layer (Sen2Cor's "
@@ -172,7 +177,11 @@ class StoreWriter(SceneWriter):
 
 def _layout_of(plan: GridPlan, options: TileOptions) -> StoreLayout:
     return StoreLayout(
-        tuple(plan.bands), options.tile_size, options.overlap, float(plan.resolution)
+        tuple(plan.bands),
+        options.tile_size,
+        options.overlap,
+        float(plan.resolution),
+        options.decode.value,
     )
 
 

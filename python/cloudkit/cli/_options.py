@@ -42,6 +42,19 @@ DeviceChoice = Annotated[
     Device,
     typer.Option("--device", help="auto: CUDA when available, else CPU.", case_sensitive=False),
 ]
+
+
+def decode_option(default_note: str) -> Any:
+    """``--decode full|reduced`` (tile and predict differ only in their default)."""
+    return typer.Option(
+        "--decode",
+        help="How bands finer than --resolution are read: full decodes every pixel and "
+        "averages (exact); reduced decodes a JPEG 2000 file's coarser resolution level "
+        f"(about a quarter of the cost, close to the average but not equal). {default_note}",
+        case_sensitive=False,
+    )
+
+
 Bands = Annotated[
     str | None,
     typer.Option(

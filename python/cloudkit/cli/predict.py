@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
-from cloudkit.cli._options import DeviceChoice, Resolution, Workers, scene_paths
-from cloudkit.config import Device
+from cloudkit.cli._options import DeviceChoice, Resolution, Workers, decode_option, scene_paths
+from cloudkit.config import Decode, Device
 
 
 class Precision(str, enum.Enum):
@@ -85,6 +85,9 @@ def predict(
         bool, typer.Option("--overwrite", help="Predict scenes whose outputs already exist.")
     ] = False,
     workers: Workers = None,
+    decode: Annotated[
+        Decode, decode_option("Predicting decodes the reduced levels: a mask is not a reflectance.")
+    ] = Decode.reduced,
     sample: Annotated[
         bool,
         typer.Option(
@@ -120,6 +123,7 @@ def predict(
         overlap=overlap,
         batch_size=batch_size,
         workers=workers,
+        decode=decode,
         probabilities=probabilities,
         quicklook=quicklook,
         overwrite=overwrite,

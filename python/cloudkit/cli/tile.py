@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from cloudkit.cli._options import Bands, Resolution, Workers, parse_bands, scene_paths
+from cloudkit.cli._options import (
+    Bands,
+    Resolution,
+    Workers,
+    decode_option,
+    parse_bands,
+    scene_paths,
+)
+from cloudkit.config import Decode
 
 
 def tile(
@@ -27,6 +35,9 @@ def tile(
         int, typer.Option("--overlap", help="Pixels shared by neighbouring tiles.")
     ] = 0,
     workers: Workers = None,
+    decode: Annotated[
+        Decode, decode_option("Tiling decodes in full unless asked: training data stays exact.")
+    ] = Decode.full,
     bands: Bands = None,
     scl_labels: Annotated[
         bool,
@@ -81,6 +92,7 @@ def tile(
         tile_size=tile_size,
         overlap=overlap,
         workers=workers,
+        decode=decode,
         scl_labels=scl_labels,
         labels_from=labels_from,
     )

@@ -35,11 +35,13 @@ _POLL_SECONDS = 0.2
 
 @dataclass(frozen=True)
 class RasterBand:
-    """One band of one file to stream, with an optional per-chunk conversion (e.g. a LUT)."""
+    """One band of one file to stream, with an optional per-chunk conversion (e.g. a LUT), at
+    full resolution or at a JPEG 2000 file's reduced resolution ``level`` (2**level coarser)."""
 
     path: Path
     index: int = 1
     convert: Callable[[np.ndarray], np.ndarray] | None = None
+    level: int = 0
 
 
 class _Failure:
@@ -57,7 +59,7 @@ class _Lane:
         self._chunks: list[
             tuple[int, np.ndarray]
         ] = []  # consumed from the queue, kept until passed
-        with rasterio.Env(**GDAL_OPTIONS), _open(band.path) as ds:
+        with rasterio.Env(**GDAL_OPTIONS), _open(band.path, band.level) as ds:
             self.height, self.width, count = ds.height, ds.width, ds.count
             if band.index > count:
                 raise InvalidSceneError(
@@ -73,7 +75,7 @@ class _Lane:
 
     def _run(self) -> None:
         try:
-            with rasterio.Env(**GDAL_OPTIONS), _open(self.band.path) as ds:
+            with rasterio.Env(**GDAL_OPTIONS), _open(self.band.path, self.band.level) as ds:
                 for row0 in range(0, self.height, self.chunk_rows):
                     rows = min(self.chunk_rows, self.height - row0)
                     with self._slots:
@@ -159,9 +161,10 @@ class BandStream:
         return self._lanes[i].rows(row0, count)
 
 
-def _open(path: Path):
+def _open(path: Path, level: int = 0):
     try:
-        return rasterio.open(path)
+        # GDAL shows a JPEG 2000 file's resolution level j as its overview j - 1
+        return rasterio.open(path, overview_level=level - 1) if level else rasterio.open(path)
     except rasterio.errors.RasterioIOError as err:
         raise InvalidSceneError(f"{path}: cannot open raster ({_first_line(err)})") from err
 

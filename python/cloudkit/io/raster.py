@@ -31,6 +31,10 @@ class RasterHeader:
     count: int
     dtypes: tuple[str, ...]
     descriptions: tuple[str | None, ...]
+    # JPEG 2000 keeps its wavelet's lower resolution levels in the codestream: level j is the
+    # image 2**j times coarser, decoded at a fraction of the cost. How many a file has (0 for
+    # other formats, whose overviews may have been made by any resampling).
+    reduced_levels: int = 0
 
 
 def read_header(path: Path) -> RasterHeader:
@@ -50,6 +54,7 @@ def read_header(path: Path) -> RasterHeader:
                     count=ds.count,
                     dtypes=tuple(ds.dtypes),
                     descriptions=tuple(ds.descriptions),
+                    reduced_levels=_reduced_levels(ds),
                 )
     except RasterioError as err:
         reason = " ".join(str(err).split())  # GDAL messages may span lines
@@ -57,6 +62,18 @@ def read_header(path: Path) -> RasterHeader:
             f"{path}: not a readable raster ({reason}); expected a GeoTIFF or JPEG 2000 band "
             "file: download it again or remove it"
         ) from err
+
+
+def _reduced_levels(ds) -> int:
+    """The JPEG 2000 resolution levels GDAL shows as overviews: 2, 4, 8... times coarser."""
+    if ds.driver != "JP2OpenJPEG" or ds.count < 1:
+        return 0
+    levels = 0
+    for decimation in ds.overviews(1):
+        if decimation != 2 ** (levels + 1):
+            break
+        levels += 1
+    return levels
 
 
 def find_raster(stem_path: Path) -> Path | None:

@@ -24,7 +24,10 @@ class SceneRows:
     def __init__(self, plan: GridPlan, *, workers: int, with_labels: bool = False) -> None:
         if with_labels and plan.label is None:
             raise ValueError(f"{plan.scene.scene_id}: the plan has no label file")
-        lanes = [RasterBand(src.path, src.index, as_dn(src.path)) for src in plan.sources]
+        lanes = [
+            RasterBand(src.path, src.index, as_dn(src.path), level=plan.level(i))
+            for i, src in enumerate(plan.sources)
+        ]
         self.factors = list(plan.factors)
         if with_labels:
             lanes.append(RasterBand(plan.label.path, plan.label.index, through_lut(plan.label.lut)))

@@ -67,6 +67,7 @@ class StoreLayout:
     tile_size: int
     overlap: int
     resolution: float
+    decode: str = "full"  # how JPEG 2000 bands finer than the grid were read (io/grid.py)
 
 
 @dataclass(frozen=True)
@@ -272,6 +273,7 @@ class TileStore:
             int(attrs["tile_size"]),
             int(attrs["overlap"]),
             float(attrs["resolution"]),
+            str(attrs.get("decode", "full")),  # stores made before --decode decoded in full
         )
         if have.bands != layout.bands:
             raise BandMismatchError(
@@ -289,6 +291,11 @@ class TileStore:
                     f"{self.path}: store has {what} {old:g} but this run asks {new:g}; "
                     f"pass {flag} {old:g} or use a new store"
                 )
+        if have.decode != layout.decode:
+            raise StoreError(
+                f"{self.path}: store's tiles were decoded {have.decode} but this run asks "
+                f"--decode {layout.decode}; pass --decode {have.decode} or use a new store"
+            )
 
     def _repair(self) -> None:
         """Drop rows past the commit point left by an interrupted run."""
@@ -631,6 +638,7 @@ def _create(path: Path, layout: StoreLayout) -> tuple[zarr.Group, bool]:
         "tile_size": t,
         "overlap": layout.overlap,
         "resolution": layout.resolution,
+        "decode": layout.decode,
         "quantification": QUANTIFICATION,
         "add_offset": [STORE_ADD_OFFSET] * c,
         # reflectance = value * scale + offset, for value != 0 (0 is no data)

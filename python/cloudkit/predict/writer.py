@@ -80,6 +80,7 @@ class PredictionWriter(SceneWriter):
             resolution=self.options.resolution,
             bands=bands,
             at_least=self.predictor.info.resolution,
+            decode=self.options.decode.value,
         )
 
     def existing(self, plan: GridPlan) -> OutputPaths | None:
@@ -269,6 +270,8 @@ def _summary(
             "height": plan.height,
             "width": plan.width,
             "resolution": float(plan.resolution),
+            # bands decoded at a JPEG 2000 resolution level (2**level coarser), not in full
+            "reduced_levels": {b: j for b, j in zip(plan.bands, plan.levels, strict=True) if j},
         },
         "model": {
             "checkpoint": str(info.path),
