@@ -1,4 +1,5 @@
-"""Spherical k-means on CPU: faiss vs cloudkit's torch backend, to choose ``backend="auto"``.
+"""Spherical k-means: faiss vs cloudkit's torch backend, on CPU (to choose ``backend="auto"``)
+or on a GPU (``--device cuda``: faiss's GPU index against torch on the GPU).
 
 DeepCluster v2 clusters a memory bank of 128-d unit embeddings into 3,000 prototypes with 10
 iterations at the start of every epoch (WHUS2-CD+: ~14,600 training patches; CloudSEN12 more).
@@ -6,21 +7,34 @@ This times ``cloudkit.ssl.kmeans.spherical_kmeans`` with each backend on the sam
 vectors (each run includes the k-means++ seeding and the final assignment pass), best of
 ``--repeat`` runs, and prints both wall-clock times (with the CPU time of the process, a hint
 of contention on a shared machine) and their ratio. ``CPU_DEFAULT`` in kmeans.py holds the
-faster one.
+faster one on CPU. On CUDA the faiss backend must run on the GPU: a faiss build without GPU
+support stops the script rather than timing faiss on the CPU. ``--json PATH`` writes the
+figures for benches/gpu_suite.py.
 
     python benches/bench_kmeans.py                         # 100,000 x 128, k 3000, 10 iterations
     python benches/bench_kmeans.py --n 2000 --k 50 --iters 2   # smoke run
+    python benches/bench_kmeans.py --device cuda --repeat 3
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from cloudkit.ssl.kmeans import spherical_kmeans
+
+BACKENDS = ("faiss", "torch")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def best_time(
@@ -29,10 +43,20 @@ def best_time(
     """Best wall-clock seconds over ``repeat`` runs, and the process CPU seconds of that run."""
     best = (float("inf"), 0.0)
     for _ in range(repeat):
+        _sync(x.device)
         wall, cpu = time.perf_counter(), time.process_time()
         spherical_kmeans(x, k, iterations=iters, seed=0, backend=backend)
+        _sync(x.device)
         best = min(best, (time.perf_counter() - wall, time.process_time() - cpu))
     return best
+
+
+def faiss_gpus() -> int:
+    try:
+        import faiss
+    except ImportError:
+        return 0
+    return int(faiss.get_num_gpus()) if hasattr(faiss, "get_num_gpus") else 0
 
 
 def main() -> None:
@@ -42,19 +66,51 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=3000, help="number of clusters")
     parser.add_argument("--iters", type=int, default=10, help="k-means iterations")
     parser.add_argument("--repeat", type=int, default=1, help="runs per backend (best kept)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
+    backends = args.backends.split(",")
+    if unknown := set(backends) - set(BACKENDS):
+        parser.error(f"--backends: unknown {', '.join(sorted(unknown))}; expected {BACKENDS}")
 
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            sys.exit("bench_kmeans: --device cuda but torch.cuda.is_available() is False")
+        if "faiss" in backends and faiss_gpus() == 0:
+            # timing faiss on the CPU under a "cuda" label would be a wrong figure
+            sys.exit(
+                "bench_kmeans: --device cuda but this faiss has no GPU support "
+                "(faiss.get_num_gpus() is 0): pip install faiss-gpu, or --backends torch"
+            )
     generator = torch.Generator().manual_seed(0)
-    x = F.normalize(torch.randn(args.n, args.dim, generator=generator), dim=1)
+    x = F.normalize(torch.randn(args.n, args.dim, generator=generator), dim=1).to(device)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(
-        f"spherical k-means on CPU: {args.n} x {args.dim} unit vectors, k = {args.k}, "
+        f"spherical k-means on {where}: {args.n} x {args.dim} unit vectors, k = {args.k}, "
         f"{args.iters} iterations, {torch.get_num_threads()} torch threads"
     )
-    faiss_s, faiss_cpu = best_time(x, args.k, args.iters, "faiss", args.repeat)
-    print(f"faiss: {faiss_s:.2f} s ({faiss_cpu:.1f} s CPU)")
-    torch_s, torch_cpu = best_time(x, args.k, args.iters, "torch", args.repeat)
-    print(f"torch: {torch_s:.2f} s ({torch_cpu:.1f} s CPU)")
-    print(f"ratio faiss / torch: {faiss_s / torch_s:.2f} (> 1: torch is faster)")
+    seconds = {}
+    for backend in backends:
+        wall, cpu = best_time(x, args.k, args.iters, backend, args.repeat)
+        seconds[backend] = wall
+        print(f"{backend}: {wall:.2f} s ({cpu:.1f} s CPU)")
+    if len(seconds) == 2:
+        ratio = seconds["faiss"] / seconds["torch"]
+        print(f"ratio faiss / torch: {ratio:.2f} (> 1: torch is faster)")
+    if args.json:
+        figures = {
+            "device": where,
+            "n": args.n,
+            "dim": args.dim,
+            "k": args.k,
+            "iterations": args.iters,
+            "repeat": args.repeat,
+            "faiss_gpus": faiss_gpus(),
+            "seconds": seconds,
+        }
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -7,16 +7,24 @@ targets), both through the same code `cloudkit pretrain` runs (cloudkit.train.pr
 A loader/step ratio >= 1 means the GPU (or CPU) never waits for data.
 
 The store is built once in a temporary folder from the real T29UNU L2A sample (11 bands at
-60 m), tiles of the view size, overlapping by half so that there are enough of them.
+60 m), tiles of the view size overlapping by --overlap (default half a tile). Tiles of 256 px
+overlapping by half are only 109 with data, fewer than a batch of 128: the GPU run overlaps
+them by 224 px (1,551 tiles, enough for a batch of 128 on each of up to 12 GPUs).
+
+Under ``torchrun`` (DistributedDataParallel, one process per GPU) the train step is timed on
+every rank at once and reported for the whole group (--batch-size is per process); the loader
+is then not timed. ``--json PATH`` writes the figures for benches/gpu_suite.py.
 
     python benches/bench_pretrain.py                               # CPU: views 128 px, batch 16
-    python benches/bench_pretrain.py --device cuda --crop 256 --batch-size 128 --amp
+    python benches/bench_pretrain.py --device cuda --crop 256 --overlap 224 --batch-size 128 --amp
     python benches/bench_pretrain.py --store tiles.zarr            # an existing store
+    torchrun --standalone --nproc-per-node 2 benches/bench_pretrain.py --device cuda ...
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -27,15 +35,16 @@ from tests.helpers.shared_data import L2A_T29UNU as T29UNU  # noqa: E402
 from tests.helpers.shared_data import T29UNU_60M_BANDS as BANDS  # noqa: E402
 
 
-def build_store(folder: Path, tile: int) -> Path:
+def build_store(folder: Path, tile: int, overlap: int | None = None) -> Path:
     from cloudkit.config import TileOptions
     from cloudkit.tiling import tile_paths
 
     if not T29UNU.is_dir():
         sys.exit(f"the real sample {T29UNU} is missing; pass --store")
-    out = folder / f"t29unu-{tile}.zarr"
+    overlap = tile // 2 if overlap is None else overlap
+    out = folder / f"t29unu-{tile}-overlap{overlap}.zarr"
     options = TileOptions(
-        resolution=60, bands=BANDS, tile_size=tile, overlap=tile // 2, scl_labels=True
+        resolution=60, bands=BANDS, tile_size=tile, overlap=overlap, scl_labels=True
     )
     t0 = time.perf_counter()
     tile_paths([T29UNU], out, options)
@@ -43,10 +52,9 @@ def build_store(folder: Path, tile: int) -> Path:
     return out
 
 
-def trainer_for(args, method: str, store: Path):
+def trainer_for(args, method: str, store: Path, dist, device):
     import torch
 
-    from cloudkit.checkpoint import resolve_device
     from cloudkit.config import PretrainConfig
     from cloudkit.data import TileDataset
     from cloudkit.train.pretrain import Pretraining
@@ -71,13 +79,13 @@ def trainer_for(args, method: str, store: Path):
         compile=args.compile,
         **extra,
     )
-    device = resolve_device(cfg.device)
-    trainer = Pretraining.create(cfg, device=device)
+    trainer = Pretraining.create(cfg, device=device, dist=dist)
     trainer.prepare()
     if method == "deepcluster":
-        # real targets: a bank of random unit embeddings, clustered once
+        # real targets: a bank of random unit embeddings (the same on every rank), clustered once
         bank = trainer.model.bank
-        bank.update(torch.arange(n), torch.nn.functional.normalize(torch.randn(n, 128), dim=1))
+        z = torch.randn(n, 128, generator=torch.Generator().manual_seed(0))
+        bank.update(torch.arange(n), torch.nn.functional.normalize(z, dim=1))
         trainer.model.cluster(seed=0)
     return trainer
 
@@ -90,7 +98,9 @@ def _sync(device) -> None:
 
 
 def time_steps(trainer, steps: int, warmup: int) -> float:
-    """images/s of the train step on one batch kept on the device."""
+    """images/s of the train step on one batch kept on the device (of all ranks under DDP)."""
+    from cloudkit.train import distributed
+
     trainer.sampler.set_epoch(1)
     batch = next(iter(trainer.loader))
     batch = {k: v.to(trainer.device) for k, v in batch.items()}
@@ -98,11 +108,14 @@ def time_steps(trainer, steps: int, warmup: int) -> float:
     for _ in range(warmup):
         trainer.train_step(batch)
     _sync(trainer.device)
+    distributed.barrier()  # every rank starts the clock together
     t0 = time.perf_counter()
     for _ in range(steps):
         trainer.train_step(batch)
     _sync(trainer.device)
-    return steps * trainer.cfg.batch_size / (time.perf_counter() - t0)
+    distributed.barrier()
+    images = steps * trainer.cfg.batch_size * trainer.dist.world_size
+    return images / (time.perf_counter() - t0)
 
 
 def time_loader(trainer, batches: int, warmup: int) -> float:
@@ -129,6 +142,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--crop", type=int, default=128, help="view size in px (default 128)")
+    parser.add_argument("--overlap", type=int, default=None, help="of the tiles built (px)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--steps", type=int, default=10, help="timed train steps per method")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps / batches first")
@@ -140,38 +154,82 @@ def main() -> None:
     parser.add_argument("--store", type=Path, default=None, help="an existing tile store")
     parser.add_argument("--min-valid", type=float, default=0.5)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
 
     import torch
 
+    from cloudkit.checkpoint import resolve_device
+    from cloudkit.train import distributed
+
     if args.threads:
         torch.set_num_threads(args.threads)
-    with tempfile.TemporaryDirectory(prefix="cloudkit-bench-") as tmp:
-        store = args.store or build_store(Path(tmp), args.crop)
-        rates = {}
-        trainer = None
-        for method in args.methods.split(","):
-            trainer = trainer_for(args, method, store)
-            rates[method] = time_steps(trainer, args.steps, args.warmup)
-            cfg = trainer.cfg
-            print(
-                f"train step {method:<12} {rates[method]:8.1f} img/s   "
-                f"(batch {cfg.batch_size}, views {cfg.crop} px, {trainer.device}, "
-                f"amp {'on' if cfg.amp else 'off'}, compile {'on' if cfg.compile else 'off'})"
-            )
-        tiles = trainer.tiles
-        batches = args.batches or max(args.steps, 2 * len(trainer.loader))
-        loader = time_loader(trainer, batches, args.warmup)
-        print(
-            f"loader                  {loader:8.1f} img/s   ({trainer.cfg.workers} workers, "
-            f"{len(tiles)} tiles of {tiles.tile_size} px, {len(tiles.bands)} bands, "
-            f"{batches} batches)"
+    # under torchrun: one process per GPU, joined in a process group; else a world of one
+    device = resolve_device(args.device, distributed.from_env().local_rank)
+    dist = distributed.setup(device.type)
+    try:
+        with tempfile.TemporaryDirectory(prefix="cloudkit-bench-") as tmp:
+            store = args.store or build_store(Path(tmp), args.crop, args.overlap)
+            figures = run(args, store, dist, device)
+    finally:
+        distributed.teardown()
+    if args.json and dist.is_main:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+def run(args, store: Path, dist, device) -> dict:
+    """Time each method's train step, then (in a single process) the loader; print, return."""
+    import torch
+
+    say = print if dist.is_main else (lambda *_: None)
+    rates = {}
+    trainer = None
+    for method in args.methods.split(","):
+        trainer = trainer_for(args, method, store, dist, device)
+        rates[method] = time_steps(trainer, args.steps, args.warmup)
+        cfg = trainer.cfg
+        group = f", {dist.world_size} processes (DDP)" if dist.enabled else ""
+        say(
+            f"train step {method:<12} {rates[method]:8.1f} img/s   "
+            f"(batch {cfg.batch_size}{' per process' if group else ''}, views {cfg.crop} px, "
+            f"{trainer.device}{group}, amp {'on' if cfg.amp else 'off'}, "
+            f"compile {'on' if cfg.compile else 'off'})"
         )
-        ratios = ", ".join(f"{m} {loader / r:.2f}x" for m, r in rates.items())
-        print(f"loader / step: {ratios}  (>= 1: loading keeps the model fed)")
-        if torch.cuda.is_available() and trainer.device.type == "cuda":
-            print(f"device: {torch.cuda.get_device_name(trainer.device)}")
-        del trainer
+    cfg, tiles = trainer.cfg, trainer.tiles
+    on_gpu = trainer.device.type == "cuda"
+    figures = {
+        "device": str(trainer.device),
+        "gpu": torch.cuda.get_device_name(trainer.device) if on_gpu else None,
+        "world_size": dist.world_size,
+        "batch_size": cfg.batch_size,
+        "crop": cfg.crop,
+        "amp": bool(cfg.amp),
+        "compile": bool(cfg.compile),
+        "channels_last": on_gpu,  # what Pretraining does on GPUs (model and batches)
+        "workers": cfg.workers,
+        "tiles": len(tiles),
+        "steps": args.steps,
+        "train_step_images_per_s": rates,
+        "loader_images_per_s": None,
+        "loader_over_step": None,
+    }
+    if dist.enabled:
+        say("loader: not timed under torchrun (time it in one process)")
+        return figures
+    batches = args.batches or max(args.steps, 2 * len(trainer.loader))
+    loader = time_loader(trainer, batches, args.warmup)
+    print(
+        f"loader                  {loader:8.1f} img/s   ({cfg.workers} workers, "
+        f"{len(tiles)} tiles of {tiles.tile_size} px, {len(tiles.bands)} bands, "
+        f"{batches} batches)"
+    )
+    ratios = {m: loader / r for m, r in rates.items()}
+    text = ", ".join(f"{m} {ratio:.2f}x" for m, ratio in ratios.items())
+    print(f"loader / step: {text}  (>= 1: loading keeps the model fed)")
+    if on_gpu:
+        print(f"device: {figures['gpu']}")
+    figures.update(loader_images_per_s=loader, loader_over_step=ratios)
+    return figures
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ The real figures come from running them at full size (see the README's performan
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +59,61 @@ def test_loader_benchmark_smoke():
         "64",
     )
     assert "images/s" in out
+
+
+def test_kmeans_benchmark_smoke(tmp_path):
+    pytest.importorskip("faiss")
+    figures = tmp_path / "kmeans.json"
+    out = _run(
+        str(BENCHES / "bench_kmeans.py"),
+        "--n",
+        "2000",
+        "--k",
+        "50",
+        "--iters",
+        "2",
+        "--json",
+        str(figures),
+    )
+    assert "ratio faiss / torch" in out
+    assert set(json.loads(figures.read_text())["seconds"]) == {"faiss", "torch"}
+
+
+def _pretrain_bench(store: Path, figures: Path) -> list[str]:
+    """bench_pretrain.py's arguments for a few CPU steps on a small store."""
+    return [
+        str(BENCHES / "bench_pretrain.py"),
+        "--device", "cpu", "--crop", "32", "--batch-size", "4", "--steps", "1",
+        "--warmup", "1", "--workers", "0", "--batches", "2", "--threads", "1",
+        "--store", str(store), "--json", str(figures),
+    ]  # fmt: skip
+
+
+@pytest.mark.shared_data
+def test_pretrain_benchmark_smoke(tmp_path, tmp_path_factory):
+    from tests.helpers.pretrain_stores import real_store, subset_store
+
+    store = subset_store(real_store(tmp_path_factory), tmp_path / "tiles.zarr", 64)
+    out = _run(*_pretrain_bench(store, tmp_path / "pretrain.json"))
+    assert "loader / step" in out
+    figures = json.loads((tmp_path / "pretrain.json").read_text())
+    assert figures["world_size"] == 1 and figures["tiles"] == 64
+    assert set(figures["train_step_images_per_s"]) == {"moco", "deepcluster"}
+    assert set(figures["loader_over_step"]) == {"moco", "deepcluster"}
+
+
+@pytest.mark.shared_data
+def test_pretrain_benchmark_under_torchrun(tmp_path, tmp_path_factory):
+    """The DDP path of the GPU suite, on two CPU processes (Gloo)."""
+    from tests.helpers.pretrain_stores import real_store, subset_store
+
+    store = subset_store(real_store(tmp_path_factory), tmp_path / "tiles.zarr", 64)
+    torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    out = _run(*torchrun, *_pretrain_bench(store, tmp_path / "ddp.json"))
+    assert "2 processes (DDP)" in out and "loader: not timed under torchrun" in out
+    figures = json.loads((tmp_path / "ddp.json").read_text())
+    assert figures["world_size"] == 2 and figures["loader_images_per_s"] is None
+    assert set(figures["train_step_images_per_s"]) == {"moco", "deepcluster"}
 
 
 def test_heads_benchmark_smoke():
