@@ -11,11 +11,16 @@ Scenes:
 Runs, each a separate process:
   decode        the scene's band files read through cloudkit's decoding lanes (SceneRows),
                 row range by row range as prediction reads them: the floor for end to end
+  decode-20m-reduced   (--size only) the same at 20 m, the 10 m bands decoded at their
+                JPEG 2000 resolution level 1 (what predict reads for a 20 m model)
   HEAD-PREC     `predict_paths` with each head of --heads (light, unet) and each precision
                 (fp32, bf16; +compile with --compile), channels_last; the per-stage split
                 comes from the scene's JSON. The head ``default`` is the model shipped with
                 cloudkit, run as `cloudkit predict` runs it: at its own resolution (20 m),
-                its any-band stem reading the scene's bands
+                its any-band stem reading the scene's bands. Runs at a resolution coarser
+                than the scene's (the default model; --predict-resolution 20) are made with
+                each of --decodes (full: every pixel decoded and averaged; reduced: JPEG 2000
+                resolution levels, predict's default)
 
 The models are seeded, untrained ResNet-18 segmenters with the scene's bands: speed does not
 depend on the weights. On a GPU (``--device cuda``) the script also reports the model alone
@@ -25,6 +30,7 @@ on a scene's worth of windows already on the device, and the paper head on a cro
     python benches/bench_predict.py                       # T29UNU at 60 m, CPU
     python benches/bench_predict.py --size 10980 --precisions bf16 --heads light,unet
     python benches/bench_predict.py --size 10980 --precisions bf16 --heads light,default
+    python benches/bench_predict.py --size 10980 --precisions bf16 --heads default --json r.json
     python benches/bench_predict.py --size 10980 --device cuda --paper-crop 2048
 """
 
@@ -95,7 +101,8 @@ def child_decode(args) -> dict:
     from cloudkit.io.scene_rows import SceneRows
 
     (scene,) = discover_scenes([Path(args.scene)])
-    plan = plan_grid(scene, resolution=args.resolution, bands=args.bands.split(","))
+    resolution = args.predict_resolution or args.resolution
+    plan = plan_grid(scene, resolution=resolution, bands=args.bands.split(","), decode=args.decode)
     window, overlap = args.window, args.overlap
     started = time.perf_counter()
     with SceneRows(plan, workers=args.workers or os.cpu_count()) as rows:
@@ -109,7 +116,7 @@ def child_decode(args) -> dict:
 def child_predict(args) -> dict:
     import torch
 
-    from cloudkit.config import PredictOptions
+    from cloudkit.config import Decode, PredictOptions
     from cloudkit.predict.model import Predictor
     from cloudkit.predict.writer import predict_paths
 
@@ -118,7 +125,9 @@ def child_predict(args) -> dict:
         Path(args.model), device=args.device, precision=args.precision, compile=args.compile
     )
     options = PredictOptions(
-        resolution=None if args.shipped else args.resolution,  # shipped: its own resolution
+        # shipped: its own resolution
+        resolution=None if args.shipped else (args.predict_resolution or args.resolution),
+        decode=Decode(args.decode),
         window=args.window,
         overlap=args.overlap,
         batch_size=args.batch_size,
@@ -194,6 +203,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--paper-crop", type=int, default=0)
+    parser.add_argument(
+        "--predict-resolution", type=float, default=None, help="default: the scene's own"
+    )
+    parser.add_argument("--decodes", default="full,reduced", help="for coarser predictions")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     # child-only arguments
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
@@ -205,6 +219,7 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--tmp", help=argparse.SUPPRESS)
     parser.add_argument("--shipped", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--decode", default="full", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         Path(args.result).write_text(json.dumps(CHILDREN[args.child](args)))
@@ -231,19 +246,36 @@ def main() -> None:
         ]  # fmt: skip
         if args.workers:
             common += ["--workers", str(args.workers)]
+        scene_args = list(common)  # at the scene's own resolution
+        coarser = args.predict_resolution is not None and args.predict_resolution > resolution
+        if coarser:
+            common += ["--predict-resolution", str(args.predict_resolution)]
         print(f"scene {scene.name} at {resolution:g} m, {len(bands)} bands, device {args.device}")
         print(f"window {args.window}, overlap {args.overlap}, batch {args.batch_size}")
-        floor = run_child("decode", common, [], tmp / "decode.json")
+        floor = run_child("decode", scene_args, [], tmp / "decode.json")
         print(f"decode (floor)        {floor['wall']:7.1f} s wall  peak {floor['peak_mb']:6.0f} MB")
+        floors = {"decode": floor}
+        if args.size and "reduced" in args.decodes.split(","):
+            extra = ["--predict-resolution", "20", "--decode", "reduced"]
+            r = run_child("decode", scene_args, extra, tmp / "decode-20.json")
+            floors["decode-20m-reduced"] = r
+            print(
+                f"decode-20m-reduced    {r['wall']:7.1f} s wall  peak {r['peak_mb']:6.0f} MB  "
+                f"{r['wall'] / floor['wall']:.2f}x decode"
+            )
         runs = {}
         names = []
         for head in heads:
             for precision in args.precisions.split(","):
                 extra = ["--model", str(models[head]), "--precision", precision]
                 extra += ["--shipped"] if head == "default" else []
-                names.append((f"{head}-{precision}", extra))
-                if args.compile:
-                    names.append((f"{head}-{precision}+compile", [*extra, "--compile"]))
+                decodes = args.decodes.split(",") if head == "default" or coarser else ["full"]
+                for decode in decodes:
+                    name = f"{head}-{precision}" + (f"-{decode}" if len(decodes) > 1 else "")
+                    more = [*extra, "--decode", decode]
+                    names.append((name, more))
+                    if args.compile:
+                        names.append((f"{name}+compile", [*more, "--compile"]))
         for name, more in names:
             r = run_child("predict", common, more, tmp / f"{name}.json")
             runs[name] = r
@@ -255,16 +287,24 @@ def main() -> None:
                 f"end ({r['windows_per_s']:.1f}/s model)  {r['wall'] / floor['wall']:.2f}x "
                 "decode"
             )
+        model_only, paper_crop = {}, None
         if args.device != "cpu":
             windows = max(r["windows"] for r in runs.values())
-            extra = ["--model", str(models[heads[0]]), "--precision", "auto"]
-            extra += ["--windows", str(windows)]
-            r = run_child("model-only", common, extra, tmp / "model-only.json")
-            print(f"model only ({heads[0]}), {windows} windows on the device: {r['seconds']:.2f} s")
+            precision = args.precisions.split(",")[0]
+            for head in heads:
+                extra = ["--model", str(models[head]), "--precision", precision]
+                extra += ["--windows", str(windows)]
+                r = run_child("model-only", common, extra, tmp / f"model-only-{head}.json")
+                model_only[head] = {"windows": windows, "seconds": r["seconds"]}
+                print(
+                    f"model only ({head}, {precision}), {windows} windows on the device: "
+                    f"{r['seconds']:.2f} s"
+                )
         if args.paper_crop:
             paper = write_model(tmp / "paper.pt", bands, head="paper")
             extra = ["--model", str(paper), "--paper-crop", str(args.paper_crop)]
             r = run_child("paper-crop", common, extra, tmp / "paper.json")
+            paper_crop = {"crop": args.paper_crop, "seconds": r["seconds"]}
             print(f"paper head, one {args.paper_crop}^2 crop: {r['seconds']:.2f} s")
         for head in heads:
             if f"{head}-fp32" in runs and f"{head}-bf16" in runs:
@@ -277,6 +317,31 @@ def main() -> None:
                 print(f"{precision}: model time unet / light: {ratio:.2f}x")
         best = min(runs.values(), key=lambda r: r["wall"])
         print(f"best end to end / decode floor: {best['wall'] / floor['wall']:.2f}x")
+        if args.json:
+            figures = {
+                "scene": scene.name,
+                "resolution": resolution,
+                "floors": {name: _floor_figures(f) for name, f in floors.items()},
+                "runs": {name: _run_figures(r, floor) for name, r in runs.items()},
+                "model_only": model_only,
+                "paper_crop": paper_crop,
+            }
+            args.json.write_text(json.dumps(figures, indent=1))
+
+
+def _floor_figures(r: dict) -> dict:
+    return {"wall_s": r["wall"], "peak_mb": r["peak_mb"]}
+
+
+def _run_figures(r: dict, floor: dict) -> dict:
+    """One predict run as --json writes it (what gpu_suite.py's table reads)."""
+    return {
+        **_floor_figures(r),
+        **{k: r[k] for k in ("read_s", "preprocess_s", "model_s", "write_s", "windows")},
+        "windows_per_s": r["windows"] / r["total_s"],  # end to end
+        "model_windows_per_s": r["windows_per_s"],
+        "over_decode": r["wall"] / floor["wall"],
+    }
 
 
 if __name__ == "__main__":

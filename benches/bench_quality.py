@@ -214,11 +214,14 @@ def threshold_method(band: str, threshold: float) -> Method:
     return run
 
 
-def model_method(model: str, device: str) -> tuple[Method, str]:
+def model_method(
+    model: str, device: str, coarsen: Callable[[np.ndarray, int], np.ndarray] | None = None
+) -> tuple[Method, str]:
     """A cloudkit model run as `cloudkit predict` runs it: store values of the sample's bands,
     area-averaged to the model's pixel size when the sample is finer (as predict reads finer
-    products), the predictor's conversion, its probabilities; the classes brought back to
-    the labels' grid by nearest neighbour."""
+    products with ``--decode full``; ``coarsen`` does it otherwise), the predictor's
+    conversion, its probabilities; the classes brought back to the labels' grid by nearest
+    neighbour."""
     import torch
 
     from cloudkit.model_zoo import load_predictor
@@ -234,7 +237,7 @@ def model_method(model: str, device: str) -> tuple[Method, str]:
         refl = sample.refl[[sample.bands.index(b) for b in bands]]
         factor = _coarsening(sample.resolution, info.resolution)
         if factor > 1:
-            refl = _block_mean(refl, factor)
+            refl = (coarsen or _block_mean)(refl, factor)
         valid = np.isfinite(refl).all(axis=0)
         values = np.clip(np.round(np.nan_to_num(refl) * 10000.0) + 1000.0, 1, 65535)
         values = np.where(valid, values, 0).astype(np.uint16)

@@ -8,11 +8,15 @@ JPEG 2000 tiled 1024, texture that compresses like real scenes), generated once 
                     thread each, largest bands first (the floor for JPEG 2000 here)
   decode-threads    bands one after another, GDAL's own threads (GDAL_NUM_THREADS=ALL_CPUS)
   tile              `cloudkit tile PRODUCT OUT.zarr` (decode + Rust kernels + zstd + write)
+  tile-20m-full     `cloudkit tile ... --resolution 20 --decode full` (--coarse 20)
+  tile-20m-reduced  `cloudkit tile ... --resolution 20 --decode reduced`: the 10 m bands
+                    decoded at their JPEG 2000 resolution level 1
 
 Reported: wall time, peak RSS (largest process), and tile time / best decode time.
 
     python benches/bench_tile.py                 # full scene (first run generates it: minutes)
     python benches/bench_tile.py --size 1098     # a smaller scene, e.g. for a smoke run
+    python benches/bench_tile.py --coarse 0      # without the 20 m runs
 """
 
 from __future__ import annotations
@@ -84,6 +88,7 @@ def main() -> None:
     parser.add_argument(
         "--mode", choices=("decode-processes", "decode-threads"), help=argparse.SUPPRESS
     )
+    parser.add_argument("--coarse", type=int, default=20, help="also tile at this resolution")
     parser.add_argument("--product", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.mode == "decode-processes":
@@ -102,19 +107,33 @@ def main() -> None:
     rows = {}
     rows["decode-processes"] = measure([*me, "--mode", "decode-processes"])
     rows["decode-threads"] = measure([*me, "--mode", "decode-threads"])
-    out = Path(tempfile.mkdtemp(prefix="cloudkit-bench-")) / "tiles.zarr"
+    folder = Path(tempfile.mkdtemp(prefix="cloudkit-bench-"))
     cloudkit = shutil.which("cloudkit") or "cloudkit"
+    tile = [cloudkit, "tile", str(product)]
+    runs = {"tile": []}
+    if args.coarse:
+        for decode in ("full", "reduced"):
+            runs[f"tile-{args.coarse}m-{decode}"] = [
+                "--resolution",
+                str(args.coarse),
+                "--decode",
+                decode,
+            ]
     try:
-        rows["tile"] = measure(
-            [cloudkit, "tile", str(product), str(out), "--workers", str(args.workers)]
-        )
-        store_mb = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 1e6
+        for name, options in runs.items():
+            out = folder / f"{name}.zarr"
+            rows[name] = measure([*tile, str(out), "--workers", str(args.workers), *options])
+            if name == "tile":
+                store_mb = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 1e6
+            shutil.rmtree(out)
     finally:
-        shutil.rmtree(out.parent, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
     best = min(rows["decode-processes"][0], rows["decode-threads"][0])
     for name, (sec, rss) in rows.items():
         print(f"  {name:17s} {sec:7.1f} s   peak RSS {rss:7.0f} MB")
     print(f"  tile / best decode: {rows['tile'][0] / best:.2f}x   (store: {store_mb:.0f} MB)")
+    for name in list(runs)[1:]:
+        print(f"  {name} / best 10 m decode: {rows[name][0] / best:.2f}x")
 
 
 if __name__ == "__main__":

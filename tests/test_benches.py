@@ -161,3 +161,21 @@ def test_quality_bench_measures_what_the_default_models_card_says(tmp_path):
         for baseline in (row["all clear"], row["all cloud"], threshold):
             assert row["cloudkit (default)"]["cloud_f1"] > baseline["cloud_f1"]
             assert row["cloudkit (default)"]["mean_iou"] > baseline["mean_iou"]
+
+
+@pytest.mark.shared_data
+def test_reduced_decoding_bench_finds_levels_close_to_the_average(tmp_path):
+    """Real 10 m pixels: JPEG 2000 level 1 is near the 2 x 2 mean, and the default model's
+    masks and scores on the human labels barely move."""
+    figures = tmp_path / "reduced.json"
+    _run(str(BENCHES / "bench_reduced_decode.py"), "--json", str(figures))
+    results = json.loads(figures.read_text())
+    for name, diff in results["reflectance"].items():
+        assert 0 < diff["mean_abs"] < 0.02, name
+        assert diff["relative_mean_abs"] < 0.1, name
+    masks = results["masks"]
+    assert masks["changed_fraction"] < 0.02
+    for labels in ("dense", "scribbles"):
+        full, reduced = masks[labels]["full"], masks[labels]["reduced"]
+        assert reduced["cloud_f1"] == pytest.approx(full["cloud_f1"], abs=0.02)
+        assert reduced["mean_iou"] == pytest.approx(full["mean_iou"], abs=0.02)
