@@ -34,12 +34,15 @@ def build_store(product: Path, out: Path, tile_size: int) -> Path:
     return out
 
 
-def images_per_second(store: Path, *, size: int, batch_size: int, workers: int, images: int):
+def images_per_second(
+    store: Path | list[Path], *, size: int, batch_size: int, workers: int, images: int
+):
     from torch.utils.data import DataLoader, RandomSampler
 
     from cloudkit.data import TileDataset, TwoViews, ssl_view_transform
 
-    views = TwoViews(TileDataset([store]), ssl_view_transform(size))
+    stores = store if isinstance(store, list) else [store]
+    views = TwoViews(TileDataset(stores), ssl_view_transform(size))
     # tiles drawn with replacement: the run is as long as asked whatever the store's size
     sampler = RandomSampler(views, replacement=True, num_samples=images + batch_size)
     loader = DataLoader(views, batch_size=batch_size, sampler=sampler, num_workers=workers)

@@ -179,3 +179,12 @@ def test_reduced_decoding_bench_finds_levels_close_to_the_average(tmp_path):
         full, reduced = masks[labels]["full"], masks[labels]["reduced"]
         assert reduced["cloud_f1"] == pytest.approx(full["cloud_f1"], abs=0.02)
         assert reduced["mean_iou"] == pytest.approx(full["mean_iou"], abs=0.02)
+
+
+def test_loader_scale_benchmark_smoke():
+    out = _run(
+        str(BENCHES / "bench_loader_scale.py"),
+        "--stores", "12", "--skip-huge", "--images", "64",
+    )  # fmt: skip
+    assert "dataset of 348 tiles from 12 store(s)" in out  # 29 of 36 half valid
+    assert "num_workers=2" in out

@@ -151,8 +151,31 @@ class TestTileDataset:
     def test_pickles_without_open_handles(self, tiles):
         tiles[0]
         copy = pickle.loads(pickle.dumps(tiles))
-        assert copy._readers is None
+        assert copy.open_readers() == 0
         assert torch.equal(copy[7]["image"], tiles[7]["image"])
+
+    def test_many_stores_open_only_what_is_read_and_at_most_open_readers(
+        self, tmp_path, monkeypatch
+    ):
+        import cloudkit.data.tiles as tiles_module
+
+        monkeypatch.setattr(tiles_module, "OPEN_READERS", 3)
+        paths = []
+        for k in range(6):
+            paths.append(tmp_path / f"s{k}.zarr")
+            _tiny_store(paths[-1], valid_fractions=(1.0, 1.0))
+        many = TileDataset(paths)
+        assert len(many) == 12 and many.open_readers() == 0  # indexes read, no reader kept
+        many[0]
+        many[1]  # same store
+        assert many.open_readers() == 1
+        for i in range(0, 12, 2):
+            many[i]
+        assert many.open_readers() == 3
+        assert list(many._readers) == [3, 4, 5]  # the least recently used were closed
+        many[0]  # store 0 again: reopened
+        assert list(many._readers) == [4, 5, 0]
+        assert float(many[0]["image"].mean()) == pytest.approx(float(many[11]["image"].mean()))
 
 
 class TestTileDatasetErrors:

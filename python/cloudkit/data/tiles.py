@@ -1,14 +1,16 @@
 """Tiles of one or more tile stores as a PyTorch dataset of reflectance tensors.
 
 Only the small per-tile index (valid and cloud fractions) is read up front; pixels are read
-one tile (one Zarr chunk) per item, through `cloudkit.io.store.StoreReader`. Readers are opened
-on first use in each process and again after a fork, so the dataset works inside DataLoader
-workers (fork or spawn).
+one tile (one Zarr chunk) per item, through `cloudkit.io.store.StoreReader`. A process opens a store's reader when it first reads one of
+its tiles and keeps at most :data:`OPEN_READERS` open (the least recently used is closed), so
+a dataset over thousands of stores costs each DataLoader worker only the stores it reads.
+Readers are never shared across a fork, so the dataset works inside workers (fork or spawn).
 """
 
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,9 @@ NUM_CLOUD_BINS = 10
 # cloud_fraction is float32: 0.7 reads back as 69.99999 %; a tolerance far below one pixel
 # of any tile (1e-4 % of 384 x 384 pixels is 0.15 pixel) keeps such values in their own bin
 _PERCENT_TOLERANCE = 1e-4
+#: readers a process keeps open; more stores are reopened when read again (opening one
+#: checks its metadata: about 10 ms; an open reader holds about 12 kB and no file handle)
+OPEN_READERS = 1024
 
 
 @dataclass(frozen=True)
@@ -89,7 +94,7 @@ class TileDataset(Dataset):
         )
         self._row_of = np.concatenate([s.rows for s in self._stores])
         self._cloud_bins = cloud_bins_of(np.concatenate([s.cloud_fraction for s in self._stores]))
-        self._readers: list[StoreReader] | None = None
+        self._readers: OrderedDict[int, StoreReader] = OrderedDict()
         self._pid: int | None = None
 
     def __len__(self) -> int:
@@ -100,7 +105,7 @@ class TileDataset(Dataset):
             raise IndexError(f"tile index {i} out of range for {len(self)} tiles")
         i = int(i) % len(self)
         k, row = int(self._store_of[i]), int(self._row_of[i])
-        info, reader = self._stores[k], self._open()[k]
+        info, reader = self._stores[k], self._reader(k)
         dn = reader.tile("images", row)  # (C, T, T) uint16
         valid = reader.tile("valid", row) != 0  # (1, T, T)
         valid_t = torch.from_numpy(valid)
@@ -138,16 +143,26 @@ class TileDataset(Dataset):
         """(len,) int64 cloudiness bin of every tile, -1 where the tile has no labels."""
         return self._cloud_bins.copy()
 
-    def _open(self) -> list[StoreReader]:
-        # handles of a parent process are not reused in a forked DataLoader worker
-        if self._readers is None or self._pid != os.getpid():
-            self._readers = [StoreReader.open(s.path) for s in self._stores]
-            self._pid = os.getpid()
-        return self._readers
+    def _reader(self, k: int) -> StoreReader:
+        """Store ``k``'s reader in this process, opened on first use."""
+        if self._pid != os.getpid():  # a forked DataLoader worker opens its own
+            self._readers, self._pid = OrderedDict(), os.getpid()
+        reader = self._readers.get(k)
+        if reader is None:
+            reader = self._readers[k] = StoreReader.open(self._stores[k].path)
+            if len(self._readers) > OPEN_READERS:
+                self._readers.popitem(last=False)
+        else:
+            self._readers.move_to_end(k)
+        return reader
+
+    def open_readers(self) -> int:
+        """How many store readers this process holds (for tests and benches)."""
+        return len(self._readers) if self._pid == os.getpid() else 0
 
     def __getstate__(self) -> dict:
         # spawn-started workers get the dataset pickled; they open their own handles
-        return {**self.__dict__, "_readers": None, "_pid": None}
+        return {**self.__dict__, "_readers": OrderedDict(), "_pid": None}
 
 
 def cloud_bins_of(cloud_fraction: np.ndarray) -> np.ndarray:

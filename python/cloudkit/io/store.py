@@ -569,6 +569,15 @@ def _open_group(path: Path, mode: str) -> zarr.Group:
         ) from None
 
 
+def _member(group: zarr.Group, name: str):
+    """The array ``name`` of ``group``, or None: one metadata read (``in`` and ``[]`` are two;
+    a dataset over thousands of stores opens each)."""
+    try:
+        return group[name]
+    except KeyError:
+        return None
+
+
 def _check_attributes(path: Path, group: zarr.Group) -> None:
     """The attributes every reader and the appender rely on, against each other and against
     the arrays: a tampered or damaged store stops here in one line, never later in a
@@ -602,16 +611,15 @@ def _check_attributes(path: Path, group: zarr.Group) -> None:
         ):
             raise bad(f"attribute {name} is {values!r}, not one number per band")
     num_tiles = whole("num_tiles", 0)
-    if "images" not in group:
+    images = _member(group, "images")
+    if images is None:
         raise bad("it has no images array")
-    images = group["images"]
     if tuple(images.shape[1:]) != (len(bands), tile_size, tile_size):
         raise bad(f"images are {tuple(images.shape)}, not (N, {len(bands)}, {tile_size}, ...)")
-    for name in ("images", "valid", *_INDEX_ARRAYS):
-        if name in group and group[name].shape[0] < num_tiles:
-            raise bad(
-                f"num_tiles {num_tiles} is more than the {group[name].shape[0]} rows of {name}"
-            )
+    arrays = {"images": images, **{n: _member(group, n) for n in ("valid", *_INDEX_ARRAYS)}}
+    for name, array in arrays.items():
+        if array is not None and array.shape[0] < num_tiles:
+            raise bad(f"num_tiles {num_tiles} is more than the {array.shape[0]} rows of {name}")
     if "scenes" in group:
         num_scenes = whole("num_scenes", 0)
         rows = group["scenes/id"].shape[0]
