@@ -188,3 +188,12 @@ def test_loader_scale_benchmark_smoke():
     )  # fmt: skip
     assert "dataset of 348 tiles from 12 store(s)" in out  # 29 of 36 half valid
     assert "num_workers=2" in out
+
+
+def test_cluster_benchmark_smoke(tmp_path):
+    pytest.importorskip("distributed", reason="the cluster extra is not installed")
+    out = _run(
+        str(BENCHES / "bench_cluster.py"), "--scenes", "2", "--size", "384", "--workers", "1",
+        env_extra={"CLOUDKIT_BENCH_CACHE": str(tmp_path)},
+    )  # fmt: skip
+    assert "one process" in out and "local:1" in out and "scenes/min" in out

@@ -95,6 +95,17 @@ def predict(
             help="Predict the small L1C product that ships with cloudkit (no SCENES needed).",
         ),
     ] = False,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            "--cluster",
+            help="Spread the scenes over a Dask cluster, one scene per task: local:N starts N "
+            "worker processes here (each with its share of the cores; one GPU each when there "
+            "are several), tcp://HOST:PORT joins a running scheduler whose workers see the "
+            "same paths. pip install 'cloudkit\\[cluster]'.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Predict a cloud mask for each scene: SCENE_mask.tif (a Cloud-Optimised GeoTIFF of class
     codes, 255 outside the swath), SCENE.json (cloud, shadow and valid percentages, timings).
@@ -128,11 +139,19 @@ def predict(
         quicklook=quicklook,
         overwrite=overwrite,
     )
-    predictor = load_predictor(
-        model, device=device.value, precision=precision.value, compile=compile_model
-    )
-    with RichPredictProgress() as progress:
-        summary = predict_paths(paths, predictor, out, options, progress)
+    load = {"device": device.value, "precision": precision.value, "compile": compile_model}
+    if cluster is None:
+        predictor = load_predictor(model, **load)
+        with RichPredictProgress() as progress:
+            summary = predict_paths(paths, predictor, out, options, progress)
+    else:
+        from cloudkit.cluster import parse_cluster, predict_on_cluster
+
+        # a bad --model stops here in one line; the device is the workers' (remote: theirs)
+        local = parse_cluster(cluster)[0] == "local"
+        load_predictor(model, **(load if local else {**load, "device": "cpu"}))
+        with RichPredictProgress() as progress:
+            summary = predict_on_cluster(paths, model, load, out, options, cluster, progress)
     for r in summary.results:
         if r.status == PREDICTED:
             s = r.summary

@@ -77,15 +77,23 @@ def run_scenes(
     summary = Summary()
     with writer:
         for scene in scenes:
-            try:
-                result = _run_scene(scene, writer, progress)
-            except CloudkitError as err:
-                if not keep_going:
-                    raise
-                result = SceneResult(scene.scene_id, FAILED, error=str(err))
+            result = run_scene(scene, writer, progress, keep_going=keep_going)
             summary.results.append(result)
             progress.scene_finished(result)
     return summary
+
+
+def run_scene(
+    scene: Scene, writer: SceneWriter, progress: Progress, *, keep_going: bool = True
+) -> SceneResult:
+    """One scene through an open ``writer``; with ``keep_going`` a scene's CloudkitError
+    becomes its FAILED result (the cluster backend runs each scene through this)."""
+    try:
+        return _run_scene(scene, writer, progress)
+    except CloudkitError as err:
+        if not keep_going:
+            raise
+        return SceneResult(scene.scene_id, FAILED, error=str(err))
 
 
 def _run_scene(scene: Scene, writer: SceneWriter, progress: Progress) -> SceneResult:

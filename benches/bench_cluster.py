@@ -1,0 +1,74 @@
+"""`cloudkit predict` over N scenes on one machine, and on local Dask clusters of 1, 2 and 4
+worker processes (`--cluster local:K`): wall time, scenes per minute, and the scaling curve.
+
+The scenes are synthetic L1C products (``--size`` px at 10 m, different seeds and tiles),
+made once and cached in ~/.cache/cloudkit/bench. Every run is its own `cloudkit predict`
+process with the default model, into its own output folder; peak RSS is the largest process
+of the run (the client, or a worker). On the 2-core development machine the curve flattens at
+2 workers: each worker gets an equal share of the cores, so more workers only split them.
+
+    python benches/bench_cluster.py                    # 8 scenes of 2304 px
+    python benches/bench_cluster.py --scenes 4 --size 768 --workers 1,2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from bench_tile import CACHE, measure  # noqa: E402
+
+
+def scenes(count: int, size: int) -> list[Path]:
+    from cloudkit.synthetic import write_l1c_safe
+
+    folder = CACHE / f"cluster-{size}"
+    folder.mkdir(parents=True, exist_ok=True)
+    # distinct tile ids: distinct scene names and outputs
+    return [
+        write_l1c_safe(folder, size_10m=size, seed=k, tile_id=f"T31T{chr(65 + k % 26)}J").path
+        for k in range(count)
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenes", type=int, default=8)
+    parser.add_argument("--size", type=int, default=2304, help="10 m size (a multiple of 6)")
+    parser.add_argument("--workers", default="1,2,4", help="local cluster sizes")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    paths = [str(p) for p in scenes(args.scenes, args.size)]
+    cloudkit = shutil.which("cloudkit") or "cloudkit"
+    runs = {"one process": []} | {f"local:{k}": ["--cluster", f"local:{k}"] for k in
+                                  map(int, args.workers.split(","))}  # fmt: skip
+    figures = {}
+    with tempfile.TemporaryDirectory(prefix="cloudkit-bench-cluster-") as tmp:
+        for name, extra in runs.items():
+            out = Path(tmp) / name.replace(":", "-").replace(" ", "-")
+            seconds, peak_mb = measure([cloudkit, "predict", *paths, "-o", str(out), *extra])
+            done = len(list(out.glob("*_mask.tif")))
+            if done != len(paths):
+                raise SystemExit(f"{name}: {done} of {len(paths)} masks written")
+            figures[name] = {"seconds": seconds, "peak_mb": peak_mb}
+    base = figures["one process"]["seconds"]
+    print(f"{args.scenes} scenes of {args.size} px at 10 m, default model, 2 cores")
+    for name, f in figures.items():
+        per_minute = 60 * args.scenes / f["seconds"]
+        print(
+            f"  {name:12s} {f['seconds']:7.1f} s  {per_minute:6.1f} scenes/min  "
+            f"{base / f['seconds']:.2f}x one process  peak RSS {f['peak_mb']:6.0f} MB"
+        )
+    if args.json:
+        args.json.write_text(json.dumps({"scenes": args.scenes, "size": args.size, **figures}))
+
+
+if __name__ == "__main__":
+    main()

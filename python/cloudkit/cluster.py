@@ -1,0 +1,161 @@
+"""`cloudkit predict --cluster`: scenes spread over a Dask cluster, one scene per task.
+
+The client finds the scenes (headers only) and submits one task per scene; each worker
+process loads the model once and runs the scene exactly as one machine does
+(`pipeline.run.run_scene` through a `PredictionWriter`): the same skip of a scene whose
+outputs are complete, the same failure of one scene in one line while the others go on, the
+same atomic outputs, so a worker killed mid-scene leaves nothing that looks written and Dask
+runs the task again on another worker. Results come back as scenes finish.
+
+``--cluster local:N`` starts N worker processes on this machine (the tests use it), each
+with an equal share of the cores; with several GPUs each worker takes one, round robin.
+``--cluster tcp://HOST:PORT`` (or ``dask://HOST:PORT``) joins a running Dask scheduler: its
+workers need cloudkit installed and the scenes and the output folder at the same paths.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from cloudkit.config import PredictOptions, default_threads
+from cloudkit.errors import CloudkitError, OptionError
+from cloudkit.io.discover import discover_scenes
+from cloudkit.io.scene import Scene
+from cloudkit.pipeline.run import FAILED, Progress, SceneResult, Summary, run_scene
+
+#: how often Dask runs a task again after the worker running it died (kill -9, out of memory)
+TASK_RETRIES = 2
+
+
+def parse_cluster(spec: str) -> tuple[str, int | str]:
+    """("local", N) or ("remote", "tcp://HOST:PORT"); OptionError for anything else."""
+    if spec.startswith("local:"):
+        count = spec.removeprefix("local:")
+        if count.isdigit() and int(count) >= 1:
+            return "local", int(count)
+    elif spec.startswith(("tcp://", "dask://")):
+        address = "tcp://" + spec.split("://", 1)[1]
+        if address.rsplit(":", 1)[-1].isdigit():
+            return "remote", address
+    raise OptionError(
+        f"--cluster {spec}: expected local:N (N worker processes here) or tcp://HOST:PORT "
+        "(a running Dask scheduler)"
+    )
+
+
+@contextlib.contextmanager
+def dask_client(spec: str) -> Iterator:
+    """A distributed Client for ``spec``; a local cluster is closed on leaving."""
+    kind, where = parse_cluster(spec)
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise OptionError(
+            f"--cluster {spec} needs Dask's distributed scheduler: pip install 'cloudkit[cluster]'"
+        ) from None
+    if kind == "remote":
+        try:
+            client = Client(where, timeout="20s")
+        except OSError as err:
+            raise OptionError(
+                f"--cluster {spec}: no Dask scheduler answers there ({err})"
+            ) from None
+        with client:
+            yield client
+        return
+    threads = max(1, default_threads() // int(where))
+    cluster = LocalCluster(
+        n_workers=int(where),
+        threads_per_worker=1,  # one scene at a time per process: its decoding lanes and
+        processes=True,  # torch threads are the parallelism inside it
+        dashboard_address=None,
+        env={"CLOUDKIT_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)},
+    )
+    with cluster, Client(cluster) as client:
+        yield client
+
+
+def predict_on_cluster(
+    paths: Sequence[Path],
+    model: str,
+    load_options: dict,
+    out_dir: Path,
+    options: PredictOptions,
+    spec: str,
+    progress: Progress | None = None,
+) -> Summary:
+    """Every scene under ``paths`` predicted on the cluster ``spec``; results in scene
+    order, each scene's failure in its result (the run goes on)."""
+    scenes = discover_scenes([Path(p) for p in paths])
+    progress = progress or Progress()
+    progress.scenes_found(len(scenes))
+    results: dict[str, SceneResult] = {}
+    with dask_client(spec) as client:
+        from distributed import as_completed  # dask_client said so if it is not installed
+
+        futures = {
+            client.submit(
+                _predict_scene, scene, model, load_options, Path(out_dir).absolute(), options,
+                key=f"cloudkit-predict-{k}-{scene.scene_id}", retries=TASK_RETRIES, pure=False,
+            ): scene
+            for k, scene in enumerate(scenes)
+        }  # fmt: skip
+        for future in as_completed(futures):
+            scene = futures[future]
+            result = _result_of(future, scene)
+            results[scene.scene_id] = result
+            progress.scene_finished(result)
+    return Summary([results[s.scene_id] for s in scenes])
+
+
+def _result_of(future, scene: Scene) -> SceneResult:
+    """The task's SceneResult; a task that failed outside cloudkit's own errors (its worker
+    died more often than TASK_RETRIES allows) becomes the scene's failure."""
+    try:
+        return future.result()
+    except Exception as err:  # noqa: BLE001 - Dask's KilledWorker, a lost scheduler
+        reason = " ".join(str(err).split()) or type(err).__name__
+        return SceneResult(scene.scene_id, FAILED, error=f"on the cluster: {reason}")
+
+
+# ------------------------------------------------------------------------ on a worker
+
+_PREDICTORS: dict = {}
+
+
+def _predict_scene(
+    scene: Scene, model: str, load_options: dict, out_dir: Path, options: PredictOptions
+) -> SceneResult:
+    """One scene on a worker; the worker's model is loaded on its first scene."""
+    from cloudkit.model_zoo import load_predictor
+    from cloudkit.predict.writer import PredictionWriter
+
+    load_options = {**load_options, "device": _worker_device(load_options.get("device"))}
+    key = (model, tuple(sorted(load_options.items())))
+    try:
+        if key not in _PREDICTORS:
+            _PREDICTORS[key] = load_predictor(model, **load_options)
+        with PredictionWriter(_PREDICTORS[key], out_dir, options) as writer:
+            return run_scene(scene, writer, Progress())
+    except CloudkitError as err:  # the model cannot load here, say
+        return SceneResult(scene.scene_id, FAILED, error=str(err))
+
+
+def _worker_device(device: str | None) -> str:
+    """With several GPUs, worker k of a local cluster takes GPU k mod count."""
+    import torch
+
+    device = device or "auto"
+    if device not in ("auto", "cuda") or not torch.cuda.is_available():
+        return device
+    count = torch.cuda.device_count()
+    if count < 2:
+        return device
+    from distributed import get_worker
+
+    name = str(get_worker().name)
+    index = int(name) if name.isdigit() else os.getpid()
+    return f"cuda:{index % count}"

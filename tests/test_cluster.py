@@ -1,0 +1,123 @@
+"""`cloudkit predict --cluster`: scenes spread over a local Dask cluster give the masks one
+machine gives; a bad scene fails alone; a worker killed mid-scene costs a retry, not the scene.
+
+The local clusters start worker processes (about 10 s each on 2 cores): the scenes are kept
+small and few."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from cloudkit.synthetic import write_l1c_safe
+from tests.helpers.cli import fails_with_one_line, run
+
+pytest.importorskip("distributed", reason="the cluster extra is not installed")
+
+TILES = ("T31TCJ", "T31TCK", "T31TCL")
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory) -> list[Path]:
+    folder = tmp_path_factory.mktemp("scenes")
+    return [
+        write_l1c_safe(folder, size_10m=384, seed=k, tile_id=tile).path
+        for k, tile in enumerate(TILES)
+    ]
+
+
+def _masks(folder: Path) -> dict[str, np.ndarray]:
+    out = {}
+    for path in sorted(folder.glob("*_mask.tif")):
+        with rasterio.open(path) as src:
+            out[path.name] = src.read(1)
+    return out
+
+
+def test_a_local_cluster_predicts_what_one_machine_does_and_a_bad_scene_fails_alone(
+    scenes, make_raster, tmp_path, capsys
+):
+    code, _, _ = run(capsys, "predict", *scenes, "-o", tmp_path / "one")
+    assert code == 0
+    # a GeoTIFF with only B02: the default model needs B02 B03 B04
+    bad = make_raster(
+        tmp_path / "S2A_MSIL1C_20230101T000000_crop.tif", count=1, size=64, descriptions=("B02",)
+    )
+    code, out, err = run(
+        capsys, "predict", *scenes, bad, "-o", tmp_path / "cluster", "--cluster", "local:2"
+    )
+    assert code == 1
+    assert "1 of 4 scene(s) failed" in err and "B03" in err
+    assert "Traceback" not in err
+    one, cluster = _masks(tmp_path / "one"), _masks(tmp_path / "cluster")
+    assert sorted(cluster) == sorted(one) and len(one) == 3
+    for name, mask in one.items():
+        assert (cluster[name] == mask).mean() > 0.999, name
+    # outputs complete: a second run skips every scene
+    code, out, _ = run(
+        capsys, "predict", *scenes, "-o", tmp_path / "cluster", "--cluster", "local:1"
+    )
+    assert code == 0 and out.count("exists, skipped") == 3
+
+
+def _workers(pid: int) -> list:
+    """The Dask worker processes under ``pid`` (started by multiprocessing's spawn; not its
+    resource tracker)."""
+    import psutil
+
+    children = psutil.Process(pid).children(recursive=True)
+    return [c for c in children if "spawn_main" in " ".join(c.cmdline())]
+
+
+def test_a_worker_killed_mid_scene_is_replaced_and_the_scene_redone(tmp_path):
+    """kill -9 the worker process while its scene's outputs are half written: Dask runs the
+    task again, the output holds every mask once and complete."""
+    scene = write_l1c_safe(tmp_path / "big", size_10m=1536, seed=7).path
+    out = tmp_path / "masks"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "cloudkit.cli", "predict", str(scene), "-o", str(out)]
+    proc = subprocess.Popen(
+        [*command, "--cluster", "local:1"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    killed = False
+    deadline = time.monotonic() + 240
+    while proc.poll() is None and time.monotonic() < deadline and not killed:
+        if list(out.glob(".*.partial")):  # the worker is writing the scene
+            for worker in _workers(proc.pid):
+                os.kill(worker.pid, signal.SIGKILL)
+                killed = True
+            break
+        time.sleep(0.05)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert killed, "the scene finished before a worker could be killed"
+    assert proc.returncode == 0, stderr
+    (mask,) = out.glob("*_mask.tif")
+    assert not list(out.glob(".*.partial"))
+    code = subprocess.run([*command[:-2], "-o", str(tmp_path / "plain")], env=env).returncode
+    assert code == 0
+    (plain,) = (tmp_path / "plain").glob("*_mask.tif")
+    with rasterio.open(mask) as a, rasterio.open(plain) as b:
+        assert (a.read(1) == b.read(1)).mean() > 0.999
+
+
+def test_bad_cluster_address_is_one_line(scenes, capsys):
+    err = fails_with_one_line(capsys, "predict", scenes[0], "--cluster", "local:zero")
+    assert "expected local:N" in err
+
+
+def test_without_distributed_the_extra_is_named(scenes, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import fails as if not installed
+    err = fails_with_one_line(capsys, "predict", scenes[0], "--cluster", "local:2")
+    assert "cloudkit[cluster]" in err
