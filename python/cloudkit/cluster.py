@@ -51,6 +51,7 @@ def dask_client(spec: str) -> Iterator:
     """A distributed Client for ``spec``; a local cluster is closed on leaving."""
     kind, where = parse_cluster(spec)
     try:
+        import dask
         from distributed import Client, LocalCluster
     except ImportError:
         raise OptionError(
@@ -66,14 +67,18 @@ def dask_client(spec: str) -> Iterator:
         with client:
             yield client
         return
-    threads = max(1, default_threads() // int(where))
-    cluster = LocalCluster(
-        n_workers=int(where),
-        threads_per_worker=1,  # one scene at a time per process: its decoding lanes and
-        processes=True,  # torch threads are the parallelism inside it
-        dashboard_address=None,
-        env={"CLOUDKIT_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)},
-    )
+    threads = str(max(1, default_threads() // int(where)))
+    # Dask starts workers with one OpenMP thread and glibc returning freed memory to the
+    # system at once (each row's arrays would be mapped and unmapped again): a worker is to
+    # run a scene with its share of the cores, as one process does
+    environ = {"OMP_NUM_THREADS": threads, "CLOUDKIT_NUM_THREADS": threads}
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+        cluster = LocalCluster(
+            n_workers=int(where),
+            threads_per_worker=1,  # one scene at a time per process: its decoding lanes and
+            processes=True,  # torch threads are the parallelism inside it
+            dashboard_address=None,
+        )
     with cluster, Client(cluster) as client:
         yield client
 
