@@ -93,7 +93,7 @@ class StoreWriter(SceneWriter):
             scene,
             resolution=self.options.resolution,
             bands=self.options.bands,
-            decode=self.options.decode.value,
+            decode=self.options.decode,
         )
         if self.options.scl_labels and plan.label is None:  # asked for, so never left out silently
             raise InvalidSceneError(

@@ -60,7 +60,7 @@ def test_plan_decodes_the_levels_a_factor_holds_and_averages_the_rest(
     assert all(getattr(reduced, k) == getattr(full, k) for k in same_grid)
     assert full.levels == (0,) * len(full.bands)
     for i, band in enumerate(reduced.bands):
-        got = (reduced.level(i), reduced.factors[i])
+        got = (reduced.levels[i], reduced.factors[i])
         if band in TEN_M:
             assert got == ten_m, band
         elif band in TWENTY_M:

@@ -1,9 +1,10 @@
 """Tiles of one or more tile stores as a PyTorch dataset of reflectance tensors.
 
 Only the small per-tile index (valid and cloud fractions) is read up front; pixels are read
-one tile (one Zarr chunk) per item, through `cloudkit.io.store.StoreReader`. A process opens a store's reader when it first reads one of
-its tiles and keeps at most :data:`OPEN_READERS` open (the least recently used is closed), so
-a dataset over thousands of stores costs each DataLoader worker only the stores it reads.
+one tile (one Zarr chunk) per item, through `cloudkit.io.store.StoreReader`. A process opens
+a store's reader when it first reads one of its tiles and keeps at most :data:`OPEN_READERS`
+open (the least recently used is closed), so a dataset over thousands of stores costs each
+DataLoader worker only the stores it reads.
 Readers are never shared across a fork, so the dataset works inside workers (fork or spawn).
 """
 

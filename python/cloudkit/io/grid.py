@@ -31,6 +31,7 @@ from affine import Affine
 from rasterio.crs import CRS
 
 from cloudkit.bands import BY_NAME
+from cloudkit.config import Decode
 from cloudkit.errors import BandMismatchError, InvalidSceneError
 from cloudkit.io.raster import RasterHeader, read_header
 from cloudkit.io.scene import BandSource, LabelSource, Scene
@@ -55,13 +56,7 @@ class GridPlan:
     height: int
     width: int
     # per band: the JPEG 2000 resolution level decoded (0: full resolution; j: 2**j coarser)
-    levels: tuple[int, ...] = ()
-
-    def level(self, i: int) -> int:
-        return self.levels[i] if self.levels else 0
-
-
-DECODES = ("full", "reduced")
+    levels: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -88,16 +83,17 @@ def plan_grid(
     resolution: float | None = None,
     bands: Sequence[str] | None = None,
     at_least: float | None = None,
-    decode: str = "full",
+    decode: Decode | str = Decode.full,
 ) -> GridPlan:
     """Choose a file per band and the target grid; raise a CloudkitError naming what is wrong.
 
     ``resolution``: target pixel size in CRS units (default: the finest pixel size among the
     files of the requested bands, but no finer than ``at_least`` when given: a model made to
     work at 20 m reads a 10 m product at 20 m, a 60 m one at 60 m). ``bands``: ESA names
-    (default: every band of the scene). ``decode``: "full", or "reduced" to decode JPEG 2000
+    (default: every band of the scene). ``decode``: full, or reduced to decode JPEG 2000
     files at their coarser resolution levels where the target is coarser (module docstring).
     """
+    decode = Decode(decode)  # ValueError for anything else
     if resolution is not None and not resolution > 0:
         raise InvalidSceneError(
             f"{scene.scene_id}: target resolution {resolution}; expected a positive pixel size "
@@ -127,11 +123,9 @@ def plan_grid(
         _check_same_grid(ref.path, crs, origin, (height, width), option.header, factor, target)
 
     levels = [0] * len(chosen)
-    if decode == "reduced":
+    if decode is Decode.reduced:
         levels = [_reduced_level(o.header, f) for o, f in zip(chosen, factors, strict=True)]
         factors = [_after_level(f, j) for f, j in zip(factors, levels, strict=True)]
-    elif decode != "full":
-        raise ValueError(f"decode {decode!r}; expected one of {DECODES}")
 
     label, label_factor = _pick_label(scene, target, headers)
     if label is not None:

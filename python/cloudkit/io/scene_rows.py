@@ -25,7 +25,7 @@ class SceneRows:
         if with_labels and plan.label is None:
             raise ValueError(f"{plan.scene.scene_id}: the plan has no label file")
         lanes = [
-            RasterBand(src.path, src.index, as_dn(src.path), level=plan.level(i))
+            RasterBand(src.path, src.index, as_dn(src.path), level=plan.levels[i])
             for i, src in enumerate(plan.sources)
         ]
         self.factors = list(plan.factors)

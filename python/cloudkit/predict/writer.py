@@ -80,7 +80,7 @@ class PredictionWriter(SceneWriter):
             resolution=self.options.resolution,
             bands=bands,
             at_least=self.predictor.info.resolution,
-            decode=self.options.decode.value,
+            decode=self.options.decode,
         )
 
     def existing(self, plan: GridPlan) -> OutputPaths | None:
