@@ -73,20 +73,24 @@ class Scored:
 # the sets
 
 
+def cloudsen12_reflectance(image: Path) -> np.ndarray:
+    """A CloudSEN12 ``S2L1C.tif`` as reflectance (3, H, W) of B02 B03 B04, NaN where no data.
+    The file holds B04, B03, B02 as float32 DN = reflectance x 10000 (no offset)."""
+    with rasterio.open(image) as src:
+        dn = src.read().astype(np.float32)
+        nodata = src.nodata
+    refl = dn[::-1] / 10000.0  # B04 B03 B02 -> B02 B03 B04
+    refl[:, (dn <= -1e30).any(axis=0) if nodata is None else (dn == nodata).any(axis=0)] = np.nan
+    return refl
+
+
 def cloudsen12(kind: str) -> list[Sample]:
-    """The CloudSEN12 patches with ``manual_hq`` (dense) or ``manual_sc`` (scribble) labels.
-    Images hold B04, B03, B02 as float32 DN = reflectance x 10000 (no offset)."""
+    """The CloudSEN12 patches with ``manual_hq`` (dense) or ``manual_sc`` (scribble) labels."""
     out = []
     root = DATA / "cloudsen12-figures"
     for label_path in sorted(root.glob(f"**/manual_{kind}.tif")):
         folder = label_path.parent
-        with rasterio.open(folder / "S2L1C.tif") as src:
-            dn = src.read().astype(np.float32)
-            nodata = src.nodata
-        refl = dn[::-1] / 10000.0  # B04 B03 B02 -> B02 B03 B04
-        refl[:, (dn <= -1e30).any(axis=0) if nodata is None else (dn == nodata).any(axis=0)] = (
-            np.nan
-        )
+        refl = cloudsen12_reflectance(folder / "S2L1C.tif")
         with rasterio.open(label_path) as src:
             raw = src.read(1)
         labels = np.full(raw.shape, NODATA, np.uint8)

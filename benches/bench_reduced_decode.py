@@ -124,11 +124,8 @@ def cloudsen12_images() -> list[quality.Sample]:
         if name in labelled_:
             out.append(labelled_[name])
             continue
-        with rasterio.open(path) as src:
-            dn = src.read().astype(np.float32)
-        refl = dn[::-1] / 10000.0
-        refl[:, (dn <= -1e30).any(axis=0)] = np.nan
-        labels = np.full(dn.shape[1:], quality.NODATA, np.uint8)
+        refl = quality.cloudsen12_reflectance(path)
+        labels = np.full(refl.shape[1:], quality.NODATA, np.uint8)
         out.append(even(quality.Sample(name, refl, quality.RGB, labels, "L1C", 10.0)))
     return out
 
