@@ -121,3 +121,83 @@ def test_without_distributed_the_extra_is_named(scenes, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)  # import fails as if not installed
     err = fails_with_one_line(capsys, "predict", scenes[0], "--cluster", "local:2")
     assert "cloudkit[cluster]" in err
+
+
+# ------------------------------------------------------------------ tile --cluster
+
+
+def _scene_tiles(store: Path) -> dict[str, np.ndarray]:
+    """Each committed scene's tiles of ``images``, by scene id."""
+    from cloudkit.io.store import StoreReader
+
+    reader = StoreReader.open(store)
+    starts, counts = reader.scenes("tile_start"), reader.scenes("tile_count")
+    return {
+        str(scene_id): reader.tiles("images", np.arange(start, start + count))
+        for scene_id, start, count in zip(reader.scenes("id"), starts, counts, strict=True)
+    }
+
+
+def test_a_local_cluster_tiles_into_one_store_what_one_machine_does(
+    scenes, make_raster, tmp_path, capsys
+):
+    from cloudkit.io.store import damaged_tiles
+
+    options = ("--tile-size", "128", "--resolution", "20")
+    code, _, _ = run(capsys, "tile", *scenes, tmp_path / "one.zarr", *options)
+    assert code == 0
+    # a GeoTIFF of B02 only, last in scene order: not the store's bands, which are those of
+    # the first scene (as on one machine), whichever worker ends first
+    bad = make_raster(
+        tmp_path / "S2C_MSIL1C_20240101T000000_crop.tif", count=1, size=64, descriptions=("B02",)
+    )
+    store = tmp_path / "cluster.zarr"
+    code, out, err = run(capsys, "tile", *scenes, bad, store, *options, "--cluster", "local:2")
+    assert code == 1 and "1 of 4 scene(s) failed" in err and "Traceback" not in err
+    assert "3 scene(s) tiled" in out
+    one, cluster = _scene_tiles(tmp_path / "one.zarr"), _scene_tiles(store)
+    assert sorted(cluster) == sorted(one) and len(one) == 3
+    for scene_id, tiles in one.items():
+        np.testing.assert_array_equal(cluster[scene_id], tiles)
+    assert damaged_tiles(store)[1] == []
+    code, out, _ = run(capsys, "tile", *scenes, store, *options, "--cluster", "local:1")
+    assert code == 0 and "3 already in the store" in out
+
+
+def test_a_tiling_worker_killed_mid_scene_leaves_every_tile_once(tmp_path):
+    """kill -9 the worker while its scene is half written into its scratch store: Dask runs
+    the task again, and the store holds the scene once, as one machine tiles it."""
+    scene = write_l1c_safe(tmp_path / "big", size_10m=1536, seed=7).path
+    store = tmp_path / "t.zarr"
+    scratch = tmp_path / ".t.zarr.scratch"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "cloudkit.cli", "tile", str(scene), str(store),
+               "--tile-size", "128"]  # fmt: skip
+    proc = subprocess.Popen(
+        [*command, "--cluster", "local:1"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    killed = False
+    deadline = time.monotonic() + 240
+    while proc.poll() is None and time.monotonic() < deadline and not killed:
+        if list(scratch.glob("*.zarr/images/c/1")):  # the worker has written tiles
+            for worker in _workers(proc.pid):
+                os.kill(worker.pid, signal.SIGKILL)
+                killed = True
+            break
+        time.sleep(0.05)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert killed, "the scene finished before a worker could be killed"
+    assert proc.returncode == 0, stderr
+    plain = tmp_path / "plain.zarr"
+    code = subprocess.run([*command[:-3], str(plain), "--tile-size", "128"], env=env).returncode
+    assert code == 0
+    (scene_id,) = _scene_tiles(plain)
+    np.testing.assert_array_equal(_scene_tiles(store)[scene_id], _scene_tiles(plain)[scene_id])
+    from cloudkit.io.store import StoreReader
+
+    assert StoreReader.open(store).num_tiles == StoreReader.open(plain).num_tiles
+    assert not any(scratch.iterdir())  # the dead worker's scratch went with the retry

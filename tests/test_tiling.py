@@ -183,7 +183,8 @@ class TestSyntheticProducts:
 
 
 def test_resume_after_kill_9(tmp_path):
-    """A run killed half way through a scene leaves nothing that looks complete; a re-run
+    """A run killed half way through a scene leaves nothing that looks complete (the scene
+    was being written into a scratch store beside the store); a re-run removes that and
     gives the same store as an uninterrupted run."""
     product = write_l1c_safe(tmp_path, size_10m=384, seed=5).path
     killed, clean = tmp_path / "killed.zarr", tmp_path / "clean.zarr"
@@ -213,10 +214,12 @@ def test_resume_after_kill_9(tmp_path):
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     g = zarr.open_group(str(killed), mode="r")
     assert g.attrs["num_tiles"] == 0 and g.attrs["num_scenes"] == 0
-    assert g.attrs["in_progress"] == product.name[:-5]
-    assert g["images"].shape[0] > 0  # rows were reserved and partly written, but not committed
+    assert g["images"].shape[0] == 0  # the store itself was never touched
+    (scratch,) = (tmp_path / ".killed.zarr.scratch").iterdir()
+    assert zarr.open_group(str(scratch), mode="r").attrs["in_progress"] == product.name[:-5]
 
     _tile([product], killed, tile_size=128)
+    assert not scratch.exists()
     _tile([product], clean, tile_size=128)
     a, b = zarr.open_group(str(killed), mode="r"), zarr.open_group(str(clean), mode="r")
     assert a.attrs["num_tiles"] == b.attrs["num_tiles"] == 9

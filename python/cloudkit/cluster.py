@@ -1,11 +1,13 @@
-"""`cloudkit predict --cluster`: scenes spread over a Dask cluster, one scene per task.
+"""`cloudkit tile --cluster` and `cloudkit predict --cluster`: scenes spread over a Dask
+cluster, one scene per task.
 
 The client finds the scenes (headers only) and submits one task per scene; each worker
-process loads the model once and runs the scene exactly as one machine does
-(`pipeline.run.run_scene` through a `PredictionWriter`): the same skip of a scene whose
-outputs are complete, the same failure of one scene in one line while the others go on, the
-same atomic outputs, so a worker killed mid-scene leaves nothing that looks written and Dask
-runs the task again on another worker. Results come back as scenes finish.
+process runs the scene exactly as one machine does (`pipeline.run.run_scene` through the
+command's writer: a `StoreWriter` into the shared tile store, a `PredictionWriter` with the
+model the worker loaded on its first scene): the same skip of a scene the output holds, the
+same failure of one scene in one line while the others go on, the same atomic outputs, so a
+worker killed mid-scene leaves nothing that looks written and Dask runs the task again on
+another worker. Results come back as scenes finish.
 
 ``--cluster local:N`` starts N worker processes on this machine (the tests use it), each
 with an equal share of the cores; with several GPUs each worker takes one, round robin.
@@ -20,7 +22,7 @@ import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from cloudkit.config import PredictOptions, default_threads
+from cloudkit.config import PredictOptions, TileOptions, default_threads
 from cloudkit.errors import CloudkitError, OptionError
 from cloudkit.io.discover import discover_scenes
 from cloudkit.io.scene import Scene
@@ -95,16 +97,39 @@ def predict_on_cluster(
     """Every scene under ``paths`` predicted on the cluster ``spec``; results in scene
     order, each scene's failure in its result (the run goes on)."""
     scenes = discover_scenes([Path(p) for p in paths])
+    task = (_predict_scene, model, load_options, Path(out_dir).absolute(), options)
+    return _run_on_cluster(scenes, task, spec, progress, "predict")
+
+
+def tile_on_cluster(
+    scenes: Sequence[Scene],
+    out: Path,
+    options: TileOptions,
+    spec: str,
+    progress: Progress | None = None,
+) -> Summary:
+    """Every scene tiled into the store ``out`` on the cluster ``spec``, the workers
+    committing into it at once (`io/store.py`); results in scene order."""
+    return _run_on_cluster(scenes, (_tile_scene, Path(out).absolute(), options), spec, progress,
+                           "tile")  # fmt: skip
+
+
+def _run_on_cluster(
+    scenes: Sequence[Scene], task: tuple, spec: str, progress: Progress | None, name: str
+) -> Summary:
+    """``task`` (a function and its arguments after the scene) run for each scene, one Dask
+    task per scene, retried when its worker dies."""
     progress = progress or Progress()
     progress.scenes_found(len(scenes))
     results: dict[str, SceneResult] = {}
+    function, *args = task
     with dask_client(spec) as client:
         from distributed import as_completed  # dask_client said so if it is not installed
 
         futures = {
             client.submit(
-                _predict_scene, scene, model, load_options, Path(out_dir).absolute(), options,
-                key=f"cloudkit-predict-{k}-{scene.scene_id}", retries=TASK_RETRIES, pure=False,
+                function, scene, *args, key=f"cloudkit-{name}-{k}-{scene.scene_id}",
+                retries=TASK_RETRIES, pure=False,
             ): scene
             for k, scene in enumerate(scenes)
         }  # fmt: skip
@@ -146,6 +171,18 @@ def _predict_scene(
         with PredictionWriter(_PREDICTORS[key], out_dir, options) as writer:
             return run_scene(scene, writer, Progress())
     except CloudkitError as err:  # the model cannot load here, say
+        return SceneResult(scene.scene_id, FAILED, error=str(err))
+
+
+def _tile_scene(scene: Scene, out: Path, options: TileOptions) -> SceneResult:
+    """One scene on a worker, written into its own scratch store and committed into ``out``
+    beside the other workers' scenes."""
+    from cloudkit.tiling import StoreWriter
+
+    try:
+        with StoreWriter(out, options) as writer:
+            return run_scene(scene, writer, Progress())
+    except CloudkitError as err:  # the teacher cannot load here, say
         return SceneResult(scene.scene_id, FAILED, error=str(err))
 
 

@@ -7,6 +7,7 @@ row. Memory stays at a few tile rows of DN whatever the scene size.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -16,14 +17,15 @@ import numpy as np
 from cloudkit import kernels
 from cloudkit.bands import L1C_BANDS, L2A_BANDS
 from cloudkit.config import TileOptions
-from cloudkit.errors import InvalidSceneError, OptionError
+from cloudkit.errors import CloudkitError, InvalidSceneError, OptionError
+from cloudkit.io.discover import discover_scenes
 from cloudkit.io.grid import GridPlan, plan_grid
 from cloudkit.io.labels import mask_label_source
 from cloudkit.io.level import processing_level
 from cloudkit.io.scene import Scene
 from cloudkit.io.store import SceneRecord, StoreLayout, TileRecord, TileStore
 from cloudkit.peers import PEERS
-from cloudkit.pipeline.run import Progress, Summary, run_scenes
+from cloudkit.pipeline.run import SKIPPED, Progress, Summary, run_scenes
 from cloudkit.pipeline.writer import SceneJob, SceneWriter, Written
 from cloudkit.predict.output import output_paths
 from cloudkit.teacher import SceneLabeller, Teacher
@@ -48,11 +50,34 @@ def tile_paths(
     return run_scenes(paths, writer, progress, keep_going=keep_going, scl_labels=options.scl_labels)
 
 
+def tile_paths_on(
+    cluster: str, paths: Sequence[Path], out: Path, options: TileOptions, progress=None
+) -> Summary:
+    """As :func:`tile_paths` with ``keep_going``, each scene a task on the Dask cluster
+    ``cluster`` (`cluster.py`). Bad options stop here, before any scene, and the store is
+    created here from the first scene that plans, as one machine creates it: not from
+    whichever scene a worker happens to finish first."""
+    from cloudkit.cluster import tile_on_cluster
+
+    scenes = discover_scenes([Path(p) for p in paths], scl_labels=options.scl_labels)
+    with StoreWriter(out, options) as writer:
+        for scene in scenes:
+            try:
+                writer.plan(scene)
+                break
+            except CloudkitError:
+                continue  # its task fails it, in one line
+    return tile_on_cluster(scenes, out, options, cluster, progress)
+
+
 class StoreWriter(SceneWriter):
     """Appends scenes to a tile store (`io/store.py`); the Rust ``TileWriter`` writes pixels.
 
     The store is opened (created when absent) at the first planned scene, whose grid gives
-    its layout; every later scene must fit that layout. With ``options.labels_from`` a peer
+    its layout; every later scene must fit that layout. Any number of writers may append to
+    one store at once: each scene is written into a scratch store of its own and committed
+    into the store in one short locked step; a scene another writer committed first is
+    skipped. With ``options.labels_from`` a peer
     model labels every scene (`teacher.py`), or, when it names a folder, the scene's
     ``SCENE_mask.tif`` there (as `cloudkit predict` writes them) does, in place of any label
     file the scene has.
@@ -65,7 +90,7 @@ class StoreWriter(SceneWriter):
         self.out = Path(out)
         self.options = options
         self._store: TileStore | None = None
-        self._held: dict[str, str] = {}  # scene id -> the path it was tiled from
+        self._scratch: TileStore | None = None  # the scene being written
         self._rust: kernels.TileWriter | None = None
         self._records: list[TileRecord] = []
         source = options.labels_from
@@ -104,15 +129,16 @@ class StoreWriter(SceneWriter):
             self._teacher.bands_for(plan)  # a scene it cannot label stops here, in one line
             plan = replace(plan, label=None, label_factor=None)  # its labels replace the scene's
         if self._store is None:
-            self._store = TileStore.open(self.out, _layout_of(plan, self.options))
-            self._held = self._store.scene_sources()
+            self._store = TileStore.open(self.out, _layout_of(plan, self.options), shared=True)
         return plan
 
     def existing(self, plan: GridPlan) -> Path | None:
-        scene = plan.scene
-        source = self._held.get(scene.scene_id)
-        if source is None:
-            return None
+        source = self._open_store().scene_sources().get(plan.scene.scene_id)
+        return None if source is None else self._same_scene(plan.scene, source)
+
+    def _same_scene(self, scene: Scene, source: str) -> Path:
+        """The store, holding ``scene`` tiled from ``source``; an error when that is another
+        product of the same name."""
         if Path(source).resolve() != Path(scene.path).resolve():
             # two dates of a tile in folders both called T31TCJ/: the name is not the product
             raise InvalidSceneError(
@@ -126,16 +152,19 @@ class StoreWriter(SceneWriter):
         return self.options.tile_size, self.options.overlap
 
     def begin_scene(self, job: SceneJob) -> None:
-        plan, store = job.plan, self._open_store()
+        plan = job.plan
         with_labels = plan.label is not None or self._teacher is not None
-        start = store.begin_scene(plan.scene.scene_id, len(job.windows), with_labels=with_labels)
+        self._scratch = self._open_store().scratch(with_labels=with_labels)
+        start = self._scratch.begin_scene(
+            plan.scene.scene_id, len(job.windows), with_labels=with_labels
+        )
         self._records = []
         # a teacher's labels come on the target grid
         label_factor = 1 if self._teacher is not None else plan.label_factor
         if self._teacher is not None:
             self._labeller = self._teacher.begin_scene(job)
         self._rust = kernels.TileWriter(
-            str(store.path),
+            str(self._scratch.path),
             start,
             plan.height,
             plan.width,
@@ -156,17 +185,30 @@ class StoreWriter(SceneWriter):
 
     def commit_scene(self, job: SceneJob) -> Written:
         label_kind = self._teacher.kind if self._teacher is not None else None
-        self._open_store().commit_scene(_record_of(job, label_kind), self._records)
-        self._held[job.scene.scene_id] = str(job.scene.path)
-        self._rust, self._records, self._labeller = None, [], None
+        assert self._scratch is not None, "begin_scene made it"
+        self._rust = None  # its files are closed: the chunks may move
+        try:
+            held = self._open_store().commit_from(
+                self._scratch, _record_of(job, label_kind), self._records
+            )
+        finally:
+            self._drop_scene()
+        if held is not None:  # another writer committed the scene first
+            return Written(self._same_scene(job.scene, held), status=SKIPPED)
         return Written(self.out)
 
     def abort_scene(self) -> None:
+        self._drop_scene()
+
+    def _drop_scene(self) -> None:
         self._rust, self._records, self._labeller = None, [], None
-        if self._store is not None:
-            self._store.abort_scene()  # drop the partial rows now, so the next scene starts clean
+        if self._scratch is not None:
+            self._scratch.close()
+            shutil.rmtree(self._scratch.path, ignore_errors=True)
+            self._scratch = None
 
     def close(self) -> None:
+        self._drop_scene()
         if self._store is not None:
             self._store.close()
 

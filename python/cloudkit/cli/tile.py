@@ -72,18 +72,31 @@ def tile(
             help="Go on with the next scene after a bad one; exit 1 at the end if any failed.",
         ),
     ] = False,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            "--cluster",
+            help="Spread the scenes over a Dask cluster, one scene per task, every worker "
+            "committing into the one store (implies --keep-going): local:N starts N worker "
+            "processes here, each with its share of the cores; tcp://HOST:PORT joins a running "
+            "scheduler whose workers see the same paths (the store on a shared file system). "
+            "pip install 'cloudkit\\[cluster]'.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Cut scenes into TILE_SIZE x TILE_SIZE tiles of all bands on one grid, with labels when present.
 
     Re-running on the same store skips scenes it already holds and redoes a scene that an
-    interrupted run left unfinished.
+    interrupted run left unfinished. Any number of runs may write one store at once (on one
+    machine or several sharing a file system): each scene is committed once.
 
     Example: cloudkit tile S2A_MSIL1C_*.SAFE tiles.zarr --resolution 10
     """
     from cloudkit.cli._progress import RichTileProgress, report_failures
     from cloudkit.config import TileOptions
     from cloudkit.pipeline.run import SKIPPED
-    from cloudkit.tiling import TILED, tile_paths
+    from cloudkit.tiling import TILED, tile_paths, tile_paths_on
 
     paths = scene_paths(scenes, sample)
     options = TileOptions(
@@ -97,7 +110,10 @@ def tile(
         labels_from=labels_from,
     )
     with RichTileProgress() as progress:
-        summary = tile_paths(paths, out, options, progress, keep_going=keep_going)
+        if cluster is None:
+            summary = tile_paths(paths, out, options, progress, keep_going=keep_going)
+        else:
+            summary = tile_paths_on(cluster, paths, out, options, progress)
     tiled = summary.with_status(TILED)
     seconds = sum(r.seconds for r in tiled)
     mb = sum(r.megabytes for r in tiled)

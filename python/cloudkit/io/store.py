@@ -21,6 +21,15 @@ truncates and commits; its local store replaces files atomically. The Rust write
 (``kernels.TileWriter``, ``rust/core/src/store.rs``) never creates, resizes or touches metadata:
 it reads the shape of ``images``, ``valid`` and ``labels`` once when it opens and stores whole
 chunks into the rows reserved for the scene.
+
+Many writers share a store (several processes, or machines on one file system) through
+scratch stores: a writer opens the store ``shared`` (no lock held), writes each scene into a
+private scratch store beside it (:meth:`TileStore.scratch`, an ordinary store of the same
+layout and codecs), and commits it with :meth:`TileStore.commit_from`, which holds the store's
+lock for the moment it takes to move the scene's chunk files into the rows after the last
+committed tile, write its index rows and advance the commit point. A scene committed by
+another writer meanwhile is not committed twice; a writer killed before its commit leaves
+only its scratch store, which the next writer on that machine removes.
 """
 
 from __future__ import annotations
@@ -32,8 +41,10 @@ import math
 import os
 import secrets
 import shutil
+import socket
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -57,6 +68,11 @@ _COMPRESSOR = ZstdCodec(level=1)
 #: committed tile has all its chunks on disk (even all fill value): a missing or altered
 #: chunk is then known damage. Stores written before it have neither; they read as before.
 INTEGRITY = "crc32c, every tile chunk written"
+#: how long a shared writer waits for the store's lock (a commit holds it for moments; a
+#: direct writer, e.g. another program's `TileStore.open`, for its whole run)
+LOCK_WAIT_SECONDS = 600.0
+#: rows of fill-value chunks written at once (labels of scenes that had none)
+_FILL_BLOCK = 512
 
 
 @dataclass(frozen=True)
@@ -102,22 +118,29 @@ def dn_shift_for(add_offset: Sequence[int]) -> tuple[int, ...]:
 
 
 class TileStore:
-    """A tile store opened for appending, holding its lock. Use :meth:`open` (creates it when
-    absent)."""
+    """A tile store opened for appending. Use :meth:`open` (creates it when absent): either
+    holding its lock for as long as it is open (a direct writer: :meth:`begin_scene`,
+    :meth:`commit_scene`), or ``shared`` with other writers, taking the lock only to commit a
+    scratch store (:meth:`scratch`, :meth:`commit_from`)."""
 
-    def __init__(self, path: Path, group: zarr.Group, lock_file) -> None:
+    def __init__(self, path: Path, group: zarr.Group, lock_file, *, shared: bool = False) -> None:
         self.path = path
         self._group = group
         self._lock_file = lock_file
+        self.shared = shared
 
     # ------------------------------------------------------------------ opening
 
     @classmethod
-    def open(cls, path: Path, layout: StoreLayout) -> TileStore:
-        """Open ``path`` for appending, creating it with ``layout`` if it does not exist.
+    def open(
+        cls, path: Path, layout: StoreLayout, *, shared: bool = False, checksummed: bool = True
+    ) -> TileStore:
+        """Open ``path`` for appending, creating it with ``layout`` if it does not exist
+        (``checksummed``: with the CRC-32C of :data:`INTEGRITY`, as every new store is).
 
         An existing store must have the same layout. A store left half-written by an
         interrupted run is repaired: rows past the last committed scene are dropped.
+        ``shared``: hold no lock now; :meth:`commit_from` takes it.
         """
         path = Path(path)
         if path.exists() and not (path / "zarr.json").is_file():
@@ -132,19 +155,20 @@ class TileStore:
             if path.exists():
                 group, created = _open_group(path, "r+"), False
             else:
-                group, created = _create(path, layout)
-            lock_file = _lock(path)
+                group, created = _create(path, layout, checksummed=checksummed)
+            lock_file = None if shared else _lock(path)
         except PermissionError as err:
             raise StoreError(f"{path}: cannot write the store ({err.strerror})") from err
         except OSError as err:
             if isinstance(err, StoreError):
                 raise
             raise StoreError(f"{path}: cannot open the store ({err})") from err
-        store = cls(path, group, lock_file)
+        store = cls(path, group, lock_file, shared=shared)
         if not created:
             try:
                 store._check_layout(layout)
-                store._repair()
+                with store._exclusive():
+                    store._repair()
             except BaseException:
                 store.close()
                 raise
@@ -179,7 +203,10 @@ class TileStore:
         return list(self.scene_sources())
 
     def scene_sources(self) -> dict[str, str]:
-        """Each committed scene's id and the path it was tiled from."""
+        """Each committed scene's id and the path it was tiled from (a shared store's as
+        they are now, with what other writers committed since)."""
+        if self.shared:
+            self._group = _open_group(self.path, "r+")
         n = self.num_scenes
         if n == 0:
             return {}
@@ -197,11 +224,11 @@ class TileStore:
             return self._begin_scene(scene_id, max_tiles, with_labels=with_labels)
 
     def _begin_scene(self, scene_id: str, max_tiles: int, *, with_labels: bool) -> int:
+        if self.shared:
+            raise StoreError(f"{self.path}: a shared writer commits scratch stores (commit_from)")
         attrs = self._group.attrs
         if with_labels and not self.has_labels:
-            # earlier scenes had no labels: their rows read as no-data (fill value)
-            _create_tile_array(self._group, "labels", self.num_tiles)
-            attrs.update({"label_codes": {str(k): v for k, v in LABEL_CLASSES.items()}})
+            self._add_labels()  # earlier scenes had no labels: their rows read as no-data
         attrs.update({"in_progress": scene_id})
         start = self.num_tiles
         for name in self._tile_arrays():
@@ -246,6 +273,108 @@ class TileStore:
         # the scene's own error says what happened; one from here would hide it
         with contextlib.suppress(OSError):
             self._repair()
+
+    # ------------------------------------------------------- many writers, one store
+
+    def scratch(self, *, with_labels: bool) -> TileStore:
+        """A new private store beside this one, of its layout and codecs, to write one scene
+        into (directly, holding its own lock) before :meth:`commit_from`; a labels array
+        when the scene has labels or this store has them (its tiles then have one too)."""
+        folder = _scratch_folder(self.path)
+        _remove_abandoned_scratch(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}.zarr"
+        attrs = self._group.attrs
+        layout = StoreLayout(
+            tuple(attrs["bands"]),
+            int(attrs["tile_size"]),
+            int(attrs["overlap"]),
+            float(attrs["resolution"]),
+            str(attrs.get("decode", "full")),
+        )
+        checksummed = attrs.get("integrity") == INTEGRITY
+        scratch = TileStore.open(folder / name, layout, checksummed=checksummed)
+        if with_labels or self.has_labels:
+            scratch._add_labels()
+        return scratch
+
+    def commit_from(
+        self, scratch: TileStore, record: SceneRecord, tiles: Sequence[TileRecord]
+    ) -> str | None:
+        """Append the scene written into ``scratch`` (its ``tiles`` rows, uncommitted there)
+        after the last committed tile, under the store's lock: its chunk files are moved, its
+        index rows written, then the commit point advanced. Returns None, or, committing
+        nothing, the path the store holds a scene of this id from (another writer was
+        first). ``scratch`` is left without those tiles: remove it after."""
+        with self._writing(record.scene_id), self._exclusive():
+            held = self.scene_sources().get(record.scene_id)
+            if held is not None:
+                return held
+            start, n = self.num_tiles, len(tiles)
+            ours, theirs = scratch._tile_arrays(), self._tile_arrays()
+            if "labels" in ours and "labels" not in theirs:
+                self._add_labels()  # the rows committed before are no-data
+                theirs = self._tile_arrays()
+            for name in theirs:
+                if name in ours and self._codecs(name) != scratch._codecs(name):
+                    raise StoreError(
+                        f"{self.path}: its {name} chunks are encoded unlike a new store's; "
+                        "tile into a new store"
+                    )
+                self._group[name].resize((start + n, *self._group[name].shape[1:]))
+            for name in theirs:
+                if name in ours:
+                    for i, tile in enumerate(tiles):
+                        _move_chunk(scratch.path, tile.index, self.path, start + i, name)
+                else:
+                    self._fill_rows(name, start, start + n)
+            moved = [replace(t, index=start + i) for i, t in enumerate(tiles)]
+            self._commit_scene(record, moved)
+        return None
+
+    def _add_labels(self) -> None:
+        """The labels array, its rows so far no-data chunks (a committed tile has every
+        chunk on disk)."""
+        rows = self.num_tiles
+        _create_tile_array(self._group, "labels", rows)
+        self._group.attrs.update({"label_codes": {str(k): v for k, v in LABEL_CLASSES.items()}})
+        self._fill_rows("labels", 0, rows)
+
+    def _fill_rows(self, name: str, start: int, end: int) -> None:
+        """Fill-value chunks for rows [start, end) of a tile array, written out."""
+        arr = self._group[name].with_config({"write_empty_chunks": True})
+        fill = _TILE_ARRAYS[name][1]
+        for lo in range(start, end, _FILL_BLOCK):
+            hi = min(end, lo + _FILL_BLOCK)
+            arr[lo:hi] = np.full((hi - lo, *arr.shape[1:]), fill, dtype=arr.dtype)
+
+    def _codecs(self, name: str) -> tuple:
+        return tuple(self._group[name].metadata.codecs)
+
+    @contextlib.contextmanager
+    def _exclusive(self):
+        """The store's lock, for a shared writer only while it commits (a direct writer holds
+        it already), with the metadata read again: other writers may have committed since."""
+        if not self.shared:
+            yield
+            return
+        with open(self.path / ".cloudkit.lock", "a") as lock_file:  # noqa: SIM117
+            deadline = time.monotonic() + LOCK_WAIT_SECONDS
+            while True:
+                try:
+                    fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise StoreError(
+                            f"{self.path}: another program has held the store's lock for "
+                            f"{LOCK_WAIT_SECONDS:.0f} s; is a run writing it outside cloudkit?"
+                        ) from None
+                    time.sleep(0.02)
+            self._group = _open_group(self.path, "r+")
+            _check_store(self.path, self._group, remedy="write to a new store")
+            self._repair()  # what a writer killed in the middle of a commit left
+            yield
 
     # ----------------------------------------------------------------- internals
 
@@ -632,7 +761,9 @@ def _check_attributes(path: Path, group: zarr.Group) -> None:
                 raise bad(f"num_tiles {num_tiles} is below the tiles its scenes committed")
 
 
-def _create(path: Path, layout: StoreLayout) -> tuple[zarr.Group, bool]:
+def _create(
+    path: Path, layout: StoreLayout, *, checksummed: bool = True
+) -> tuple[zarr.Group, bool]:
     """Create an empty store, written to a temporary folder of this run's own and renamed
     into place; (the store, whether this run created it). Two runs creating one store at
     once: the first rename wins and the other opens that store (whose lock then decides)."""
@@ -657,7 +788,7 @@ def _create(path: Path, layout: StoreLayout) -> tuple[zarr.Group, bool]:
         "num_tiles": 0,
         "num_scenes": 0,
         "in_progress": None,
-        "integrity": INTEGRITY,
+        **({"integrity": INTEGRITY} if checksummed else {}),
     }
     try:
         group = zarr.create_group(str(tmp), attributes=attrs)
@@ -704,6 +835,41 @@ def _remove_abandoned_creations(path: Path) -> None:
         pid = tmp.name.rsplit("-", 2)[-2]
         if pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _scratch_folder(path: Path) -> Path:
+    """Where the writers of the store at ``path`` keep their scratch stores: beside it, on
+    the same file system, so a commit moves chunk files rather than copy them."""
+    return path.parent / f".{path.name}.scratch"
+
+
+def _remove_abandoned_scratch(folder: Path) -> None:
+    """Scratch stores of writers killed before their commit: nobody holds their lock, and
+    their writer was on this machine and is gone, or wrote them over an hour ago."""
+    if not folder.is_dir():
+        return
+    host = socket.gethostname()
+    for scratch in folder.glob("*.zarr"):
+        owner, _, _ = scratch.stem.rpartition("-")
+        owner_host, _, pid = owner.rpartition("-")
+        with contextlib.suppress(OSError):
+            gone = owner_host == host and pid.isdigit() and not _alive(int(pid))
+            if not gone and time.time() - scratch.stat().st_mtime < 3600:
+                continue
+            with open(scratch / ".cloudkit.lock", "a") as lock_file:
+                try:
+                    fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # its writer is alive (on another machine, say)
+                shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _move_chunk(src: Path, src_row: int, dst: Path, dst_row: int, name: str) -> None:
+    """Tile ``src_row``'s chunk file of array ``name`` in store ``src`` becomes tile
+    ``dst_row``'s in store ``dst`` (one rename: both stores are on one file system)."""
+    target = dst / name / "c" / str(dst_row) / "0" / "0" / "0"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(src / name / "c" / str(src_row) / "0" / "0" / "0", target)
 
 
 def _alive(pid: int) -> bool:

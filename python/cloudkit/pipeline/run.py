@@ -126,7 +126,7 @@ def _run_scene(scene: Scene, writer: SceneWriter, progress: Progress) -> SceneRe
         raise
     return SceneResult(
         scene.scene_id,
-        writer.wrote,
+        done.status or writer.wrote,
         seconds=tally.elapsed(),
         windows=tally.windows,
         megabytes=tally.megabytes,

@@ -72,6 +72,7 @@ class Written:
 
     outputs: Any  # where the scene went: the store's path, predict's OutputPaths
     summary: dict | None = None  # the output's own report of the scene
+    status: str | None = None  # in place of the writer's `wrote`: another run wrote it first
 
 
 class SceneWriter(ABC):
