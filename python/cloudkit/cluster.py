@@ -25,6 +25,7 @@ from pathlib import Path
 from cloudkit.config import PredictOptions, TileOptions, default_threads
 from cloudkit.errors import CloudkitError, OptionError
 from cloudkit.io.discover import discover_scenes
+from cloudkit.io.location import is_url
 from cloudkit.io.scene import Scene
 from cloudkit.pipeline.run import FAILED, Progress, SceneResult, Summary, run_scene
 
@@ -89,7 +90,7 @@ def predict_on_cluster(
     paths: Sequence[Path],
     model: str,
     load_options: dict,
-    out_dir: Path,
+    out_dir: Path | str,
     options: PredictOptions,
     spec: str,
     progress: Progress | None = None,
@@ -97,21 +98,22 @@ def predict_on_cluster(
     """Every scene under ``paths`` predicted on the cluster ``spec``; results in scene
     order, each scene's failure in its result (the run goes on)."""
     scenes = discover_scenes([Path(p) for p in paths])
-    task = (_predict_scene, model, load_options, Path(out_dir).absolute(), options)
+    out = out_dir if is_url(out_dir) else Path(out_dir).absolute()
+    task = (_predict_scene, model, load_options, out, options)
     return _run_on_cluster(scenes, task, spec, progress, "predict")
 
 
 def tile_on_cluster(
     scenes: Sequence[Scene],
-    out: Path,
+    out: Path | str,
     options: TileOptions,
     spec: str,
     progress: Progress | None = None,
 ) -> Summary:
     """Every scene tiled into the store ``out`` on the cluster ``spec``, the workers
     committing into it at once (`io/store.py`); results in scene order."""
-    return _run_on_cluster(scenes, (_tile_scene, Path(out).absolute(), options), spec, progress,
-                           "tile")  # fmt: skip
+    out = out if is_url(out) else Path(out).absolute()
+    return _run_on_cluster(scenes, (_tile_scene, out, options), spec, progress, "tile")
 
 
 def _run_on_cluster(
@@ -157,7 +159,7 @@ _PREDICTORS: dict = {}
 
 
 def _predict_scene(
-    scene: Scene, model: str, load_options: dict, out_dir: Path, options: PredictOptions
+    scene: Scene, model: str, load_options: dict, out_dir: Path | str, options: PredictOptions
 ) -> SceneResult:
     """One scene on a worker; the worker's model is loaded on its first scene."""
     from cloudkit.model_zoo import load_predictor
@@ -174,7 +176,7 @@ def _predict_scene(
         return SceneResult(scene.scene_id, FAILED, error=str(err))
 
 
-def _tile_scene(scene: Scene, out: Path, options: TileOptions) -> SceneResult:
+def _tile_scene(scene: Scene, out: Path | str, options: TileOptions) -> SceneResult:
     """One scene on a worker, written into its own scratch store and committed into ``out``
     beside the other workers' scenes."""
     from cloudkit.tiling import StoreWriter

@@ -22,6 +22,7 @@ from cloudkit.io.discover import discover_scenes
 from cloudkit.io.grid import GridPlan, plan_grid
 from cloudkit.io.labels import mask_label_source
 from cloudkit.io.level import processing_level
+from cloudkit.io.location import is_url
 from cloudkit.io.scene import Scene
 from cloudkit.io.store import SceneRecord, StoreLayout, TileRecord, TileStore
 from cloudkit.peers import PEERS
@@ -35,7 +36,7 @@ TILED = "tiled"
 
 def tile_paths(
     paths: Sequence[Path],
-    out: Path,
+    out: Path | str,
     options: TileOptions,
     progress: Progress | None = None,
     *,
@@ -51,7 +52,7 @@ def tile_paths(
 
 
 def tile_paths_on(
-    cluster: str, paths: Sequence[Path], out: Path, options: TileOptions, progress=None
+    cluster: str, paths: Sequence[Path], out: Path | str, options: TileOptions, progress=None
 ) -> Summary:
     """As :func:`tile_paths` with ``keep_going``, each scene a task on the Dask cluster
     ``cluster`` (`cluster.py`). Bad options stop here, before any scene, and the store is
@@ -86,8 +87,8 @@ class StoreWriter(SceneWriter):
     wrote = TILED
     reads_labels = True
 
-    def __init__(self, out: Path, options: TileOptions) -> None:
-        self.out = Path(out)
+    def __init__(self, out: Path | str, options: TileOptions) -> None:
+        self.out = out if is_url(out) else Path(out)  # an s3:// store stays a URL
         self.options = options
         self._store: TileStore | None = None
         self._scratch: TileStore | None = None  # the scene being written
@@ -132,11 +133,11 @@ class StoreWriter(SceneWriter):
             self._store = TileStore.open(self.out, _layout_of(plan, self.options), shared=True)
         return plan
 
-    def existing(self, plan: GridPlan) -> Path | None:
+    def existing(self, plan: GridPlan) -> Path | str | None:
         source = self._open_store().scene_sources().get(plan.scene.scene_id)
         return None if source is None else self._same_scene(plan.scene, source)
 
-    def _same_scene(self, scene: Scene, source: str) -> Path:
+    def _same_scene(self, scene: Scene, source: str) -> Path | str:
         """The store, holding ``scene`` tiled from ``source``; an error when that is another
         product of the same name."""
         if Path(source).resolve() != Path(scene.path).resolve():

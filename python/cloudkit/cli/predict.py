@@ -39,8 +39,11 @@ def predict(
         ),
     ] = "default",
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="Folder for the masks (created if absent).")
-    ] = Path("."),
+        str,
+        typer.Option(
+            "--out", "-o", help="Folder for the masks (created if absent), or s3://BUCKET/PREFIX."
+        ),
+    ] = ".",
     resolution: Resolution = None,
     batch_size: Annotated[
         int, typer.Option("--batch-size", min=1, help="Windows per forward pass.")
@@ -123,11 +126,13 @@ def predict(
     """
     from cloudkit.cli._progress import RichPredictProgress, report_failures
     from cloudkit.config import PredictOptions
+    from cloudkit.io.location import is_url
     from cloudkit.model_zoo import load_predictor
     from cloudkit.pipeline.run import SKIPPED
     from cloudkit.predict.writer import PREDICTED, predict_paths
 
     paths = scene_paths(scenes, sample)
+    target: Path | str = out if is_url(out) else Path(out)  # s3:// stays a URL
     options = PredictOptions(
         resolution=resolution,
         window=window,
@@ -143,7 +148,7 @@ def predict(
     if cluster is None:
         predictor = load_predictor(model, **load)
         with RichPredictProgress() as progress:
-            summary = predict_paths(paths, predictor, out, options, progress)
+            summary = predict_paths(paths, predictor, target, options, progress)
     else:
         from cloudkit.cluster import parse_cluster, predict_on_cluster
 
@@ -151,7 +156,7 @@ def predict(
         local = parse_cluster(cluster)[0] == "local"
         load_predictor(model, **(load if local else {**load, "device": "cpu"}))
         with RichPredictProgress() as progress:
-            summary = predict_on_cluster(paths, model, load, out, options, cluster, progress)
+            summary = predict_on_cluster(paths, model, load, target, options, cluster, progress)
     for r in summary.results:
         if r.status == PREDICTED:
             s = r.summary

@@ -26,8 +26,10 @@ def tile(
         "(CloudSEN12, WHUS2-CD+, SEN12MS).",
         show_default=False,
     ),
-    out: Path = typer.Argument(  # noqa: B008
-        ..., help="Output tile store (.zarr); created if absent, appended to if not."
+    out: str = typer.Argument(
+        ...,
+        help="Output tile store (.zarr), or s3://BUCKET/PREFIX.zarr; created if absent, "
+        "appended to if not.",
     ),
     resolution: Resolution = None,
     tile_size: Annotated[int, typer.Option("--tile-size", help="Tile edge in pixels.")] = 384,
@@ -95,10 +97,12 @@ def tile(
     """
     from cloudkit.cli._progress import RichTileProgress, report_failures
     from cloudkit.config import TileOptions
+    from cloudkit.io.location import is_url
     from cloudkit.pipeline.run import SKIPPED
     from cloudkit.tiling import TILED, tile_paths, tile_paths_on
 
     paths = scene_paths(scenes, sample)
+    store: Path | str = out if is_url(out) else Path(out)  # an s3:// store stays a URL
     options = TileOptions(
         resolution=resolution,
         bands=parse_bands(bands),
@@ -111,9 +115,9 @@ def tile(
     )
     with RichTileProgress() as progress:
         if cluster is None:
-            summary = tile_paths(paths, out, options, progress, keep_going=keep_going)
+            summary = tile_paths(paths, store, options, progress, keep_going=keep_going)
         else:
-            summary = tile_paths_on(cluster, paths, out, options, progress)
+            summary = tile_paths_on(cluster, paths, store, options, progress)
     tiled = summary.with_status(TILED)
     seconds = sum(r.seconds for r in tiled)
     mb = sum(r.megabytes for r in tiled)

@@ -163,8 +163,10 @@ class BandStream:
 
 def _open(path: Path, level: int = 0):
     try:
-        # GDAL shows a JPEG 2000 file's resolution level j as its overview j - 1
-        return rasterio.open(path, overview_level=level - 1) if level else rasterio.open(path)
+        # GDAL shows a JPEG 2000 file's resolution level j as its overview j - 1; a str,
+        # not a Path: rasterio takes a Path for a local file, and /vsicurl/ URLs are not
+        name = str(path)
+        return rasterio.open(name, overview_level=level - 1) if level else rasterio.open(name)
     except rasterio.errors.RasterioIOError as err:
         raise InvalidSceneError(f"{path}: cannot open raster ({_first_line(err)})") from err
 

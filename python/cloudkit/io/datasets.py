@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from cloudkit.bands import BY_NAME, L1C_BANDS, L2A_BANDS, esa_order
@@ -51,25 +52,40 @@ WHUS2_FILE_BANDS = {
 # --- band folder (AWS tile layout, Element 84 COGs, BigEarthNet patches) ----------------
 
 
-def band_files(folder: Path) -> dict[str, list[Path]]:
-    """Band rasters directly inside ``folder``, by ESA band name."""
+def band_files(folder: Path, names: Sequence[str] | None = None) -> dict[str, list[Path]]:
+    """Band rasters directly inside ``folder``, by ESA band name; ``names``: the files in
+    it, for a folder that is not local (a prefix in object storage)."""
     found: dict[str, list[Path]] = {}
-    for path in sorted(folder.iterdir()):
-        if path.suffix.lower() in RASTER_SUFFIXES and path.is_file():
+    for path in _files_in(folder, names):
+        if path.suffix.lower() in RASTER_SUFFIXES:
             match = _BAND_FILE.match(path.stem)
             if match:
                 found.setdefault(match[1], []).append(path)
     return {band: found[band] for band in esa_order(list(found))}
 
 
+def _files_in(folder: Path, names: Sequence[str] | None) -> list[Path]:
+    if names is not None:
+        return sorted(folder / name for name in names)
+    return [path for path in sorted(folder.iterdir()) if path.is_file()]
+
+
 def is_band_folder(folder: Path) -> bool:
     return folder.is_dir() and bool(band_files(folder))
 
 
-def read_band_folder(folder: Path, *, scl_labels: bool = False) -> Scene:
-    """A folder of one raster per band (``B01.jp2``, ``B8A.tif``, ...) = one scene."""
-    folder = _existing(folder)
-    files = band_files(folder)
+def read_band_folder(
+    folder: Path,
+    *,
+    scl_labels: bool = False,
+    names: Sequence[str] | None = None,
+    documents: dict[str, bytes] | None = None,
+) -> Scene:
+    """A folder of one raster per band (``B01.jp2``, ``B8A.tif``, ...) = one scene. A folder
+    in object storage (a GDAL ``/vsis3/`` path) comes with the ``names`` of its files and the
+    content of its JSON ``documents``, by name."""
+    folder = _existing(folder) if names is None else folder
+    files = band_files(folder, names)
     if not files:
         raise UnknownLayoutError(
             f"{folder}: no band files (B01.jp2 ... B12.jp2, B8A.jp2, or .tif) in this folder; "
@@ -83,12 +99,14 @@ def read_band_folder(folder: Path, *, scl_labels: bool = False) -> Scene:
             "; keep one file per band in a band folder"
         )
     bands = {band: [BandSource(band, p) for p in paths] for band, paths in files.items()}
-    meta = _folder_metadata(folder)
+    if documents is None:
+        documents = {p.name: p.read_bytes() for p in sorted(folder.glob("*.json"))}
+    meta = _folder_metadata(folder, documents, names)
     labels = []
     if scl_labels:
         labels = [
             LabelSource(p, SCL_LUT, kind="scl")
-            for p in sorted(folder.iterdir())
+            for p in _files_in(folder, names)
             if p.suffix.lower() in RASTER_SUFFIXES and _SCL_FILE.match(p.stem)
         ]
     return Scene(
@@ -105,26 +123,29 @@ def read_band_folder(folder: Path, *, scl_labels: bool = False) -> Scene:
     )
 
 
-def _folder_metadata(folder: Path) -> dict:
+def _folder_metadata(
+    folder: Path, documents: dict[str, bytes], names: Sequence[str] | None
+) -> dict:
     """What tileInfo.json or a STAC item JSON in ``folder`` says about the product."""
     meta: dict = {}
-    for path in sorted(folder.glob("*.json")):
-        doc = _load_json(path)
+    for name, content in sorted(documents.items()):
+        path = folder / name
+        doc = _load_json(path, content)
         if not isinstance(doc, dict):
             continue
         if "productName" in doc:  # AWS tileInfo.json
             meta.update(_product_name_metadata(str(doc["productName"])))
         elif doc.get("type") == "Feature" and isinstance(doc.get("assets"), dict):
-            stac = _stac_metadata(folder, doc)
+            stac = _stac_metadata(folder, doc, names)
             if "quantification" in stac:
                 stac["radiometry_file"] = path
             meta.update(stac)
     return meta
 
 
-def _load_json(path: Path) -> object:
+def _load_json(path: Path, content: bytes) -> object:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(content.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise InvalidSceneError(
             f"{path}: malformed JSON ({err}); fix or remove the file, or download it again"
@@ -142,7 +163,7 @@ def _product_name_metadata(name: str) -> dict:
     return meta
 
 
-def _stac_metadata(folder: Path, item: dict) -> dict:
+def _stac_metadata(folder: Path, item: dict, names: Sequence[str] | None) -> dict:
     """Baseline, product type and, when every band agrees on one scale, the radiometry."""
     props = item.get("properties") or {}
     meta: dict = {}
@@ -150,7 +171,7 @@ def _stac_metadata(folder: Path, item: dict) -> dict:
         meta["baseline"] = str(props["s2:processing_baseline"])
     if props.get("s2:product_type"):
         meta["product_type"] = str(props["s2:product_type"])
-    local = {p.name: band for band, paths in band_files(folder).items() for p in paths}
+    local = {p.name: band for band, paths in band_files(folder, names).items() for p in paths}
     scales, offsets = set(), {}
     for asset in item["assets"].values():
         href = str(asset.get("href", "")).split("?")[0]
@@ -414,6 +435,8 @@ def _stacked_scene(scene_id: str, path: Path, layout: str, image: Path, res: int
 
 def _existing(path: Path) -> Path:
     path = Path(path)
+    if str(path).startswith("/vsi"):  # in object storage or on a web server: GDAL reads it
+        return path
     if not path.exists():
         raise SceneNotFoundError(f"{path}: no such file or folder")
     return path

@@ -22,13 +22,15 @@ from cloudkit.io.datasets import (
     read_sen12ms,
     read_whus2,
 )
+from cloudkit.io.remote_scenes import as_url, remote_scenes
 from cloudkit.io.safe import MTD_LAYOUTS, find_mtd, read_safe
 from cloudkit.io.scene import Scene
 
 SUPPORTED_LAYOUTS = (
     "a .SAFE product (L1C or L2A), a band folder (B01.jp2 ... B12.jp2), a 13- or 12-band "
     "GeoTIFF, a CloudSEN12 root (cloudsen12_metadata.csv), a WHUS2-CD+ root "
-    "({train,test}/10m/...), a SEN12MS folder (ROIs*_s2_*_p*.tif), or a folder of these"
+    "({train,test}/10m/...), a SEN12MS folder (ROIs*_s2_*_p*.tif), or a folder of these; "
+    "in object storage, s3:// band folders and GeoTIFFs, https:// GeoTIFFs"
 )
 _GEOTIFF_SUFFIXES = (".tif", ".tiff")
 
@@ -37,6 +39,10 @@ def discover_scenes(paths: Sequence[Path], *, scl_labels: bool = False) -> list[
     """Every scene under ``paths``, sorted by scene id; ``scl_labels`` offers L2A SCL labels."""
     scenes: list[Scene] = []
     for path in map(Path, paths):
+        url = as_url(path)
+        if url is not None:  # in object storage or on a web server: read in place
+            scenes.extend(remote_scenes(url, scl_labels=scl_labels))
+            continue
         if not path.exists():
             raise SceneNotFoundError(
                 f"{path}: no such file or folder; expected {SUPPORTED_LAYOUTS}"

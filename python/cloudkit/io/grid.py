@@ -33,7 +33,7 @@ from rasterio.crs import CRS
 from cloudkit.bands import BY_NAME
 from cloudkit.config import Decode
 from cloudkit.errors import BandMismatchError, InvalidSceneError
-from cloudkit.io.raster import RasterHeader, read_header
+from cloudkit.io.raster import RasterHeader, is_present, read_header
 from cloudkit.io.scene import BandSource, LabelSource, Scene
 
 # Pixel sizes within this relative tolerance are equal (JP2 headers round to ~1e-9).
@@ -183,7 +183,7 @@ def _options(scene: Scene, band: str, headers: dict[Path, RasterHeader]) -> list
     found: list[_Option] = []
     listed = list(scene.missing.get(band, []))
     for source in scene.bands.get(band, []):
-        if not source.path.is_file():
+        if not is_present(source.path):
             listed.append(source.path)  # described by the reader, gone since
             continue
         header = _header(source.path, headers)
@@ -400,7 +400,7 @@ def _pick_label(
     candidates = [
         (label, _pixel_size(_header(label.path, headers)))
         for label in scene.labels
-        if label.path.is_file()
+        if is_present(label.path)
     ]
     if not candidates:
         return None, None

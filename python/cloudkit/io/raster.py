@@ -44,7 +44,7 @@ def read_header(path: Path) -> RasterHeader:
         # message than GDAL's warning, so the warning itself is noise here.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(path) as ds:
+            with rasterio.open(str(path)) as ds:
                 return RasterHeader(
                     path=Path(path),
                     crs=ds.crs,
@@ -74,6 +74,12 @@ def _reduced_levels(ds) -> int:
             break
         levels += 1
     return levels
+
+
+def is_present(path: Path) -> bool:
+    """Whether a band or label file is there to read. A GDAL virtual path (``/vsis3/``,
+    ``/vsicurl/``) was listed by its reader, or named by the user, a moment ago: it is."""
+    return str(path).startswith("/vsi") or path.is_file()
 
 
 def find_raster(stem_path: Path) -> Path | None:

@@ -42,6 +42,7 @@ import os
 import secrets
 import shutil
 import socket
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -52,7 +53,8 @@ import numpy as np
 import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
-from cloudkit.errors import BandMismatchError, StoreError
+from cloudkit.errors import BandMismatchError, CloudkitError, StoreError
+from cloudkit.io.location import Location, is_url, location_of
 from cloudkit.io.scene import LABEL_CLASSES, LABEL_NODATA
 
 FORMAT = "cloudkit-tiles"
@@ -123,8 +125,12 @@ class TileStore:
     :meth:`commit_scene`), or ``shared`` with other writers, taking the lock only to commit a
     scratch store (:meth:`scratch`, :meth:`commit_from`)."""
 
-    def __init__(self, path: Path, group: zarr.Group, lock_file, *, shared: bool = False) -> None:
-        self.path = path
+    def __init__(
+        self, location: Location, group: zarr.Group, lock_file, *, shared: bool = False
+    ) -> None:
+        self.location = location
+        # a local store's folder; an s3:// store's URL (it is written shared, never directly)
+        self.path = str(location) if location.is_remote else location.root
         self._group = group
         self._lock_file = lock_file
         self.shared = shared
@@ -133,15 +139,23 @@ class TileStore:
 
     @classmethod
     def open(
-        cls, path: Path, layout: StoreLayout, *, shared: bool = False, checksummed: bool = True
+        cls,
+        path: Path | str,
+        layout: StoreLayout,
+        *,
+        shared: bool = False,
+        checksummed: bool = True,
     ) -> TileStore:
         """Open ``path`` for appending, creating it with ``layout`` if it does not exist
         (``checksummed``: with the CRC-32C of :data:`INTEGRITY`, as every new store is).
 
         An existing store must have the same layout. A store left half-written by an
         interrupted run is repaired: rows past the last committed scene are dropped.
-        ``shared``: hold no lock now; :meth:`commit_from` takes it.
+        ``shared``: hold no lock now; :meth:`commit_from` takes it. An ``s3://`` URL is a
+        store in object storage, always shared.
         """
+        if is_url(path):
+            return cls._open_remote(location_of(path), layout)
         path = Path(path)
         if path.exists() and not (path / "zarr.json").is_file():
             if path.is_dir() and not any(path.iterdir()):
@@ -163,7 +177,7 @@ class TileStore:
             if isinstance(err, StoreError):
                 raise
             raise StoreError(f"{path}: cannot open the store ({err})") from err
-        store = cls(path, group, lock_file, shared=shared)
+        store = cls(Location(path), group, lock_file, shared=shared)
         if not created:
             try:
                 store._check_layout(layout)
@@ -172,6 +186,26 @@ class TileStore:
             except BaseException:
                 store.close()
                 raise
+        return store
+
+    @classmethod
+    def _open_remote(cls, location: Location, layout: StoreLayout) -> TileStore:
+        """A store in object storage, created when absent: made locally and uploaded under
+        its lock, the group's own metadata last (until then there is no store)."""
+        if not location.exists("zarr.json"):
+            with location.lock(LOCK_WAIT_SECONDS):
+                if not location.exists("zarr.json"):
+                    with tempfile.TemporaryDirectory(prefix="cloudkit-new-store-") as tmp:
+                        local = Path(tmp) / "store.zarr"
+                        _create(local, layout)
+                        files = [f for f in local.rglob("*") if f.is_file()]
+                        for file in sorted(files, key=lambda f: f.parent == local):
+                            location.put(file.relative_to(local).as_posix(), file)
+        group = _open_group(location, "r+")
+        store = cls(location, group, None, shared=True)
+        store._check_layout(layout)
+        with store._exclusive():
+            store._repair()
         return store
 
     def close(self) -> None:
@@ -206,7 +240,7 @@ class TileStore:
         """Each committed scene's id and the path it was tiled from (a shared store's as
         they are now, with what other writers committed since)."""
         if self.shared:
-            self._group = _open_group(self.path, "r+")
+            self._group = _open_group(self.location, "r+")
         n = self.num_scenes
         if n == 0:
             return {}
@@ -280,7 +314,7 @@ class TileStore:
         """A new private store beside this one, of its layout and codecs, to write one scene
         into (directly, holding its own lock) before :meth:`commit_from`; a labels array
         when the scene has labels or this store has them (its tiles then have one too)."""
-        folder = _scratch_folder(self.path)
+        folder = self.location.scratch_folder(self.location.root.name)
         _remove_abandoned_scratch(folder)
         folder.mkdir(parents=True, exist_ok=True)
         name = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}.zarr"
@@ -325,7 +359,8 @@ class TileStore:
             for name in theirs:
                 if name in ours:
                     for i, tile in enumerate(tiles):
-                        _move_chunk(scratch.path, tile.index, self.path, start + i, name)
+                        chunk = scratch.path / _chunk_key(name, tile.index)
+                        self.location.move_in(chunk, _chunk_key(name, start + i))
                 else:
                     self._fill_rows(name, start, start + n)
             moved = [replace(t, index=start + i) for i, t in enumerate(tiles)]
@@ -358,20 +393,8 @@ class TileStore:
         if not self.shared:
             yield
             return
-        with open(self.path / ".cloudkit.lock", "a") as lock_file:  # noqa: SIM117
-            deadline = time.monotonic() + LOCK_WAIT_SECONDS
-            while True:
-                try:
-                    fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise StoreError(
-                            f"{self.path}: another program has held the store's lock for "
-                            f"{LOCK_WAIT_SECONDS:.0f} s; is a run writing it outside cloudkit?"
-                        ) from None
-                    time.sleep(0.02)
-            self._group = _open_group(self.path, "r+")
+        with self.location.lock(LOCK_WAIT_SECONDS):
+            self._group = _open_group(self.location, "r+")
             _check_store(self.path, self._group, remedy="write to a new store")
             self._repair()  # what a writer killed in the middle of a commit left
             yield
@@ -384,6 +407,8 @@ class TileStore:
         the scenes committed before are kept (the next run repairs what it left)."""
         try:
             yield
+        except CloudkitError:
+            raise
         except OSError as err:
             reason = err.strerror or " ".join(str(err).split())
             raise StoreError(
@@ -439,26 +464,21 @@ class TileStore:
             self._group.attrs.update({"in_progress": None})
 
     def _truncate(self, name: str, n: int) -> None:
-        """Shrink an array to ``n`` rows and delete chunk files past the end.
-
-        zarr's resize leaves out-of-bounds chunks on disk; they would reappear as data when
-        the array grows again, so stale rows are removed explicitly.
-        """
+        """Shrink an array to ``n`` rows and delete its chunks past the end, before the
+        resize: zarr's resize leaves out-of-bounds chunks, which would reappear as data when
+        the array grows again, and no chunk ever lies past the recorded shape."""
         arr = self._group[name]
-        old = arr.shape[0]
+        old, chunk_rows = arr.shape[0], arr.chunks[0]
+        first_stale = -(-n // chunk_rows)  # chunks at or past this index hold only stale rows
+        if self.location.is_remote:  # a listing of every chunk would cost more than this
+            stale = range(first_stale, -(-old // chunk_rows))
+        else:  # what lies there, stores of older cloudkit versions included
+            stale = [int(e) for e in self.location.children(f"{name}/c") if e.isdigit()]
+        for k in stale:
+            if k >= first_stale:
+                self.location.delete(f"{name}/c/{k}")
         if old != n:
             arr.resize((n, *arr.shape[1:]))
-        chunk_rows = arr.chunks[0]
-        first_stale = -(-n // chunk_rows)  # chunks at or past this index hold only stale rows
-        chunk_dir = self.path / name / "c"
-        if not chunk_dir.is_dir():
-            return
-        for entry in chunk_dir.iterdir():
-            if entry.name.isdigit() and int(entry.name) >= first_stale:
-                if entry.is_dir():
-                    shutil.rmtree(entry)
-                else:
-                    entry.unlink()
 
     def _append_scene(
         self, record: SceneRecord, start: int, n: int, tiles: Sequence[TileRecord]
@@ -687,10 +707,11 @@ def _check_format(path: Path, attrs, *, remedy: str) -> None:
         )
 
 
-def _open_group(path: Path, mode: str) -> zarr.Group:
+def _open_group(path: Path | Location, mode: str) -> zarr.Group:
     """The store's group, or StoreError when its metadata cannot be read (truncated JSON)."""
+    where = path.zarr_store(read_only=mode == "r") if isinstance(path, Location) else str(path)
     try:
-        return zarr.open_group(str(path), mode=mode)
+        return zarr.open_group(where, mode=mode)
     except (ValueError, KeyError, TypeError, OSError) as err:  # JSONDecodeError is a ValueError
         raise StoreError(
             f"{path}: the store's metadata cannot be read ({type(err).__name__}: "
@@ -837,12 +858,6 @@ def _remove_abandoned_creations(path: Path) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _scratch_folder(path: Path) -> Path:
-    """Where the writers of the store at ``path`` keep their scratch stores: beside it, on
-    the same file system, so a commit moves chunk files rather than copy them."""
-    return path.parent / f".{path.name}.scratch"
-
-
 def _remove_abandoned_scratch(folder: Path) -> None:
     """Scratch stores of writers killed before their commit: nobody holds their lock, and
     their writer was on this machine and is gone, or wrote them over an hour ago."""
@@ -864,12 +879,9 @@ def _remove_abandoned_scratch(folder: Path) -> None:
                 shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _move_chunk(src: Path, src_row: int, dst: Path, dst_row: int, name: str) -> None:
-    """Tile ``src_row``'s chunk file of array ``name`` in store ``src`` becomes tile
-    ``dst_row``'s in store ``dst`` (one rename: both stores are on one file system)."""
-    target = dst / name / "c" / str(dst_row) / "0" / "0" / "0"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(src / name / "c" / str(src_row) / "0" / "0" / "0", target)
+def _chunk_key(name: str, row: int) -> str:
+    """The key of tile ``row``'s chunk of the tile array ``name`` (one tile per chunk)."""
+    return f"{name}/c/{row}/0/0/0"
 
 
 def _alive(pid: int) -> bool:

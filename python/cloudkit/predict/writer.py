@@ -22,12 +22,14 @@ from cloudkit.config import PredictOptions
 from cloudkit.data.tasks import multi_classes
 from cloudkit.errors import InvalidSceneError
 from cloudkit.io.grid import GridPlan, plan_grid
+from cloudkit.io.location import is_url
 from cloudkit.io.scene import Scene
 from cloudkit.pipeline.run import Progress, Summary, run_scenes
 from cloudkit.pipeline.writer import SceneJob, SceneTally, SceneWriter, Written
 from cloudkit.predict.blend import BlendedRows, RowBlender
 from cloudkit.predict.model import Predictor
 from cloudkit.predict.output import MaskWriter, OutputPaths, is_complete, output_paths
+from cloudkit.predict.remote_outputs import RemoteOutputs
 
 PREDICTED = "predicted"
 #: Class code of pixels outside the swath (some band has no data) in the mask.
@@ -43,7 +45,7 @@ _RGB = ("B04", "B03", "B02")
 def predict_paths(
     paths: Sequence[Path],
     predictor: Predictor,
-    out_dir: Path,
+    out_dir: Path | str,
     options: PredictOptions,
     progress: Progress | None = None,
 ) -> Summary:
@@ -59,9 +61,11 @@ class PredictionWriter(SceneWriter):
 
     wrote = PREDICTED
 
-    def __init__(self, predictor: Predictor, out_dir: Path, options: PredictOptions) -> None:
+    def __init__(self, predictor: Predictor, out_dir: Path | str, options: PredictOptions) -> None:
         self.predictor = predictor
-        self.out_dir = Path(out_dir)
+        # s3://: every scene is written in a local staging folder, then uploaded
+        self._remote = RemoteOutputs(str(out_dir)) if is_url(out_dir) else None
+        self.out_dir = self._remote.staging if self._remote else Path(out_dir)
         self.options = options
         self._window = options.window_for(predictor.info.tile_size, predictor.info.overlap)
         # the scene being written: set by begin_scene
@@ -85,10 +89,18 @@ class PredictionWriter(SceneWriter):
 
     def existing(self, plan: GridPlan) -> OutputPaths | None:
         scene_id = plan.scene.scene_id
-        if self.options.overwrite or not is_complete(self.out_dir, scene_id):
+        if self.options.overwrite:
+            return None
+        if self._remote is not None:
+            if not self._remote.is_complete(scene_id):
+                return None
+            paths = self._remote.paths(scene_id)
+            _check_same_product(self._remote.summary(scene_id), paths.summary, plan)
+            return paths
+        if not is_complete(self.out_dir, scene_id):
             return None
         paths = output_paths(self.out_dir, scene_id)
-        _check_same_product(paths.summary, plan)
+        _check_same_product(_read(paths.summary), paths.summary, plan)
         return paths
 
     def window(self, plan: GridPlan) -> tuple[int, int]:
@@ -148,12 +160,18 @@ class PredictionWriter(SceneWriter):
         summary["timings"] = _timing_summary(job.tally)
         outputs = self._masks.finish(summary)
         self._masks = None
+        if self._remote is not None:
+            outputs = self._remote.publish(outputs)
         return Written(outputs, summary)
 
     def abort_scene(self) -> None:
         if self._masks is not None:
             self._masks.abort()
             self._masks = None
+
+    def close(self) -> None:
+        if self._remote is not None:
+            self._remote.close()
 
     def _write_rows(self, rows: BlendedRows) -> None:
         info, p = self.predictor.info, rows.probabilities
@@ -220,18 +238,27 @@ class _ClassCounts:
 COARSEST = 8
 
 
-def _check_same_product(summary: Path, plan: GridPlan) -> None:
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def _check_same_product(text: bytes | None, summary: Path | str, plan: GridPlan) -> None:
     """Outputs named after a scene may be those of another product of that name (two dates of
     a tile in folders both called ``T31TCJ/``, in one run or two, on the very same grid):
-    skipping would pass the other's mask off as this one's. Only the same source is done."""
+    skipping would pass the other's mask off as this one's. Only the same source is done.
+    ``text``: the content of the scene's summary at ``summary``."""
     try:
-        source = Path(json.loads(summary.read_text())["source"])
-    except (OSError, ValueError, KeyError, TypeError):
+        source = Path(json.loads(text or b"")["source"])
+    except (ValueError, KeyError, TypeError):
         return  # a summary this cloudkit did not write vouches for nothing either way
     scene = plan.scene
     if source.resolve() != Path(scene.path).resolve():
+        folder = str(summary).rsplit("/", 1)[0]
         raise InvalidSceneError(
-            f"{scene.path}: {summary.parent} already holds the mask of {source}, another "
+            f"{scene.path}: {folder} already holds the mask of {source}, another "
             f"product named {scene.scene_id}; predict this one into another folder (or pass "
             "--overwrite to replace that mask)"
         )

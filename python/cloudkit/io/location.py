@@ -1,0 +1,278 @@
+"""Where an output lives: a local folder, or a prefix in S3-compatible object storage.
+
+The tile store's appender (`io/store.py`) and predict's outputs (`predict/output.py`) write
+through a :class:`Location`, so the same commit protocol serves both: whole objects put when
+complete (an object appears whole or not at all), a lock for the store's short commits
+(``flock`` on a file; on S3 an object created only if absent, the conditional put every
+S3-compatible service has), and a local scratch folder where pixels are written first.
+
+S3 is configured as the AWS tools configure it: ``AWS_ACCESS_KEY_ID``,
+``AWS_SECRET_ACCESS_KEY``, ``AWS_REGION`` and, for a service other than AWS (MinIO, Ceph, a
+test server), ``AWS_ENDPOINT_URL``; GDAL, which reads ``s3://`` inputs in place, is told the
+same endpoint (:func:`configure_gdal`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from cloudkit.errors import OptionError, OutputError, StoreError
+
+#: a lock older than this was left by a writer that died holding it (a commit takes moments)
+STALE_LOCK_SECONDS = 900.0
+_LOCK = ".cloudkit.lock"
+
+
+def is_url(value: object) -> bool:
+    """Whether ``value`` names object storage or a web server rather than a local path."""
+    return str(value).startswith(("s3://", "http://", "https://"))
+
+
+def location_of(target: str | Path) -> Location:
+    """The Location of a local path or an ``s3://bucket/prefix`` URL."""
+    text = str(target)
+    if text.startswith("s3://"):
+        return S3Location(text)
+    if is_url(text):
+        raise OptionError(f"{text}: outputs go to a local path or s3://BUCKET/PREFIX")
+    return Location(Path(target))
+
+
+class Location:
+    """A local folder (the base class: every method is the file system's)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def __str__(self) -> str:
+        return str(self.root)
+
+    @property
+    def is_remote(self) -> bool:
+        return False
+
+    def zarr_store(self, *, read_only: bool = False):
+        return str(self.root)
+
+    def exists(self, key: str) -> bool:
+        return (self.root / key).is_file()
+
+    def read(self, key: str) -> bytes | None:
+        try:
+            return (self.root / key).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def move_in(self, local: Path, key: str) -> None:
+        """The file ``local`` becomes ``key`` (a rename: scratch is on this file system)."""
+        target = self.root / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(local, target)
+
+    def children(self, prefix: str) -> list[str]:
+        """Names directly under ``prefix`` (files and folders)."""
+        folder = self.root / prefix
+        return [entry.name for entry in folder.iterdir()] if folder.is_dir() else []
+
+    def delete(self, key: str) -> None:
+        """The file or the whole folder ``key``."""
+        target = self.root / key
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
+
+    def scratch_folder(self, name: str) -> Path:
+        """A local folder for the scratch stores of the store ``name`` here: beside it, on
+        the same file system, so a commit renames chunk files rather than copy them."""
+        return self.root.parent / f".{name}.scratch"
+
+    @contextlib.contextmanager
+    def lock(self, wait: float) -> Iterator[None]:
+        """Exclusive with every other writer (on a shared file system too); OutputError
+        after ``wait`` seconds."""
+        with open(self.root / _LOCK, "a") as lock_file:
+            _poll(lambda: _flock(lock_file), wait, self)
+            yield
+
+
+def _s3_errors(method):
+    """obstore's errors (a refused credential, an unreachable endpoint) as one line."""
+
+    def wrapped(self, *args, **kwargs):
+        from obstore.exceptions import BaseError
+
+        try:
+            return method(self, *args, **kwargs)
+        except BaseError as err:
+            reason = " ".join(str(err).split())[:300]
+            raise OutputError(f"{self.url}: {type(err).__name__}: {reason}") from None
+
+    return wrapped
+
+
+class S3Location(Location):
+    """``s3://bucket/prefix`` through obstore (the Rust object_store crate)."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        if not parts.netloc:
+            raise OptionError(f"{url}: expected s3://BUCKET/PREFIX")
+        self.url = url.rstrip("/")
+        self.root = Path(parts.netloc + parts.path)  # for names only; nothing local is there
+        self._store = _s3_store(self.url)
+
+    def __str__(self) -> str:
+        return self.url
+
+    @property
+    def is_remote(self) -> bool:
+        return True
+
+    def zarr_store(self, *, read_only: bool = False):
+        from zarr.storage import ObjectStore
+
+        return ObjectStore(self._store, read_only=read_only)
+
+    @_s3_errors
+    def exists(self, key: str) -> bool:
+        import obstore
+        from obstore.exceptions import NotFoundError
+
+        try:
+            obstore.head(self._store, key)
+        except (NotFoundError, FileNotFoundError):
+            return False
+        return True
+
+    @_s3_errors
+    def read(self, key: str) -> bytes | None:
+        import obstore
+        from obstore.exceptions import NotFoundError
+
+        try:
+            return bytes(obstore.get(self._store, key).bytes())
+        except (NotFoundError, FileNotFoundError):
+            return None
+
+    @_s3_errors
+    def put(self, key: str, data: bytes | Path, *, create: bool = False) -> bool:
+        """Upload (one object, visible when whole); with ``create`` only when absent:
+        False then."""
+        import obstore
+        from obstore.exceptions import AlreadyExistsError, PreconditionError
+
+        mode = "create" if create else "overwrite"
+        try:
+            obstore.put(self._store, key, Path(data) if isinstance(data, Path) else data,
+                        mode=mode)  # fmt: skip
+        except (AlreadyExistsError, PreconditionError):
+            return False
+        return True
+
+    def move_in(self, local: Path, key: str) -> None:
+        self.put(key, local)
+        local.unlink()
+
+    @_s3_errors
+    def children(self, prefix: str) -> list[str]:
+        import obstore
+
+        listed = obstore.list_with_delimiter(self._store, prefix.rstrip("/") + "/")
+        names = [p.rstrip("/").rsplit("/", 1)[-1] for p in listed["common_prefixes"]]
+        return names + [o["path"].rsplit("/", 1)[-1] for o in listed["objects"]]
+
+    @_s3_errors
+    def delete(self, key: str) -> None:
+        import obstore
+
+        keys = [o["path"] for batch in obstore.list(self._store, key + "/") for o in batch]
+        obstore.delete(self._store, [*keys, key])
+
+    def scratch_folder(self, name: str) -> Path:
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", self.url.removeprefix("s3://"))
+        return Path(tempfile.gettempdir()) / "cloudkit-scratch" / f"{safe}.scratch"
+
+    @contextlib.contextmanager
+    def lock(self, wait: float) -> Iterator[None]:
+        token = json.dumps(
+            {
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "token": secrets.token_hex(8),
+                "time": time.time(),
+            }  # fmt: skip
+        ).encode()
+
+        def take() -> bool:
+            if self.put(_LOCK, token, create=True):
+                return True
+            held = self.read(_LOCK)
+            with contextlib.suppress(ValueError, TypeError, KeyError):
+                if held is not None and time.time() - json.loads(held)["time"] > STALE_LOCK_SECONDS:
+                    self.delete(_LOCK)  # its writer died holding it
+            return False
+
+        _poll(take, wait, self)
+        try:
+            yield
+        finally:
+            if self.read(_LOCK) == token:  # never release a lock taken over as stale
+                self.delete(_LOCK)
+
+
+def _s3_store(url: str):
+    try:
+        from obstore.store import S3Store
+    except ImportError:
+        raise OptionError(
+            f"{url}: object storage needs obstore: pip install 'cloudkit[cloud]'"
+        ) from None
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    options = {"allow_http": True} if endpoint and endpoint.startswith("http://") else None
+    return S3Store.from_url(url, client_options=options)
+
+
+def configure_gdal() -> None:
+    """Point GDAL's ``/vsis3/`` at ``AWS_ENDPOINT_URL`` when it is set and GDAL's own
+    ``AWS_S3_ENDPOINT`` is not (GDAL reads only its own name)."""
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if not endpoint or "AWS_S3_ENDPOINT" in os.environ:
+        return
+    parts = urlsplit(endpoint)
+    os.environ["AWS_S3_ENDPOINT"] = parts.netloc + parts.path.rstrip("/")
+    os.environ.setdefault("AWS_HTTPS", "NO" if parts.scheme == "http" else "YES")
+    os.environ.setdefault("AWS_VIRTUAL_HOSTING", "FALSE")
+
+
+def _flock(lock_file) -> bool:
+    try:
+        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _poll(take, wait: float, where: Location) -> None:
+    deadline = time.monotonic() + wait
+    pause = 0.02
+    while not take():
+        if time.monotonic() > deadline:
+            raise StoreError(
+                f"{where}: another program has held the store's lock for {wait:.0f} s; is a "
+                "run writing it outside cloudkit?"
+            )
+        time.sleep(pause)
+        pause = min(0.5, pause * 1.5)
