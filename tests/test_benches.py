@@ -197,3 +197,10 @@ def test_cluster_benchmark_smoke(tmp_path):
         env_extra={"CLOUDKIT_BENCH_CACHE": str(tmp_path)},
     )  # fmt: skip
     assert "one process" in out and "local:1" in out and "scenes/min" in out
+    assert "tile (into one store):" in out and "predict (default model):" in out
+
+
+def test_store_commit_benchmark_smoke():
+    out = _run(str(BENCHES / "bench_store_commit.py"), "--tiles", "4", "--scenes", "1",
+               "--skip-s3")  # fmt: skip
+    assert "local store (rename)" in out and "scenes/hour into one store" in out

@@ -77,6 +77,25 @@ def _workers(pid: int) -> list:
     return [c for c in children if "spawn_main" in " ".join(c.cmdline())]
 
 
+def _kill_the_worker_once(command: list[str], env: dict, ready) -> None:
+    """Run ``command`` (a `--cluster local:1` run); kill -9 its worker as soon as ``ready()``
+    says the scene is half written. The command must still succeed."""
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    killed = False
+    deadline = time.monotonic() + 240
+    while proc.poll() is None and time.monotonic() < deadline:
+        if ready():
+            for worker in _workers(proc.pid):
+                os.kill(worker.pid, signal.SIGKILL)
+                killed = True
+            break
+        time.sleep(0.05)
+    _, stderr = proc.communicate(timeout=300)
+    assert killed, "the scene finished before a worker could be killed"
+    return stderr
+
+
 def test_a_worker_killed_mid_scene_is_replaced_and_the_scene_redone(tmp_path):
     """kill -9 the worker process while its scene's outputs are half written: Dask runs the
     task again, the output holds every mask once and complete."""
@@ -84,25 +103,10 @@ def test_a_worker_killed_mid_scene_is_replaced_and_the_scene_redone(tmp_path):
     out = tmp_path / "masks"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "cloudkit.cli", "predict", str(scene), "-o", str(out)]
-    proc = subprocess.Popen(
-        [*command, "--cluster", "local:1"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    # the worker is writing the scene
+    _kill_the_worker_once(
+        [*command, "--cluster", "local:1"], env, lambda: list(out.glob(".*.partial"))
     )
-    killed = False
-    deadline = time.monotonic() + 240
-    while proc.poll() is None and time.monotonic() < deadline and not killed:
-        if list(out.glob(".*.partial")):  # the worker is writing the scene
-            for worker in _workers(proc.pid):
-                os.kill(worker.pid, signal.SIGKILL)
-                killed = True
-            break
-        time.sleep(0.05)
-    stdout, stderr = proc.communicate(timeout=300)
-    assert killed, "the scene finished before a worker could be killed"
-    assert proc.returncode == 0, stderr
     (mask,) = out.glob("*_mask.tif")
     assert not list(out.glob(".*.partial"))
     code = subprocess.run([*command[:-2], "-o", str(tmp_path / "plain")], env=env).returncode
@@ -173,25 +177,10 @@ def test_a_tiling_worker_killed_mid_scene_leaves_every_tile_once(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "cloudkit.cli", "tile", str(scene), str(store),
                "--tile-size", "128"]  # fmt: skip
-    proc = subprocess.Popen(
-        [*command, "--cluster", "local:1"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    # the worker has written tiles into its scratch store
+    _kill_the_worker_once(
+        [*command, "--cluster", "local:1"], env, lambda: list(scratch.glob("*.zarr/images/c/1"))
     )
-    killed = False
-    deadline = time.monotonic() + 240
-    while proc.poll() is None and time.monotonic() < deadline and not killed:
-        if list(scratch.glob("*.zarr/images/c/1")):  # the worker has written tiles
-            for worker in _workers(proc.pid):
-                os.kill(worker.pid, signal.SIGKILL)
-                killed = True
-            break
-        time.sleep(0.05)
-    stdout, stderr = proc.communicate(timeout=300)
-    assert killed, "the scene finished before a worker could be killed"
-    assert proc.returncode == 0, stderr
     plain = tmp_path / "plain.zarr"
     code = subprocess.run([*command[:-3], str(plain), "--tile-size", "128"], env=env).returncode
     assert code == 0

@@ -45,19 +45,15 @@ def _pointed_at(endpoint: str, boto3):
         "AWS_REGION": "us-east-1",
         "AWS_ENDPOINT_URL": endpoint,
     }
-    gdal = ("AWS_S3_ENDPOINT", "AWS_HTTPS", "AWS_VIRTUAL_HOSTING")  # cloudkit derives them
-    saved = {k: os.environ.get(k) for k in (*settings, *gdal)}
-    os.environ.update(settings)
-    client = boto3.client("s3", endpoint_url=endpoint)
-    client.create_bucket(Bucket=BUCKET)
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in settings.items():
+            patch.setenv(key, value)
+        for key in ("AWS_S3_ENDPOINT", "AWS_HTTPS", "AWS_VIRTUAL_HOSTING"):
+            patch.setenv(key, "")  # recorded, so that what cloudkit derives is undone after
+            patch.delenv(key)
+        client = boto3.client("s3", endpoint_url=endpoint)
+        client.create_bucket(Bucket=BUCKET)
         yield client
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @pytest.fixture(scope="module")
@@ -208,3 +204,18 @@ def test_what_cannot_be_read_in_place_says_so_in_one_line(s3, web_folder, capsys
     assert "no such prefix" in err
     err = fails_with_one_line(capsys, "tile", f"s3://{BUCKET}/x/S2A_MSIL1C_X.SAFE", "o.zarr")
     assert "not read in place" in err
+
+
+def test_gdal_is_pointed_at_the_endpoint_the_aws_tools_use(monkeypatch):
+    from cloudkit.io.location import configure_gdal
+
+    for key in ("AWS_S3_ENDPOINT", "AWS_HTTPS", "AWS_VIRTUAL_HOSTING", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.setenv(key, "")  # recorded, so that what cloudkit sets is undone after
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://minio.local:9000")
+    configure_gdal()
+    assert os.environ["AWS_S3_ENDPOINT"] == "minio.local:9000"
+    assert os.environ["AWS_HTTPS"] == "NO" and os.environ["AWS_VIRTUAL_HOSTING"] == "FALSE"
+    monkeypatch.setenv("AWS_S3_ENDPOINT", "gdal.own:1")  # GDAL's own setting is kept
+    configure_gdal()
+    assert os.environ["AWS_S3_ENDPOINT"] == "gdal.own:1"

@@ -340,31 +340,49 @@ class TileStore:
         index rows written, then the commit point advanced. Returns None, or, committing
         nothing, the path the store holds a scene of this id from (another writer was
         first). ``scratch`` is left without those tiles: remove it after."""
-        with self._writing(record.scene_id), self._exclusive():
-            held = self.scene_sources().get(record.scene_id)
-            if held is not None:
-                return held
-            start, n = self.num_tiles, len(tiles)
-            ours, theirs = scratch._tile_arrays(), self._tile_arrays()
-            if "labels" in ours and "labels" not in theirs:
-                self._add_labels()  # the rows committed before are no-data
-                theirs = self._tile_arrays()
-            for name in theirs:
-                if name in ours and self._codecs(name) != scratch._codecs(name):
-                    raise StoreError(
-                        f"{self.path}: its {name} chunks are encoded unlike a new store's; "
-                        "tile into a new store"
-                    )
-                self._group[name].resize((start + n, *self._group[name].shape[1:]))
-            for name in theirs:
-                if name in ours:
-                    for i, tile in enumerate(tiles):
-                        chunk = scratch.path / _chunk_key(name, tile.index)
-                        self.location.move_in(chunk, _chunk_key(name, start + i))
-                else:
-                    self._fill_rows(name, start, start + n)
-            moved = [replace(t, index=start + i) for i, t in enumerate(tiles)]
-            self._commit_scene(record, moved)
+        ours = {name: scratch._codecs(name) for name in scratch._tile_arrays()}
+        chunks = [(name, tile.index) for name in ours for tile in tiles]
+        with self._writing(record.scene_id):
+            # in object storage the pixels travel now, before the lock (which then waits
+            # only for copies inside the bucket); on disk nothing moves yet
+            staged = self.location.stage([scratch.path / _chunk_key(*c) for c in chunks])
+        try:
+            with self._writing(record.scene_id), self._exclusive():
+                return self._commit_staged(record, tiles, ours, chunks, staged)
+        finally:
+            with contextlib.suppress(CloudkitError, OSError):
+                self.location.unstage(staged)
+
+    def _commit_staged(
+        self,
+        record: SceneRecord,
+        tiles: Sequence[TileRecord],
+        ours: dict[str, tuple],
+        chunks: list[tuple[str, int]],
+        staged: list,
+    ) -> str | None:
+        """:meth:`commit_from` under the lock, the scratch store's chunks staged; ``ours``:
+        the scratch store's tile arrays and their codecs."""
+        held = self.scene_sources().get(record.scene_id)
+        if held is not None:
+            return held
+        start, n = self.num_tiles, len(tiles)
+        if "labels" in ours and not self.has_labels:
+            self._add_labels()  # the rows committed before are no-data
+        theirs = self._tile_arrays()
+        for name in theirs:
+            if name in ours and self._codecs(name) != ours[name]:
+                raise StoreError(
+                    f"{self.path}: its {name} chunks are encoded unlike a new store's; "
+                    "tile into a new store"
+                )
+            self._group[name].resize((start + n, *self._group[name].shape[1:]))
+        row_of = {tile.index: start + i for i, tile in enumerate(tiles)}
+        self.location.place(staged, [_chunk_key(name, row_of[row]) for name, row in chunks])
+        for name in theirs:
+            if name not in ours:
+                self._fill_rows(name, start, start + n)
+        self._commit_scene(record, [replace(t, index=start + i) for i, t in enumerate(tiles)])
         return None
 
     def _add_labels(self) -> None:
