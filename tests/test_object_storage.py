@@ -106,7 +106,9 @@ def test_tile_into_s3_on_a_local_cluster_gives_the_local_store(s3, scenes, tmp_p
     for scene_id, tiles in b.items():
         np.testing.assert_array_equal(a[scene_id], tiles)
     # the scratch stores the workers wrote into locally are gone
-    assert not any((Path(os.environ.get("TMPDIR", "/tmp")) / "cloudkit-scratch").rglob("*.zarr"))
+    from cloudkit.io.location import location_of
+
+    assert not any(location_of(url).scratch_folder("train.zarr").glob("*.zarr"))
     code, out, _ = run(capsys, "tile", *scenes, url, *TILE)  # appending: every scene held
     assert code == 0 and "3 already in the store" in out
 
@@ -125,6 +127,22 @@ def test_two_runs_at_once_into_one_s3_store_commit_each_scene_once(s3, scenes):
     assert group["images"].shape[0] == group.attrs["num_tiles"]
     listed = s3.list_objects_v2(Bucket=BUCKET, Prefix="shared.zarr/.cloudkit.lock")
     assert listed["KeyCount"] == 0  # the lock was released
+
+
+def test_chunks_staged_by_a_writer_that_died_are_removed_a_day_later(s3, scenes, monkeypatch):
+    from cloudkit.io import location
+
+    url = f"s3://{BUCKET}/staging.zarr"
+    s3.put_object(Bucket=BUCKET, Key="staging.zarr/.staging/dead-1-00/0", Body=b"x")
+    assert subprocess.run([sys.executable, "-m", "cloudkit.cli", "tile", str(scenes[0]), url,
+                           *TILE]).returncode == 0  # fmt: skip
+    listed = s3.list_objects_v2(Bucket=BUCKET, Prefix="staging.zarr/.staging/")
+    assert listed["KeyCount"] == 1  # a fresh upload may be a live writer's: kept
+    monkeypatch.setattr(location, "ABANDONED_STAGING_SECONDS", -60.0)  # "a day" has passed
+    store = location.location_of(url)
+    store.stage([])
+    listed = s3.list_objects_v2(Bucket=BUCKET, Prefix="staging.zarr/.staging/")
+    assert listed["KeyCount"] == 0
 
 
 def test_predict_to_s3_on_a_local_cluster_writes_the_local_masks(s3, scenes, tmp_path, capsys):

@@ -33,6 +33,10 @@ from cloudkit.errors import OptionError, OutputError, StoreError
 #: a lock older than this was left by a writer that died holding it (a commit takes moments)
 STALE_LOCK_SECONDS = 900.0
 _LOCK = ".cloudkit.lock"
+#: where a writer uploads a scene's chunks before its commit, in a store's prefix
+_STAGING = ".staging"
+#: staged objects this old belong to a writer that died before its commit
+ABANDONED_STAGING_SECONDS = 86400.0
 #: object uploads (and copies) in flight at once in a commit
 UPLOADS_AT_ONCE = 32
 
@@ -148,6 +152,7 @@ class S3Location(Location):
         self.url = url.rstrip("/")
         self.root = Path(parts.netloc + parts.path)  # for names only; nothing local is there
         self._store = _s3_store(self.url)
+        self._staging_checked = False
 
     def __str__(self) -> str:
         return self.url
@@ -205,7 +210,8 @@ class S3Location(Location):
         """Upload ``files``, :data:`UPLOADS_AT_ONCE` at a time, under ``.staging/`` in the
         prefix: the data travels before the store's lock is taken, and :meth:`place` only
         copies each object inside the bucket."""
-        prefix = f".staging/{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+        self._remove_abandoned_staging()
+        prefix = f"{_STAGING}/{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
         keys = [f"{prefix}/{i}" for i in range(len(files))]
         self._each(lambda local, key: self.move_in(local, key), list(zip(files, keys, strict=True)))
         return keys
@@ -215,6 +221,25 @@ class S3Location(Location):
 
         self._each(lambda src, dst: obstore.copy(self._store, src, dst),
                    list(zip(staged, keys, strict=True)))  # fmt: skip
+
+    @_s3_errors
+    def _remove_abandoned_staging(self) -> None:
+        """Objects staged by writers killed before their commit, a day ago or more (a
+        commit follows its upload within minutes)."""
+        import obstore
+
+        if self._staging_checked:
+            return
+        self._staging_checked = True
+        old = time.time() - ABANDONED_STAGING_SECONDS
+        keys = [
+            o["path"]
+            for batch in obstore.list(self._store, _STAGING + "/")
+            for o in batch
+            if o["last_modified"].timestamp() < old
+        ]
+        if keys:
+            obstore.delete(self._store, keys)
 
     @_s3_errors
     def unstage(self, staged: list) -> None:
