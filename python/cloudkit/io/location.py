@@ -194,10 +194,9 @@ class S3Location(Location):
         import obstore
         from obstore.exceptions import AlreadyExistsError, PreconditionError
 
-        mode = "create" if create else "overwrite"
         try:
             obstore.put(self._store, key, Path(data) if isinstance(data, Path) else data,
-                        mode=mode)  # fmt: skip
+                        mode="create" if create else "overwrite")  # fmt: skip
         except (AlreadyExistsError, PreconditionError):
             return False
         return True
@@ -310,8 +309,9 @@ def _s3_store(url: str):
             f"{url}: object storage needs obstore: pip install 'cloudkit[cloud]'"
         ) from None
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    options = {"allow_http": True} if endpoint and endpoint.startswith("http://") else None
-    return S3Store.from_url(url, client_options=options)
+    if endpoint and endpoint.startswith("http://"):  # MinIO, a test server: no TLS
+        return S3Store.from_url(url, client_options={"allow_http": True})
+    return S3Store.from_url(url)
 
 
 def configure_gdal() -> None:
