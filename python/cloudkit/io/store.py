@@ -241,6 +241,10 @@ class TileStore:
         they are now, with what other writers committed since)."""
         if self.shared:
             self._group = _open_group(self.location, "r+")
+        return self._committed_sources()
+
+    def _committed_sources(self) -> dict[str, str]:
+        """:meth:`scene_sources` of the metadata as last read."""
         n = self.num_scenes
         if n == 0:
             return {}
@@ -318,16 +322,8 @@ class TileStore:
         _remove_abandoned_scratch(folder)
         folder.mkdir(parents=True, exist_ok=True)
         name = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}.zarr"
-        attrs = self._group.attrs
-        layout = StoreLayout(
-            tuple(attrs["bands"]),
-            int(attrs["tile_size"]),
-            int(attrs["overlap"]),
-            float(attrs["resolution"]),
-            str(attrs.get("decode", "full")),
-        )
-        checksummed = attrs.get("integrity") == INTEGRITY
-        scratch = TileStore.open(folder / name, layout, checksummed=checksummed)
+        checksummed = self._group.attrs.get("integrity") == INTEGRITY
+        scratch = TileStore.open(folder / name, self._layout(), checksummed=checksummed)
         if with_labels or self.has_labels:
             scratch._add_labels()
         return scratch
@@ -363,7 +359,7 @@ class TileStore:
     ) -> str | None:
         """:meth:`commit_from` under the lock, the scratch store's chunks staged; ``ours``:
         the scratch store's tile arrays and their codecs."""
-        held = self.scene_sources().get(record.scene_id)
+        held = self._committed_sources().get(record.scene_id)  # _exclusive read it afresh
         if held is not None:
             return held
         start, n = self.num_tiles, len(tiles)
@@ -437,16 +433,20 @@ class TileStore:
     def _tile_arrays(self) -> list[str]:
         return [n for n in _TILE_ARRAYS if n in self._group]
 
-    def _check_layout(self, layout: StoreLayout) -> None:
+    def _layout(self) -> StoreLayout:
+        """The layout the store's attributes record."""
         attrs = self._group.attrs
-        _check_store(self.path, self._group, remedy="write to a new store")
-        have = StoreLayout(
+        return StoreLayout(
             tuple(attrs["bands"]),
             int(attrs["tile_size"]),
             int(attrs["overlap"]),
             float(attrs["resolution"]),
             str(attrs.get("decode", "full")),  # stores made before --decode decoded in full
         )
+
+    def _check_layout(self, layout: StoreLayout) -> None:
+        _check_store(self.path, self._group, remedy="write to a new store")
+        have = self._layout()
         if have.bands != layout.bands:
             raise BandMismatchError(
                 f"{self.path}: store holds bands {','.join(have.bands)} but the scene gives "
