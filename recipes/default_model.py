@@ -65,9 +65,9 @@ class StepFailed(Exception):
 
 
 def run(*args: str) -> None:
-    command = ["cloudkit", *args]
-    print("$ " + " ".join(shlex.quote(a) for a in command), flush=True)
-    if subprocess.run(command).returncode != 0:
+    print("$ " + " ".join(shlex.quote(a) for a in ("cloudkit", *args)), flush=True)
+    # the cloudkit of this interpreter, whether or not its environment is on PATH
+    if subprocess.run([sys.executable, "-m", "cloudkit.cli", *args]).returncode != 0:
         raise StepFailed(f"recipe: `cloudkit {args[0]}` failed (its error is above)")
 
 
