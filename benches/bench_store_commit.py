@@ -7,8 +7,8 @@ one store takes per hour whatever the number of writers: that figure is printed.
 a full Sentinel-2 product's worth of tiles by default (29 x 29 tiles of 384 px at 10 m, 13
 bands, smooth synthetic reflectance and sensor noise). The baseline is the local commit. In
 object storage the chunks are uploaded before the lock is taken; under it they are only
-copied inside the bucket, and the part under the lock is printed too. moto is a Python server on this machine: real S3 answers each request slower
-(tens of ms) but takes many at once.
+copied inside the bucket, and the part under the lock is printed too. moto is a Python server
+on this machine: real S3 answers each request slower (tens of ms) but takes many at once.
 
     python benches/bench_store_commit.py              # 841 tiles
     python benches/bench_store_commit.py --tiles 64 --skip-s3
@@ -21,12 +21,9 @@ import contextlib
 import math
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +31,9 @@ import zarr
 from scipy.ndimage import zoom
 
 from cloudkit.io.store import SceneRecord, StoreLayout, TileRecord, TileStore, dn_shift_for
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root: tests.helpers
+from tests.helpers.servers import s3_server  # noqa: E402
 
 TILE = 384
 BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11",
@@ -96,31 +96,15 @@ def commit_seconds(target: str | Path, tiles: int, scenes: int) -> tuple[float, 
 
 @contextlib.contextmanager
 def moto_s3():
-    """moto's S3 server in its own process, the AWS settings pointing at it, one bucket."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    endpoint = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        for _ in range(600):
-            try:
-                urllib.request.urlopen(endpoint, timeout=2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+    """moto's S3 server (the tests' own, in its own process), the AWS settings pointing at it,
+    one bucket."""
+    with s3_server() as endpoint:
         os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
                           AWS_REGION="us-east-1", AWS_ENDPOINT_URL=endpoint)  # fmt: skip
         import boto3
 
         boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="bench")
         yield "s3://bench/commit.zarr"
-    finally:
-        server.terminate()
-        server.wait()
 
 
 def main() -> None:
