@@ -342,12 +342,12 @@ class TileStore:
             # in object storage the pixels travel now, before the lock (which then waits
             # only for copies inside the bucket); on disk nothing moves yet
             staged = self.location.stage([scratch.path / _chunk_key(*c) for c in chunks])
-        try:
-            with self._writing(record.scene_id), self._exclusive():
-                return self._commit_staged(record, tiles, ours, chunks, staged)
-        finally:
-            with contextlib.suppress(CloudkitError, OSError):
-                self.location.unstage(staged)
+            try:
+                with self._exclusive():
+                    return self._commit_staged(record, tiles, ours, chunks, staged)
+            finally:
+                with contextlib.suppress(CloudkitError, OSError):
+                    self.location.unstage(staged)
 
     def _commit_staged(
         self,
