@@ -51,6 +51,7 @@ def _write_scene(
     group = zarr.open_group(str(store.path), mode="r+")
     for i in range(n + 2):  # two reserved rows more than used, as when empty tiles are skipped
         group["images"][start + i] = np.full((3, 8, 8), value, dtype=np.uint16)
+        group["valid"][start + i] = np.ones((1, 8, 8), dtype=np.uint8)  # every chunk, as Rust
     if commit:
         tiles = [TileRecord(start + i, 0, 8 * i, 1.0, math.nan) for i in range(n)]
         store.commit_scene(_record(scene_id), tiles)

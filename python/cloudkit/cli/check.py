@@ -2,30 +2,42 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 
 def check(
-    stores: Annotated[list[Path], typer.Argument(help="Tile stores made by `cloudkit tile`.")],
+    stores: Annotated[
+        list[str],
+        typer.Argument(help="Tile stores made by `cloudkit tile`: folders or s3://BUCKET/PREFIX."),
+    ],
 ) -> None:
-    """Read every chunk of each tile store and report every damaged tile: a chunk missing, or one that does not decode (a failed CRC-32C checksum, a cut file).
+    """Read every chunk of every array of each tile store (tiles, index and scene columns) and report all damage: an array's metadata that cannot be read, a chunk missing, or one that does not decode (a failed CRC-32C checksum, a cut file).
 
-    Stores written by this cloudkit checksum every chunk and write every tile's chunks, so any change or loss is found; older stores are checked for chunks that do not decode. Exit code 1 when anything is damaged.
+    Stores written by this cloudkit checksum every chunk and write every chunk of every array, so any change or loss is found; older stores are checked for what they can tell (chunks that do not decode, and lost tile chunks where they wrote them all). Exit code 1 when anything is damaged.
 
-    Example: cloudkit check tiles.zarr
+    Example: cloudkit check tiles.zarr s3://bucket/tiles.zarr
     """
     from cloudkit.errors import StoreError
-    from cloudkit.io.store import damaged_tiles
+    from cloudkit.io.store import INTEGRITY, damaged_tiles
 
     bad = 0
     for path in stores:
-        reader, problems = damaged_tiles(path)
+        try:
+            reader, problems = damaged_tiles(path)
+        except StoreError as err:  # not even openable: the one line says why; go on
+            typer.echo(str(err), err=True)
+            bad += 1
+            continue
         for line in problems:
             typer.echo(line, err=True)
-        kind = "CRC-32C checksums" if reader.checksummed else "no checksums (an older store)"
+        if not reader.checksummed:
+            kind = "no checksums (an older store)"
+        elif reader.integrity == INTEGRITY:
+            kind = "CRC-32C checksums, every chunk written"
+        else:
+            kind = "CRC-32C checksums, every tile chunk written"
         verdict = f"{len(problems)} problem(s)" if problems else "every chunk reads"
         typer.echo(f"{path}: {reader.num_tiles} tiles, {kind}: {verdict}")
         bad += bool(problems)

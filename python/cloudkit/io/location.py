@@ -105,6 +105,16 @@ class Location:
         folder = self.root / prefix
         return [entry.name for entry in folder.iterdir()] if folder.is_dir() else []
 
+    def keys(self, prefix: str) -> set[str]:
+        """Every file under ``prefix``, as keys (one listing, for `check` and the appender's
+        look for lost chunks: a request per chunk would cost a round trip each in S3)."""
+        folder = self.root / prefix
+        return {
+            (Path(top) / name).relative_to(self.root).as_posix()
+            for top, _, names in os.walk(folder)
+            for name in names
+        }
+
     def delete(self, key: str) -> None:
         """The file or the whole folder ``key``."""
         target = self.root / key
@@ -261,6 +271,12 @@ class S3Location(Location):
         listed = obstore.list_with_delimiter(self._store, prefix.rstrip("/") + "/")
         names = [p.rstrip("/").rsplit("/", 1)[-1] for p in listed["common_prefixes"]]
         return names + [o["path"].rsplit("/", 1)[-1] for o in listed["objects"]]
+
+    @_s3_errors
+    def keys(self, prefix: str) -> set[str]:
+        import obstore
+
+        return {o["path"] for batch in obstore.list(self._store, prefix + "/") for o in batch}
 
     @_s3_errors
     def delete(self, key: str) -> None:

@@ -67,9 +67,14 @@ _INDEX_CHUNK = 16384
 _SCENE_CHUNK = 1024
 _COMPRESSOR = ZstdCodec(level=1)
 #: the ``integrity`` attribute of stores whose every chunk carries a CRC-32C and whose every
-#: committed tile has all its chunks on disk (even all fill value): a missing or altered
-#: chunk is then known damage. Stores written before it have neither; they read as before.
-INTEGRITY = "crc32c, every tile chunk written"
+#: array has all its chunks on disk up to its committed rows (even those of only the fill
+#: value): a missing or altered chunk of any array is then known damage
+INTEGRITY = "crc32c, every chunk written"
+#: the ``integrity`` of stores written before index and scene columns wrote every chunk:
+#: checksummed, every tile chunk on disk; a column's missing chunk may be only fill value
+TILE_INTEGRITY = "crc32c, every tile chunk written"
+#: stores older still have neither; they read as before
+_CHECKSUMMED = (INTEGRITY, TILE_INTEGRITY)
 #: how long a shared writer waits for the store's lock (a commit holds it for moments; a
 #: direct writer, e.g. another program's `TileStore.open`, for its whole run)
 LOCK_WAIT_SECONDS = 600.0
@@ -183,6 +188,7 @@ class TileStore:
                 store._check_layout(layout)
                 with store._exclusive():
                     store._repair()
+                    store._refuse_damaged()
             except BaseException:
                 store.close()
                 raise
@@ -206,6 +212,7 @@ class TileStore:
         store._check_layout(layout)
         with store._exclusive():
             store._repair()
+            store._refuse_damaged()
         return store
 
     def close(self) -> None:
@@ -283,6 +290,9 @@ class TileStore:
         start, n = self.num_tiles, len(tiles)
         if any(t.index != start + i for i, t in enumerate(tiles)):
             raise StoreError(f"{self.path}: tile indices of {record.scene_id} are not contiguous")
+        # the chunks this commit rewrites in part: a lost one would come back as fill values
+        # under a valid checksum, the damage made permanent and invisible
+        self._refuse_damaged(from_tile=start, from_scene=self.num_scenes)
         end = start + n
         columns = {
             "tile_scene": np.full(n, self.num_scenes, dtype=np.int32),
@@ -292,10 +302,9 @@ class TileStore:
             "cloud_fraction": np.array([t.cloud_fraction for t in tiles], dtype=np.float32),
         }
         for name, values in columns.items():
-            arr = self._group[name]
-            arr.resize((end,))
+            self._group[name].resize((end,))
             if n:
-                arr[start:end] = values
+                _every_chunk(self._group[name])[start:end] = values
         for name in self._tile_arrays():
             self._truncate(name, end)
         self._append_scene(record, start, n, tiles)
@@ -322,7 +331,7 @@ class TileStore:
         _remove_abandoned_scratch(folder)
         folder.mkdir(parents=True, exist_ok=True)
         name = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}.zarr"
-        checksummed = self._group.attrs.get("integrity") == INTEGRITY
+        checksummed = self._group.attrs.get("integrity") in _CHECKSUMMED
         scratch = TileStore.open(folder / name, self._layout(), checksummed=checksummed)
         if with_labels or self.has_labels:
             scratch._add_labels()
@@ -381,6 +390,27 @@ class TileStore:
         self._commit_scene(record, [replace(t, index=start + i) for i, t in enumerate(tiles)])
         return None
 
+    def _refuse_damaged(self, *, from_tile: int | None = None, from_scene: int = 0) -> None:
+        """StoreError when a chunk of the index or scene columns from these rows on is lost
+        or does not decode (a commit rewrites them in part), or, with no rows given (on
+        opening; the columns were read then), a committed tile has lost a chunk: nothing is
+        appended to a damaged store. Tile chunks are never rewritten, so one that does not
+        decode stays for `check` and every reader to find."""
+        if from_tile is not None:
+            problems = _column_problems(
+                self.location, self._group, self.num_tiles, self.num_scenes, from_tile, from_scene
+            )
+        elif self._group.attrs.get("integrity") in _CHECKSUMMED:
+            problems = _lost_tile_chunks(self.location, self._tile_arrays(), self.num_tiles)
+        else:
+            problems = []
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise StoreError(
+                f"{problems[0]}{more}; the store is damaged and nothing was appended to it: "
+                f"`cloudkit check {self.path}` lists the damage"
+            )
+
     def _add_labels(self) -> None:
         """The labels array, its rows so far no-data chunks (a committed tile has every
         chunk on disk)."""
@@ -409,7 +439,7 @@ class TileStore:
             return
         with self.location.lock(LOCK_WAIT_SECONDS):
             self._group = _open_group(self.location, "r+")
-            _check_store(self.path, self._group, remedy="write to a new store")
+            _check_store(self.location, self._group, remedy="write to a new store")
             self._repair()  # what a writer killed in the middle of a commit left
             yield
 
@@ -445,7 +475,7 @@ class TileStore:
         )
 
     def _check_layout(self, layout: StoreLayout) -> None:
-        _check_store(self.path, self._group, remedy="write to a new store")
+        _check_store(self.location, self._group, remedy="write to a new store")
         have = self._layout()
         if have.bands != layout.bands:
             raise BandMismatchError(
@@ -524,7 +554,7 @@ class TileStore:
         for name, value in row.items():
             arr = self._group[f"scenes/{name}"]
             arr.resize((s + 1, *arr.shape[1:]))
-            arr[s] = value
+            _every_chunk(arr)[s] = value
 
 
 #: pixels, written by the Rust writer one chunk per tile: dtype, fill value, name of axis 1
@@ -570,26 +600,32 @@ class StoreReader:
     that reads: a forked DataLoader worker opens its own rather than reuse its parent's handles.
     """
 
-    def __init__(self, path: Path, group: zarr.Group) -> None:
-        self.path = path
+    def __init__(self, location: Location, group: zarr.Group) -> None:
+        self.location = location
+        # a local store's folder; an s3:// store's URL
+        self.path = str(location) if location.is_remote else location.root
         self._group = group
         self._attrs = dict(group.attrs)
         # tile arrays are read one tile at a time: keep their handles, not just the group
-        self._arrays = {name: group[name] for name in _TILE_ARRAYS if name in group}
+        arrays = {name: _member(group, name, location) for name in _TILE_ARRAYS}
+        self._arrays = {name: array for name, array in arrays.items() if array is not None}
 
     @classmethod
-    def open(cls, path: Path) -> StoreReader:
-        """Open the store at ``path``; StoreError when it is not a cloudkit tile store."""
-        path = Path(path)
-        if not path.exists():
-            raise StoreError(f"{path}: no such tile store; create one with `cloudkit tile`")
-        if not (path / "zarr.json").is_file():
+    def open(cls, path: Path | str, *, damage: list[str] | None = None) -> StoreReader:
+        """Open the store at ``path`` (a folder or an ``s3://`` URL); StoreError when it is
+        not a cloudkit tile store, or a chunk of its index or scene columns is lost or does
+        not decode (``damage``: added to that list instead)."""
+        location = location_of(path)
+        if not location.exists("zarr.json"):
+            if location.is_remote or not location.root.exists():
+                raise StoreError(f"{location}: no such tile store; create one with `cloudkit tile`")
             raise StoreError(
-                f"{path}: not a tile store (no zarr.json); pass a store made by `cloudkit tile`"
+                f"{location}: not a tile store (no zarr.json); pass a store made by `cloudkit tile`"
             )
-        group = _open_group(path, "r")
-        _check_store(path, group, remedy="tile the scenes again with this cloudkit")
-        return cls(path, group)
+        group = _open_group(location, "r")
+        remedy = "tile the scenes again with this cloudkit"
+        _check_store(location, group, remedy=remedy, damage=damage)
+        return cls(location, group)
 
     @property
     def bands(self) -> tuple[str, ...]:
@@ -638,7 +674,7 @@ class StoreReader:
         ``valid_fraction``, ``cloud_fraction``)."""
         if name not in _INDEX_ARRAYS:
             raise KeyError(f"{name!r} is not an index column of a tile store")
-        return self._group[name][: self.num_tiles]
+        return self._column(name, self.num_tiles)
 
     def tile(self, name: str, row: int) -> np.ndarray:
         """One tile, ``(C, T, T)`` of ``images`` or ``(1, T, T)`` of ``valid``/``labels``;
@@ -667,9 +703,14 @@ class StoreReader:
             raise
 
     @property
+    def integrity(self) -> str | None:
+        """The store's ``integrity`` attribute (:data:`INTEGRITY`, :data:`TILE_INTEGRITY`)."""
+        return self._attrs.get("integrity")
+
+    @property
     def checksummed(self) -> bool:
         """Whether every chunk carries a CRC-32C and every committed tile all its chunks."""
-        return self._attrs.get("integrity") == INTEGRITY
+        return self._attrs.get("integrity") in _CHECKSUMMED
 
     def chunk_problem(self, name: str, row: int) -> str | None:
         """What is wrong with tile ``row``'s chunk of ``name``, or None."""
@@ -689,9 +730,9 @@ class StoreReader:
     def _missing_chunk(self, name: str, row: int) -> str | None:
         # only a store that writes every chunk knows a missing one for damage (an older one
         # left out chunks that held only the fill value)
-        if not self.checksummed or (self.path / name / "c" / str(row) / "0/0/0").is_file():
+        if not self.checksummed or self.location.exists(_chunk_key(name, row)):
             return None
-        return f"{self.path}: tile {row} has lost its {name} chunk ({name}/c/{row}/0/0/0)"
+        return f"{self.path}: tile {row} has lost its {name} chunk ({_chunk_key(name, row)})"
 
     def _damaged(self, problem: str) -> str:
         return (
@@ -705,14 +746,28 @@ class StoreReader:
             raise KeyError(f"{name!r} is not a column of a tile store's scenes/ table")
         if "scenes" not in self._group:
             raise StoreError(f"{self.path}: store has no scenes/ table")
-        return self._group[f"scenes/{name}"][: self.num_scenes]
+        return self._column(f"scenes/{name}", self.num_scenes)
+
+    def _column(self, name: str, rows: int) -> np.ndarray:
+        """The first ``rows`` of a column (read whole on opening: damage since then is
+        still one line)."""
+        try:
+            return self._group[name][:rows]
+        except KeyError:
+            raise
+        except Exception as err:  # noqa: BLE001 - zarr's and its codecs' errors vary
+            reason = " ".join(str(err).split())[:160] or type(err).__name__
+            problem = f"{self.path}: its {name} column does not decode ({reason})"
+            raise StoreError(self._damaged(problem)) from None
 
 
-def _check_store(path: Path, group: zarr.Group, *, remedy: str) -> None:
+def _check_store(
+    where: Location, group: zarr.Group, *, remedy: str, damage: list[str] | None = None
+) -> None:
     """A cloudkit tile store of this format version (else ``remedy``), sound enough to read
-    and append to."""
-    _check_format(path, group.attrs, remedy=remedy)
-    _check_attributes(path, group)
+    and append to: its attributes, every array's metadata, every index and scene chunk."""
+    _check_format(where, group.attrs, remedy=remedy)
+    _check_attributes(where, group, damage)
 
 
 def _check_format(path: Path, attrs, *, remedy: str) -> None:
@@ -737,19 +792,32 @@ def _open_group(path: Path | Location, mode: str) -> zarr.Group:
         ) from None
 
 
-def _member(group: zarr.Group, name: str):
-    """The array ``name`` of ``group``, or None: one metadata read (``in`` and ``[]`` are two;
-    a dataset over thousands of stores opens each)."""
+def _member(group: zarr.Group, name: str, where: Location):
+    """The array (or group) ``name`` of ``group``, or None when there is none: one metadata
+    read (``in`` and ``[]`` are two; a dataset over thousands of stores opens each).
+    StoreError naming it when its ``zarr.json`` is there but cannot be read (torn, edited)."""
     try:
         return group[name]
     except KeyError:
-        return None
+        if not where.exists(f"{name}/zarr.json"):
+            return None
+        reason = "not the metadata of a Zarr array"
+    except (ValueError, TypeError, OSError) as err:  # JSONDecodeError is a ValueError
+        if isinstance(err, CloudkitError):
+            raise
+        reason = f"{type(err).__name__}: {' '.join(str(err).split())[:120]}"
+    raise StoreError(
+        f"{where}: the metadata of its {name} ({name}/zarr.json) cannot be read ({reason}); "
+        "the store is damaged"
+    )
 
 
-def _check_attributes(path: Path, group: zarr.Group) -> None:
+def _check_attributes(path: Location, group: zarr.Group, damage: list[str] | None = None) -> None:
     """The attributes every reader and the appender rely on, against each other and against
-    the arrays: a tampered or damaged store stops here in one line, never later in a
-    traceback, with rows counted wrong or committed tiles overwritten."""
+    the arrays, and every chunk of the index and scene columns: a tampered or damaged store
+    stops here in one line, never later in a traceback, with rows counted wrong or committed
+    tiles overwritten. ``damage``: the columns' lost or undecodable chunks are added to it
+    instead (for `check`, which lists them all)."""
     attrs = group.attrs
 
     def bad(what: str) -> StoreError:
@@ -779,25 +847,113 @@ def _check_attributes(path: Path, group: zarr.Group) -> None:
         ):
             raise bad(f"attribute {name} is {values!r}, not one number per band")
     num_tiles = whole("num_tiles", 0)
-    images = _member(group, "images")
+    images = _member(group, "images", path)
     if images is None:
         raise bad("it has no images array")
     if tuple(images.shape[1:]) != (len(bands), tile_size, tile_size):
         raise bad(f"images are {tuple(images.shape)}, not (N, {len(bands)}, {tile_size}, ...)")
-    arrays = {"images": images, **{n: _member(group, n) for n in ("valid", *_INDEX_ARRAYS)}}
+    names = ("valid", "labels", *_INDEX_ARRAYS)
+    arrays = {"images": images, **{n: _member(group, n, path) for n in names}}
     for name, array in arrays.items():
         if array is not None and array.shape[0] < num_tiles:
             raise bad(f"num_tiles {num_tiles} is more than the {array.shape[0]} rows of {name}")
-    if "scenes" in group:
+    if _member(group, "scenes", path) is not None:
         num_scenes = whole("num_scenes", 0)
-        rows = group["scenes/id"].shape[0]
+        columns = {n: _member(group, f"scenes/{n}", path) for n in _SCENE_ARRAYS}
+        if columns["id"] is None:
+            raise bad("its scenes/ table has no id column")
+        rows = columns["id"].shape[0]
         if num_scenes > rows:
             raise bad(f"num_scenes {num_scenes} is more than the {rows} rows of scenes/")
-        if num_scenes:
-            starts = group["scenes/tile_start"][:num_scenes]
-            counts = group["scenes/tile_count"][:num_scenes]
-            if int((starts + counts).max()) > num_tiles:
-                raise bad(f"num_tiles {num_tiles} is below the tiles its scenes committed")
+        if num_scenes and (columns["tile_start"] is None or columns["tile_count"] is None):
+            raise bad("its scenes/ table has no tile_start or tile_count column")
+    else:
+        num_scenes = 0
+    problems = _column_problems(path, group, num_tiles, num_scenes)
+    if damage is not None:
+        damage += problems
+    elif problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise StoreError(
+            f"{problems[0]}{more}; the store is damaged: `cloudkit check {path}` lists the damage"
+        )
+    if num_scenes and not problems:
+        starts = columns["tile_start"][:num_scenes]
+        counts = columns["tile_count"][:num_scenes]
+        if int((starts + counts).max()) > num_tiles:
+            raise bad(f"num_tiles {num_tiles} is below the tiles its scenes committed")
+
+
+def _every_chunk(array):
+    """``array`` writing even chunks of only the fill value: in a store of
+    :data:`INTEGRITY` a missing chunk is damage, never a default."""
+    return array.with_config({"write_empty_chunks": True})
+
+
+def _chunk_keys(name: str, array, first: int, rows: int) -> list[tuple[str, int, int]]:
+    """(key, first row, last row) of each chunk of ``array`` (called ``name``) that holds
+    rows [first, rows)."""
+    per, tail = array.chunks[0], (0,) * (array.ndim - 1)
+    return [
+        (
+            f"{name}/{array.metadata.encode_chunk_key((k, *tail))}",
+            k * per,
+            min(rows, (k + 1) * per) - 1,
+        )
+        for k in range(first // per, -(-rows // per))
+    ]
+
+
+def _column_problems(
+    where: Location,
+    group: zarr.Group,
+    num_tiles: int,
+    num_scenes: int,
+    from_tile: int = 0,
+    from_scene: int = 0,
+) -> list[str]:
+    """One line per chunk of an index or ``scenes/`` column, from the chunk that holds those
+    rows to the committed end, that is lost (in a store of :data:`INTEGRITY`) or does not
+    decode."""
+    every = group.attrs.get("integrity") == INTEGRITY
+    columns = [(n, num_tiles, from_tile) for n in _INDEX_ARRAYS]
+    if _member(group, "scenes", where) is not None:
+        columns += [(f"scenes/{n}", num_scenes, from_scene) for n in _SCENE_ARRAYS]
+    problems = []
+    for name, rows, first in columns:
+        array = _member(group, name, where)
+        if array is None:
+            continue
+        first -= first % array.chunks[0]  # the whole chunk a row from ``first`` lies in
+        if first >= rows:
+            continue
+        lost = [
+            f"{where}: its {name} column has lost a chunk ({key}, rows {lo}-{hi})"
+            for key, lo, hi in _chunk_keys(name, array, first, rows)
+            if every and not where.exists(key)
+        ]
+        problems += lost
+        if lost:
+            continue
+        try:
+            array[first:rows]
+        except Exception as err:  # noqa: BLE001 - zarr's and its codecs' errors vary
+            reason = " ".join(str(err).split())[:160] or type(err).__name__
+            problems.append(f"{where}: its {name} column does not decode ({reason})")
+    return problems
+
+
+def _lost_tile_chunks(where: Location, names: Sequence[str], num_tiles: int) -> list[str]:
+    """One line per committed tile chunk not on disk (one listing per array)."""
+    problems = []
+    for name in names:
+        present = where.keys(f"{name}/c")
+        problems += [
+            f"{where}: tile {row} has lost its {name} chunk ({_chunk_key(name, row)})"
+            for row in range(num_tiles)
+            if _chunk_key(name, row) not in present
+        ]
+    return problems
 
 
 def _create(
@@ -930,7 +1086,7 @@ def _create_tile_array(group: zarr.Group, name: str, rows: int) -> None:
 def _compressors(group: zarr.Group) -> tuple:
     """The bytes codecs of a store's new arrays: zstd, then a CRC-32C where the store
     checksums its chunks."""
-    checked = group.attrs.get("integrity") == INTEGRITY
+    checked = group.attrs.get("integrity") in _CHECKSUMMED
     return (_COMPRESSOR, Crc32cCodec()) if checked else (_COMPRESSOR,)
 
 
@@ -961,22 +1117,12 @@ def read_scene_table(path: Path) -> list[dict]:
     return rows
 
 
-def damaged_tiles(path: Path) -> tuple[StoreReader, list[str]]:
-    """Read every chunk of every committed tile (and the index and scene columns) of the
-    store at ``path``; (its reader, one line per problem found)."""
-    reader = StoreReader.open(path)
+def damaged_tiles(path: Path | str) -> tuple[StoreReader, list[str]]:
+    """Read every chunk of every array of the store at ``path`` (a folder or an ``s3://``
+    URL): the index and scene columns, and every committed tile; (its reader, one line per
+    problem found). StoreError when the store cannot be opened at all."""
     problems: list[str] = []
-    for name in _INDEX_ARRAYS:
-        try:
-            reader.index(name)
-        except Exception as err:  # noqa: BLE001 - zarr's and its codecs' errors vary
-            problems.append(f"{reader.path}: index column {name} does not decode ({err})")
-    if reader.num_scenes:
-        for name in _SCENE_ARRAYS:
-            try:
-                reader.scenes(name)
-            except Exception as err:  # noqa: BLE001
-                problems.append(f"{reader.path}: scenes column {name} does not decode ({err})")
+    reader = StoreReader.open(path, damage=problems)
     for row in range(reader.num_tiles):
         for name in reader._arrays:
             problem = reader.chunk_problem(name, row)
