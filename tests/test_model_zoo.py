@@ -41,14 +41,14 @@ def shipped(tmp_path, monkeypatch) -> ShippedModel:
 
 def test_ships_the_default_and_names_the_peers():
     assert [m.name for m in model_zoo.SHIPPED] == ["default"]
-    assert model_zoo.model_names() == ["default", "ukis-csmask", "s2cloudless"]
+    assert model_zoo.model_names() == ["default", "ukis-csmask", "s2cloudless", "dl-l8s2-uv"]
 
 
 def test_shipped_model_by_name(shipped, tmp_path):
     predictor = load_predictor("tiny", device="cpu")
     assert isinstance(predictor, Predictor)
     assert predictor.info.path == tmp_path / "tiny.pt"
-    assert model_zoo.model_names() == ["tiny", "ukis-csmask", "s2cloudless"]
+    assert model_zoo.model_names() == ["tiny", "ukis-csmask", "s2cloudless", "dl-l8s2-uv"]
 
 
 def test_a_file_comes_before_a_name(shipped, tmp_path, monkeypatch):
@@ -84,7 +84,7 @@ def test_unknown_model_is_one_line_listing_the_names(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1
     assert err.startswith("cloudkit: error: --model fmask: no such checkpoint file, nor a model")
-    assert "one of default, ukis-csmask, s2cloudless" in err
+    assert "one of default, ukis-csmask, s2cloudless, dl-l8s2-uv" in err
 
 
 def test_models_lists_shipped_and_peers(shipped, monkeypatch, capsys):
@@ -118,5 +118,5 @@ def test_one_models_card_in_full(capsys):
     err = capsys.readouterr().err
     assert (
         err == "cloudkit: error: no model called 'fmask'; expected one of default, ukis-csmask, "
-        "s2cloudless\n"
+        "s2cloudless, dl-l8s2-uv\n"
     )

@@ -41,7 +41,7 @@ def s2cloudless_reference(shared_data):
 
 
 def test_registry_and_unknown_name():
-    assert set(PEERS) == {"ukis-csmask", "s2cloudless"}
+    assert set(PEERS) == {"ukis-csmask", "s2cloudless", "dl-l8s2-uv"}
     with pytest.raises(CloudkitError, match="--model fmask: not a peer model; expected one of"):
         get_peer("fmask")
 

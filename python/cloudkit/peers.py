@@ -1,4 +1,4 @@
-"""Peer cloud maskers run on cloudkit's own inputs: ukis-csmask and s2cloudless.
+"""Peer cloud maskers run on cloudkit's own inputs: ukis-csmask, s2cloudless, dl-l8s2-uv.
 
 Both ship their trained models inside their PyPI wheels and run offline (``pip install
 'cloudkit[peers]'``). cloudkit hands them reflectance it prepared itself (each product's own
@@ -11,6 +11,10 @@ offsets applied, no-data known), so they are scored (`eval/peer.py`), used as te
 - ``s2cloudless`` 1.7.3, CC BY-SA 4.0, Sinergise: a LightGBM pixel classifier of cloud
   probability from ten L1C bands (B01 B02 B04 B05 B08 B8A B09 B10 B11 B12); no shadow class.
   Its output, and so labels and weights made from it, carry its share-alike licence.
+- ``dl-l8s2-uv`` (commit 05c91ab), MIT, Universidad de Valencia: two small Keras U-Nets
+  trained on the human-labelled Landsat-8 Biome set, B02 B03 B04 B08 (+ B11 B12), L1C; cloud
+  probability, no shadow; rebuilt in torch from their HDF5 files read in place
+  (`dl_l8s2_uv.py`; h5py, no TensorFlow); made for 30 m.
 
 A peer answers in cloudkit's label codes: :meth:`Peer.probabilities` returns one channel per
 entry of :attr:`Peer.codes` (for ukis-csmask clear, thick cloud, cloud shadow: it has no thin
@@ -29,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cloudkit import dl_l8s2_uv
 from cloudkit.errors import BandMismatchError, MissingDependencyError, OptionError
 from cloudkit.io.level import L1C, LEVELS
 from cloudkit.io.scene import (
@@ -64,6 +69,8 @@ class Peer:
     overlap: int
     #: a two-class peer's rule: its positive class where the probability exceeds this
     threshold: float = 0.5
+    #: the pixel size in metres it must be read at least as coarse as (predict); None: any
+    works_at: float | None = None
 
     @classmethod
     def installed(cls) -> bool:
@@ -98,9 +105,17 @@ class Peer:
         few."""
         raise NotImplementedError
 
-    def probabilities(self, refl: np.ndarray, bands: Sequence[str], level: str) -> np.ndarray:
+    def probabilities(
+        self,
+        refl: np.ndarray,
+        bands: Sequence[str],
+        level: str,
+        *,
+        resolution: float | None = None,
+    ) -> np.ndarray:
         """``(N, len(bands), H, W)`` float32 reflectance (NaN where no data) -> float32
-        ``(N, len(codes), H, W)`` probabilities."""
+        ``(N, len(codes), H, W)`` probabilities. ``resolution``: the pixel size in metres
+        where known (a peer made for another may resample)."""
         raise NotImplementedError
 
     def label_codes(self, probabilities: np.ndarray) -> np.ndarray:
@@ -207,7 +222,14 @@ class UkisCsmask(Peer):
             self._sessions[key] = (session, mean, std)
         return self._sessions[key]
 
-    def probabilities(self, refl: np.ndarray, bands: Sequence[str], level: str) -> np.ndarray:
+    def probabilities(
+        self,
+        refl: np.ndarray,
+        bands: Sequence[str],
+        level: str,
+        *,
+        resolution: float | None = None,
+    ) -> np.ndarray:
         from cloudkit.predict.blend import blend_weights
 
         level = _level(level)
@@ -283,7 +305,14 @@ class S2Cloudless(Peer):
 
         return S2PixelCloudDetector(all_bands=False, average_over=None, dilation_size=None)
 
-    def probabilities(self, refl: np.ndarray, bands: Sequence[str], level: str) -> np.ndarray:
+    def probabilities(
+        self,
+        refl: np.ndarray,
+        bands: Sequence[str],
+        level: str,
+        *,
+        resolution: float | None = None,
+    ) -> np.ndarray:
         self.bands_for(bands, level)
         order = [list(bands).index(b) for b in self.BANDS]
         x = np.nan_to_num(refl[:, order].astype(np.float32), nan=0.0)
@@ -295,7 +324,71 @@ class S2Cloudless(Peer):
         return np.where(cloud, LABEL_THICK_CLOUD, LABEL_CLEAR).astype(np.uint8)
 
 
-PEERS: dict[str, type[Peer]] = {peer.name: peer for peer in (UkisCsmask, S2Cloudless)}
+class DlL8S2Uv(Peer):
+    """The two DL-L8S2-UV cloud U-Nets (MIT), rebuilt in torch from their Keras files, read
+    in place (`dl_l8s2_uv.py`): the 6-band one where B11 and B12 are there, else the 4-band."""
+
+    name = "dl-l8s2-uv"
+    package = "h5py"
+    distribution = "h5py"
+    card = dl_l8s2_uv.CARD
+    codes = (LABEL_CLEAR, LABEL_THICK_CLOUD)
+    calls = {LABEL_THIN_CLOUD: LABEL_THICK_CLOUD, LABEL_CLOUD_SHADOW: LABEL_CLEAR}
+    # fully convolutional: windows of its own run inside; the pipeline's need little overlap
+    window = dl_l8s2_uv.WINDOW
+    overlap = dl_l8s2_uv.OVERLAP
+    threshold = 0.5  # cloud where the probability is at least this
+    works_at = dl_l8s2_uv.WORKS_AT
+
+    @classmethod
+    def installed(cls) -> bool:
+        return dl_l8s2_uv.installed()
+
+    @classmethod
+    def require(cls) -> None:
+        dl_l8s2_uv.require()
+
+    @classmethod
+    def version(cls) -> str:
+        return dl_l8s2_uv.VERSION
+
+    def bands_for(
+        self, available: Sequence[str], level: str, *, what: str = "the product"
+    ) -> tuple[str, ...]:
+        if _level(level) != L1C:
+            raise BandMismatchError(
+                f"dl-l8s2-uv reads top-of-atmosphere L1C reflectance but {what} is {level}; "
+                "give it an L1C product"
+            )
+        have = set(available)
+        six, four = dl_l8s2_uv.SIX, dl_l8s2_uv.FOUR
+        if set(six) <= have:
+            return six
+        if set(four) <= have:
+            return four
+        lacking = [b for b in four if b not in have]
+        raise BandMismatchError(
+            f"dl-l8s2-uv needs at least {','.join(four)} (+ B11,B12 for its 6-band network) "
+            f"but {what} lacks {','.join(lacking)}"
+        )
+
+    def probabilities(
+        self,
+        refl: np.ndarray,
+        bands: Sequence[str],
+        level: str,
+        *,
+        resolution: float | None = None,
+    ) -> np.ndarray:
+        cloud = dl_l8s2_uv.cloud_probability(refl, tuple(bands), resolution=resolution)
+        return np.stack([1.0 - cloud, cloud], axis=1).astype(np.float32)
+
+    def label_codes(self, probabilities: np.ndarray) -> np.ndarray:
+        cloud = probabilities[:, list(self.codes).index(LABEL_THICK_CLOUD)] >= self.threshold
+        return np.where(cloud, LABEL_THICK_CLOUD, LABEL_CLEAR).astype(np.uint8)
+
+
+PEERS: dict[str, type[Peer]] = {peer.name: peer for peer in (UkisCsmask, S2Cloudless, DlL8S2Uv)}
 
 
 def get_peer(name: str, *, option: str = "--model") -> Peer:

@@ -84,7 +84,9 @@ class SceneLabeller:
         values = _stripe(images, windows.columns[row], plan.width)
         ok = _stripe(valid, windows.columns[row], plan.width)
         refl = ValueScale.of_store_convention(len(self.index)).reflectance_or_nan(values, ok)
-        probs = self.peer.probabilities(refl[None, :, :rows], self.bands, self.level)
+        probs = self.peer.probabilities(
+            refl[None, :, :rows], self.bands, self.level, resolution=plan.resolution
+        )
         codes = self.peer.label_codes(probs)[0]
         codes[ok[0, :rows] == 0] = LABEL_NODATA
         return np.ascontiguousarray(codes)

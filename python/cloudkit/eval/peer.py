@@ -64,7 +64,8 @@ def evaluate_peer(
                     continue
                 images = store.tiles("images", batch[known])[:, index]
                 refl = values.reflectance_or_nan(images, valid[known])
-                codes = model.label_codes(model.probabilities(refl, bands, level))
+                probs = model.probabilities(refl, bands, level, resolution=store.resolution)
+                codes = model.label_codes(probs)
                 acc.update(the_task.lut[codes], target[known])
                 scored += int(known.sum())
     result = class_metrics(acc.matrix, the_task.classes)

@@ -73,6 +73,7 @@ class PeerPredictor:
             tile_size=self.peer.window,
             overlap=self.peer.overlap,
             threshold=self.peer.threshold,
+            resolution=self.peer.works_at,
         )
         self._level: str | None = None
 
