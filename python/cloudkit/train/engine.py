@@ -257,9 +257,12 @@ class Engine(abc.ABC):
         return cls
 
     @classmethod
-    def run(cls, cfg: Any, *, on_epoch_end: EpochCallback | None = None) -> Path:
+    def run(
+        cls, cfg: Any, *, on_epoch_end: EpochCallback | None = None, quiet: bool = False
+    ) -> Path:
         """Train (or continue, with ``cfg.resume``) the run in ``cfg.out``; returns its
-        :attr:`result` checkpoint. ``on_epoch_end`` lets tests stop a run as if killed."""
+        :attr:`result` checkpoint. ``on_epoch_end`` lets tests stop a run as if killed;
+        ``quiet`` shows nothing (the Python API reports through ``on_epoch_end``)."""
         cfg.validate()
         checkpoint = _checkpoint_to_resume(cfg, cls.kind)
         info = distributed.from_env() if cls.multi_process else distributed.Dist()
@@ -269,14 +272,18 @@ class Engine(abc.ABC):
         dist = distributed.setup(device.type) if cls.multi_process else info
         try:
             return cls.create(cfg, device=device, dist=dist, checkpoint=checkpoint).fit(
-                checkpoint, on_epoch_end
+                checkpoint, on_epoch_end, quiet=quiet
             )
         finally:
             if cls.multi_process:
                 distributed.teardown()
 
     def fit(
-        self, checkpoint: dict[str, Any] | None, on_epoch_end: EpochCallback | None = None
+        self,
+        checkpoint: dict[str, Any] | None,
+        on_epoch_end: EpochCallback | None = None,
+        *,
+        quiet: bool = False,
     ) -> Path:
         """The epochs left, each followed by its metrics line and checkpoints."""
         cfg, dist = self.cfg, self.dist
@@ -284,7 +291,7 @@ class Engine(abc.ABC):
         if self.on_gpu:
             torch.backends.cudnn.benchmark = True
         done = 0 if checkpoint is None else self.load_state(checkpoint)
-        display = TrainingDisplay(enabled=dist.is_main)
+        display = TrainingDisplay(enabled=dist.is_main and not quiet)
         if done >= cfg.epochs or self.should_stop():
             display.note(f"{last}: {done} of {cfg.epochs} epochs done; nothing to do")
             return cfg.out / self.result

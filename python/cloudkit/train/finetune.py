@@ -424,13 +424,15 @@ class FineTuning(Engine):
         self.stopped = bool(stop["stopped"])
 
 
-def finetune(cfg: FinetuneConfig, *, on_epoch_end: EpochCallback | None = None) -> Path:
+def finetune(
+    cfg: FinetuneConfig, *, on_epoch_end: EpochCallback | None = None, quiet: bool = False
+) -> Path:
     """Fine-tune a segmenter; returns the best checkpoint (``cfg.out / "best.pt"``).
 
     ``on_epoch_end(epoch, metrics)`` is called after the epoch's checkpoints are written (tests
-    use it to stop a run as if it was killed).
+    use it to stop a run as if it was killed); ``quiet`` prints nothing.
     """
-    return FineTuning.run(cfg, on_epoch_end=on_epoch_end)
+    return FineTuning.run(cfg, on_epoch_end=on_epoch_end, quiet=quiet)
 
 
 __all__ = ["FineTuning", "finetune", "init_name", "load_init"]

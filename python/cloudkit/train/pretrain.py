@@ -282,10 +282,12 @@ def _inherit(cfg: PretrainConfig, checkpoint: dict[str, Any]) -> PretrainConfig:
     return replace(cfg, **changes)
 
 
-def pretrain(cfg: PretrainConfig, *, on_epoch_end: EpochCallback | None = None) -> Path:
+def pretrain(
+    cfg: PretrainConfig, *, on_epoch_end: EpochCallback | None = None, quiet: bool = False
+) -> Path:
     """Pretrain an encoder; returns the checkpoint (``cfg.out / "last.pt"``).
 
     ``on_epoch_end(epoch, metrics)`` is called on every rank after the epoch's checkpoint is
-    written (tests use it to stop a run as if it was killed).
+    written (tests use it to stop a run as if it was killed); ``quiet`` prints nothing.
     """
-    return Pretraining.run(cfg, on_epoch_end=on_epoch_end)
+    return Pretraining.run(cfg, on_epoch_end=on_epoch_end, quiet=quiet)

@@ -1,0 +1,114 @@
+"""One mask function for every kind of array: a numpy array is one block, a dask array is
+masked block by block (``dask.array.map_overlap``), each block read with a margin of one
+window on each side, which holds every window covering it (`grid.predict_box`)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from itertools import accumulate
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from cloudkit.arrays.grid import Box, Windows, classes_of, predict_box
+from cloudkit.arrays.reading import WindowModel
+from cloudkit.arrays.values import Pixels, to_dn
+
+if TYPE_CHECKING:
+    import dask.array
+
+#: ``(classes (H, W) uint8, per_class (K, H, W) float32)`` of the array pixels ``core``
+Masker = Callable[[np.ndarray, tuple[int, int], Box], tuple[np.ndarray, np.ndarray]]
+
+
+def masker(
+    model: WindowModel,
+    bands: Sequence[str],
+    pixels: Pixels,
+    windows: Windows,
+    shape: tuple[int, int],
+    *,
+    sun_angles: tuple[float, float] | None = None,
+) -> Masker:
+    """The function that masks the array pixels ``core`` from a block of the array's bands
+    (``(C, bh, bw)``, ordered as ``bands``, read from ``origin``)."""
+
+    def mask(
+        block: np.ndarray, origin: tuple[int, int], core: Box
+    ) -> tuple[np.ndarray, np.ndarray]:
+        dn = to_dn(block, pixels)
+        probs, valid = predict_box(
+            model, bands, dn, pixels.shifts, windows, origin=origin, core=core, shape=shape
+        )
+        classes, per_class = classes_of(model.info, probs, valid)
+        # SHADOW CHECK: the geometric check of cloud shadows by the sun's position goes here,
+        # the one place every kind of array passes (its reach beyond a cloud must then be
+        # added to the block margin of `mask_dask`)
+        _ = sun_angles
+        return classes, per_class
+
+    return mask
+
+
+def mask_numpy(mask: Masker, array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(C, H, W)``: the whole array as one block."""
+    height, width = array.shape[1:]
+    return mask(array, (0, 0), Box(0, height, 0, width))
+
+
+def mask_dask(
+    mask: Masker, array: dask.array.Array, windows: Windows, channels: int, *, with_probs: bool
+) -> tuple[dask.array.Array, dask.array.Array | None]:
+    """``(C, H, W)`` dask array -> lazy classes ``(H, W)`` and, ``with_probs``, probabilities
+    ``(channels, H, W)``; each output chunk is masked from its input chunk and a margin."""
+    import dask.array as da
+
+    k = windows.factor
+    margin = windows.size * k  # one window: every window covering a chunk starts within it
+    ys = _chunks(array.chunks[1], k, margin)
+    xs = _chunks(array.chunks[2], k, margin)
+    array = array.rechunk(((array.shape[0],), ys, xs))  # type: ignore[no-untyped-call]
+    # a lone chunk along an axis has no neighbour to borrow from
+    depth = {0: 0, 1: margin if len(ys) > 1 else 0, 2: margin if len(xs) > 1 else 0}
+    starts_y, starts_x = [0, *accumulate(ys)], [0, *accumulate(xs)]
+    out = channels + 1 if with_probs else 1
+
+    def block_mask(block: np.ndarray, block_info: dict[Any, Any] | None = None) -> np.ndarray:
+        assert block_info is not None  # dask passes it to a function that names it
+        _, iy, ix = block_info[0]["chunk-location"]
+        core = Box(starts_y[iy], starts_y[iy + 1], starts_x[ix], starts_x[ix + 1])
+        origin = (max(0, core.y0 - depth[1]), max(0, core.x0 - depth[2]))
+        classes, per_class = mask(block, origin, core)
+        if not with_probs:
+            return classes[None]
+        return np.concatenate([per_class.astype(np.float32), classes[None].astype(np.float32)])
+
+    stacked = da.map_overlap(  # type: ignore[no-untyped-call]
+        block_mask,
+        array,
+        depth=depth,
+        boundary="none",
+        trim=False,
+        allow_rechunk=False,
+        chunks=((out,), ys, xs),
+        dtype=np.float32 if with_probs else np.uint8,
+        meta=np.empty((0, 0, 0), dtype=np.float32 if with_probs else np.uint8),
+    )
+    if not with_probs:
+        return stacked[0], None
+    return stacked[-1].astype(np.uint8), stacked[:-1]
+
+
+def _chunks(sizes: Sequence[int], factor: int, margin: int) -> tuple[int, ...]:
+    """Chunks along an axis: whole model pixels (multiples of ``factor``), each at least
+    ``margin`` (a block's margin must come from its neighbour alone)."""
+    total = sum(sizes)
+    size = max(margin, math.ceil(max(sizes) / factor) * factor)
+    chunks = [size] * (total // size)
+    rest = total - sum(chunks)
+    if rest and chunks and rest < margin:
+        chunks[-1] += rest
+    elif rest:
+        chunks.append(rest)
+    return tuple(chunks)
