@@ -52,3 +52,60 @@ def test_a_model_s_resolution_is_a_floor_of_the_default_grid():
     assert plan_grid(scene, bands=T29UNU_60M_BANDS, at_least=20).resolution == 60
     assert plan_grid(scene, bands=T29UNU_60M_BANDS, at_least=120).resolution == 120
     assert plan_grid(scene, resolution=60, bands=T29UNU_60M_BANDS, at_least=120).resolution == 60
+
+
+def _absurd(path, **state):
+    """A fine-tuned checkpoint whose model state says ``state`` (a million classes, say)."""
+    source = untrained_checkpoint(path)
+    payload = torch.load(source, weights_only=True)
+    payload["model"].update(state)
+    torch.save(payload, source)
+    return source
+
+
+@pytest.mark.parametrize(
+    "state, says",
+    [
+        ({"num_classes": 1_000_000}, "num_classes 1000000; a model predicts 2 to 255 classes"),
+        ({"num_classes": 3}, "binary True with num_classes 3; a binary model has 2 classes"),
+        ({"num_classes": "2"}, "num_classes '2', not a number"),
+        ({"bands": ["B99"]}, "segmenter state cannot be rebuilt: encoder bands B99"),
+    ],
+)
+def test_a_checkpoint_of_an_impossible_model_is_one_line(state, says, tmp_path, capsys):
+    from tests.helpers.cli import fails_with_one_line
+
+    ckpt = _absurd(tmp_path / "best.pt", **state)
+    for args in (
+        ("export", ckpt, tmp_path / "o.pt"),
+        ("predict", "--sample", "--model", ckpt, "-o", tmp_path / "masks"),
+        ("evaluate", ckpt, tmp_path / "no-store.zarr", "--device", "cpu"),
+    ):
+        line = fails_with_one_line(capsys, *args)
+        assert str(ckpt) in line and says in line, line
+    assert not (tmp_path / "o.pt").exists() and not list(tmp_path.glob("masks/*_mask.tif"))
+
+
+def test_export_to_a_folder_it_cannot_write_is_one_line(tmp_path, capsys):
+    from tests.helpers.cli import fails_with_one_line
+    from tests.test_unwritable_outputs import small_disk
+
+    source = untrained_checkpoint(tmp_path / "best.pt")
+    with small_disk(tmp_path / "ro", "64k", read_only=True) as ro:
+        line = fails_with_one_line(capsys, "export", source, ro / "o.pt")
+        assert f"{ro / 'o.pt'}: cannot write the checkpoint (Read-only file system)" in line
+        assert not list(ro.iterdir())
+    # a path below a file: no folder can be made there
+    line = fails_with_one_line(capsys, "export", source, source / "o.pt")
+    assert f"{source / 'o.pt'}: cannot write the checkpoint" in line
+
+
+@pytest.mark.parametrize("resolution", ["0", "1e9"])
+def test_export_refuses_a_resolution_predict_would_refuse(resolution, tmp_path, capsys):
+    from tests.helpers.cli import fails_with_one_line
+
+    source = untrained_checkpoint(tmp_path / "best.pt")
+    out = tmp_path / "o.pt"
+    line = fails_with_one_line(capsys, "export", source, out, "--resolution", resolution)
+    assert line.startswith("cloudkit: error: --resolution ") and "not a pixel size" in line
+    assert not out.exists()

@@ -71,8 +71,14 @@ def save_checkpoint(payload: dict[str, Any], path: Path) -> Path:
     """Write ``payload`` to ``path`` atomically (temporary file in the same folder, fsync,
     ``os.replace``, fsync of the folder). On any error the previous file stays as it was."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:  # a read-only or missing folder, before anything is written
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise CheckpointError(
+            f"{path}: cannot write the checkpoint ({_reason(err)}); the previous one, if any, "
+            "is kept: choose another output folder"
+        ) from None
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -200,6 +206,8 @@ def load_finetuned(path: Path) -> tuple[dict[str, Any], Segmenter]:
     return payload, model
 
 
+#: a model's pixel size in metres is below this (what `predict` accepts in one)
+MAX_RESOLUTION = 100_000.0
 #: what an exported model keeps of a fine-tuning checkpoint (besides its weights)
 _EXPORTED = ("task", "bands", "classes", "head", "normalisation", "tile_size", "crop", "init")
 
@@ -210,6 +218,11 @@ def export_model(source: Path, out: Path, *, resolution: float | None = None) ->
     normalisation, tile size; ``resolution``, the pixel size it works at by default), no
     optimiser, schedule or RNG state. Loads like any checkpoint (`load_finetuned`: the
     weights go back to float32); written atomically."""
+    if resolution is not None and not 0 < resolution < MAX_RESOLUTION:  # NaN fails too
+        raise OptionError(
+            f"--resolution {resolution:g}: not a pixel size in metres (above 0, below "
+            f"{MAX_RESOLUTION:g}); `cloudkit predict` would refuse the model"
+        )
     payload, model = load_finetuned(source)
     state = segmenter_state(model, task=str(payload.get("task", payload["model"]["task"])))
     state["state_dict"] = {

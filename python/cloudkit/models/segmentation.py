@@ -46,6 +46,8 @@ from cloudkit.models.encoder import ARCH, Encoder
 from cloudkit.models.state import load_weights
 
 HEADS = ("unet", "light", "paper")
+#: most classes a model may predict: label codes are uint8, and 255 is no data
+MAX_CLASSES = 255
 
 #: The U-Net's input size must be a multiple of this (the encoder's total stride).
 UNET_MULTIPLE = 32
@@ -272,12 +274,24 @@ def load_segmenter(state: Mapping) -> Segmenter:
         raise CheckpointError(
             f"segmenter state has head {state['head']!r}; this cloudkit knows {', '.join(HEADS)}"
         )
-    model = Segmenter(
-        Encoder(state["bands"], any_bands=bool(state.get("any_bands", False))),
-        head=state["head"],
-        num_classes=int(state["num_classes"]),
-        binary=bool(state["binary"]),
-    )
+    num_classes, binary = state["num_classes"], state["binary"]
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool):
+        raise CheckpointError(f"segmenter state has num_classes {num_classes!r}, not a number")
+    if not 2 <= num_classes <= MAX_CLASSES:
+        raise CheckpointError(
+            f"segmenter state has num_classes {num_classes}; a model predicts 2 to "
+            f"{MAX_CLASSES} classes"
+        )
+    if not isinstance(binary, bool) or (binary and num_classes != 2):
+        raise CheckpointError(
+            f"segmenter state has binary {binary!r} with num_classes {num_classes}; a binary "
+            "model has 2 classes"
+        )
+    try:
+        encoder = Encoder(state["bands"], any_bands=bool(state.get("any_bands", False)))
+        model = Segmenter(encoder, head=state["head"], num_classes=num_classes, binary=binary)
+    except (ValueError, TypeError) as err:  # bands that name no Sentinel-2 band, and the like
+        raise CheckpointError(f"segmenter state cannot be rebuilt: {err}") from None
     load_weights(
         model, state["state_dict"], f"the weights of a {ARCH} with the {state['head']} head"
     )
