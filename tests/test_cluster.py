@@ -190,3 +190,20 @@ def test_a_tiling_worker_killed_mid_scene_leaves_every_tile_once(tmp_path):
 
     assert StoreReader.open(store).num_tiles == StoreReader.open(plain).num_tiles
     assert not any(scratch.iterdir())  # the dead worker's scratch went with the retry
+
+
+@pytest.mark.parametrize("command", ["tile", "predict"])
+def test_more_local_workers_than_the_cores_take_are_refused(command, scenes, tmp_path, capsys):
+    """As a training run's --workers: at most 4 processes per core, refused in one line
+    before any worker starts or any output is made."""
+    import os
+
+    cores = len(os.sched_getaffinity(0))
+    out = tmp_path / ("t.zarr" if command == "tile" else "masks")
+    args = [scenes[0], out] if command == "tile" else [scenes[0], "-o", out]
+    err = fails_with_one_line(capsys, command, *args, "--cluster", "local:1000")
+    assert err == (
+        f"cloudkit: error: --cluster local:1000: more than 4 worker processes per core "
+        f"({cores} cores here); give at most local:{4 * cores}"
+    )
+    assert not out.exists()

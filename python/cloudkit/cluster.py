@@ -33,11 +33,23 @@ from cloudkit.pipeline.run import FAILED, Progress, SceneResult, Summary, run_sc
 TASK_RETRIES = 2
 
 
+#: local worker processes per core at most, as for a training run's ``--workers``: beyond a
+#: few per core (to hide slow storage) more processes only fork and share the same cores
+WORKERS_PER_CORE = 4
+
+
 def parse_cluster(spec: str) -> tuple[str, int | str]:
-    """("local", N) or ("remote", "tcp://HOST:PORT"); OptionError for anything else."""
+    """("local", N) or ("remote", "tcp://HOST:PORT"); OptionError for anything else, and for
+    more local workers than :data:`WORKERS_PER_CORE` per core this process may use."""
     if spec.startswith("local:"):
         count = spec.removeprefix("local:")
         if count.isdigit() and int(count) >= 1:
+            cores = len(os.sched_getaffinity(0))
+            if int(count) > WORKERS_PER_CORE * cores:
+                raise OptionError(
+                    f"--cluster {spec}: more than {WORKERS_PER_CORE} worker processes per core "
+                    f"({cores} cores here); give at most local:{WORKERS_PER_CORE * cores}"
+                )
             return "local", int(count)
     elif spec.startswith(("tcp://", "dask://")):
         address = "tcp://" + spec.split("://", 1)[1]

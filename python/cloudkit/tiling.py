@@ -58,8 +58,9 @@ def tile_paths_on(
     ``cluster`` (`cluster.py`). Bad options stop here, before any scene, and the store is
     created here from the first scene that plans, as one machine creates it: not from
     whichever scene a worker happens to finish first."""
-    from cloudkit.cluster import tile_on_cluster
+    from cloudkit.cluster import parse_cluster, tile_on_cluster
 
+    parse_cluster(cluster)  # a bad --cluster stops before the store is made
     scenes = discover_scenes([Path(p) for p in paths], scl_labels=options.scl_labels)
     with StoreWriter(out, options) as writer:
         for scene in scenes:

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from cloudkit.errors import OptionError, OutputError, StoreError
+from cloudkit.errors import CloudkitError, OptionError, OutputError, StoreError
 
 #: a lock older than this was left by a writer that died holding it (a commit takes moments)
 STALE_LOCK_SECONDS = 900.0
@@ -138,18 +138,55 @@ class Location:
 
 
 def _s3_errors(method):
-    """obstore's errors (a refused credential, an unreachable endpoint) as one line."""
+    """obstore's errors (a refused credential, an unreachable endpoint, a bucket that does
+    not exist) as one line that says what is wrong (:func:`_s3_problem`)."""
 
     def wrapped(self, *args, **kwargs):
         from obstore.exceptions import BaseError
 
         try:
             return method(self, *args, **kwargs)
-        except BaseError as err:
-            reason = " ".join(str(err).split())[:300]
-            raise OutputError(f"{self.url}: {type(err).__name__}: {reason}") from None
+        except CloudkitError:
+            raise
+        except (BaseError, FileNotFoundError) as err:  # obstore raises the builtin for a 404
+            raise OutputError(f"{self.url}: {_s3_problem(self.url, err)}") from None
 
     return wrapped
+
+
+#: where obstore asks for credentials when none are configured (the cloud's metadata service)
+_METADATA_ADDRESS = "169.254.169.254"
+#: what configures S3 credentials besides the metadata service (the AWS tools' names)
+_CREDENTIAL_SETTINGS = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+)
+
+
+def _s3_problem(url: str, err: BaseException) -> str:
+    """What an obstore error means, in words: its raw text is a retry trace of requests."""
+    text = " ".join(str(err).split())
+    bucket = urlsplit(url).netloc
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if "NoSuchBucket" in text:
+        where = f"at {endpoint}" if endpoint else "in AWS S3 (AWS_ENDPOINT_URL is not set)"
+        return f"bucket {bucket} does not exist {where} (NoSuchBucket); create it or fix the URL"
+    if not any(os.environ.get(k) for k in _CREDENTIAL_SETTINGS):
+        # obstore then asks the cloud's metadata service, and reports that request's failure
+        asked = "the cloud metadata service" if _METADATA_ADDRESS in text else "obstore"
+        return (
+            f"no S3 credentials are configured (AWS_ACCESS_KEY_ID is not set; {asked} "
+            f"said: {text[:100]}...): set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, and "
+            "AWS_ENDPOINT_URL for a service other than AWS (MinIO, Ceph)"
+        )
+    if any(word in text for word in ("error sending request", "Connection refused", "dns error")):
+        where = endpoint or "AWS S3 (AWS_ENDPOINT_URL is not set)"
+        return f"cannot reach {where} ({type(err).__name__}); check AWS_ENDPOINT_URL"
+    if isinstance(err, FileNotFoundError):
+        return f"not found ({text[:200]})"
+    return f"{type(err).__name__}: {text[:300]}"
 
 
 class S3Location(Location):
@@ -300,16 +337,37 @@ class S3Location(Location):
             }  # fmt: skip
         ).encode()
 
+        holder: list[dict] = []  # the last holder seen, for the message if we give up
+
         def take() -> bool:
             if self.put(_LOCK, token, create=True):
                 return True
             held = self.read(_LOCK)
-            with contextlib.suppress(ValueError, TypeError, KeyError):
-                if held is not None and time.time() - json.loads(held)["time"] > STALE_LOCK_SECONDS:
-                    self.delete(_LOCK)  # its writer died holding it
+            if held is None:
+                return False  # released meanwhile: try again
+            lock = _lock_body(held)
+            if lock is None:  # never released by anyone: say so now, not after the wait
+                raise StoreError(
+                    f"{self.url}/{_LOCK}: the store's lock holds {held[:40]!r}, not a lock "
+                    "cloudkit writes, so no cloudkit run will release it; if no other program "
+                    f"writes this store, delete it (aws s3 rm {self.url}/{_LOCK}) and run again"
+                )
+            holder[:] = [lock]
+            if time.time() - lock["time"] > STALE_LOCK_SECONDS:
+                self.delete(_LOCK)  # its writer died holding it
             return False
 
-        _poll(take, wait, self)
+        def who() -> str:
+            if not holder:
+                return ""
+            lock = holder[0]
+            age = time.time() - lock["time"]
+            return (
+                f" (cloudkit on {lock.get('host')}, process {lock.get('pid')}, for {age:.0f} s; "
+                f"taken over as stale after {STALE_LOCK_SECONDS:.0f} s)"
+            )
+
+        _poll(take, wait, self, who)
         try:
             yield
         finally:
@@ -350,13 +408,24 @@ def _flock(lock_file) -> bool:
     return True
 
 
-def _poll(take, wait: float, where: Location) -> None:
+def _lock_body(held: bytes) -> dict | None:
+    """The lock object as cloudkit writes it (``time`` a number), or None for anything else."""
+    try:
+        lock = json.loads(held)
+    except ValueError:  # not JSON, not UTF-8
+        return None
+    if not isinstance(lock, dict) or not isinstance(lock.get("time"), (int, float)):
+        return None
+    return lock
+
+
+def _poll(take, wait: float, where: Location, holder=lambda: "") -> None:
     deadline = time.monotonic() + wait
     pause = 0.02
     while not take():
         if time.monotonic() > deadline:
             raise StoreError(
-                f"{where}: another program has held the store's lock for {wait:.0f} s; is a "
+                f"{where}: the store's lock has been held for {wait:.0f} s{holder()}; is a "
                 "run writing it outside cloudkit?"
             )
         time.sleep(pause)
