@@ -50,6 +50,14 @@ needs_xarray = pytest.mark.skipif(
     reason="xarray, dask and rioxarray are not installed (pip install 'cloudkit[xarray]')",
 )
 needs_dask = pytest.mark.skipif(not has_dask, reason="dask is not installed")
+needs_ukis = pytest.mark.skipif(
+    importlib.util.find_spec("ukis_csmask") is None,
+    reason="ukis-csmask is not installed (pip install 'cloudkit[peers]')",
+)
+
+
+def cli_shadows() -> list[str]:
+    return [f"--shadows={v}" for v in MODEL_SHADOWS.values()]
 
 
 @dataclass(frozen=True)
@@ -87,8 +95,8 @@ def scene(tmp_path_factory) -> Scene:
     ) as dst:
         dst.write(dn)
     out = folder / "cli"
-    shadows = [f"--shadows={v}" for v in MODEL_SHADOWS.values()]
-    args = ["predict", str(path), "-o", str(out), "--window", "64", "--overlap", "8", *shadows]
+    args = ["predict", str(path), "-o", str(out), "--window", "64", "--overlap", "8"]
+    args += cli_shadows()
     assert main(args) == 0
     with rasterio.open(out / "scene_mask.tif") as src:
         mask = src.read(1)
@@ -169,6 +177,17 @@ class TestPredictArray:
             scene.dn, bands=L1C_BANDS, resolution=20, dn_offset=0, sun_angles=(150.0, 40.0)
         )
         assert classes.shape == scene.mask.shape
+
+    @needs_ukis
+    def test_a_peer_gives_the_mask_cloudkit_predict_makes_with_it(self, scene, tmp_path):
+        out = tmp_path / "ukis"
+        args = ["predict", scene.path, "-o", out, "--model", "ukis-csmask", *cli_shadows()]
+        assert main([str(a) for a in args]) == 0
+        with rasterio.open(out / "scene_mask.tif") as src:
+            expected = src.read(1)
+        peer = cloudkit.load_model("ukis-csmask")
+        classes = peer.predict_array(scene.reflectance, bands=L1C_BANDS, resolution=20, level="L1C")
+        np.testing.assert_array_equal(classes, expected)
 
     @needs_dask
     def test_a_dask_array_chunk_by_chunk_gives_the_same_mask(self, model, scene):
@@ -272,9 +291,8 @@ class TestBadArrays:
                 scene.reflectance, bands=L1C_BANDS, resolution=20, sun_angles=(95.0, 100.0)
             )
 
+    @needs_ukis
     def test_a_peer_needs_the_processing_level(self, scene):
-        if importlib.util.find_spec("ukis_csmask") is None:
-            pytest.skip("ukis-csmask is not installed (pip install 'cloudkit[peers]')")
         peer = cloudkit.load_model("ukis-csmask")
         with pytest.raises(OptionError, match="level='L1C'"):
             peer.predict_array(scene.reflectance, bands=L1C_BANDS, resolution=20)
