@@ -123,6 +123,45 @@ class TestGeoTiff:
         assert list(scene.bands) == ["B02", "B03", "B04", "B08"]
         assert [scene.bands[b][0].index for b in scene.bands] == [3, 2, 1, 4]
 
+    @pytest.mark.parametrize(
+        "descriptions, says",
+        [
+            (("B02", "B04", "B04", "B08"), "bands 2 and 3 are both described as B04"),
+            (("B2", "B04", "b4", "B08"), "bands 2 and 3 are both described as B04"),
+            (("B02", "red", "B04", "B08"), "band 2 is described as 'red', which names no"),
+            (("B02", "", "B04", "B08"), "band 2 is described as '', which names no"),
+        ],
+    )
+    def test_band_names_there_are_obeyed_or_refused(
+        self, descriptions, says, tmp_path: Path, make_raster
+    ) -> None:
+        path = make_raster(tmp_path / "named.tif", count=4, descriptions=descriptions)
+        with pytest.raises(InvalidSceneError, match=f"named.tif: {says}"):
+            read_geotiff(path)
+
+    def test_a_band_named_twice_stops_tile_and_predict(self, tmp_path: Path, make_raster, capsys):
+        """Never tiled or predicted in an assumed order: one line, and a store it would
+        append to keeps what it holds."""
+        from tests.helpers.cli import fails_with_one_line, run
+
+        names = ("B01", "B02", "B04", "B04", *L1C_BANDS[4:])  # B03's place says B04
+        bad = make_raster(tmp_path / "bad" / "twice.tif", count=13, size=64, descriptions=names)
+        good = make_raster(tmp_path / "good" / "ok.tif", count=13, size=64, descriptions=L1C_BANDS)
+        store = tmp_path / "s.zarr"
+        tile = ("--resolution", "10", "--tile-size", "32")
+        assert run(capsys, "tile", good, store, *tile)[0] == 0
+
+        def files() -> dict:
+            found = (p for p in store.rglob("*") if p.is_file() and p.name != ".cloudkit.lock")
+            return {p.relative_to(store): p.read_bytes() for p in found}
+
+        before = files()
+        says = "twice.tif: bands 3 and 4 are both described as B04"
+        assert says in fails_with_one_line(capsys, "tile", bad, store, *tile)
+        assert files() == before
+        assert says in fails_with_one_line(capsys, "predict", bad, "-o", tmp_path / "masks")
+        assert not list((tmp_path / "masks").glob("*_mask.tif"))
+
     def test_not_a_sentinel2_stack(self, tmp_path: Path, make_raster) -> None:
         with pytest.raises(UnknownLayoutError, match="3 band"):
             read_geotiff(make_raster(tmp_path / "rgb.tif", count=3))

@@ -213,12 +213,29 @@ def baseline_offset(baseline: str | None) -> int:
 
 
 def geotiff_band_names(path: Path) -> tuple[str, ...] | None:
-    """Bands of a stacked GeoTIFF, from its band descriptions or its band count; None if neither."""
+    """Bands of a stacked GeoTIFF: as its band descriptions name them, when it has any; else
+    by its band count (13: L1C, 12: L2A, ESA order); None if neither. Names that are there
+    are obeyed or refused (InvalidSceneError), never replaced by an assumed order: a band
+    named twice, or one named otherwise beside named ones, would be stored as another band."""
     header = read_header(path)
-    named = tuple(_band_from_description(d) for d in header.descriptions)
-    if all(named) and len(set(named)) == len(named):
-        return named  # type: ignore[return-value]
-    return {13: L1C_BANDS, 12: L2A_BANDS}.get(header.count)
+    described = [(d or "").strip() for d in header.descriptions]
+    if not any(described):
+        return {13: L1C_BANDS, 12: L2A_BANDS}.get(header.count)
+    named: dict[str, int] = {}
+    for number, text in enumerate(described, start=1):
+        band = _band_from_description(text)
+        if band is None:
+            raise InvalidSceneError(
+                f"{path}: band {number} is described as {text!r}, which names no Sentinel-2 "
+                "band; describe every band by its ESA name (B01 ... B12, B8A) or none"
+            )
+        if band in named:
+            raise InvalidSceneError(
+                f"{path}: bands {named[band]} and {number} are both described as {band}; "
+                "describe each band once, by its own name"
+            )
+        named[band] = number
+    return tuple(named)
 
 
 def read_geotiff(path: Path) -> Scene:
