@@ -112,3 +112,27 @@ def test_an_older_store_without_checksums_reads_as_before(store, capsys):
     assert (reader.tile("labels", 3) == 255).all()  # the fill value, as zarr reads it
     assert main(["check", str(store)]) == 0
     assert "no checksums (an older store): every chunk reads" in capsys.readouterr().out
+
+
+def test_a_store_of_checksummed_tiles_only_reads_as_before(store, capsys):
+    """Stores of cloudkit before index and scene columns wrote every chunk: a column's chunk
+    of only fill values was left out there, so a missing one is no damage; one that does not
+    decode still is."""
+    from cloudkit.io.store import TILE_INTEGRITY
+
+    group = zarr.open_group(str(store), mode="r+")
+    group.attrs.update({"integrity": TILE_INTEGRITY})
+    (store / "cloud_fraction" / "c" / "0").unlink()  # all NaN: never written then
+    reader = StoreReader.open(store)
+    assert np.isnan(reader.index("cloud_fraction")).all()
+    assert main(["check", str(store)]) == 0
+    assert (
+        "CRC-32C checksums, every tile chunk written: every chunk reads" in capsys.readouterr().out
+    )
+    chunk = store / "tile_row" / "c" / "0"
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    chunk.write_bytes(bytes(data))
+    with pytest.raises(StoreError, match="its tile_row column does not decode"):
+        StoreReader.open(store)
+    assert main(["check", str(store)]) == 1
