@@ -91,10 +91,12 @@ def test_first_layers_by_hand(crop):
     np.testing.assert_allclose(got, expected, atol=1e-4)
 
 
-def test_batch_norm_keeps_keras_epsilon(shared_data):
+def test_batch_norm_keeps_keras_epsilon_and_frozen_layers_stay_frozen(shared_data):
     net = load_keras_model(SIX)
     norms = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert len(norms) == 10 and {m.eps for m in norms} == {1e-3}
+    assert not any(p.requires_grad for p in net.layers["normalization"].parameters())
+    assert all(p.requires_grad for p in net.layers["input_conv_1"].parameters())
 
 
 def test_unknown_layers_and_files_are_one_line(tmp_path):

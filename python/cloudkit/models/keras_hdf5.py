@@ -157,6 +157,8 @@ def build_graph(config: dict, weights: dict[str, dict[str, np.ndarray]], what: s
         _check_channels_last(cfg, where)
         cin = [channels[p] for p in parents]
         module, cout = _build_layer(kind, cfg, cin, weights.get(name, {}), where)
+        if cfg.get("trainable") is False:  # e.g. the frozen 1x1 `normalization` conv
+            module.requires_grad_(False)
         nodes.append(_Node(name, parents))
         layers[name] = module
         channels[name] = cout
