@@ -178,7 +178,9 @@ def tile(
     ``tile_size``, ``overlap``, ``bands``, ``workers``, ``decode``, ``scl_labels``,
     ``labels_from``; `config.TileOptions`). Without ``keep_going`` the first bad scene
     raises its error (earlier ones stay in the store); with it, failures are in
-    ``result.failed``. ``cluster`` implies ``keep_going``, as for the command."""
+    ``result.failed``. On a ``cluster`` ("local:N", "tcp://HOST:PORT") every scene is tried,
+    as the command does, and then a ScenesFailedError names those that failed, unless
+    ``keep_going``."""
     from cloudkit.io.location import is_url
     from cloudkit.tiling import tile_paths, tile_paths_on
 
@@ -191,6 +193,7 @@ def tile(
         summary = tile_paths(paths, store, opts, progress, keep_going=keep_going)
     else:
         summary = tile_paths_on(cluster, paths, store, opts, progress)
+    # one machine without keep_going has raised at the first bad scene already
     _raise_failures(summary, keep_going or cluster is None)
     return TileResult(store, tuple(summary.results))
 

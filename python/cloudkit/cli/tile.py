@@ -95,29 +95,31 @@ def tile(
 
     Example: cloudkit tile S2A_MSIL1C_*.SAFE tiles.zarr --resolution 10
     """
+    from cloudkit.api import tile as tile_scenes
     from cloudkit.cli._progress import RichTileProgress, report_failures
-    from cloudkit.config import TileOptions
-    from cloudkit.io.location import is_url
-    from cloudkit.pipeline.run import SKIPPED
-    from cloudkit.tiling import TILED, tile_paths, tile_paths_on
+    from cloudkit.pipeline.run import SKIPPED, Summary
+    from cloudkit.tiling import TILED
 
     paths = scene_paths(scenes, sample)
-    store: Path | str = out if is_url(out) else Path(out)  # an s3:// store stays a URL
-    options = TileOptions(
-        resolution=resolution,
-        bands=parse_bands(bands),
-        tile_size=tile_size,
-        overlap=overlap,
-        workers=workers,
-        decode=decode,
-        scl_labels=scl_labels,
-        labels_from=labels_from,
-    )
     with RichTileProgress() as progress:
-        if cluster is None:
-            summary = tile_paths(paths, store, options, progress, keep_going=keep_going)
-        else:
-            summary = tile_paths_on(cluster, paths, store, options, progress)
+        # failures come back in the result (--keep-going; a cluster tries every scene) and
+        # are reported below
+        result = tile_scenes(
+            paths,
+            out,
+            cluster=cluster,
+            keep_going=keep_going or cluster is not None,
+            progress=progress,
+            resolution=resolution,
+            bands=parse_bands(bands),
+            tile_size=tile_size,
+            overlap=overlap,
+            workers=workers,
+            decode=decode,
+            scl_labels=scl_labels,
+            labels_from=labels_from,
+        )
+    summary = Summary(list(result.scenes))
     tiled = summary.with_status(TILED)
     seconds = sum(r.seconds for r in tiled)
     mb = sum(r.megabytes for r in tiled)
