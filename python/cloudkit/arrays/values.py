@@ -103,15 +103,17 @@ def to_dn(block: np.ndarray, pixels: Pixels) -> np.ndarray:
     """``(C, H, W)`` pixels -> C-contiguous uint16 DN, 0 where there is no data (for
     reflectance: the store's values, whose shift is 0)."""
     if pixels.reflectance:
-        values = np.asarray(block, dtype=np.float64)
-        missing = ~np.isfinite(values)
-        if pixels.nodata is not None:
-            missing |= values == pixels.nodata
-        # the store's rounding of reflectance: value = reflectance * 10000 - STORE_ADD_OFFSET
-        stored = np.rint(np.where(missing, 0.0, values) * QUANTIFICATION) - STORE_ADD_OFFSET
-        dn = np.clip(stored, 1, _DN_MAX).astype(np.uint16)
-        dn[missing] = 0
-        return np.ascontiguousarray(dn)
+        dn = np.empty(block.shape, dtype=np.uint16)
+        for band, out in zip(block, dn, strict=True):  # one band at a time: float64 is big
+            values = np.asarray(band, dtype=np.float64)
+            missing = ~np.isfinite(values)
+            if pixels.nodata is not None:
+                missing |= values == pixels.nodata
+            # the store's rounding of reflectance: value = reflectance * 10000 - STORE_ADD_OFFSET
+            stored = np.rint(np.where(missing, 0.0, values) * QUANTIFICATION) - STORE_ADD_OFFSET
+            out[...] = np.clip(stored, 1, _DN_MAX)
+            out[missing] = 0
+        return dn
     if block.dtype != np.uint16 and block.size:
         low, high = int(block.min()), int(block.max())
         if low < 0 or high > _DN_MAX:
