@@ -46,6 +46,9 @@ from cloudkit.io.scene import (
 from cloudkit.model_card import ModelCard, Score
 
 EXTRA = "pip install 'cloudkit[peers]'"
+#: how much coarser than a peer was made for its pixels may be before its classes are
+#: unreliable (the rule of predict/writer.py's COARSEST for the default model)
+COARSEST = 8
 # what the cards' scores were measured on (`cloudkit evaluate --reference PEER`): real scenes
 # of ../shared/data, with other algorithms' masks as labels, not human ones
 _T29UNU = "T29UNU (L2A) at 60 m, 2.0 M pixels"
@@ -71,6 +74,9 @@ class Peer:
     threshold: float = 0.5
     #: the pixel size in metres it must be read at least as coarse as (predict); None: any
     works_at: float | None = None
+    #: the pixel size in metres it was made for (its card's); pixels far coarser are outside
+    #: what it knows (:meth:`out_of_domain`)
+    made_for: float | None = None
 
     @classmethod
     def installed(cls) -> bool:
@@ -124,6 +130,17 @@ class Peer:
         codes = np.asarray(self.codes, dtype=np.uint8)
         return codes[np.argmax(probabilities, axis=1)]
 
+    @classmethod
+    def out_of_domain(cls, resolution: float) -> str | None:
+        """Why its classes are unreliable on pixels of ``resolution`` metres, or None: more
+        than :data:`COARSEST` times coarser than it was made for (the default model's rule)."""
+        if cls.made_for is None or not resolution > COARSEST * cls.made_for:
+            return None
+        return (
+            f"read at {resolution:g} m, more than {COARSEST}x coarser than the "
+            f"{cls.made_for:g} m {cls.name} was made for: its classes are unreliable there"
+        )
+
     def check_task(self, task) -> None:
         """CloudkitError unless the peer tells apart every class of ``task`` (a
         `data.tasks.Task`): each code it does not predict must fall in the class of the code
@@ -174,6 +191,7 @@ class UkisCsmask(Peer):
     )
     codes = (LABEL_CLEAR, LABEL_THICK_CLOUD, LABEL_CLOUD_SHADOW)
     calls = {LABEL_THIN_CLOUD: LABEL_THICK_CLOUD}
+    made_for = 30.0  # its card: about 30 m
     # its ONNX graphs take exactly 256 x 256; its own tiling overlaps windows by 20 %
     window = 256
     overlap = 32
@@ -277,6 +295,7 @@ class S2Cloudless(Peer):
     )
     codes = (LABEL_CLEAR, LABEL_THICK_CLOUD)
     calls = {LABEL_THIN_CLOUD: LABEL_THICK_CLOUD, LABEL_CLOUD_SHADOW: LABEL_CLEAR}
+    made_for = 160.0  # its card: trained at 160 m
     # a pixel classifier: no context, so windows need not overlap
     window = 512
     overlap = 0
@@ -339,6 +358,7 @@ class DlL8S2Uv(Peer):
     overlap = dl_l8s2_uv.OVERLAP
     threshold = 0.5  # cloud where the probability is at least this
     works_at = dl_l8s2_uv.WORKS_AT
+    made_for = dl_l8s2_uv.WORKS_AT
 
     @classmethod
     def installed(cls) -> bool:

@@ -22,6 +22,7 @@ import numpy as np
 
 from cloudkit import kernels
 from cloudkit.data.reflectance import ValueScale
+from cloudkit.errors import InvalidSceneError
 from cloudkit.io.grid import GridPlan
 from cloudkit.io.level import processing_level, require_level
 from cloudkit.io.scene import LABEL_NODATA
@@ -46,7 +47,14 @@ class Teacher:
             processing_level(scene), scene.scene_id, f"--labels-from {self.peer.name}"
         )
         what = f"{scene.scene_id} (tiled bands {','.join(plan.bands)})"
-        return self.peer.bands_for(plan.bands, level, what=what), level
+        bands = self.peer.bands_for(plan.bands, level, what=what)
+        problem = self.peer.out_of_domain(plan.resolution)
+        if problem is not None:  # its labels would be stored as truth, with no warning
+            raise InvalidSceneError(
+                f"{scene.scene_id}: --labels-from {self.peer.name}: {problem}; tile at a "
+                "finer --resolution or label it with a teacher made for such pixels"
+            )
+        return bands, level
 
     def begin_scene(self, job: SceneJob) -> SceneLabeller:
         bands, level = self.bands_for(job.plan)

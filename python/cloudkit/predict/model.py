@@ -51,6 +51,9 @@ class ModelInfo:
     resolution: float | None = None
     #: windows' overlap the model was made for (None: `config.default_overlap`)
     overlap: int | None = None
+    #: the pixel size (m) it was made for, where that is not ``resolution`` (a peer's card);
+    #: masks of pixels far coarser are flagged (predict/writer.py)
+    made_for: float | None = None
     #: a binary task's rule: the positive class where its probability exceeds this
     threshold: float = 0.5
 

@@ -74,6 +74,7 @@ class PeerPredictor:
             overlap=self.peer.overlap,
             threshold=self.peer.threshold,
             resolution=self.peer.works_at,
+            made_for=self.peer.made_for,
         )
         self._level: str | None = None
 

@@ -266,10 +266,11 @@ def _check_same_product(text: bytes | None, summary: Path | str, plan: GridPlan)
 
 def _warnings(plan: GridPlan, info) -> list[str]:
     """What a user must know to trust the mask: said, even though the run succeeds."""
-    if info.resolution and plan.resolution > COARSEST * info.resolution:
+    made_for = info.made_for or info.resolution  # a peer's card, or the model's own size
+    if made_for and plan.resolution > COARSEST * made_for:
         return [
             f"read at {plan.resolution:g} m, more than {COARSEST}x coarser than the "
-            f"{info.resolution:g} m this model works at: its classes are unreliable there"
+            f"{made_for:g} m this model works at: its classes are unreliable there"
         ]
     return []
 
