@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cloudkit.errors import OptionError, TileShapeError
+from cloudkit.sun import SunAngles
 
 
 class Method(str, enum.Enum):
@@ -36,6 +37,23 @@ class Device(str, enum.Enum):
     auto = "auto"
     cpu = "cpu"
     cuda = "cuda"
+
+
+class Arch(str, enum.Enum):
+    """Encoder architecture (cloudkit.models.archs): torchvision networks, no pretrained
+    weights."""
+
+    resnet18 = "resnet18"  # the paper's and the default
+    mobilenet_v3_large = "mobilenet_v3_large"  # light: about a quarter of ResNet-18's parameters
+    efficientnet_b0 = "efficientnet_b0"
+    regnet_y_400mf = "regnet_y_400mf"
+
+
+class Shadows(str, enum.Enum):
+    """Which cloud shadows a mask keeps (cloudkit.shadows)."""
+
+    geometric = "geometric"  # only those a cloud of the scene (or beyond its edge) casts
+    model = "model"  # every pixel the model calls shadow
 
 
 class Decode(str, enum.Enum):
@@ -131,6 +149,7 @@ class PretrainConfig:
     crop: int | None = None  # view edge in pixels; default min(256, tile size)
     # an encoder of the 13 band slots; each view keeps its own random band subset
     any_bands: bool = False
+    arch: Arch = Arch.resnet18  # the encoder's architecture
     min_valid: float = 0.5
     workers: int | None = None  # DataLoader worker processes (per process)
     seed: int = 0
@@ -145,6 +164,7 @@ class PretrainConfig:
         object.__setattr__(self, "out", Path(self.out))
         object.__setattr__(self, "method", Method(self.method))
         object.__setattr__(self, "views", Views(self.views))
+        object.__setattr__(self, "arch", Arch(self.arch))
         object.__setattr__(self, "device", Device(self.device))
         if self.prototypes is not None:
             object.__setattr__(self, "prototypes", tuple(int(p) for p in self.prototypes))
@@ -270,6 +290,8 @@ class FinetuneOptions:
     workers: int | None = None
     # a model for any product: the 13 band slots, stores of any bands, random band subsets
     any_bands: bool = False
+    # the encoder's architecture; None: the --init checkpoint's, ResNet-18 from random weights
+    arch: Arch | None = None
     # share of training crops that get synthetic clouds and shadows (data/training_crops.py)
     synthetic: float = 0.0
     # (lo, hi) metres: each training crop is seen at a resolution drawn in this range
@@ -288,6 +310,8 @@ class FinetuneOptions:
             object.__setattr__(self, "resolutions", tuple(float(r) for r in self.resolutions))
         object.__setattr__(self, "task", TaskName(self.task))
         object.__setattr__(self, "head", Head(self.head))
+        if self.arch is not None:
+            object.__setattr__(self, "arch", Arch(self.arch))
         object.__setattr__(self, "device", Device(self.device))
 
     def validate(self) -> None:
@@ -571,6 +595,8 @@ class PredictOptions(SceneOptions):
     probabilities: bool = False
     quicklook: bool = False
     overwrite: bool = False
+    shadows: Shadows = Shadows.geometric
+    sun_angles: SunAngles | None = None  # --sun-angles: for every scene, instead of its own
 
     def validate(self) -> None:
         super().validate()

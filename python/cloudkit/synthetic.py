@@ -13,6 +13,7 @@ stores as labels.
 
 from __future__ import annotations
 
+import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,9 @@ _CIRRUS_B10 = 0.06
 _CIRRUS_VEIL = 0.35
 #: atmospheric path reflectance per band, which a shadow does not darken
 _PATH = (0.09, 0.065, 0.04, 0.025, 0.02, 0.015, 0.012, 0.01, 0.01, 0.005, 0.0, 0.003, 0.002)
+#: height of the cumulus whose shadows the products cast (metres): with the shadow's reach it
+#: sets the sun zenith their metadata records
+CUMULUS_HEIGHT_M = 1500.0
 #: share of a band's surface signal a full shadow removes (the direct sun's)
 _SHADOW_DEPTH = (0.5, 0.55, 0.62, 0.68, 0.7, 0.72, 0.74, 0.75, 0.75, 0.76, 0.0, 0.8, 0.8)
 
@@ -123,6 +127,10 @@ def write_l1c_safe(
     (tmp / "MTD_MSIL1C.xml").write_text(
         _mtd_xml(name, baseline, granule, prefix, offset), encoding="utf-8"
     )
+    # the sun the shadows were cast with, where a real product keeps it
+    (tmp / "GRANULE" / granule / "MTD_TL.xml").write_text(
+        _tile_xml(*scene.sun_angles()), encoding="utf-8"
+    )
     if mask is not None:
         _write_mask(mask, scene, crs, x0, y0)
     tmp.rename(final)
@@ -173,9 +181,20 @@ class _Scene:
         cirrus: np.ndarray,
         nodata: np.ndarray,
         shadow: np.ndarray,
+        shadow_azimuth: float = 0.0,
+        shadow_reach_m: float = 0.0,
     ):
         self.classes, self.cloud, self.cirrus, self.nodata = classes, cloud, cirrus, nodata
         self.shadow = shadow
+        #: where the shadow went from the cloud: azimuth (degrees, clockwise from north)
+        #: and distance, as cast (the pixel shift rounded)
+        self.shadow_azimuth, self.shadow_reach_m = shadow_azimuth, shadow_reach_m
+
+    def sun_angles(self) -> tuple[float, float]:
+        """(azimuth, zenith) of a sun that casts these shadows from cumulus at
+        ``CUMULUS_HEIGHT_M``: opposite the shadow, as high as the shadow's reach says."""
+        zenith = math.degrees(math.atan(self.shadow_reach_m / CUMULUS_HEIGHT_M))
+        return (self.shadow_azimuth + 180.0) % 360.0, zenith
 
     @classmethod
     def generate(cls, n60: int, rng: np.random.Generator) -> _Scene:
@@ -200,7 +219,10 @@ class _Scene:
         ys, yd = _shifted(n60, dy)
         xs, xd = _shifted(n60, dx)
         shadow[yd, xd] = cloud[ys, xs]
-        return cls(classes, cloud, cirrus, nodata, shadow)
+        # rows run south, columns east
+        shadow_azimuth = math.degrees(math.atan2(dx, -dy)) % 360.0
+        reach = 60.0 * math.hypot(dx, dy)
+        return cls(classes, cloud, cirrus, nodata, shadow, shadow_azimuth, reach)
 
     def labels(self) -> np.ndarray:
         """Exact classes on the 60 m grid, in cloudkit's codes (255 outside the swath): thick
@@ -268,6 +290,21 @@ def _bilinear(grid: np.ndarray, n: int) -> np.ndarray:
 
 def _repeat(a: np.ndarray, k: int) -> np.ndarray:
     return a if k == 1 else np.repeat(np.repeat(a, k, axis=0), k, axis=1)
+
+
+def _tile_xml(azimuth: float, zenith: float) -> str:
+    return f"""<?xml version="1.0" encoding="UTF-8" standalone="no"?>
+<n1:Level-1C_Tile_ID xmlns:n1="https://psd-14.sentinel2.eo.esa.int/PSD/S2_PDI_Level-1C_Tile_Metadata.xsd">
+  <n1:Geometric_Info>
+    <Tile_Angles>
+      <Mean_Sun_Angle>
+        <ZENITH_ANGLE unit="deg">{zenith:.6f}</ZENITH_ANGLE>
+        <AZIMUTH_ANGLE unit="deg">{azimuth:.6f}</AZIMUTH_ANGLE>
+      </Mean_Sun_Angle>
+    </Tile_Angles>
+  </n1:Geometric_Info>
+</n1:Level-1C_Tile_ID>
+"""
 
 
 def _mtd_xml(name: str, baseline: str, granule: str, prefix: str, offset: int) -> str:

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from cloudkit.cli._options import DeviceChoice, Resolution, Workers, decode_option, scene_paths
-from cloudkit.config import Decode, Device
+from cloudkit.config import Decode, Device, Shadows
 
 
 class Precision(str, enum.Enum):
@@ -98,6 +98,27 @@ def predict(
             help="Predict the small L1C product that ships with cloudkit (no SCENES needed).",
         ),
     ] = False,
+    shadows: Annotated[
+        Shadows,
+        typer.Option(
+            "--shadows",
+            help="geometric: keep a cloud-shadow pixel only where a cloud of the scene casts "
+            "it along the sun's direction (or one beyond the scene's edge could); model: keep "
+            "every pixel the model calls shadow. The summary says what the check removed.",
+            case_sensitive=False,
+        ),
+    ] = Shadows.geometric,
+    sun_angles: Annotated[
+        str | None,
+        typer.Option(
+            "--sun-angles",
+            metavar="AZIMUTH,ZENITH",
+            help="The sun's azimuth (clockwise from north) and zenith in degrees, for every "
+            "scene. Default: each product's metadata, else computed from its acquisition "
+            "time and place, else estimated from the mask.",
+            show_default=False,
+        ),
+    ] = None,
     cluster: Annotated[
         str | None,
         typer.Option(
@@ -130,6 +151,7 @@ def predict(
     from cloudkit.model_zoo import load_predictor
     from cloudkit.pipeline.run import SKIPPED
     from cloudkit.predict.writer import PREDICTED, predict_paths
+    from cloudkit.sun import parse_sun_angles
 
     paths = scene_paths(scenes, sample)
     target: Path | str = out if is_url(out) else Path(out)  # s3:// stays a URL
@@ -143,6 +165,8 @@ def predict(
         probabilities=probabilities,
         quicklook=quicklook,
         overwrite=overwrite,
+        shadows=shadows,
+        sun_angles=parse_sun_angles(sun_angles) if sun_angles is not None else None,
     )
     load = {"device": device.value, "precision": precision.value, "compile": compile_model}
     if cluster is None:
@@ -165,6 +189,12 @@ def predict(
                 f"{_pct(s['shadow_percent'])}, valid {_pct(s['valid_percent'])} "
                 f"({r.windows} windows in {r.seconds:.1f} s)"
             )
+            check = s.get("shadow_check") or {}
+            if check.get("removed_pixels"):
+                typer.echo(
+                    f"  shadow check: {check['removed_percent']:.1f} % of the model's shadow "
+                    "removed (no cloud casts it)"
+                )
             for warning in s.get("warnings", []):
                 typer.echo(f"  warning: {warning}", err=True)
         elif r.status == SKIPPED:

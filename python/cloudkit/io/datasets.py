@@ -18,8 +18,15 @@ from cloudkit.bands import BY_NAME, L1C_BANDS, L2A_BANDS, esa_order
 from cloudkit.errors import InvalidSceneError, SceneNotFoundError, UnknownLayoutError
 from cloudkit.io.labels import CLOUDSEN12_LUT, SCL_LUT, WHUS2_LUT
 from cloudkit.io.level import PRODUCT_TYPES, level_in_name
-from cloudkit.io.raster import RASTER_SUFFIXES, read_header
+from cloudkit.io.raster import RASTER_SUFFIXES, read_header, read_tags
 from cloudkit.io.scene import SENTINEL2_QUANTIFICATION, BandSource, LabelSource, Scene
+from cloudkit.io.sun_metadata import (
+    iso_time,
+    stac_angles,
+    tag_angles,
+    tile_xml_angles,
+    time_in_name,
+)
 
 # Since baseline 04.00 (January 2022) ESA shifts every band's DN by +1000.
 _HARMONISED_BASELINE = (4, 0)
@@ -120,7 +127,17 @@ def read_band_folder(
         labels=labels,
         processing_baseline=meta.get("baseline"),
         product_type=meta.get("product_type"),
+        sun=meta.get("sun") or _aws_tile_angles(folder, names),
+        acquired=meta.get("acquired") or time_in_name(folder.name),
     )
+
+
+def _aws_tile_angles(folder: Path, names: Sequence[str] | None):
+    """The AWS tile layout's ``metadata.xml`` (the granule's MTD_TL.xml), where present."""
+    xml = folder / "metadata.xml"
+    if names is not None or not xml.is_file():
+        return None
+    return tile_xml_angles(xml)
 
 
 def _folder_metadata(
@@ -135,10 +152,20 @@ def _folder_metadata(
             continue
         if "productName" in doc:  # AWS tileInfo.json
             meta.update(_product_name_metadata(str(doc["productName"])))
+            acquired = iso_time(doc.get("timestamp")) or time_in_name(str(doc["productName"]))
+            if acquired is not None:
+                meta["acquired"] = acquired
         elif doc.get("type") == "Feature" and isinstance(doc.get("assets"), dict):
             stac = _stac_metadata(folder, doc, names)
             if "quantification" in stac:
                 stac["radiometry_file"] = path
+            props = doc.get("properties") if isinstance(doc.get("properties"), dict) else {}
+            sun = stac_angles(path, props)
+            if sun is not None:
+                stac["sun"] = sun
+            acquired = iso_time(props.get("datetime"))
+            if acquired is not None:
+                stac["acquired"] = acquired
             meta.update(stac)
     return meta
 
@@ -256,6 +283,8 @@ def read_geotiff(path: Path) -> Scene:
         layout="geotiff",
         bands={b: bands[b] for b in esa_order(list(bands))},
         add_offset={b: 0 for b in bands},
+        sun=tag_angles(path, read_tags(path)),
+        acquired=time_in_name(path.stem),
     )
 
 
@@ -347,6 +376,8 @@ def _cloudsen12_scene(csv_path: Path, line: int, row: dict[str, str], sample: Pa
         f"cloudsen12/{row['roi_id']}/{row['s2_id_gee']}", sample, "cloudsen12", image, 10
     )
     scene.labels, scene.split = labels, split
+    # s2_id_gee starts with the datatake's sensing time: the sun is computed from it
+    scene.acquired = time_in_name(row["s2_id_gee"])
     return scene
 
 

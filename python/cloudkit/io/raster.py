@@ -64,6 +64,18 @@ def read_header(path: Path) -> RasterHeader:
         ) from err
 
 
+def read_tags(path: Path) -> dict[str, str]:
+    """The dataset-level metadata tags of a raster (``{}`` where GDAL reads none)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(str(path)) as ds:
+                return dict(ds.tags())
+    except RasterioError as err:
+        reason = " ".join(str(err).split())
+        raise InvalidSceneError(f"{path}: not a readable raster ({reason})") from err
+
+
 def _reduced_levels(ds) -> int:
     """The JPEG 2000 resolution levels GDAL shows as overviews: 2, 4, 8... times coarser."""
     if ds.driver != "JP2OpenJPEG" or ds.count < 1:

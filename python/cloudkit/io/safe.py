@@ -17,6 +17,7 @@ from cloudkit.errors import InvalidSceneError, SceneNotFoundError
 from cloudkit.io.labels import SCL_LUT
 from cloudkit.io.raster import RASTER_SUFFIXES, find_raster
 from cloudkit.io.scene import SENTINEL2_QUANTIFICATION, BandSource, LabelSource, Scene
+from cloudkit.io.sun_metadata import iso_time, safe_angles, time_in_name
 
 #: Metadata file name -> cloudkit layout name.
 MTD_LAYOUTS = {"MTD_MSIL1C.xml": "l1c-safe", "MTD_MSIL2A.xml": "l2a-safe"}
@@ -93,6 +94,9 @@ def read_safe(path: Path, *, scl_labels: bool = False) -> Scene:
         processing_baseline=_text(root, "General_Info", "Product_Info", "PROCESSING_BASELINE"),
         product_type=_text(root, "General_Info", "Product_Info", "PRODUCT_TYPE"),
         missing={b: missing[b] for b in band_names if b in missing},
+        sun=safe_angles(product),
+        acquired=iso_time(_text(root, "General_Info", "Product_Info", "PRODUCT_START_TIME"))
+        or time_in_name(product.name),
     )
 
 

@@ -7,9 +7,12 @@ here. The tiler picks one file per band for the target grid (``io/grid.py``) and
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+
+from cloudkit.sun import SunAngles
 
 #: Sentinel-2's quantification value, in every product so far: reflectance = (DN + add_offset)
 #: / 10000. The default where a product's metadata does not say.
@@ -74,6 +77,10 @@ class Scene:
     # files the product's own metadata lists but that are absent on disk, by band
     missing: dict[str, list[Path]] = field(default_factory=dict)
     split: str | None = None  # dataset split when the layout has one ("train", "test", ...)
+    # the mean sun (and view) angles the product's metadata records; None: it does not
+    sun: SunAngles | None = None
+    # when it was acquired (UTC), where known: sun angles are computed from it otherwise
+    acquired: datetime | None = None
 
     def offset_of(self, band: str) -> int:
         return int(self.add_offset.get(band, 0))

@@ -109,6 +109,7 @@ _PARTIALS = (
     ("probabilities", "tif"),
     ("probabilities", "cog"),
     ("quicklook", "png"),
+    ("fallback", "u8"),  # the shadow check's other class of each pixel (raw bytes)
 )
 
 
@@ -173,6 +174,7 @@ class MaskWriter:
         probabilities: bool = False,
         quicklook: bool = False,
         threads: int | None = None,
+        fallback: bool = False,
     ) -> None:
         if height < 1 or width < 1:
             raise ValueError(f"scene size must be positive, got {height} x {width}")
@@ -198,6 +200,8 @@ class MaskWriter:
         self._ql_background: list[np.ndarray] = []
         self._class_counts = np.zeros(NODATA + 1, np.int64)  # of every pixel, for the legend
         self._lock: SceneLock | None = None
+        # a second class per pixel, on disk beside the mask: what rewrite_classes may use
+        self._fallback: np.memmap | None = None
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             self._lock = SceneLock(self.out_dir, scene_id)
@@ -205,6 +209,10 @@ class MaskWriter:
             self._mask_ds = self._open_mask()
             if probabilities:
                 self._prob_ds = self._open_probabilities()
+            if fallback:
+                self._fallback = np.lib.format.open_memmap(
+                    self._partial("fallback", "u8"), "w+", np.uint8, (self.height, self.width)
+                )
         except OutputError:
             self.abort()
             raise
@@ -272,13 +280,16 @@ class MaskWriter:
         classes: np.ndarray,
         probabilities: np.ndarray | None = None,
         rgb: np.ndarray | None = None,
+        fallback: np.ndarray | None = None,
     ) -> None:
         """Write rows ``row0 .. row0 + len(classes)`` of the scene.
 
         ``classes``: (rows, width) class codes, 255 at no-data; ``probabilities``: float32
         (K, rows, width), NaN at no-data, required when the writer was made with
         ``probabilities=True``; ``rgb``: float32 reflectance (3, rows, width) of B04, B03,
-        B02 for the quicklook, or None. Strips must follow each other without gap or overlap.
+        B02 for the quicklook, or None; ``fallback``: (rows, width) class codes kept for
+        :meth:`rewrite_classes`, required when the writer was made with ``fallback=True``.
+        Strips must follow each other without gap or overlap.
         """
         self._check_open()
         classes = self._check_classes(classes, row0)
@@ -292,16 +303,21 @@ class MaskWriter:
             )
         if rgb is not None:
             rgb = self._check_stack(rgb, 3, rows, "rgb")
+        if self._fallback is not None and fallback is None:
+            raise ValueError("this writer keeps fallback classes: pass them with every strip")
         try:
             self._mask_ds.write(classes, 1, window=window)
             if self._prob_ds is not None:
                 self._prob_ds.write(probabilities, window=window)
+            if self._fallback is not None:
+                self._fallback[row0 : row0 + rows] = self._check_classes(fallback, row0)
         except OSError as err:  # a full disk, a folder gone read-only
             error = self._cannot_write(err)  # before the partial files free their space
             self.abort()
             raise error from None
         if self._q:
-            self._keep_quicklook_rows(row0, classes, rgb)
+            self._keep_quicklook_background(row0, classes.shape[0], rgb)
+        self._keep_class_rows(row0, classes)
         self._next_row = row0 + rows
 
     def _check_open(self) -> None:
@@ -337,18 +353,64 @@ class MaskWriter:
             raise ValueError(f"{what} must be ({bands}, {rows}, {self.width}), got {array.shape}")
         return array
 
-    def _keep_quicklook_rows(self, row0: int, classes: np.ndarray, rgb: np.ndarray | None):
+    def _keep_class_rows(self, row0: int, classes: np.ndarray) -> None:
+        """Counts for the legend and every q-th row and column for the quicklook."""
+        if not self._q:
+            return
         q = self._q
         self._class_counts += np.bincount(classes.ravel(), minlength=NODATA + 1)
         first = -row0 % q  # first row of this strip that is a multiple of q
         cls = classes[first::q, ::q]
-        if cls.shape[0] == 0:
+        if cls.shape[0]:
+            self._ql_classes.append(cls.copy())
+
+    def _keep_quicklook_background(self, row0: int, rows: int, rgb: np.ndarray | None):
+        q = self._q
+        first = -row0 % q
+        kept = len(range(first, rows, q))
+        if kept == 0:
             return
-        self._ql_classes.append(cls.copy())
         if rgb is None:
-            self._ql_background.append(np.full((3, *cls.shape), QUICKLOOK_GREY, np.uint8))
+            width = len(range(0, self.width, q))
+            self._ql_background.append(np.full((3, kept, width), QUICKLOOK_GREY, np.uint8))
         else:
             self._ql_background.append(_true_colour(rgb[:, first::q, ::q]))
+
+    def rewrite_classes(self, change, rows: int = 512) -> None:
+        """After the last row, before :meth:`build`: pass every strip of the mask (its row,
+        its classes and its fallback classes) through ``change`` and keep what it returns."""
+        self._check_open()
+        if self._next_row != self.height:
+            raise ValueError(f"rows of {self.scene_id} are still to come; rewrite after the last")
+        if self._fallback is None:
+            raise ValueError("this writer keeps no fallback classes to rewrite with")
+        self._class_counts[:] = 0
+        self._ql_classes = []
+        try:
+            self._mask_ds.close()
+            with rasterio.Env(**_GDAL_ENV), rasterio.open(self._partial("mask", "tif"), "r+") as ds:
+                for row0 in range(0, self.height, rows):
+                    n = min(rows, self.height - row0)
+                    window = Window(0, row0, self.width, n)
+                    classes = ds.read(1, window=window)
+                    changed = change(row0, classes, np.asarray(self._fallback[row0 : row0 + n]))
+                    if changed is not classes:
+                        ds.write(self._check_classes_at(changed, n), 1, window=window)
+                    self._keep_class_rows(row0, changed)
+        except OSError as err:
+            error = self._cannot_write(err)
+            self.abort()
+            raise error from None
+        except BaseException:
+            self.abort()
+            raise
+
+    def _check_classes_at(self, classes: np.ndarray, rows: int) -> np.ndarray:
+        if classes.shape != (rows, self.width):
+            raise ValueError(
+                f"rewritten classes must be ({rows}, {self.width}), got {classes.shape}"
+            )
+        return classes.astype(np.uint8, copy=False)
 
     # -- finishing --------------------------------------------------------------------------
 
@@ -397,7 +459,8 @@ class MaskWriter:
                 "probabilities": self.paths.probabilities.name if with_probabilities else None,
                 "quicklook": self.paths.quicklook.name if with_quicklook else None,
             }
-            _remove_partials(self.out_dir, self.scene_id)  # GDAL side files, if any
+            self._fallback = None
+            _remove_partials(self.out_dir, self.scene_id)  # GDAL side files, the fallback
             write_json({**summary, "outputs": outputs}, self.paths.summary)
         except OSError as err:
             error = self._cannot_write(err)
@@ -484,6 +547,7 @@ class MaskWriter:
                 with contextlib.suppress(OSError, RasterioError):
                     ds.close()
         self._ql_classes, self._ql_background = [], []
+        self._fallback = None  # the mapping goes; the file goes with the other partials
         if self._lock is not None:  # another run's claim: its files are not ours to delete
             _remove_partials(self.out_dir, self.scene_id)
         self._release()

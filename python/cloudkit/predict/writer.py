@@ -24,12 +24,14 @@ from cloudkit.errors import InvalidSceneError
 from cloudkit.io.grid import GridPlan, plan_grid
 from cloudkit.io.location import is_url
 from cloudkit.io.scene import Scene
+from cloudkit.io.sun_metadata import plan_sun
 from cloudkit.pipeline.run import Progress, Summary, run_scenes
 from cloudkit.pipeline.writer import SceneJob, SceneTally, SceneWriter, Written
 from cloudkit.predict.blend import BlendedRows, RowBlender
 from cloudkit.predict.model import Predictor
 from cloudkit.predict.output import MaskWriter, OutputPaths, is_complete, output_paths
 from cloudkit.predict.remote_outputs import RemoteOutputs
+from cloudkit.predict.shadow_pass import GEOMETRIC, ShadowPass, sun_report
 
 PREDICTED = "predicted"
 #: Class code of pixels outside the swath (some band has no data) in the mask.
@@ -38,7 +40,7 @@ NODATA = 255
 CLOUD_CLASSES = ("cloud", "thick cloud", "thin cloud")
 SHADOW_CLASSES = ("shadow", "cloud shadow")
 #: Stages of a scene's wall time in its summary ("read" is the pipeline's decoding).
-STAGES = ("read", "preprocess", "model", "write")
+STAGES = ("read", "preprocess", "model", "shadows", "write")
 _RGB = ("B04", "B03", "B02")
 
 
@@ -74,6 +76,8 @@ class PredictionWriter(SceneWriter):
         self._blender: RowBlender | None = None
         self._counts: _ClassCounts | None = None
         self._rgb: list[int] | None = None  # where B04, B03, B02 are, for the quicklook
+        self._shadows: ShadowPass | None = None  # the geometric check of the scene's shadow
+        self._shadow_check: dict = {}
 
     def plan(self, scene: Scene) -> GridPlan:
         """The scene's grid for the bands the model reads, or an error that says what would
@@ -120,6 +124,7 @@ class PredictionWriter(SceneWriter):
         )
         self._counts = _ClassCounts(len(info.classes))
         self._job = job
+        self._begin_shadow_check(plan)
         self._masks = MaskWriter(
             self.out_dir,
             plan.scene.scene_id,
@@ -131,7 +136,24 @@ class PredictionWriter(SceneWriter):
             probabilities=self.options.probabilities,
             quicklook=self.options.quicklook,
             threads=self.options.threads,
+            fallback=self._shadows is not None,
         )
+
+    def _begin_shadow_check(self, plan: GridPlan) -> None:
+        """The scene's sun angles, and its shadow check unless asked for the model's shadow
+        or the model has no shadow class."""
+        info, given = self.predictor.info, self.options.sun_angles
+        self._shadows, self._shadow_check = None, {}
+        if str(getattr(self.options.shadows, "value", self.options.shadows)) == GEOMETRIC:
+            check = ShadowPass(plan, info.classes, info.task, given)
+            if check.active:
+                self._shadows = check
+                return
+            self._shadow_check = {"method": GEOMETRIC, "sun": sun_report(check.sun)}
+            self._shadow_check["note"] = "the model has no shadow class: nothing to check"
+            return
+        sun, _ = plan_sun(plan, given)
+        self._shadow_check = {"method": "model", "sun": sun_report(sun)}
 
     def write_row(self, row: int, bands: list[np.ndarray], labels: np.ndarray | None) -> int:
         job, windows = self._job, self._job.windows
@@ -154,9 +176,17 @@ class PredictionWriter(SceneWriter):
         return len(keep)
 
     def commit_scene(self, job: SceneJob) -> Written:
+        if self._shadows is not None:
+            with job.tally.stage("shadows"):
+                self._shadows.decide()
+                self._masks.rewrite_classes(self._shadows.apply)
+                self._counts.move_shadow(self._shadows.codes.shadow, self._shadows.changes)
+                self._shadow_check = self._shadows.report()
+            self._shadows = None
         with job.tally.stage("write"):
             self._masks.build()  # compress, overviews: timed as writing
         summary = _summary(job, self.predictor, self.options, self._counts)
+        summary["shadow_check"] = self._shadow_check
         summary["timings"] = _timing_summary(job.tally)
         outputs = self._masks.finish(summary)
         self._masks = None
@@ -165,6 +195,7 @@ class PredictionWriter(SceneWriter):
         return Written(outputs, summary)
 
     def abort_scene(self) -> None:
+        self._shadows = None
         if self._masks is not None:
             self._masks.abort()
             self._masks = None
@@ -184,10 +215,13 @@ class PredictionWriter(SceneWriter):
             per_class = p if with_probs else None
         classes[~rows.valid] = NODATA
         self._counts.add(classes)
+        fallback = None
+        if self._shadows is not None:
+            fallback = self._shadows.add(rows.row0, classes, p, rows.valid)
         rgb = None
         if rows.pasted is not None:
             rgb = self.predictor.values_for(_RGB).reflectance(rows.pasted)
-        self._masks.write_rows(rows.row0, classes, per_class, rgb)
+        self._masks.write_rows(rows.row0, classes, per_class, rgb, fallback)
 
 
 def mask_classes(task: str, probabilities: np.ndarray) -> np.ndarray:
@@ -228,6 +262,11 @@ class _ClassCounts:
         counts = np.bincount(classes.ravel(), minlength=256)
         self.per_class += counts[: len(self.per_class)]
         self.pixels += classes.size
+
+    def move_shadow(self, shadow: int, gained: np.ndarray) -> None:
+        """The shadow check gave ``gained[k]`` shadow pixels to class k."""
+        self.per_class += gained
+        self.per_class[shadow] -= int(gained.sum())
 
     @property
     def valid(self) -> int:
