@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+import zarr
 from affine import Affine
 from rasterio.enums import Resampling
 
@@ -335,7 +336,10 @@ class TestCommands:
             product.path, store, resolution=20, tile_size=32, labels_from=tmp_path / "labels"
         )
         assert tiled.scenes[0].status == "tiled" and tiled.tiles > 20  # 36 less no-data ones
-        assert cloudkit.tile(product.path, store, resolution=20, tile_size=32).tiles == 0
+        again = cloudkit.tile(product.path, store, resolution=20, tile_size=32)
+        assert again.tiles == 0 and again.scenes[0].status == "skipped"
+        rgb = cloudkit.tile(product.path, tmp_path / "rgb.zarr", tile_size=32, bands="b04,B03,b02")
+        assert zarr.open_group(str(rgb.store), mode="r").attrs["bands"] == ["B02", "B03", "B04"]
 
         common = {"epochs": 1, "batch_size": 8, "crop": 32, "workers": 0, "device": "cpu"}
         epochs: list[int] = []
@@ -361,6 +365,12 @@ class TestCommands:
         assert scores.task == "cloud" and 0 < scores.tiles <= tiled.tiles
         assert set(scores.metrics["per_class"]) == {"clear", "cloud"}
         assert scores.path is not None and scores.path.is_file()
+
+        if importlib.util.find_spec("s2cloudless") is not None:  # the peers extra
+            peer = cloudkit.evaluate(store, reference="s2cloudless", task="cloud")
+            assert peer.tiles == scores.tiles and peer.metrics["reference"].startswith(
+                "s2cloudless"
+            )
 
         mine = cloudkit.load_model(tuned.checkpoint, device="cpu")
         array = np.full((13, 40, 40), 0.2, dtype=np.float32)
