@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from cloudkit.cli._options import DeviceChoice, MinValid
-from cloudkit.config import Head, TaskName
+from cloudkit.config import Arch, Head, TaskName
 
 _HP = "Fine-tuning (default: the paper's protocol)"
 
@@ -121,6 +121,18 @@ FINETUNE_OPTIONS: dict[str, Any] = {
             help="Train a model that takes any subset of the 13 bands holding B02 B03 B04 "
             "(stores may hold different bands; every crop keeps a random realistic subset). "
             "--store-bands: exactly the stores' bands.",
+            rich_help_panel=_HP,
+        ),
+    ],
+    "arch": Annotated[
+        Arch | None,
+        typer.Option(
+            "--arch",
+            help="The encoder of a model from random weights: resnet18, or a light torchvision "
+            "network (mobilenet_v3_large, efficientnet_b0, regnet_y_400mf). With --init, the "
+            "checkpoint's (naming another is an error).",
+            show_default="the --init checkpoint's; resnet18 from random weights",
+            case_sensitive=False,
             rich_help_panel=_HP,
         ),
     ],

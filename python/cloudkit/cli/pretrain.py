@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from cloudkit.cli._options import MinValid, defaults_from, out_option, stores_argument
-from cloudkit.config import Device, Method, PretrainConfig, Views, parse_int_list
+from cloudkit.config import Arch, Device, Method, PretrainConfig, Views, parse_int_list
 
 _HP = "Hyper-parameters (default: the method's, from the paper)"
 
@@ -161,6 +161,15 @@ def pretrain(
             "stores' bands.",
         ),
     ],
+    arch: Annotated[
+        Arch,
+        typer.Option(
+            "--arch",
+            help="The encoder: resnet18 (the paper's), or a light torchvision network "
+            "(mobilenet_v3_large, efficientnet_b0, regnet_y_400mf; no pretrained weights).",
+            case_sensitive=False,
+        ),
+    ],
     min_valid: MinValid,
     workers: Annotated[
         int | None,
@@ -210,7 +219,7 @@ def pretrain(
         ),
     ],
 ) -> None:
-    """Pretrain a ResNet-18 encoder on tile stores with MoCo v2 or DeepCluster v2.
+    """Pretrain an encoder (ResNet-18, or --arch) on tile stores with MoCo v2 or DeepCluster v2.
 
     Every epoch writes OUT/last.pt (the whole model, the encoder for fine-tuning, optimizer,
     schedule and RNG states; atomically, so a killed run can always --resume) and appends a
@@ -244,6 +253,7 @@ def pretrain(
         views=views,
         crop=crop,
         any_bands=any_bands,
+        arch=arch,
         min_valid=min_valid,
         workers=workers,
         seed=seed,

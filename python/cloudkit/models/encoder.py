@@ -1,9 +1,10 @@
-"""The ResNet-18 encoder of every method, with a first convolution sized to the bands it reads.
+"""The encoder of every method (ResNet-18 by default, or a light torchvision network, see
+`archs.py`), with a first convolution sized to the bands it reads.
 
-An encoder remembers its bands (ESA names, in input-channel order) and carries them in its
-saved state, so a checkpoint can never be applied to data with other bands by accident. An
-*any-band* encoder reads the 13 band slots and takes any subset of them, missing bands as
-NaN channels (`band_slots.py`).
+An encoder remembers its bands (ESA names, in input-channel order) and its architecture and
+carries them in its saved state, so a checkpoint can never be applied to data with other
+bands, or rebuilt as another network, by accident. An *any-band* encoder reads the 13 band
+slots and takes any subset of them, missing bands as NaN channels (`band_slots.py`).
 """
 
 from __future__ import annotations
@@ -12,24 +13,29 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
-from torchvision.models import ResNet, resnet18
 
 from cloudkit.bands import BY_NAME
 from cloudkit.errors import BandMismatchError, CheckpointError
+from cloudkit.models.archs import ARCHS, DEFAULT_ARCH, Arch, get_arch, set_stem, stem
 from cloudkit.models.band_slots import SLOTS, PresenceStem
 from cloudkit.models.state import load_weights
 
-ARCH = "resnet18"
+#: the default architecture (the paper's)
+ARCH = DEFAULT_ARCH
 
 
 class Encoder(nn.Module):
-    """torchvision's ResNet-18 (no pretrained weights) taking ``len(bands)`` channels; outputs
-    the 512-d pooled features (``fc`` is an identity). ``any_bands``: the 13 band slots, any of
-    them NaN when absent (the first convolution is a :class:`PresenceStem`)."""
+    """A torchvision network ``arch`` (no pretrained weights; ResNet-18 by default) taking
+    ``len(bands)`` channels; outputs its pooled features (``out_dim`` of them: 512 for
+    ResNet-18; its classifier is an identity). ``any_bands``: the 13 band slots, any of them
+    NaN when absent (the first convolution is a :class:`PresenceStem`)."""
 
+    #: pooled features of the default architecture; an instance holds its own arch's
     out_dim: int = 512
 
-    def __init__(self, bands: Sequence[str] = SLOTS, *, any_bands: bool = False) -> None:
+    def __init__(
+        self, bands: Sequence[str] = SLOTS, *, any_bands: bool = False, arch: str = ARCH
+    ) -> None:
         super().__init__()
         self.bands: tuple[str, ...] = _checked_bands(bands)
         if any_bands and self.bands != SLOTS:
@@ -38,15 +44,44 @@ class Encoder(nn.Module):
                 f"{','.join(self.bands)}"
             )
         self.any_bands: bool = any_bands
-        self.backbone: ResNet = resnet18(weights=None)
-        conv1 = nn.Conv2d(len(self.bands), 64, kernel_size=7, stride=2, padding=3, bias=False)
-        # the init torchvision gives its own conv1, redone for the new channel count
-        nn.init.kaiming_normal_(conv1.weight, mode="fan_out", nonlinearity="relu")
-        self.backbone.conv1 = PresenceStem(conv1) if any_bands else conv1
-        self.backbone.fc = nn.Identity()
+        spec = get_arch(arch)
+        self.arch: str = spec.name
+        self.out_dim: int = spec.pooled
+        #: channels of the five feature maps of :meth:`features`
+        self.channels: tuple[int, ...] = spec.channels
+        self.backbone: nn.Module = spec.build()
+        old = stem(spec, self.backbone)
+        conv = nn.Conv2d(
+            len(self.bands),
+            old.out_channels,
+            kernel_size=old.kernel_size,
+            stride=old.stride,
+            padding=old.padding,
+            bias=False,
+        )
+        # the init torchvision gives its own first convolution, redone for the channel count
+        nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+        set_stem(spec, self.backbone, PresenceStem(conv) if any_bands else conv)
+
+    @property
+    def spec(self) -> Arch:
+        """What :data:`arch` is (looked up, so the module holds no functions)."""
+        return ARCHS[self.arch]
+
+    def stem(self) -> nn.Module:
+        """The first convolution (a :class:`PresenceStem` in an any-band encoder)."""
+        return stem(self.spec, self.backbone)
+
+    def features(self, x: Tensor) -> list[Tensor]:
+        """(N, C, H, W) -> the five feature maps at strides 2, 4, 8, 16 and 32."""
+        out = []
+        for stage in self.spec.stages(self.backbone):
+            x = stage(x)
+            out.append(x)
+        return out
 
     def forward(self, x: Tensor) -> Tensor:
-        """(N, C, H, W) reflectance -> (N, 512) features."""
+        """(N, C, H, W) reflectance -> (N, out_dim) pooled features."""
         if x.ndim != 4 or x.shape[1] != len(self.bands):
             raise BandMismatchError(
                 f"encoder expects (N, {len(self.bands)}, H, W) for bands {','.join(self.bands)} "
@@ -58,13 +93,14 @@ class Encoder(nn.Module):
 def encoder_state(encoder: Encoder) -> dict:
     """What a checkpoint stores of an encoder: its bands, architecture and weights.
 
-    The weights are the torchvision ResNet's own state dict (keys ``conv1.weight``, ...), so
-    they also load into a plain ``resnet18`` whose conv1 and fc are replaced the same way.
+    The weights are the torchvision network's own state dict (for ResNet-18 keys
+    ``conv1.weight``, ...), so they also load into a plain torchvision model whose first
+    convolution and classifier are replaced the same way.
     Everything in it loads with ``torch.load(..., weights_only=True)``.
     """
     return {
         "bands": list(encoder.bands),
-        "arch": ARCH,
+        "arch": encoder.arch,
         "any_bands": encoder.any_bands,
         "state_dict": encoder.backbone.state_dict(),
     }
@@ -78,12 +114,15 @@ def load_encoder(state: dict) -> Encoder:
             f"not an encoder state: keys {', '.join(missing)} are missing; expected the dict "
             "written by cloudkit.models.encoder_state"
         )
-    if state["arch"] != ARCH:
+    if state["arch"] not in ARCHS:
         raise CheckpointError(
-            f"encoder state is for architecture {state['arch']!r} but cloudkit builds {ARCH!r}"
+            f"encoder state is for architecture {state['arch']!r} but cloudkit builds "
+            f"{', '.join(ARCHS)}"
         )
-    encoder = Encoder(state["bands"], any_bands=bool(state.get("any_bands", False)))
-    load_weights(encoder.backbone, state["state_dict"], f"the encoder weights of a {ARCH}")
+    encoder = Encoder(
+        state["bands"], any_bands=bool(state.get("any_bands", False)), arch=state["arch"]
+    )
+    load_weights(encoder.backbone, state["state_dict"], f"the encoder weights of a {state['arch']}")
     return encoder
 
 
@@ -93,11 +132,14 @@ def as_any_band(encoder: Encoder) -> Encoder:
     encoder pretrained on the 11 bands of an L2A product at 60 m starts an any-band model."""
     if encoder.any_bands:
         return encoder
-    out = Encoder(SLOTS, any_bands=True)
-    state = {k: v for k, v in encoder.backbone.state_dict().items() if k != "conv1.weight"}
+    out = Encoder(SLOTS, any_bands=True, arch=encoder.arch)
+    first = {id(encoder.stem().weight)}
+    named = dict(encoder.backbone.named_parameters())
+    stem_keys = {k for k, v in named.items() if id(v) in first}
+    state = {k: v for k, v in encoder.backbone.state_dict().items() if k not in stem_keys}
     out.backbone.load_state_dict(state, strict=False)
-    source = encoder.backbone.conv1.weight.detach()
-    target = out.backbone.conv1.conv.weight
+    source = encoder.stem().weight.detach()
+    target = out.stem().conv.weight
     with torch.no_grad():
         target.zero_()
         for i, band in enumerate(encoder.bands):

@@ -1,5 +1,6 @@
-"""Segmentation networks on the ResNet-18 encoder: the paper's full-resolution head, a U-Net
-and a light feature-pyramid head.
+"""Segmentation networks on the encoder (ResNet-18, or a light torchvision network: the U-Net
+and light heads read any architecture's five feature maps, `archs.py`): the paper's
+full-resolution head, a U-Net and a light feature-pyramid head.
 
 Three heads, picked by name:
 
@@ -14,9 +15,10 @@ Three heads, picked by name:
     1/4 (layer1), 1/8, 1/16 and 1/32 (layer4); a U-Net decoder climbs back (upsample x2, concat
     the skip, two Conv3x3-BN-ReLU; 256/128/64/32 channels) to 1/2, and a last stage upsamples
     to full resolution, concatenates the input bands and applies Conv3x3-BN-ReLU(16) and a
-    Conv1x1 to the logits. Inputs whose height or width is not a multiple of 32 are padded
-    (reflect where the image is large enough, replicate otherwise) at the bottom and right
-    and the logits cropped back, so any H, W works and the output always matches the input.
+    Conv1x1 to the logits. On a light encoder the decoder is narrower (96/64/32/16, then
+    16). Inputs whose height or width is not a multiple of 32 are padded (reflect where the
+    image is large enough, replicate otherwise) at the bottom and right and the logits
+    cropped back, so any H, W works and the output always matches the input.
 
 ``"light"``
     For fast whole-scene prediction: the unchanged encoder and a feature pyramid on layer1-4
@@ -42,7 +44,8 @@ from torch import Tensor, nn
 from torch.nn import Parameter
 
 from cloudkit.errors import BandMismatchError, CheckpointError
-from cloudkit.models.encoder import ARCH, Encoder
+from cloudkit.models.archs import ARCHS
+from cloudkit.models.encoder import Encoder
 from cloudkit.models.state import load_weights
 
 HEADS = ("unet", "light", "paper")
@@ -76,14 +79,25 @@ class _UpBlock(nn.Module):
 
 
 class _UNetDecoder(nn.Module):
-    def __init__(self, in_chans: int, out_channels: int) -> None:
+    """``channels``: the encoder's five feature maps (strides 2 to 32); ``widths``: the
+    decoder's at 1/16, 1/8, 1/4, 1/2 and full resolution (ResNet-18: 256, 128, 64, 32, 16)."""
+
+    def __init__(
+        self,
+        in_chans: int,
+        out_channels: int,
+        channels: tuple[int, ...] = (64, 64, 128, 256, 512),
+        widths: tuple[int, ...] = (256, 128, 64, 32, 16),
+    ) -> None:
         super().__init__()
-        self.up4 = _UpBlock(512, 256, 256)  # 1/32 -> 1/16 (layer3)
-        self.up3 = _UpBlock(256, 128, 128)  # -> 1/8 (layer2)
-        self.up2 = _UpBlock(128, 64, 64)  # -> 1/4 (layer1)
-        self.up1 = _UpBlock(64, 64, 32)  # -> 1/2 (relu after conv1)
-        self.full = _conv_bn_relu(32 + in_chans, 16)  # -> 1/1, with the input bands
-        self.classifier = nn.Conv2d(16, out_channels, kernel_size=1)
+        c1, c2, c3, c4, c5 = channels
+        w4, w3, w2, w1, full = widths
+        self.up4 = _UpBlock(c5, c4, w4)  # 1/32 -> 1/16 (ResNet: layer3)
+        self.up3 = _UpBlock(w4, c3, w3)  # -> 1/8 (layer2)
+        self.up2 = _UpBlock(w3, c2, w2)  # -> 1/4 (layer1)
+        self.up1 = _UpBlock(w2, c1, w1)  # -> 1/2 (relu after conv1)
+        self.full = _conv_bn_relu(w1 + in_chans, full)  # -> 1/1, with the input bands
+        self.classifier = nn.Conv2d(full, out_channels, kernel_size=1)
 
     def forward(self, x: Tensor, features: list[Tensor]) -> Tensor:
         f1, f2, f3, f4, f5 = features
@@ -100,9 +114,9 @@ class _LightDecoder(nn.Module):
 
     WIDTH = 64
 
-    def __init__(self, out_channels: int) -> None:
+    def __init__(self, out_channels: int, channels: tuple[int, ...] = (64, 128, 256, 512)) -> None:
         super().__init__()
-        self.laterals = nn.ModuleList(nn.Conv2d(c, self.WIDTH, 1) for c in (64, 128, 256, 512))
+        self.laterals = nn.ModuleList(nn.Conv2d(c, self.WIDTH, 1) for c in channels)
         self.fuse = _conv_bn_relu(self.WIDTH, self.WIDTH)
         self.classifier = nn.Conv2d(self.WIDTH, out_channels, kernel_size=1)
 
@@ -156,14 +170,21 @@ class Segmenter(nn.Module):
         self.num_classes: int = num_classes
         self.binary: bool = binary
         self.out_channels: int = 1 if binary else num_classes
+        if head == "paper" and encoder.arch != "resnet18":
+            raise ValueError(
+                f"the paper head is built on ResNet-18, not {encoder.arch}; use the unet or "
+                "light head"
+            )
         self.encoder: Encoder = copy.deepcopy(encoder)
         if head == "paper":
             _set_all_strides_to_one(self.encoder)
             self.decoder: nn.Module = _PaperHead(self.out_channels)
         elif head == "light":
-            self.decoder = _LightDecoder(self.out_channels)
+            self.decoder = _LightDecoder(self.out_channels, encoder.channels[1:])
         else:
-            self.decoder = _UNetDecoder(len(encoder.bands), self.out_channels)
+            self.decoder = _UNetDecoder(
+                len(encoder.bands), self.out_channels, encoder.channels, encoder.spec.decoder
+            )
 
     @property
     def bands(self) -> tuple[str, ...]:
@@ -188,15 +209,8 @@ class Segmenter(nn.Module):
         return logits[..., :h, :w]
 
     def _trunk(self, x: Tensor) -> list[Tensor]:
-        """Features after relu(conv1) and after layer1..layer4."""
-        net = self.encoder.backbone
-        x = net.relu(net.bn1(net.conv1(x)))
-        features = [x]
-        x = net.maxpool(x)
-        for layer in (net.layer1, net.layer2, net.layer3, net.layer4):
-            x = layer(x)
-            features.append(x)
-        return features
+        """The encoder's five feature maps (ResNet-18: after relu(conv1) and layer1..layer4)."""
+        return self.encoder.features(x)
 
 
 def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
@@ -247,7 +261,7 @@ def segmenter_state(model: Segmenter, *, task: str, extra: Mapping | None = None
     _check_plain(extra, "extra")
     return {
         "bands": list(model.bands),
-        "arch": ARCH,
+        "arch": model.encoder.arch,
         "any_bands": model.encoder.any_bands,
         "head": model.head,
         "num_classes": int(model.num_classes),
@@ -266,9 +280,10 @@ def load_segmenter(state: Mapping) -> Segmenter:
             f"not a segmenter state: keys {', '.join(missing)} are missing; expected the dict "
             "written by cloudkit.models.segmentation.segmenter_state"
         )
-    if state["arch"] != ARCH:
+    if state["arch"] not in ARCHS:
         raise CheckpointError(
-            f"segmenter state is for architecture {state['arch']!r} but cloudkit builds {ARCH!r}"
+            f"segmenter state is for architecture {state['arch']!r} but cloudkit builds "
+            f"{', '.join(ARCHS)}"
         )
     if state["head"] not in HEADS:
         raise CheckpointError(
@@ -288,12 +303,16 @@ def load_segmenter(state: Mapping) -> Segmenter:
             "model has 2 classes"
         )
     try:
-        encoder = Encoder(state["bands"], any_bands=bool(state.get("any_bands", False)))
+        encoder = Encoder(
+            state["bands"], any_bands=bool(state.get("any_bands", False)), arch=state["arch"]
+        )
         model = Segmenter(encoder, head=state["head"], num_classes=num_classes, binary=binary)
     except (ValueError, TypeError) as err:  # bands that name no Sentinel-2 band, and the like
         raise CheckpointError(f"segmenter state cannot be rebuilt: {err}") from None
     load_weights(
-        model, state["state_dict"], f"the weights of a {ARCH} with the {state['head']} head"
+        model,
+        state["state_dict"],
+        f"the weights of a {state['arch']} with the {state['head']} head",
     )
     return model
 

@@ -25,7 +25,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cloudkit.models.encoder import Encoder
+from cloudkit.models.encoder import ARCH, Encoder
 from cloudkit.ssl import _dist
 from cloudkit.ssl.heads import ProjectionHead, PrototypeHeads
 from cloudkit.ssl.kmeans import spherical_kmeans
@@ -51,6 +51,7 @@ class DeepClusterV2(nn.Module):
         num_samples: int,
         *,
         any_bands: bool = False,
+        arch: str = ARCH,
         n_prototypes: Sequence[int] = (3000, 3000, 3000),
         dim: int = 128,
         temperature: float = 0.1,
@@ -68,7 +69,7 @@ class DeepClusterV2(nn.Module):
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
         self.temperature = temperature
-        self.backbone = Encoder(bands, any_bands=any_bands)
+        self.backbone = Encoder(bands, any_bands=any_bands, arch=arch)
         self.projector = ProjectionHead(self.backbone.out_dim, 2048, dim)
         self.prototypes = PrototypeHeads(dim, n_prototypes)
         self.bank = EmbeddingBank(num_samples, dim)

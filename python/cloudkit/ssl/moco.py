@@ -23,7 +23,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cloudkit.models.encoder import Encoder
+from cloudkit.models.encoder import ARCH, Encoder
 from cloudkit.ssl import _dist
 from cloudkit.ssl.losses import info_nce
 from cloudkit.ssl.memory_bank import NegativeQueue
@@ -43,6 +43,7 @@ class MoCo(nn.Module):
         bands: Sequence[str],
         *,
         any_bands: bool = False,
+        arch: str = ARCH,
         dim: int = 128,
         queue_size: int = 65536,
         momentum: float = 0.999,
@@ -55,7 +56,7 @@ class MoCo(nn.Module):
             raise ValueError(f"temperature must be positive, got {temperature}")
         self.momentum = momentum
         self.temperature = temperature
-        self.query = Encoder(bands, any_bands=any_bands)
+        self.query = Encoder(bands, any_bands=any_bands, arch=arch)
         self.query_fc = nn.Linear(self.query.out_dim, dim)
         self.key = copy.deepcopy(self.query)
         self.key_fc = copy.deepcopy(self.query_fc)

@@ -36,7 +36,7 @@ from cloudkit.data.tiles import TileDataset
 from cloudkit.data.training_crops import TrainingCrops
 from cloudkit.errors import CheckpointError, CloudkitError, OptionError, StoreError, TileShapeError
 from cloudkit.eval.metrics import ConfusionAccumulator, class_metrics
-from cloudkit.models.encoder import Encoder, as_any_band, check_bands, load_encoder
+from cloudkit.models.encoder import ARCH, Encoder, as_any_band, check_bands, load_encoder
 from cloudkit.models.losses import dice_bce_loss, dice_ce_loss, predict_classes
 from cloudkit.models.segmentation import (
     backbone_parameters,
@@ -64,6 +64,7 @@ _RESUME_FIXED = (
     "min_valid",
     "seed",
     "any_bands",
+    "arch",
     "synthetic",
     "resolutions",
 )
@@ -230,14 +231,25 @@ class FineTuning(Engine):
 
     def build_model(self) -> nn.Module:
         cfg = self.cfg
+        arch = cfg.arch.value if cfg.arch is not None else None
         if cfg.init == RANDOM_INIT:
-            encoder = Encoder(self.tiles.bands, any_bands=cfg.any_bands)
-        elif cfg.any_bands:
-            # an encoder of any bands starts an any-band model: its filters go to their slots
-            encoder = as_any_band(load_init(cfg.init))
+            encoder = Encoder(self.tiles.bands, any_bands=cfg.any_bands, arch=arch or ARCH)
         else:
             encoder = load_init(cfg.init)
-            check_bands(encoder.bands, self.tiles.bands, what=f"store {self.stores}")
+            if arch is not None and encoder.arch != arch:
+                raise OptionError(
+                    f"--arch {arch}: --init {cfg.init} is a {encoder.arch} encoder; drop --arch "
+                    f"or pass --arch {encoder.arch}"
+                )
+            if cfg.any_bands:
+                # an encoder of any bands starts an any-band model: its filters go to their slots
+                encoder = as_any_band(encoder)
+            else:
+                check_bands(encoder.bands, self.tiles.bands, what=f"store {self.stores}")
+        if cfg.head.value == "paper" and encoder.arch != ARCH:
+            raise OptionError(
+                f"--head paper is built on {ARCH}, not {encoder.arch}; use --head unet or light"
+            )
         return build_segmenter(
             encoder,
             head=cfg.head.value,

@@ -142,6 +142,12 @@ class Pretraining(Engine):
                 f"--resume: {path} is a {checkpoint['method']} run but --method is "
                 f"{cfg.method.value}; pass --method {checkpoint['method']} or start a new run"
             )
+        saved_arch = checkpoint.get("config", {}).get("arch", "resnet18")
+        if saved_arch != cfg.arch.value:
+            raise CheckpointError(
+                f"--resume: {path} pretrains a {saved_arch} encoder; resume with --arch "
+                f"{saved_arch}"
+            )
         saved_any = bool(checkpoint.get("config", {}).get("any_bands", False))
         if saved_any != cfg.any_bands:
             flag = "--any-bands" if saved_any else "--store-bands"

@@ -36,6 +36,7 @@ class DeepClusterPretraining(Pretraining):
             self.tiles.bands,
             len(self.tiles),
             any_bands=cfg.any_bands,
+            arch=cfg.arch.value,
             n_prototypes=tuple(cfg.prototypes),
             temperature=cfg.temperature,
         )

@@ -23,6 +23,7 @@ class MoCoPretraining(Pretraining):
         return MoCo(
             self.tiles.bands,
             any_bands=cfg.any_bands,
+            arch=cfg.arch.value,
             queue_size=cfg.queue_size,
             momentum=cfg.moco_momentum,
             temperature=cfg.temperature,
