@@ -244,3 +244,32 @@ class TestCli:
     def test_checkpoint_needs_a_store(self, tmp_path, capsys):
         assert main(["evaluate", str(tmp_path / "x.pt")]) == 1
         assert "expected a checkpoint and at least one store" in capsys.readouterr().err
+
+
+class TestShadowCheck:
+    """`evaluate --shadows geometric`: the default model (clear, thick, thin, shadow) on
+    T29UNU's tiles, each checked with its scene's sun."""
+
+    def test_scores_after_the_check_and_says_what_it_removed(self, store, tmp_path):
+        from cloudkit.model_zoo import shipped_model
+
+        default = shipped_model("default").path
+        some = list(range(0, StoreReader.open(store).num_tiles, 5))  # a fifth: kept quick
+        plain = evaluate_checkpoint(default, [store], batch_size=8, device="cpu", tiles=some)
+        checked = evaluate_checkpoint(
+            default, [store], batch_size=8, device="cpu", tiles=some, shadows="geometric"
+        )
+        check = checked["shadow_check"]
+        assert check["shadow_pixels"] >= check["removed_pixels"] > 0
+        assert plain["pixels"] == checked["pixels"]
+        shadow = plain["per_class"]["cloud shadow"]
+        after = checked["per_class"]["cloud shadow"]
+        assert after["precision"] >= shadow["precision"]  # only unexplained shadow went
+        assert "shadow_check" not in plain
+
+    def test_a_model_without_shadow_is_one_line(self, small, tmp_path, capsys):
+        ckpt = _checkpoint(tmp_path / "best.pt", BANDS)
+        args = ["evaluate", str(ckpt), str(small), "--device", "cpu", "--shadows", "geometric"]
+        assert main(args) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--shadows geometric" in err and "cloud shadow" in err

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from cloudkit.cli._options import DeviceChoice
-from cloudkit.config import Device, TaskName
+from cloudkit.config import Device, Shadows, TaskName
 
 
 def evaluate(
@@ -64,6 +64,16 @@ def evaluate(
         typer.Option("--batch-size", min=1, help="Tiles per forward pass."),
     ] = 16,
     device: DeviceChoice = Device.auto,
+    shadows: Annotated[
+        Shadows,
+        typer.Option(
+            "--shadows",
+            help="geometric: score the checkpoint's masks after predict's shadow check (each "
+            "tile with its scene's sun angles), to see what the check changes; model: as the "
+            "model predicts them.",
+            case_sensitive=False,
+        ),
+    ] = Shadows.model,
 ) -> None:
     """Score a fine-tuned checkpoint (or a peer model, or a reference mask) against the labels
     of tile stores: per-class precision, recall, F1, IoU, overall and balanced accuracy,
@@ -88,9 +98,13 @@ def evaluate(
         checkpoint, stores = paths[0], paths[1:]
         target = out or checkpoint.with_name(f"{checkpoint.stem}.eval.json")
         require_writable(target.parent, "--out")
-        result = evaluate_checkpoint(checkpoint, stores, batch_size=batch_size, device=device.value)
+        result = evaluate_checkpoint(
+            checkpoint, stores, batch_size=batch_size, device=device.value, shadows=shadows.value
+        )
         title = f"{checkpoint} on {len(stores)} store(s), task {result['task']}"
     else:
+        if shadows is not Shadows.model:
+            raise OptionError("--shadows goes with a checkpoint; a reference is scored as it is")
         name = (task or TaskName.cloud).value
         target = out or Path("reference.eval.json")
         require_writable(target.parent, "--out")
@@ -98,5 +112,12 @@ def evaluate(
         title = f"reference {result['reference']} on {len(paths)} store(s), task {name}"
     console = Console()
     console.print(format_table({**result, "title": title}), end="", highlight=False, markup=False)
+    check = result.get("shadow_check")
+    if check:
+        console.print(
+            f"shadow check: {check['removed_pixels']} of {check['shadow_pixels']} predicted "
+            f"shadow pixels removed ({check['removed_percent']:.1f} %): no cloud casts them",
+            highlight=False,
+        )
     write_json(result, target)
     console.print(f"{result['tiles']} tiles scored; metrics written to {target}", highlight=False)

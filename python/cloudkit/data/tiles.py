@@ -124,6 +124,10 @@ class TileDataset(Dataset):
             item["labels"] = torch.from_numpy(reader.tile("labels", row))
         return item
 
+    def tile_of(self, i: int) -> tuple[int, int]:
+        """(store, tile row in that store) of item ``i``."""
+        return int(self._store_of[i]), int(self._row_of[i])
+
     @property
     def value_scale(self) -> ValueScale:
         """How store values become the reflectance of :attr:`bands`, for a checkpoint to record

@@ -13,6 +13,7 @@ from pathlib import Path
 from cloudkit.errors import OptionError, StoreError
 from cloudkit.eval.metrics import ConfusionAccumulator, class_metrics
 from cloudkit.eval.reference import evaluate_reference
+from cloudkit.eval.shadow_check import StoreSuns, TileChecker, require_checkable
 from cloudkit.io.store import StoreReader
 from cloudkit.jsonfile import write_json
 
@@ -26,11 +27,13 @@ def evaluate_checkpoint(
     batch_size: int = 16,
     device: str = "auto",
     tiles: Sequence[int] | None = None,
+    shadows: str = "model",
 ) -> dict:
     """Metrics of the checkpoint's segmenter on the labelled tiles of ``stores``.
 
     ``tiles``: indices into the tiles of all stores (in store order, tiles with any valid
-    pixel) to score only those. Returns :func:`class_metrics` output plus ``checkpoint``,
+    pixel) to score only those. ``shadows`` "geometric": the predict-time shadow check on
+    each tile first (`eval/shadow_check.py`). Returns :func:`class_metrics` output plus ``checkpoint``,
     ``task``, ``stores`` and ``tiles`` (the number of tiles predicted).
     """
     import torch
@@ -39,6 +42,7 @@ def evaluate_checkpoint(
     from cloudkit.checkpoint import load_finetuned, resolve_device
     from cloudkit.data.tasks import IGNORE, get_task, task_targets
     from cloudkit.data.tiles import TileDataset
+    from cloudkit.models.band_slots import check_any_band_input
     from cloudkit.models.encoder import check_bands
     from cloudkit.models.losses import predict_classes
 
@@ -49,11 +53,25 @@ def evaluate_checkpoint(
     dev = resolve_device(device)
     payload, model = load_finetuned(checkpoint)
     task = get_task(str(payload.get("task", payload["model"]["task"])))
+    any_bands = bool(model.encoder.any_bands)
+    checker = None
+    if shadows == "geometric":
+        require_checkable(task.classes, str(checkpoint))
+        checker = TileChecker(task.classes)
+    suns = []
     for store in stores:
         reader = StoreReader.open(Path(store))
         reader.require_labels()
-        check_bands(model.bands, reader.bands, what=f"store {store}")
-    dataset = TileDataset([Path(s) for s in stores], min_valid=1e-9, with_labels=True)
+        if any_bands:  # the 13 band slots: any store holding B02 B03 B04
+            check_any_band_input(reader.bands, what=f"store {store}")
+        else:
+            check_bands(model.bands, reader.bands, what=f"store {store}")
+        if checker is not None:
+            suns.append(StoreSuns.of(reader))
+    dataset = TileDataset(
+        [Path(s) for s in stores], min_valid=1e-9, with_labels=True, any_bands=any_bands
+    )
+    tiles_of = dataset
     if tiles is not None:
         dataset = Subset(dataset, [int(i) for i in tiles])
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
@@ -67,8 +85,14 @@ def evaluate_checkpoint(
             if not (targets != IGNORE).any():
                 continue
             logits = model(batch["image"].to(dev, non_blocking=True))
-            pred = predict_classes(logits, task.binary).cpu()
-            acc.update(pred.numpy(), targets.numpy())
+            pred = predict_classes(logits, task.binary).cpu().numpy()
+            if checker is not None:
+                probs = torch.softmax(logits.float(), dim=1).cpu().numpy()
+                valid = batch["valid"][:, 0].numpy()
+                for j, i in enumerate(batch["index"].tolist()):
+                    store, row = tiles_of.tile_of(int(i))
+                    pred[j] = checker.check(pred[j], probs[j], valid[j], suns[store], row)
+            acc.update(pred, targets.numpy())
             count += len(targets)
     result = class_metrics(acc.matrix, task.classes)
     result.update(
@@ -79,4 +103,6 @@ def evaluate_checkpoint(
             "tiles": count,
         }
     )
+    if checker is not None:
+        result["shadow_check"] = checker.report()
     return result
