@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,6 @@ from rasterio.enums import Resampling
 import cloudkit
 from cloudkit.bands import L1C_BANDS
 from cloudkit.cli import main
-from cloudkit.config import PredictOptions
 from cloudkit.errors import (
     BandMismatchError,
     CheckpointError,
@@ -38,11 +37,9 @@ from cloudkit.errors import (
 from cloudkit.sample import sample_product
 
 WINDOW = {"window": 64, "overlap": 8}
-#: the model's own classes: the geometric shadow check (cloudkit.shadows), where this
-#: cloudkit has it, is not part of what arrays are compared on
-MODEL_SHADOWS = (
-    {"shadows": "model"} if "shadows" in {f.name for f in fields(PredictOptions)} else {}
-)
+#: the model's own shadow: what the windows give, before the geometric check
+MODEL_SHADOWS = {"shadows": "model"}
+SUN = (338.75, 37.69)  # azimuth, zenith: the sample's own (its MTD_TL.xml)
 ROWS, COLS = slice(0, 150), slice(40, 210)  # of the sample at 20 m: every class and no data
 has_xarray = importlib.util.find_spec("xarray") is not None
 has_dask = importlib.util.find_spec("dask") is not None
@@ -57,15 +54,13 @@ needs_ukis = pytest.mark.skipif(
 )
 
 
-def cli_shadows() -> list[str]:
-    return [f"--shadows={v}" for v in MODEL_SHADOWS.values()]
-
-
 @dataclass(frozen=True)
 class Scene:
     path: Path  # the GeoTIFF
     dn: np.ndarray  # (13, H, W) uint16, reflectance * 10000 (offset 0, as GeoTIFFs are read)
-    mask: np.ndarray  # what `cloudkit predict` wrote for it
+    mask: np.ndarray  # what `cloudkit predict --shadows model` wrote for it
+    checked: np.ndarray  # ... with the shadow check (its default), given the sun
+    estimated: np.ndarray  # ... with the check, the sun's direction estimated from the mask
     crs: rasterio.crs.CRS
     transform: Affine
 
@@ -95,13 +90,17 @@ def scene(tmp_path_factory) -> Scene:
         path, "w", **profile, width=dn.shape[2], height=dn.shape[1], transform=transform
     ) as dst:
         dst.write(dn)
-    out = folder / "cli"
-    args = ["predict", str(path), "-o", str(out), "--window", "64", "--overlap", "8"]
-    args += cli_shadows()
-    assert main(args) == 0
-    with rasterio.open(out / "scene_mask.tif") as src:
-        mask = src.read(1)
-    return Scene(path, dn, mask, crs, transform)
+    masks = []
+    for name, extra in (
+        ("model", ["--shadows", "model"]),
+        ("checked", ["--sun-angles", ",".join(map(str, SUN))]),
+        ("estimated", []),
+    ):
+        args = ["predict", path, "-o", folder / name, "--window", "64", "--overlap", "8", *extra]
+        assert main([str(a) for a in args]) == 0
+        with rasterio.open(folder / name / "scene_mask.tif") as src:
+            masks.append(src.read(1))
+    return Scene(path, dn, *masks, crs, transform)
 
 
 @pytest.fixture(scope="module")
@@ -130,20 +129,22 @@ class TestPredictArray:
 
     def test_dn_bands_first_give_the_mask_of_cloudkit_predict(self, model, scene):
         classes = model.predict_array(
-            scene.dn, bands=L1C_BANDS, resolution=20, dn_offset=0, **WINDOW
+            scene.dn, bands=L1C_BANDS, resolution=20, dn_offset=0, **WINDOW, **MODEL_SHADOWS
         )
         assert classes.dtype == np.uint8 and classes.shape == scene.mask.shape
         np.testing.assert_array_equal(classes, scene.mask)
 
     def test_reflectance_bands_last_gives_the_same_mask(self, model, scene):
         last = np.moveaxis(scene.reflectance, 0, -1)
-        classes = model.predict_array(last, bands=L1C_BANDS, resolution=20, band_axis=-1, **WINDOW)
+        classes = model.predict_array(
+            last, bands=L1C_BANDS, resolution=20, band_axis=-1, **WINDOW, **MODEL_SHADOWS
+        )
         np.testing.assert_array_equal(classes, scene.mask)
 
     def test_dn_of_baseline_04_with_their_offset_give_the_same_mask(self, model, scene):
         shifted = np.where(scene.dn == 0, 0, scene.dn + 1000).astype(np.uint16)
         classes = model.predict_array(
-            shifted, bands=L1C_BANDS, resolution=20, dn_offset=-1000, **WINDOW
+            shifted, bands=L1C_BANDS, resolution=20, dn_offset=-1000, **WINDOW, **MODEL_SHADOWS
         )
         np.testing.assert_array_equal(classes, scene.mask)
 
@@ -157,7 +158,9 @@ class TestPredictArray:
 
     def test_a_10_m_array_is_read_at_the_models_20_m_and_the_mask_repeated(self, model, scene):
         fine = scene.reflectance.repeat(2, axis=1).repeat(2, axis=2)  # 2 x 2 of each 20 m pixel
-        classes = model.predict_array(fine, bands=L1C_BANDS, resolution=10, **WINDOW)
+        classes = model.predict_array(
+            fine, bands=L1C_BANDS, resolution=10, **WINDOW, **MODEL_SHADOWS
+        )
         np.testing.assert_array_equal(classes, scene.mask.repeat(2, axis=0).repeat(2, axis=1))
 
     def test_probabilities_one_per_class_nan_without_data(self, model, scene):
@@ -173,21 +176,23 @@ class TestPredictArray:
         assert np.isnan(probs[:, nodata]).all()
         np.testing.assert_allclose(probs[:, ~nodata].sum(axis=0), 1.0, atol=1e-4)
 
-    def test_sun_angles_are_taken(self, model, scene):
+    def test_the_shadow_check_given_the_sun_gives_the_mask_of_cloudkit_predict(self, model, scene):
         classes = model.predict_array(
-            scene.dn, bands=L1C_BANDS, resolution=20, dn_offset=0, sun_angles=(150.0, 40.0)
+            scene.dn, bands=L1C_BANDS, resolution=20, dn_offset=0, sun_angles=SUN, **WINDOW
         )
-        assert classes.shape == scene.mask.shape
+        np.testing.assert_array_equal(classes, scene.checked)
 
     @needs_ukis
     def test_a_peer_gives_the_mask_cloudkit_predict_makes_with_it(self, scene, tmp_path):
         out = tmp_path / "ukis"
-        args = ["predict", scene.path, "-o", out, "--model", "ukis-csmask", *cli_shadows()]
+        args = ["predict", scene.path, "-o", out, "--model", "ukis-csmask", "--shadows=model"]
         assert main([str(a) for a in args]) == 0
         with rasterio.open(out / "scene_mask.tif") as src:
             expected = src.read(1)
         peer = cloudkit.load_model("ukis-csmask")
-        classes = peer.predict_array(scene.reflectance, bands=L1C_BANDS, resolution=20, level="L1C")
+        classes = peer.predict_array(
+            scene.reflectance, bands=L1C_BANDS, resolution=20, level="L1C", **MODEL_SHADOWS
+        )
         np.testing.assert_array_equal(classes, expected)
 
     @needs_dask
@@ -197,10 +202,12 @@ class TestPredictArray:
         lazy = da.from_array(scene.reflectance, chunks=(4, 50, 60))
         classes, probs = model.predict_array(
             lazy, bands=L1C_BANDS, resolution=20, return_probabilities=True, **WINDOW
-        )
+        )  # the model's shadow: the check needs the whole mask
         assert isinstance(classes, da.Array) and len(classes.chunks[0]) > 1
         np.testing.assert_array_equal(classes.compute(), scene.mask)
         assert probs.shape == (4, *scene.mask.shape)
+        with pytest.raises(OptionError, match="compute the array first"):
+            model.predict_array(lazy, bands=L1C_BANDS, resolution=20, shadows="geometric")
 
     @needs_xarray
     def test_a_dask_backed_dataarray_keeps_its_grid_and_gives_the_same_mask(self, model, scene):
@@ -218,6 +225,17 @@ class TestPredictArray:
         np.testing.assert_array_equal(classes.values, scene.mask)
 
     @needs_xarray
+    def test_a_georeferenced_dataarray_in_memory_gets_the_shadow_check_of_predict(
+        self, model, scene
+    ):
+        import rioxarray
+
+        assert (scene.estimated != scene.mask).any()  # the check removed some shadow
+        array = rioxarray.open_rasterio(scene.path)  # its latitude narrows the sun's search
+        classes = model.predict_array(array, bands=L1C_BANDS, dn_offset=0, **WINDOW)
+        np.testing.assert_array_equal(classes.values, scene.estimated)
+
+    @needs_xarray
     def test_a_dataarray_names_its_bands_in_its_band_coordinate(self, model, scene):
         import xarray as xr
 
@@ -228,7 +246,7 @@ class TestPredictArray:
             dims=("band", "y", "x"),
             coords={"band": list(L1C_BANDS), "y": y, "x": x},
         )
-        classes = model.predict_array(array, **WINDOW)  # 20 m from the coordinates
+        classes = model.predict_array(array, **WINDOW, **MODEL_SHADOWS)  # 20 m: its coordinates
         np.testing.assert_array_equal(classes.values, scene.mask)
         np.testing.assert_array_equal(classes.coords["y"].values, y)
 
@@ -287,7 +305,7 @@ class TestBadArrays:
             model.predict_array(scene.reflectance, bands=L1C_BANDS, resolution=20, band_axis=1)
 
     def test_bad_sun_angles(self, model, scene):
-        with pytest.raises(OptionError, match="sun_angles"):
+        with pytest.raises(OptionError, match="sun_angles: sun zenith 100.0 is out of range"):
             model.predict_array(
                 scene.reflectance, bands=L1C_BANDS, resolution=20, sun_angles=(95.0, 100.0)
             )
@@ -301,11 +319,11 @@ class TestBadArrays:
 
 class TestCommands:
     def test_predict_writes_the_cli_mask_and_says_what_it_did(self, model, scene, tmp_path, capsys):
-        result = cloudkit.predict(scene.path, tmp_path, model=model, **WINDOW, **MODEL_SHADOWS)
+        result = cloudkit.predict(scene.path, tmp_path, model=model, sun_angles=SUN, **WINDOW)
         (done,) = result.scenes
         assert done.status == "predicted" and result.masks == [tmp_path / "scene_mask.tif"]
         with rasterio.open(result.masks[0]) as src:
-            np.testing.assert_array_equal(src.read(1), scene.mask)
+            np.testing.assert_array_equal(src.read(1), scene.checked)
         assert 0 < done.summary["cloud_percent"] < 100
         again = cloudkit.predict([scene.path], tmp_path, model="default")
         assert again.scenes[0].status == "skipped"

@@ -138,7 +138,8 @@ def predict(
     probabilities and a quicklook per scene in ``out`` (a folder, or s3://). ``model``: a
     name, a checkpoint or a :class:`Model` already loaded. ``options``: the command's
     (``resolution``, ``window``, ``overlap``, ``batch_size``, ``workers``, ``decode``,
-    ``probabilities``, ``quicklook``, ``overwrite``; `config.PredictOptions`). Every scene is
+    ``probabilities``, ``quicklook``, ``overwrite``, ``shadows``, ``sun_angles``;
+    `config.PredictOptions`). Every scene is
     tried; then a ScenesFailedError names those that failed, unless ``keep_going`` (then
     they are in ``result.failed``). ``cluster``: "local:N" or "tcp://HOST:PORT"."""
     from cloudkit.io.location import is_url
@@ -146,6 +147,10 @@ def predict(
     from cloudkit.predict.writer import predict_paths
 
     paths = _paths(scenes)
+    if options.get("sun_angles") is not None:
+        from cloudkit.arrays.shadowed import sun_of
+
+        options["sun_angles"] = sun_of(options["sun_angles"])  # (azimuth, zenith) taken too
     opts = _make("PredictOptions", options, caller="cloudkit.predict")
     target: Path | str = str(out) if is_url(str(out)) else Path(out)
     load: dict[str, Any] = {"device": device, "precision": precision, "compile": compile}

@@ -28,8 +28,6 @@ def masker(
     pixels: Pixels,
     windows: Windows,
     shape: tuple[int, int],
-    *,
-    sun_angles: tuple[float, float] | None = None,
 ) -> Masker:
     """The function that masks the array pixels ``core`` from a block of the array's bands
     (``(C, bh, bw)``, ordered as ``bands``, read from ``origin``)."""
@@ -41,12 +39,7 @@ def masker(
         probs, valid = predict_box(
             model, bands, dn, pixels.shifts, windows, origin=origin, core=core, shape=shape
         )
-        classes, per_class = classes_of(model.info, probs, valid)
-        # SHADOW CHECK: the geometric check of cloud shadows by the sun's position goes here,
-        # the one place every kind of array passes (its reach beyond a cloud must then be
-        # added to the block margin of `mask_dask`)
-        _ = sun_angles
-        return classes, per_class
+        return classes_of(model.info, probs, valid)
 
     return mask
 

@@ -113,6 +113,18 @@ def pack(
     return masks, probs
 
 
+def latitude(like: xarray.DataArray) -> float | None:
+    """The latitude of the DataArray's centre, where rioxarray tells its CRS."""
+    if not _has_rioxarray() or like.rio.crs is None:
+        return None
+    from cloudkit.io.sun_metadata import scene_place
+
+    spatial = [d for d in like.dims if d != BAND_DIM]
+    height, width = (like.sizes[d] for d in spatial)
+    place = scene_place(like.rio.crs, like.rio.transform(), height, width)
+    return None if place is None else place[0]
+
+
 def _georeferenced(out: xarray.DataArray, like: xarray.DataArray) -> xarray.DataArray:
     georeferenced = out.rio.write_crs(like.rio.crs).rio.write_transform(like.rio.transform())
     return cast("xarray.DataArray", georeferenced)

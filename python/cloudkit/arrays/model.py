@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from cloudkit.predict.model import ModelInfo, Predictor
     from cloudkit.predict.peer import PeerPredictor
+    from cloudkit.sun import SunAngles
 
 #: numpy arrays give numpy arrays, DataArrays DataArrays, dask arrays dask arrays
 ArrayT = TypeVar("ArrayT", "np.ndarray", "xarray.DataArray", "dask.array.Array")
@@ -87,7 +88,8 @@ class Model:
         dn_offset: int | Sequence[int] | None = ...,
         level: str | None = ...,
         return_probabilities: Literal[False] = ...,
-        sun_angles: tuple[float, float] | None = ...,
+        sun_angles: SunAngles | tuple[float, float] | None = ...,
+        shadows: str | None = ...,
         batch_size: int | None = ...,
         window: int | None = ...,
         overlap: int | None = ...,
@@ -106,7 +108,8 @@ class Model:
         dn_offset: int | Sequence[int] | None = ...,
         level: str | None = ...,
         return_probabilities: Literal[True],
-        sun_angles: tuple[float, float] | None = ...,
+        sun_angles: SunAngles | tuple[float, float] | None = ...,
+        shadows: str | None = ...,
         batch_size: int | None = ...,
         window: int | None = ...,
         overlap: int | None = ...,
@@ -124,7 +127,8 @@ class Model:
         dn_offset: int | Sequence[int] | None = None,
         level: str | None = None,
         return_probabilities: bool = False,
-        sun_angles: tuple[float, float] | None = None,
+        sun_angles: SunAngles | tuple[float, float] | None = None,
+        shadows: str | None = None,
         batch_size: int | None = None,
         window: int | None = None,
         overlap: int | None = None,
@@ -149,13 +153,18 @@ class Model:
         coordinates tell it); an array finer than the model's :attr:`resolution` by a whole
         factor is averaged down to it and the mask repeated back, as `cloudkit predict`
         reads a 10 m product at 20 m. ``level`` ("L1C" or "L2A") is needed by peer models.
-        ``sun_angles``: the sun's (azimuth, zenith) in degrees, for the geometric shadow
-        check.
+        ``shadows``: "geometric" keeps a cloud-shadow pixel only where a cloud of the array
+        casts it along the sun's direction (`cloudkit.shadows`, as `cloudkit predict
+        --shadows geometric` does), "model" keeps the model's own; by default the check for
+        arrays in memory, the model's for dask arrays (the check needs the whole mask:
+        compute the array first). ``sun_angles``: the sun's (azimuth, zenith) in degrees;
+        without them the check estimates the direction from the mask (its latitude, from a
+        georeferenced DataArray, narrows the search).
         ``batch_size``, ``window``, ``overlap``, ``workers``: as `cloudkit predict`'s options.
         """
         import numpy as np
 
-        from cloudkit.arrays import chunked, labelled, reading, values
+        from cloudkit.arrays import chunked, labelled, reading, shadowed, values
         from cloudkit.arrays.grid import Windows
         from cloudkit.config import PredictOptions
 
@@ -200,9 +209,8 @@ class Model:
         )
         shape = (int(data.shape[1]), int(data.shape[2]))
         _require_size(windows.model_shape(*shape), windows.factor)
-        mask = chunked.masker(
-            model, chosen, pixels, windows, shape, sun_angles=_sun_angles(sun_angles)
-        )
+        sun, check = shadowed.sun_of(sun_angles), _shadow_method(shadows, lazy)
+        mask = chunked.masker(model, chosen, pixels, windows, shape)
         classes: Any
         probs: Any
         if lazy:
@@ -212,6 +220,12 @@ class Model:
         else:
             classes, probs = chunked.mask_numpy(mask, data)
             values.require_some_valid(classes, NODATA)
+            if check == shadowed.GEOMETRIC:
+                latitude = labelled.latitude(like) if like is not None else None
+                classes = shadowed.checked(
+                    classes, probs, info, resolution=pixel, sun=sun, latitude=latitude,
+                    nodata=NODATA,
+                )  # fmt: skip
         if like is not None:
             classes, probs = labelled.pack(
                 like, classes, probs if return_probabilities else None, info.classes, NODATA
@@ -274,17 +288,17 @@ def _require_size(shape: tuple[int, int], factor: int) -> None:
         )
 
 
-def _sun_angles(angles: tuple[float, float] | None) -> tuple[float, float] | None:
-    """(azimuth, zenith) in degrees, as ``cloudkit predict --sun-angles`` takes them."""
-    if angles is None:
-        return None
-    try:
-        azimuth, zenith = (float(a) for a in angles)
-    except (TypeError, ValueError):
-        raise OptionError(f"sun_angles={angles!r}: expected (azimuth, zenith) in degrees") from None
-    if not (0.0 <= azimuth <= 360.0 and 0.0 <= zenith < 90.0):
+def _shadow_method(shadows: str | None, lazy: bool) -> str:
+    from cloudkit.arrays.shadowed import GEOMETRIC, MODEL
+
+    if shadows is None:
+        return MODEL if lazy else GEOMETRIC
+    method = str(shadows).lower()
+    if method not in (GEOMETRIC, MODEL):
+        raise OptionError(f"shadows={shadows!r}: expected {GEOMETRIC!r} or {MODEL!r}")
+    if method == GEOMETRIC and lazy:
         raise OptionError(
-            f"sun_angles=({azimuth}, {zenith}): the azimuth in [0, 360] degrees clockwise from "
-            "north, the zenith in [0, 90), as a product's metadata gives them"
+            "shadows='geometric' needs the whole mask in memory, which a dask array is not "
+            "masked as: compute the array first (array.compute()), or pass shadows='model'"
         )
-    return azimuth, zenith
+    return method
