@@ -7,6 +7,7 @@ Stores are written by the real tiler (Rust) from a small synthetic product."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -136,3 +137,24 @@ def test_a_store_of_checksummed_tiles_only_reads_as_before(store, capsys):
     with pytest.raises(StoreError, match="its tile_row column does not decode"):
         StoreReader.open(store)
     assert main(["check", str(store)]) == 1
+
+
+@pytest.mark.parametrize("name", ["images", "valid", "labels", "tile_row", "scenes/crs"])
+@pytest.mark.parametrize("lost", ["metadata", "array"])
+def test_a_lost_array_or_its_metadata_is_found(store, name, lost, capsys):
+    """A zarr.json deleted (its chunks still there), or the whole array: never read as a
+    store without it (a store of this cloudkit has every array; labels say they were)."""
+    import shutil
+
+    if lost == "metadata":
+        (store / name / "zarr.json").unlink()
+        says = f"the metadata of its {name} ({name}/zarr.json) is lost, its chunks are there"
+    else:
+        shutil.rmtree(store / name)
+        says = {"images": "it has no images array", "labels": "its labels array is lost"}.get(
+            name, f"its {name} array is lost"
+        )
+    with pytest.raises(StoreError, match=re.escape(says)):
+        StoreReader.open(store)
+    assert main(["check", str(store)]) == 1
+    assert says in capsys.readouterr().err

@@ -425,8 +425,8 @@ def _poll(take, wait: float, where: Location, holder=lambda: "") -> None:
     while not take():
         if time.monotonic() > deadline:
             raise StoreError(
-                f"{where}: the store's lock has been held for {wait:.0f} s{holder()}; is a "
-                "run writing it outside cloudkit?"
+                f"{where}: another program has held the store's lock for {wait:.0f} s"
+                f"{holder()}; is a run writing it outside cloudkit?"
             )
         time.sleep(pause)
         pause = min(0.5, pause * 1.5)

@@ -799,9 +799,15 @@ def _member(group: zarr.Group, name: str, where: Location):
     try:
         return group[name]
     except KeyError:
-        if not where.exists(f"{name}/zarr.json"):
+        if where.exists(f"{name}/zarr.json"):
+            reason = "not the metadata of a Zarr array"
+        elif where.children(name):  # its chunks are there: the array was, its metadata lost
+            raise StoreError(
+                f"{where}: the metadata of its {name} ({name}/zarr.json) is lost, its chunks "
+                "are there; the store is damaged"
+            ) from None
+        else:
             return None
-        reason = "not the metadata of a Zarr array"
     except (ValueError, TypeError, OSError) as err:  # JSONDecodeError is a ValueError
         if isinstance(err, CloudkitError):
             raise
@@ -854,6 +860,14 @@ def _check_attributes(path: Location, group: zarr.Group, damage: list[str] | Non
         raise bad(f"images are {tuple(images.shape)}, not (N, {len(bands)}, {tile_size}, ...)")
     names = ("valid", "labels", *_INDEX_ARRAYS)
     arrays = {"images": images, **{n: _member(group, n, path) for n in names}}
+    # a store that writes every chunk was made with every array (labels come with labels;
+    # a subset copied without its scenes/ table is a store still)
+    every = attrs.get("integrity") == INTEGRITY
+    lacking = [n for n, a in arrays.items() if a is None and n != "labels"]
+    if every and lacking:
+        raise bad(f"its {lacking[0]} array is lost")
+    if arrays["labels"] is None and "label_codes" in attrs:  # set with the labels array
+        raise bad("its labels array is lost (the attribute label_codes came with it)")
     for name, array in arrays.items():
         if array is not None and array.shape[0] < num_tiles:
             raise bad(f"num_tiles {num_tiles} is more than the {array.shape[0]} rows of {name}")
@@ -862,6 +876,9 @@ def _check_attributes(path: Location, group: zarr.Group, damage: list[str] | Non
         columns = {n: _member(group, f"scenes/{n}", path) for n in _SCENE_ARRAYS}
         if columns["id"] is None:
             raise bad("its scenes/ table has no id column")
+        lost = [n for n, column in columns.items() if column is None]
+        if every and lost:
+            raise bad(f"its scenes/{lost[0]} array is lost")
         rows = columns["id"].shape[0]
         if num_scenes > rows:
             raise bad(f"num_scenes {num_scenes} is more than the {rows} rows of scenes/")
