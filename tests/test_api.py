@@ -162,6 +162,10 @@ class TestPredictArray:
             fine, bands=L1C_BANDS, resolution=10, **WINDOW, **MODEL_SHADOWS
         )
         np.testing.assert_array_equal(classes, scene.mask.repeat(2, axis=0).repeat(2, axis=1))
+        checked = model.predict_array(
+            fine, bands=L1C_BANDS, resolution=10, sun_angles=SUN, **WINDOW
+        )
+        np.testing.assert_array_equal(checked, scene.checked.repeat(2, axis=0).repeat(2, axis=1))
 
     def test_probabilities_one_per_class_nan_without_data(self, model, scene):
         classes, probs = model.predict_array(
@@ -393,6 +397,14 @@ class TestCommands:
         mine = cloudkit.load_model(tuned.checkpoint, device="cpu")
         array = np.full((13, 40, 40), 0.2, dtype=np.float32)
         assert set(np.unique(mine.predict_array(array, bands=L1C_BANDS, resolution=20))) <= {0, 1}
+        if has_dask:  # a binary model: two probabilities per pixel, chunk by chunk too
+            import dask.array as da
+
+            lazy = da.from_array(np.tile(array, (1, 3, 2)), chunks=(13, 40, 40))
+            codes, probs = mine.predict_array(
+                lazy, bands=L1C_BANDS, resolution=20, return_probabilities=True
+            )
+            assert probs.shape == (2, 120, 80) and probs.compute().shape == (2, 120, 80)
         assert capsys.readouterr() == ("", "")  # nothing printed by any of them
 
     def test_evaluate_takes_a_checkpoint_or_a_reference(self, tmp_path):

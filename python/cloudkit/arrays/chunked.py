@@ -11,14 +11,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cloudkit.arrays.grid import Box, Windows, classes_of, predict_box
+from cloudkit.arrays.grid import Box, Windows, classes_of, predict_box, to_array_grid
 from cloudkit.arrays.reading import WindowModel
 from cloudkit.arrays.values import Pixels, to_dn
 
 if TYPE_CHECKING:
     import dask.array
 
-#: ``(classes (H, W) uint8, per_class (K, H, W) float32)`` of the array pixels ``core``
+#: ``(classes (h, w) uint8, per_class (K, h, w) float32)`` of the array pixels ``core``, on
+#: the model's grid
 Masker = Callable[[np.ndarray, tuple[int, int], Box], tuple[np.ndarray, np.ndarray]]
 
 
@@ -30,7 +31,7 @@ def masker(
     shape: tuple[int, int],
 ) -> Masker:
     """The function that masks the array pixels ``core`` from a block of the array's bands
-    (``(C, bh, bw)``, ordered as ``bands``, read from ``origin``)."""
+    (``(C, bh, bw)``, ordered as ``bands``, read from ``origin``), on the model's grid."""
 
     def mask(
         block: np.ndarray, origin: tuple[int, int], core: Box
@@ -45,16 +46,18 @@ def masker(
 
 
 def mask_numpy(mask: Masker, array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(C, H, W)``: the whole array as one block."""
+    """``(C, H, W)``: the whole array as one block; classes and probabilities on the model's
+    grid (`grid.to_array_grid` takes them to the array's)."""
     height, width = array.shape[1:]
     return mask(array, (0, 0), Box(0, height, 0, width))
 
 
 def mask_dask(
-    mask: Masker, array: dask.array.Array, windows: Windows, channels: int, *, with_probs: bool
+    mask: Masker, array: dask.array.Array, windows: Windows, classes: int, *, with_probs: bool
 ) -> tuple[dask.array.Array, dask.array.Array | None]:
-    """``(C, H, W)`` dask array -> lazy classes ``(H, W)`` and, ``with_probs``, probabilities
-    ``(channels, H, W)``; each output chunk is masked from its input chunk and a margin."""
+    """``(C, H, W)`` dask array -> lazy class codes ``(H, W)`` and, ``with_probs``, one
+    probability per class ``(classes, H, W)``; each output chunk is masked from its input
+    chunk and a margin."""
     import dask.array as da
 
     k = windows.factor
@@ -65,17 +68,20 @@ def mask_dask(
     # a lone chunk along an axis has no neighbour to borrow from
     depth = {0: 0, 1: margin if len(ys) > 1 else 0, 2: margin if len(xs) > 1 else 0}
     starts_y, starts_x = [0, *accumulate(ys)], [0, *accumulate(xs)]
-    out = channels + 1 if with_probs else 1
+    out = classes + 1 if with_probs else 1
 
     def block_mask(block: np.ndarray, block_info: dict[Any, Any] | None = None) -> np.ndarray:
         assert block_info is not None  # dask passes it to a function that names it
         _, iy, ix = block_info[0]["chunk-location"]
         core = Box(starts_y[iy], starts_y[iy + 1], starts_x[ix], starts_x[ix + 1])
         origin = (max(0, core.y0 - depth[1]), max(0, core.x0 - depth[2]))
-        classes, per_class = mask(block, origin, core)
+        codes, per_class = mask(block, origin, core)
+        shape = (core.y1 - core.y0, core.x1 - core.x0)
+        codes = to_array_grid(codes, k, *shape)
         if not with_probs:
-            return classes[None]
-        return np.concatenate([per_class.astype(np.float32), classes[None].astype(np.float32)])
+            return codes[None]
+        per_class = to_array_grid(per_class.astype(np.float32), k, *shape)
+        return np.concatenate([per_class, codes[None].astype(np.float32)])
 
     stacked = da.map_overlap(  # type: ignore[no-untyped-call]
         block_mask,

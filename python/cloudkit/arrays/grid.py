@@ -63,15 +63,16 @@ def predict_box(
     core: Box,
     shape: tuple[int, int],
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Probabilities ``(channels, h, w)`` (NaN where not valid) and validity ``(h, w)`` of
-    the array pixels ``core``, from ``block``: ``(C, bh, bw)`` DN of the array (``shape``
-    array pixels in all) from ``origin``, holding every window that covers ``core``."""
+    """Probabilities ``(channels, h, w)`` (NaN where not valid) and validity ``(h, w)`` on
+    the model's grid, of its pixels covering the array pixels ``core`` (`to_array_grid`
+    takes them back), from ``block``: ``(C, bh, bw)`` DN of the array (``shape`` array
+    pixels in all) from ``origin``, holding every window that covers ``core``."""
     k = windows.factor
     grid = WindowGrid.of(*windows.model_shape(*shape), windows.size, windows.overlap)
-    rows = _covering(grid.rows, core.y0 // k, math.ceil(core.y1 / k), windows.size, grid.height)
-    cols = _covering(
-        grid.columns[0], core.x0 // k, math.ceil(core.x1 / k), windows.size, grid.width
-    )
+    top, bottom = core.y0 // k, math.ceil(core.y1 / k)
+    left, right = core.x0 // k, math.ceil(core.x1 / k)
+    rows = _covering(grid.rows, top, bottom, windows.size, grid.height)
+    cols = _covering(grid.columns[0], left, right, windows.size, grid.width)
     # the windows covering the core, on the model's grid; the crop starts at a window origin,
     # so its own windows are those very windows
     y0, y1 = rows[0] * k - origin[0], min(rows[1] * k, shape[0]) - origin[0]
@@ -79,16 +80,17 @@ def predict_box(
     if y0 < 0 or x0 < 0 or y1 > block.shape[1] or x1 > block.shape[2]:
         raise AssertionError(f"block at {origin} of {block.shape} misses the windows of {core}")
     probs, valid = predict_grid(model, bands, block[:, y0:y1, x0:x1], shifts, windows)
-    # back on the array's pixels: each model pixel covers k x k of them
-    top, left = core.y0 // k - rows[0], core.x0 // k - cols[0]
-    height, width = core.y1 - core.y0, core.x1 - core.x0
-    rows_m, cols_m = math.ceil(height / k), math.ceil(width / k)
-    probs = probs[:, top : top + rows_m, left : left + cols_m]
-    valid = valid[top : top + rows_m, left : left + cols_m]
-    if k > 1:
-        probs = probs.repeat(k, axis=1).repeat(k, axis=2)
-        valid = valid.repeat(k, axis=0).repeat(k, axis=1)
-    return probs[:, :height, :width], valid[:height, :width]
+    inside = (slice(top - rows[0], bottom - rows[0]), slice(left - cols[0], right - cols[0]))
+    return probs[(slice(None), *inside)], valid[inside]
+
+
+def to_array_grid(values: np.ndarray, factor: int, height: int, width: int) -> np.ndarray:
+    """``(..., h, w)`` on the model's grid -> ``(..., height, width)`` array pixels: each
+    model pixel covers ``factor`` x ``factor`` of them (the last row and column may hang
+    over the array's edge)."""
+    if factor > 1:
+        values = values.repeat(factor, axis=-2).repeat(factor, axis=-1)
+    return values[..., :height, :width]
 
 
 def _covering(origins: list[int], lo: int, hi: int, size: int, length: int) -> tuple[int, int]:

@@ -165,7 +165,7 @@ class Model:
         import numpy as np
 
         from cloudkit.arrays import chunked, labelled, reading, shadowed, values
-        from cloudkit.arrays.grid import Windows
+        from cloudkit.arrays.grid import Windows, to_array_grid
         from cloudkit.config import PredictOptions
 
         given: dict[str, Any] = {
@@ -215,17 +215,20 @@ class Model:
         probs: Any
         if lazy:
             classes, probs = chunked.mask_dask(
-                mask, data, windows, info.channels, with_probs=return_probabilities
+                mask, data, windows, len(info.classes), with_probs=return_probabilities
             )
         else:
             classes, probs = chunked.mask_numpy(mask, data)
             values.require_some_valid(classes, NODATA)
-            if check == shadowed.GEOMETRIC:
+            if check == shadowed.GEOMETRIC:  # on the model's grid, as predict checks a scene
                 latitude = labelled.latitude(like) if like is not None else None
                 classes = shadowed.checked(
-                    classes, probs, info, resolution=pixel, sun=sun, latitude=latitude,
-                    nodata=NODATA,
+                    classes, probs, info, resolution=pixel * windows.factor, sun=sun,
+                    latitude=latitude, nodata=NODATA,
                 )  # fmt: skip
+            classes = to_array_grid(classes, windows.factor, *shape)
+            if return_probabilities:
+                probs = to_array_grid(probs, windows.factor, *shape)
         if like is not None:
             classes, probs = labelled.pack(
                 like, classes, probs if return_probabilities else None, info.classes, NODATA
