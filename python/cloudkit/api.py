@@ -139,9 +139,10 @@ def predict(
     name, a checkpoint or a :class:`Model` already loaded. ``options``: the command's
     (``resolution``, ``window``, ``overlap``, ``batch_size``, ``workers``, ``decode``,
     ``probabilities``, ``quicklook``, ``overwrite``, ``shadows``, ``sun_angles``;
-    `config.PredictOptions`). Every scene is
-    tried; then a ScenesFailedError names those that failed, unless ``keep_going`` (then
-    they are in ``result.failed``). ``cluster``: "local:N" or "tcp://HOST:PORT"."""
+    `config.PredictOptions`). Every scene is tried; then a ScenesFailedError names those
+    that failed, unless ``keep_going`` (then they are in ``result.failed``). ``cluster``:
+    "local:N" or "tcp://HOST:PORT".
+    ``progress``: a `cloudkit.pipeline.run.Progress`, told of each scene and tile row."""
     from cloudkit.io.location import is_url
     from cloudkit.model_zoo import load_predictor
     from cloudkit.predict.writer import predict_paths
