@@ -31,6 +31,7 @@ from cloudkit.errors import (
     CheckpointError,
     InvalidSceneError,
     OptionError,
+    OutputError,
     ScenesFailedError,
     TileShapeError,
 )
@@ -410,6 +411,10 @@ class TestCommands:
     def test_evaluate_takes_a_checkpoint_or_a_reference(self, tmp_path):
         with pytest.raises(OptionError, match="exactly one"):
             cloudkit.evaluate(tmp_path / "tiles.zarr")
+        blocker = tmp_path / "a-file"
+        blocker.write_text("")
+        with pytest.raises(OutputError):  # before any scoring
+            cloudkit.evaluate(tmp_path / "tiles.zarr", checkpoint="x.pt", out=blocker / "e.json")
 
 
 class TestFrontDoor:

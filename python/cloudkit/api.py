@@ -263,6 +263,7 @@ def evaluate(
     """`cloudkit evaluate`: a fine-tuned ``checkpoint`` or a ``reference`` (a peer's name,
     "scl", or a mask GeoTIFF) scored against the labels of ``stores``; the metrics are
     written as JSON to ``out`` when given. ``task`` and ``threshold`` go with a reference."""
+    from cloudkit.disk import require_writable
     from cloudkit.eval.evaluate import evaluate_checkpoint, evaluate_reference, write_json
 
     paths = _paths(stores)
@@ -270,6 +271,9 @@ def evaluate(
         raise OptionError(
             "cloudkit.evaluate scores a checkpoint= or a reference=; give exactly one"
         )
+    target = None if out is None else Path(out)
+    if target is not None:  # before the scoring, not after it
+        require_writable(target.parent, "out")
     if checkpoint is not None:
         if task is not None or threshold is not None:
             raise OptionError("task and threshold go with reference=; a checkpoint brings its task")
@@ -279,7 +283,6 @@ def evaluate(
         metrics = evaluate_reference(
             paths, reference=reference, task=task or "cloud", threshold=threshold
         )
-    target = None if out is None else Path(out)
     if target is not None:
         write_json(metrics, target)
     return EvaluateResult(str(metrics["task"]), int(metrics["tiles"]), metrics, target)
