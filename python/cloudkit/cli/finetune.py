@@ -45,7 +45,7 @@ def finetune(
     ],
     **options: Any,
 ) -> None:
-    """Fine-tune a segmentation model (ResNet-18 encoder + head) on labelled tile stores.
+    """Fine-tune a segmentation model (ResNet-18 or --arch encoder + head) on labelled stores.
 
     The paper's protocol: a --fraction of the labelled tiles, drawn and split into train/val
     stratified on cloudiness; Adam; backbone frozen for --freeze-epochs (batch norm still
