@@ -56,8 +56,8 @@ class Model:
 
     @property
     def bands(self) -> tuple[str, ...]:
-        """The bands it reads (an any-band model: those of the 13 it is given, at least
-        B02 B03 B04; a peer: chosen by its rules, so none here)."""
+        """The bands it reads (an any-band model: the 13 slots, of which it takes any set
+        holding B02 B03 B04; a peer: none, it picks them from what it is given)."""
         return self.info.bands
 
     @property
@@ -201,14 +201,15 @@ class Model:
         pixels = values.Pixels(
             pixels.reflectance, tuple(pixels.shifts[i] for i in picked), pixels.nodata
         )
-        data = data[picked]
+        if picked != list(range(len(names))):  # a whole scene is not copied for nothing
+            data = data[picked]
         info = self.info
         size, overlap_px = options.window_for(info.tile_size, info.overlap)
         windows = Windows(
             size, overlap_px, _factor(pixel, info.resolution), options.batch_size, options.threads
         )
         shape = (int(data.shape[1]), int(data.shape[2]))
-        _require_size(windows.model_shape(*shape), windows.factor)
+        _require_size(shape, windows.model_shape(*shape))
         sun, check = shadowed.sun_of(sun_angles), _shadow_method(shadows, lazy)
         mask = chunked.masker(model, chosen, pixels, windows, shape)
         classes: Any
@@ -281,13 +282,12 @@ def _factor(resolution: float, works_at: float | None) -> int:
     return whole if whole > 1 and math.isclose(ratio, whole, rel_tol=1e-6) else 1
 
 
-def _require_size(shape: tuple[int, int], factor: int) -> None:
-    if min(shape) < MIN_SIDE:
-        height, width = shape
+def _require_size(shape: tuple[int, int], model_shape: tuple[int, int]) -> None:
+    if min(model_shape) < MIN_SIDE:
         raise TileShapeError(
-            f"an array of {height * factor} x {width * factor} pixels ({height} x {width} "
-            f"at the model's pixel size): cloudkit masks images of at least {MIN_SIDE} x "
-            f"{MIN_SIDE} model pixels, the span of the network's deepest features"
+            f"an array of {shape[0]} x {shape[1]} pixels ({model_shape[0]} x "
+            f"{model_shape[1]} at the model's pixel size): cloudkit masks images of at least "
+            f"{MIN_SIDE} x {MIN_SIDE} model pixels, the span of the network's deepest features"
         )
 
 
