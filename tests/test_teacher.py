@@ -81,9 +81,32 @@ def test_ukis_csmask_labels_see_the_whole_tile_row(shared_data, tmp_path):
     refl = dn[[1, 2, 3, 7, 11, 12]].astype(np.float32)[None] / 10000.0
     refl[:, :, ~valid] = np.nan
     whole = peer.label_codes(peer.probabilities(refl, peer.SIX, "L1C"))[0]
-    assert (labels[valid] == whole[valid]).mean() > 0.95
+    # the same, but for the shadow the geometric check took back (no cloud casts it)
+    checked = (whole == LABEL_CLOUD_SHADOW) & (labels != LABEL_CLOUD_SHADOW)
+    assert ((labels == whole) | checked)[valid].mean() > 0.95
     (scene,) = read_scene_table(store)
     assert scene["label_kind"] == f"teacher:ukis-csmask {UkisCsmask.version()}, Apache-2.0"
+
+
+def test_ukis_csmask_shadow_is_checked_against_its_clouds(shared_data, tmp_path):
+    """Shadow no cloud casts leaves the teacher's labels before they are stored; the tiles'
+    cloud fractions are those of the labels stored."""
+    needs(UkisCsmask)
+    summary = tile_paths(
+        [T19UDP], tmp_path / "ukis.zarr", TileOptions(labels_from="ukis-csmask", tile_size=256)
+    )
+    (result,) = summary.results
+    check = result.summary["shadow_check"]
+    assert check["shadow_pixels"] >= check["removed_pixels"] > 0
+    assert set(check["removed_to"]) <= {"clear", "thick cloud"}
+    g = zarr.open_group(str(tmp_path / "ukis.zarr"), mode="r")
+    n = int(g.attrs["num_tiles"])
+    for i in range(n):
+        labels = g["labels"][i, 0]
+        labelled = labels != LABEL_NODATA
+        if labelled.any():
+            cloud = np.isin(labels[labelled], (1, 2)).mean()
+            assert g["cloud_fraction"][i] == pytest.approx(cloud, abs=1e-6)
 
 
 def test_teacher_replaces_a_datasets_own_labels(cloudsen12_root, tmp_path):

@@ -352,24 +352,35 @@ class ClassCodes:
         return cls(shadow, tuple(i for i, c in enumerate(names) if c in CLOUD_NAMES))
 
 
-def fallback_classes(probabilities: np.ndarray, shadow: int, rule: str = "argmax") -> np.ndarray:
-    """(K, H, W) probabilities -> uint8 (H, W): the likeliest class other than ``shadow``.
-    ``rule`` "multi": cloudkit's 4-class rule, under which a pixel it called shadow was not
-    cloud (thick + thin <= 1/2), so the other class is clear."""
+def fallback_classes(
+    probabilities: np.ndarray, shadow: int, rule: str = "argmax", cloud: tuple[int, ...] = ()
+) -> np.ndarray:
+    """(K, H, W) probabilities -> uint8 (H, W): the likeliest class other than ``shadow``,
+    where a cloud class (``cloud``) needs its classes' summed probability above one half, as
+    cloudkit's own rule decides cloud: a dark pixel a model was unsure of is no cloud for
+    being unexplained shadow. ``rule`` "multi": cloudkit's 4-class rule, under which a pixel
+    it called shadow was not cloud, so the other class is clear."""
     if rule == "multi":
         return np.zeros(probabilities.shape[1:], np.uint8)
-    others = np.nan_to_num(probabilities, nan=0.0).copy()
+    p = np.nan_to_num(probabilities, nan=0.0)
+    others = p.copy()
     others[shadow] = -1.0
-    return np.argmax(others, axis=0).astype(np.uint8)
+    choice = np.argmax(others, axis=0).astype(np.uint8)
+    if cloud:
+        doubtful = np.isin(choice, cloud) & (p[list(cloud)].sum(axis=0) <= 0.5)
+        if doubtful.any():
+            others[list(cloud)] = -1.0
+            choice[doubtful] = np.argmax(others, axis=0).astype(np.uint8)[doubtful]
+    return choice
 
 
 def keep_rows(
-    decision: Decision, row0: int, rows: int, width: int
+    decision: Decision, row0: int, rows: int, width: int, col0: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(keep, near_edge) bool (rows, width) of the mask rows ``row0..row0+rows``."""
+    """(keep, near_edge) bool (rows, width) of the mask's block at ``row0``, ``col0``."""
     f = decision.factor
     r = (row0 + np.arange(rows)) // f
-    c = np.arange(width) // f
+    c = (col0 + np.arange(width)) // f
     return decision.keep[np.ix_(r, c)], decision.near_edge[np.ix_(r, c)]
 
 
@@ -389,12 +400,17 @@ class Tally:
         row0: int,
         classes: np.ndarray,
         fallback: np.ndarray,
+        col0: int = 0,
+        valid: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Rows of the mask with unexplained shadow given the fallback classes."""
+        """A block of the mask (rows from ``row0``, columns from ``col0``) with unexplained
+        shadow given the fallback classes; pixels not ``valid`` are left as they are."""
         shadow = classes == codes.shadow
+        if valid is not None:
+            shadow &= valid
         if not shadow.any():
             return classes
-        keep, edge = keep_rows(decision, row0, *classes.shape)
+        keep, edge = keep_rows(decision, row0, *classes.shape, col0=col0)
         gone = shadow & ~keep
         self.before += int(shadow.sum())
         self.near_edge += int((shadow & edge).sum())
@@ -450,6 +466,6 @@ def check_shadows(
     )
     decision = decide(acc.masks(), sun, acc.factor, latitude)
     tally = Tally(class_names)
-    fallback = fallback_classes(probabilities, codes.shadow, rule)
-    out = tally.apply(decision, codes, 0, classes, fallback)
+    fallback = fallback_classes(probabilities, codes.shadow, rule, codes.cloud)
+    out = tally.apply(decision, codes, 0, classes, fallback, valid=valid)
     return out, {"method": "geometric", **decision.report, **tally.report()}

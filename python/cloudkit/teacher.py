@@ -28,6 +28,7 @@ from cloudkit.io.level import processing_level, require_level
 from cloudkit.io.scene import LABEL_NODATA
 from cloudkit.peers import Peer, get_peer
 from cloudkit.pipeline.writer import SceneJob
+from cloudkit.teacher_shadows import LabelShadowCheck
 
 
 class Teacher:
@@ -59,7 +60,10 @@ class Teacher:
     def begin_scene(self, job: SceneJob) -> SceneLabeller:
         bands, level = self.bands_for(job.plan)
         index = [job.plan.bands.index(b) for b in bands]
-        return SceneLabeller(self.peer, job, bands, index, level, self.threads)
+        # its shadow is checked against its clouds, as predict checks a model's
+        codes = self.peer.codes
+        check = LabelShadowCheck(job.plan, codes) if LabelShadowCheck.wanted(codes) else None
+        return SceneLabeller(self.peer, job, bands, index, level, self.threads, check)
 
 
 @dataclass
@@ -72,6 +76,7 @@ class SceneLabeller:
     index: list[int]
     level: str
     threads: int
+    shadow_check: LabelShadowCheck | None = None
 
     def labels(self, row: int, bands: list[np.ndarray]) -> np.ndarray:
         """uint8 ``(rows, width)`` label codes of the tile row at ``row`` on the target grid,
@@ -97,6 +102,8 @@ class SceneLabeller:
         )
         codes = self.peer.label_codes(probs)[0]
         codes[ok[0, :rows] == 0] = LABEL_NODATA
+        if self.shadow_check is not None:
+            self.shadow_check.add(row, codes, probs[0])
         return np.ascontiguousarray(codes)
 
 

@@ -189,7 +189,12 @@ class StoreWriter(SceneWriter):
         label_kind = self._teacher.kind if self._teacher is not None else None
         assert self._scratch is not None, "begin_scene made it"
         self._rust = None  # its files are closed: the chunks may move
+        summary = None
         try:
+            check = self._labeller.shadow_check if self._labeller is not None else None
+            if check is not None:  # the teacher's shadow, checked before anyone sees it
+                self._records = check.rewrite(self._scratch, self._records)
+                summary = {"shadow_check": check.report()}
             held = self._open_store().commit_from(
                 self._scratch, _record_of(job, label_kind), self._records
             )
@@ -197,12 +202,14 @@ class StoreWriter(SceneWriter):
             self._drop_scene()
         if held is not None:  # another writer committed the scene first
             return Written(self._same_scene(job.scene, held), status=SKIPPED)
-        return Written(self.out)
+        return Written(self.out, summary)
 
     def abort_scene(self) -> None:
         self._drop_scene()
 
     def _drop_scene(self) -> None:
+        if self._labeller is not None and self._labeller.shadow_check is not None:
+            self._labeller.shadow_check.close()
         self._rust, self._records, self._labeller = None, [], None
         if self._scratch is not None:
             self._scratch.close()

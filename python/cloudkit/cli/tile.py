@@ -128,4 +128,11 @@ def tile(
         f"{mb:.0f} MB of DN in {seconds:.1f} s), {len(summary.with_status(SKIPPED))} already "
         f"in the store, {len(summary.failed)} failed"
     )
+    for r in tiled:
+        check = (r.summary or {}).get("shadow_check")
+        if check and check["shadow_pixels"]:
+            typer.echo(
+                f"  {r.scene_id}: the teacher's shadow checked against its clouds: "
+                f"{check['removed_percent']:.1f} % of it removed (no cloud casts it)"
+            )
     report_failures(summary)

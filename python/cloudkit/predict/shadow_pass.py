@@ -55,7 +55,7 @@ class ShadowPass:
             probabilities[shadow],
             valid,
         )
-        return fallback_classes(probabilities, shadow, self._rule)
+        return fallback_classes(probabilities, shadow, self._rule, self.codes.cloud)
 
     def decide(self) -> None:
         self._decision = decide(self._acc.masks(), self.sun, self._acc.factor, self.latitude)
