@@ -19,13 +19,14 @@ from cloudkit.io.scene import LABEL_CLEAR, LABEL_THICK_CLOUD
 from cloudkit.peers import DlL8S2Uv, get_peer
 from tests.helpers.cli import fails_with_one_line, run
 from tests.helpers.shared_data import (
-    AWS_T19UDP,
+    DERIVED,
     L2A_T29UNU,
     STACK_13BAND,
     T19UDP_S2CLOUDLESS,
     T29UNU_60M_BANDS,
 )
 
+CROP = DERIVED / "T19UDP_preview_crop128_13band.tif"
 L1C = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
 
 
@@ -47,10 +48,14 @@ def test_bands_and_levels():
     assert peer.label_kind() == "teacher:dl-l8s2-uv 05c91ab, MIT"
 
 
-def test_upsampling_towards_30m():
-    assert [dl_l8s2_uv.upsampling(r) for r in (None, 10, 30, 40, 60, 160, 900)] == [
-        1, 1, 1, 1, 2, 5, 8
-    ]  # fmt: skip
+def test_resampled_to_30m(peer):
+    got = [dl_l8s2_uv.rescaling(r) for r in (None, 10, 20, 30, 32, 60, 160, 900)]
+    assert got == pytest.approx([1, 1 / 3, 2 / 3, 1, 1, 2, 16 / 3, 8])
+    # probabilities come back on the input's grid
+    refl = np.full((1, 4, 50, 70), 0.05, np.float32)
+    for resolution in (10.0, 160.0):
+        probs = peer.probabilities(refl, dl_l8s2_uv.FOUR, "L1C", resolution=resolution)
+        assert probs.shape == (1, 2, 50, 70)
 
 
 def test_missing_weights_say_where(monkeypatch, tmp_path):
@@ -91,18 +96,19 @@ def test_finds_cloud_on_real_cloudy_pixels(peer):
 
 
 def test_predict_tile_and_evaluate(peer, tmp_path, capsys):
-    """The AWS band folder (13 bands at 900 m): predict's mask is the peer's own on the
-    folder's reflectance (predict reads no finer than 30 m and gives the peer no pixel size);
-    a store labelled by the peer (seen 8x upsampled, as evaluate sees it) scores it near 1;
+    """A 128 px crop of the T19UDP preview (13 bands at 160 m): predict's mask is the peer's
+    own on the file's reflectance (predict gives a peer no pixel size: it runs at 160 m); a
+    store labelled by the peer (which resamples to 30 m, as evaluate does) scores it near 1;
     L2A is refused."""
     out = tmp_path / "masks"
-    code, _, err = run(capsys, "predict", AWS_T19UDP, "--model", "dl-l8s2-uv", "-o", out)
+    code, _, err = run(capsys, "predict", CROP, "--model", "dl-l8s2-uv", "-o", out)
     assert code == 0, err
-    scene = AWS_T19UDP.name
+    scene = CROP.stem
     summary = json.loads((out / f"{scene}.json").read_text())
     assert summary["model"]["bands"] == list(dl_l8s2_uv.SIX)
     assert summary["model"]["head"] == "peer dl-l8s2-uv 05c91ab"
-    dn = np.stack([rasterio.open(AWS_T19UDP / f"{b}.jp2").read(1) for b in dl_l8s2_uv.SIX])
+    with rasterio.open(CROP) as src:
+        dn = src.read([L1C.index(b) + 1 for b in dl_l8s2_uv.SIX])
     valid = (dn != 0).all(axis=0)
     with rasterio.open(out / f"{scene}_mask.tif") as src:
         mask = src.read(1)
@@ -110,10 +116,11 @@ def test_predict_tile_and_evaluate(peer, tmp_path, capsys):
     direct = peer.label_codes(peer.probabilities(refl, dl_l8s2_uv.SIX, "L1C"))[0]
     assert (mask[valid] == direct[valid]).mean() > 0.99
     assert (mask[~valid] == 255).all()
+    assert 0.1 < (mask[valid] == LABEL_THICK_CLOUD).mean() < 0.9
 
     store = tmp_path / "uv.zarr"
     args = ("--labels-from", "dl-l8s2-uv", "--tile-size", "128", "--overlap", "0")
-    code, _, err = run(capsys, "tile", AWS_T19UDP, store, *args)
+    code, _, err = run(capsys, "tile", CROP, store, *args)
     assert code == 0, err
     code, report, err = run(
         capsys, "evaluate", "--reference", "dl-l8s2-uv", "--task", "cloud", store, "-o",

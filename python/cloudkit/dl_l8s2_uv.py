@@ -15,11 +15,13 @@ networks are rebuilt from each file's ``model_config`` by `models/keras_hdf5.py`
 TensorFlow); on a real 256 px input they agree with TensorFlow 2.15 to 2.5e-10.
 
 Input is L1C top-of-atmosphere reflectance (DN/10000 after the product's offset) at about
-30 m, where the authors run them. Given a coarser pixel size the input is upsampled
-(bilinear, at most 8 times) to about 30 m, run, and the probability averaged back to the
-input's grid: at 160 m
+30 m, where the authors run them. Given the pixel size (`evaluate --reference`, `tile
+--labels-from`), the input is resampled to 30 m (bilinear, antialiased when made coarser; at
+most 8 times finer), run, and the probability resampled back to the input's grid: at 160 m
 without it the 6-band network finds a fifth of s2cloudless's cloud on the T19UDP preview,
-with it nearly all (cloud F1 0.95 on a 200 px crop).
+with it nearly all (cloud F1 0.95 on a 200 px crop). `cloudkit predict` gives no pixel size
+to a peer; it reads products at 20 m (:data:`READ_AT`, the grid nearest 30 m that 10, 20 and
+60 m band files share), where the networks run as they are.
 """
 
 from __future__ import annotations
@@ -51,6 +53,9 @@ VERSION = "05c91ab"
 WORKS_AT = 30.0
 #: the most a coarse input is upsampled: 240 m pixels are seen at 30 m, 900 m ones at 112 m
 MAX_UPSAMPLING = 8
+#: the grid `cloudkit predict` reads products at (unless --resolution): near 30 m, and one
+#: that 10, 20 and 60 m band files share (30 m is no multiple of 20 m)
+READ_AT = 20.0
 #: windows the networks run on: what the input is cut into (after any upsampling)
 WINDOW = 512
 OVERLAP = 32
@@ -136,34 +141,41 @@ def network(bands: Sequence[str]):
     return _network(weights_path(bands))
 
 
-def upsampling(resolution: float | None) -> int:
-    """How many times finer the input is made to bring ``resolution`` metres near 30 m: at
-    most :data:`MAX_UPSAMPLING` times (upsampling adds pixels, not the detail of 30 m)."""
-    if resolution is None or not resolution > 1.5 * WORKS_AT:
-        return 1
-    return min(MAX_UPSAMPLING, int(round(resolution / WORKS_AT)))
+def rescaling(resolution: float | None) -> float:
+    """How many times finer (above 1) or coarser (below 1) the input is made to bring
+    ``resolution`` metres to 30 m: 1 when it is unknown or within 10 % of 30 m; at most
+    :data:`MAX_UPSAMPLING` times finer (upsampling adds pixels, not the detail of 30 m)."""
+    if resolution is None or not resolution > 0 or abs(resolution / WORKS_AT - 1) <= 0.1:
+        return 1.0
+    return min(float(MAX_UPSAMPLING), resolution / WORKS_AT)
 
 
 def cloud_probability(
     refl: np.ndarray, bands: Sequence[str], *, resolution: float | None = None
 ) -> np.ndarray:
     """``(N, C, H, W)`` reflectance of ``bands`` (NaN where no data) at ``resolution`` metres
-    (None: taken as about 30 m) -> float32 ``(N, H, W)`` cloud probability."""
+    (None: taken as about 30 m) -> float32 ``(N, H, W)`` cloud probability on the same grid.
+
+    Resampled to 30 m (bilinear; antialiased when made coarser), run, and the probability
+    resampled back to the input's grid the same way."""
     net = network(bands)
-    factor = upsampling(resolution)
+    scale = rescaling(resolution)
     x = torch.from_numpy(np.nan_to_num(np.asarray(refl, np.float32), nan=0.0))
     n, _, h, w = x.shape
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
     out = np.empty((n, h, w), np.float32)
     with torch.inference_mode():
         for i in range(n):
-            item = x[i : i + 1]
-            if factor > 1:
-                item = F.interpolate(item, scale_factor=factor, mode="bilinear")
-            prob = _windows(net, item)
-            if factor > 1:
-                prob = F.avg_pool2d(prob, factor)
-            out[i] = prob[0, 0].numpy()
+            item = _resize(x[i : i + 1], size)
+            out[i] = _resize(_windows(net, item), (h, w))[0, 0].numpy()
     return out
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    finer = size[0] > x.shape[-2]
+    return F.interpolate(x, size=size, mode="bilinear", antialias=not finer)
 
 
 def _windows(net, x: torch.Tensor) -> torch.Tensor:

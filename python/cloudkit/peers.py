@@ -357,7 +357,7 @@ class DlL8S2Uv(Peer):
     window = dl_l8s2_uv.WINDOW
     overlap = dl_l8s2_uv.OVERLAP
     threshold = 0.5  # cloud where the probability is at least this
-    works_at = dl_l8s2_uv.WORKS_AT
+    works_at = dl_l8s2_uv.READ_AT
     made_for = dl_l8s2_uv.WORKS_AT
 
     @classmethod
