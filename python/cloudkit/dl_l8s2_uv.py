@@ -81,7 +81,7 @@ CARD = ModelCard(
         Score(
             "cloud F1 against s2cloudless",
             0.929,
-            "the T19UDP (L1C) preview at 160 m, run upsampled to 32 m, 0.29 M pixels",
+            "the T19UDP (L1C) preview at 160 m, run resampled to 30 m, 0.29 M pixels",
         ),
         Score(
             "cloud F1 against s2cloudless",
