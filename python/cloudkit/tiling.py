@@ -25,6 +25,7 @@ from cloudkit.io.level import processing_level
 from cloudkit.io.location import is_url
 from cloudkit.io.scene import Scene
 from cloudkit.io.store import SceneRecord, StoreLayout, TileRecord, TileStore
+from cloudkit.io.sun_metadata import plan_sun
 from cloudkit.peers import PEERS
 from cloudkit.pipeline.run import SKIPPED, Progress, Summary, run_scenes
 from cloudkit.pipeline.writer import SceneJob, SceneWriter, Written
@@ -271,4 +272,14 @@ def _record_of(job: SceneJob, label_kind: str | None) -> SceneRecord:
         dn_shift=job.dn_shift,
         processing_baseline=scene.processing_baseline or "",
         label_kind=label_kind,
+        **_sun_of(plan),
     )
+
+
+def _sun_of(plan: GridPlan) -> dict:
+    """The scene's sun for its store row: read from the product, or computed from its
+    acquisition time and place; not known otherwise."""
+    sun, _ = plan_sun(plan)
+    if sun is None:
+        return {}
+    return {"sun_azimuth": sun.azimuth, "sun_zenith": sun.zenith, "sun_source": sun.source}

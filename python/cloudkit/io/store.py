@@ -117,6 +117,10 @@ class SceneRecord:
     dn_shift: tuple[int, ...]  # what was added to non-zero DN to reach the store's convention
     processing_baseline: str
     label_kind: str
+    # the scene's mean sun angles (degrees) and where they came from; NaN, "": not known
+    sun_azimuth: float = math.nan
+    sun_zenith: float = math.nan
+    sun_source: str = ""
 
 
 def dn_shift_for(add_offset: Sequence[int]) -> tuple[int, ...]:
@@ -504,8 +508,11 @@ class TileStore:
         n_tiles, n_scenes = self.num_tiles, self.num_scenes
         for name in (*self._tile_arrays(), *_INDEX_ARRAYS):
             self._truncate(name, n_tiles)
-        for name in _SCENE_ARRAYS:
-            arr = self._group[f"scenes/{name}"]
+        for name in (*_SCENE_ARRAYS, *_SUN_ARRAYS):
+            try:
+                arr = self._group[f"scenes/{name}"]
+            except KeyError:  # a sun column of a store made before them
+                continue
             if arr.shape[0] != n_scenes:
                 arr.resize((n_scenes, *arr.shape[1:]))
         if self._group.attrs.get("in_progress") is not None:
@@ -551,10 +558,36 @@ class TileStore:
             "cloud_fraction": float(np.mean(clouds)) if clouds else math.nan,
             "tiled_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
+        row.update(
+            sun_azimuth=record.sun_azimuth,
+            sun_zenith=record.sun_zenith,
+            sun_source=record.sun_source,
+        )
         for name, value in row.items():
-            arr = self._group[f"scenes/{name}"]
+            arr = self._scene_column(name, s)
             arr.resize((s + 1, *arr.shape[1:]))
             _every_chunk(arr)[s] = value
+
+    def _scene_column(self, name: str, rows: int):
+        """The ``scenes/`` column ``name``; a sun column absent from a store made before
+        cloudkit recorded the sun is made now, its ``rows`` earlier scenes not known."""
+        try:
+            return self._group[f"scenes/{name}"]
+        except KeyError:
+            if name not in _SUN_ARRAYS:
+                raise
+        dtype, fill = _SUN_ARRAYS[name]
+        arr = self._group["scenes"].create_array(
+            name,
+            shape=(rows,),
+            chunks=(_SCENE_CHUNK,),
+            dtype=dtype,
+            compressors=self._group["scenes/id"].compressors,
+            fill_value=fill,
+        )
+        if rows:
+            _every_chunk(arr)[:] = np.full(rows, fill, dtype=object if dtype is str else dtype)
+        return arr
 
 
 #: pixels, written by the Rust writer one chunk per tile: dtype, fill value, name of axis 1
@@ -589,6 +622,13 @@ _SCENE_ARRAYS = {
     "valid_fraction": (np.float32, (), None),
     "cloud_fraction": (np.float32, (), math.nan),
     "tiled_at": (str, (), None),
+}
+#: scenes/ columns of the sun (S,): dtype, fill value; stores made before them lack them,
+#: and readers take a missing one as "not known"
+_SUN_ARRAYS = {
+    "sun_azimuth": (np.float32, math.nan),
+    "sun_zenith": (np.float32, math.nan),
+    "sun_source": (str, ""),
 }
 
 
@@ -742,10 +782,13 @@ class StoreReader:
 
     def scenes(self, name: str) -> np.ndarray:
         """The committed rows of a ``scenes/`` column (``id``, ``path``, ``crs``, ...)."""
-        if name not in _SCENE_ARRAYS:
+        if name not in _SCENE_ARRAYS and name not in _SUN_ARRAYS:
             raise KeyError(f"{name!r} is not a column of a tile store's scenes/ table")
         if "scenes" not in self._group:
             raise StoreError(f"{self.path}: store has no scenes/ table")
+        if name in _SUN_ARRAYS and f"scenes/{name}" not in self._group:
+            dtype, fill = _SUN_ARRAYS[name]  # a store made before cloudkit recorded the sun
+            return np.full(self.num_scenes, fill, dtype=object if dtype is str else dtype)
         return self._column(f"scenes/{name}", self.num_scenes)
 
     def _column(self, name: str, rows: int) -> np.ndarray:
@@ -935,7 +978,8 @@ def _column_problems(
     every = group.attrs.get("integrity") == INTEGRITY
     columns = [(n, num_tiles, from_tile) for n in _INDEX_ARRAYS]
     if _member(group, "scenes", where) is not None:
-        columns += [(f"scenes/{n}", num_scenes, from_scene) for n in _SCENE_ARRAYS]
+        names = (*_SCENE_ARRAYS, *_SUN_ARRAYS)  # a sun column may be absent (older stores)
+        columns += [(f"scenes/{n}", num_scenes, from_scene) for n in names]
     problems = []
     for name, rows, first in columns:
         array = _member(group, name, where)
@@ -1026,6 +1070,15 @@ def _create(
                 dtype=dtype,
                 compressors=codecs,
                 **({} if fill is None else {"fill_value": fill}),
+            )
+        for name, (dtype, fill) in _SUN_ARRAYS.items():
+            scenes.create_array(
+                name,
+                shape=(0,),
+                chunks=(_SCENE_CHUNK,),
+                dtype=dtype,
+                compressors=codecs,
+                fill_value=fill,
             )
     except BaseException:  # a full disk, an interrupt: leave no half-made store behind
         shutil.rmtree(tmp, ignore_errors=True)
@@ -1121,7 +1174,7 @@ def _lock(path: Path):
 def read_scene_table(path: Path) -> list[dict]:
     """The committed scenes of a store as plain dicts (for summaries and tests)."""
     reader = StoreReader.open(path)
-    table = {name: reader.scenes(name) for name in _SCENE_ARRAYS}
+    table = {name: reader.scenes(name) for name in (*_SCENE_ARRAYS, *_SUN_ARRAYS)}
     rows = []
     for i in range(reader.num_scenes):
         row = {}
