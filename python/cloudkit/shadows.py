@@ -48,8 +48,10 @@ SEEN_SHARE = 0.25
 #: the spread of heights painted around an object's matched one, and the margin after it
 HEIGHT_SPREAD = 0.15
 MARGIN_M = 300.0
-#: a patch with no cloud to cast it stays when this share of it could be cast from outside
+#: a patch with no cloud to cast it stays when this share of it could be cast from outside,
+#: by a cloud no higher than this quantile of the scene's matched clouds
 EDGE_SHARE = 0.5
+EDGE_QUANTILE = 0.75
 #: pixels of an object (or shadow patch) the matching looks at, at most
 SAMPLES = 400
 _EIGHT = np.ones((3, 3), dtype=bool)
@@ -151,8 +153,10 @@ def decide(
     margin = max(1.0, MARGIN_M / masks.resolution)
     if explained.any():
         explained = ndimage.distance_transform_edt(~explained) <= margin
+    # clouds beyond the edge are taken to be as high as most of the scene's own (a stray
+    # match at the top of the range would let every shadow of a small scene stay)
     edge_top = (
-        float(heights[best[matched - 1]].max()) * (1 + HEIGHT_SPREAD)
+        float(np.quantile(heights[best[matched - 1]], EDGE_QUANTILE)) * (1 + HEIGHT_SPREAD)
         if len(matched)
         else float(heights[-1])
         if heights is not None
