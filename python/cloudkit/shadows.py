@@ -42,7 +42,7 @@ AZIMUTH_STEP = 5
 #: the matching grid's longest side, in pixels (a full scene at 60 m)
 MATCH_GRID = 2048
 #: an object's best projection must average this shadow probability over its seen pixels...
-MATCH_SCORE = 0.3
+MATCH_SCORE = 0.2
 #: ...with at least this share of them seen
 SEEN_SHARE = 0.25
 #: the spread of heights painted around an object's matched one, and the margin after it
