@@ -20,7 +20,7 @@ import glob
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -386,7 +386,7 @@ class MaskWriter:
             raise ValueError("this writer keeps no fallback classes to rewrite with")
         self._class_counts[:] = 0
         self._ql_classes = []
-        try:
+        with self._aborting():
             self._mask_ds.close()
             with rasterio.Env(**_GDAL_ENV), rasterio.open(self._partial("mask", "tif"), "r+") as ds:
                 for row0 in range(0, self.height, rows):
@@ -397,6 +397,13 @@ class MaskWriter:
                     if changed is not classes:
                         ds.write(self._check_classes_at(changed, n), 1, window=window)
                     self._keep_class_rows(row0, changed)
+
+    @contextlib.contextmanager
+    def _aborting(self) -> Iterator[None]:
+        """Any failure inside deletes every temporary of the scene; a failed write (a full
+        disk, a folder gone read-only) becomes one OutputError."""
+        try:
+            yield
         except OSError as err:
             error = self._cannot_write(err)
             self.abort()
@@ -427,21 +434,14 @@ class MaskWriter:
             raise ValueError(
                 f"rows {self._next_row}..{self.height} of {self.scene_id} were never written"
             )
-        try:
+        with self._aborting():
             self._moves = self._convert()
-        except OSError as err:
-            error = self._cannot_write(err)
-            self.abort()
-            raise error from None
-        except BaseException:
-            self.abort()
-            raise
 
     def finish(self, summary: dict) -> OutputPaths:
         """Move every output into place and write ``summary`` (plus "outputs") as the JSON,
         last: the JSON's presence marks the scene complete."""
         self.build()
-        try:
+        with self._aborting():
             # an earlier run's summary would vouch for a mix of old and new files if this
             # run died between the moves below: the scene is incomplete until the new one
             self.paths.summary.unlink(missing_ok=True)
@@ -462,13 +462,6 @@ class MaskWriter:
             self._fallback = None
             _remove_partials(self.out_dir, self.scene_id)  # GDAL side files, the fallback
             write_json({**summary, "outputs": outputs}, self.paths.summary)
-        except OSError as err:
-            error = self._cannot_write(err)
-            self.abort()
-            raise error from None
-        except BaseException:
-            self.abort()
-            raise
         self._closed = True
         self._release()
         return self.paths
