@@ -9,15 +9,20 @@ Two kinds of sets, all real Sentinel-2 pixels from ``../shared/data`` (see its R
 - **algorithm references** on multispectral data, where the peers can run too: T29UNU (L2A,
   60 m, 11 bands) against Sen2Cor's SCL; the T19UDP preview (L1C, 160 m, 13 bands) and the
   s2cloudless 1.2.2 test arrays (L1C, 13 bands) against s2cloudless's own mask; the Sahara
-  tile (L2A, 100 m, bright desert) against its SCL. Scored: agreement (F1) on cloud, and on
-  shadow where the reference has a shadow class. A reference is an algorithm, not the truth.
+  tile (L2A, 100 m, bright desert) against its SCL; three synthetic L1C products
+  (`cloudkit.synthetic`, 20 m) against their exact classes, shadows cast with the sun their
+  metadata records. Scored: agreement (F1) on cloud, and on shadow (F1, precision) where the
+  reference has a shadow class; everywhere, the share of pixels called shadow. A reference
+  is an algorithm, not the truth.
 
 Methods: the model (``--model``: a `cloudkit finetune` checkpoint or a shipped model name),
 the all-clear and all-cloud masks, the best single-band brightness threshold (band and
-threshold chosen on T29UNU's SCL, then applied unchanged everywhere), ukis-csmask and
-s2cloudless where their bands are present (``pip install 'cloudkit[peers]'``); and, as an
-upper bound no real threshold reaches, the best threshold chosen on each scored set itself
-(the oracle).
+threshold chosen on T29UNU's SCL, then applied unchanged everywhere), ukis-csmask,
+s2cloudless and dl-l8s2-uv where their bands are present (``pip install 'cloudkit[peers]'``);
+and, as an upper bound no real threshold reaches, the best threshold chosen on each scored
+set itself (the oracle). The model and ukis-csmask are run with the geometric shadow check
+(`cloudkit.shadows`, predict's default: each sample's sun from its metadata, computed from
+its acquisition time, or estimated) and without it ("no shadow check").
 
     python benches/bench_quality.py [--model default] [--json out.json]
 
@@ -57,6 +62,10 @@ class Sample:
     labels: np.ndarray
     level: str
     resolution: float | None  # metres; None where the source does not say
+    #: the sun angles the shadow check uses (None: it estimates the direction) and the
+    #: latitude that narrows that estimate (None: not georeferenced)
+    sun: object = None
+    latitude: float | None = None
 
 
 @dataclass
@@ -103,8 +112,29 @@ def cloudsen12(kind: str) -> list[Sample]:
         for code, target in mapping.items():
             labels[raw == code] = target
         name = str(folder.relative_to(root))
-        out.append(Sample(name, refl, RGB, labels, "L1C", 10.0))
+        # the patches carry no time: the check estimates the shadow direction
+        latitude = _latitude(folder / "S2L1C.tif")
+        out.append(Sample(name, refl, RGB, labels, "L1C", 10.0, latitude=latitude))
     return out
+
+
+def _latitude(path: Path) -> float | None:
+    from cloudkit.io.sun_metadata import scene_place
+
+    with rasterio.open(path) as src:
+        place = scene_place(src.crs, src.transform, src.height, src.width)
+    return place[0] if place else None
+
+
+def _computed_sun(path: Path, when: str):
+    """The sun at ``path``'s centre at the UTC time ``when`` (a Sentinel-2 name's)."""
+    from cloudkit.io.sun_metadata import scene_place, time_in_name
+    from cloudkit.sun import SunAngles, solar_position
+
+    with rasterio.open(path) as src:
+        place = scene_place(src.crs, src.transform, src.height, src.width)
+    azimuth, zenith = solar_position(time_in_name(when), *place)
+    return SunAngles(azimuth, zenith, f"computed for {when}"), place[0]
 
 
 def _scl_codes(scl: np.ndarray) -> np.ndarray:
@@ -123,7 +153,11 @@ def t29unu() -> list[Sample]:
     refl = (dn.astype(np.float32) - 1000.0) / 10000.0  # baseline 04.00: BOA_ADD_OFFSET -1000
     refl[:, (dn == 0).any(axis=0)] = np.nan
     labels = _scl_codes(_read(next(folder.glob("*_SCL_60m.jp2"))))
-    return [Sample("T29UNU", refl, T29UNU_BANDS, labels, "L2A", 60.0)]
+    from cloudkit.io.sun_metadata import safe_angles
+
+    latitude = _latitude(next(folder.glob("*_B02_60m.jp2")))
+    sample = Sample("T29UNU", refl, T29UNU_BANDS, labels, "L2A", 60.0, safe_angles(safe), latitude)
+    return [sample]
 
 
 def t19udp() -> list[Sample]:
@@ -134,7 +168,11 @@ def t19udp() -> list[Sample]:
     cloud = mask[mask.files[0]].astype(bool)
     labels = np.where(cloud, THICK, CLEAR).astype(np.uint8)
     labels[np.isnan(refl).any(axis=0)] = NODATA
-    return [Sample("T19UDP preview", refl, L1C, labels, "L1C", 160.0)]
+    sun, latitude = _computed_sun(
+        DATA / "derived" / "S2A_MSIL1C_20170729_T19UDP_preview_13band.tif",
+        "S2A_MSIL1C_20170729T153601_N0205_R111_T19UDP",
+    )
+    return [Sample("T19UDP preview", refl, L1C, labels, "L1C", 160.0, sun, latitude)]
 
 
 def s2cloudless_arrays() -> list[Sample]:
@@ -152,7 +190,41 @@ def sahara() -> list[Sample]:
     refl = dn.astype(np.float32) / 10000.0  # baseline 02.14: no offset
     refl[:, (dn == 0).any(axis=0)] = np.nan
     labels = _scl_codes(_read(folder / "SCL.tif", shape=shape))
-    return [Sample("Sahara 29RKH", refl, bands, labels, "L2A", 100.0)]
+    from cloudkit.io.datasets import read_band_folder
+
+    sun = read_band_folder(folder).sun  # the STAC item's
+    latitude = _latitude(folder / "B02.tif")
+    return [Sample("Sahara 29RKH", refl, bands, labels, "L2A", 100.0, sun, latitude)]
+
+
+def synthetic() -> list[Sample]:
+    """Three synthetic L1C products (cloudkit.synthetic) at 20 m with their exact classes; the
+    sun their shadows were cast with is in each product's MTD_TL.xml. Made in a temporary
+    folder from fixed seeds."""
+    import tempfile
+
+    from cloudkit.io.safe import read_safe
+    from cloudkit.synthetic import write_l1c_safe
+
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in (11, 12, 13):
+            folder = Path(tmp) / str(seed)  # the products share a name: one folder each
+            product = write_l1c_safe(folder, size_10m=1152, seed=seed, labels=folder)
+            folder = next(product.path.glob("GRANULE/*/IMG_DATA"))
+            dn = np.stack(
+                [
+                    _read(next(folder.glob(f"*_{b}.jp2")), shape=(576, 576), average=True)
+                    for b in L1C
+                ]
+            ).astype(np.float32)
+            refl = (dn - 1000.0) / 10000.0  # baseline 04.00
+            refl[:, (dn == 0).any(axis=0)] = np.nan
+            labels = _read(product.labels, shape=(576, 576))
+            sun = read_safe(product.path).sun
+            latitude = _latitude(next(folder.glob("*_B02.jp2")))
+            out.append(Sample(f"synthetic {seed}", refl, L1C, labels, "L1C", 20.0, sun, latitude))
+    return out
 
 
 def scored_sets() -> list[Scored]:
@@ -165,14 +237,18 @@ def scored_sets() -> list[Scored]:
         Scored("T19UDP L1C 160 m", "reference", "s2cloudless", t19udp(), ukis),
         Scored("s2cloudless test arrays L1C", "reference", "s2cloudless", s2cloudless_arrays()),
         Scored("Sahara L2A 100 m", "reference", "Sen2Cor SCL", sahara(), scl),
+        Scored("synthetic L1C 20 m (3 products)", "reference", "exact classes", synthetic()),
     ]
 
 
-def _read(path: Path, band: int | None = 1, shape: tuple[int, int] | None = None) -> np.ndarray:
+def _read(
+    path: Path, band: int | None = 1, shape: tuple[int, int] | None = None, average: bool = False
+) -> np.ndarray:
     with rasterio.open(path) as src:
         if shape is None:
             return src.read(band)
-        return src.read(band, out_shape=shape, resampling=Resampling.nearest)
+        how = Resampling.average if average and src.height > shape[0] else Resampling.nearest
+        return src.read(band, out_shape=shape, resampling=how)
 
 
 # --------------------------------------------------------------------------------------------
@@ -219,12 +295,17 @@ def threshold_method(band: str, threshold: float) -> Method:
 
 
 def model_method(
-    model: str, device: str, coarsen: Callable[[np.ndarray, int], np.ndarray] | None = None
+    model: str,
+    device: str,
+    coarsen: Callable[[np.ndarray, int], np.ndarray] | None = None,
+    *,
+    shadows: str = "geometric",
 ) -> tuple[Method, str]:
     """A cloudkit model run as `cloudkit predict` runs it: store values of the sample's bands,
     area-averaged to the model's pixel size when the sample is finer (as predict reads finer
     products with ``--decode full``; ``coarsen`` does it otherwise), the predictor's
-    conversion, its probabilities; the classes brought back to the labels' grid by nearest
+    conversion, its probabilities, the shadow check (``shadows`` "geometric", as predict's
+    default; "model": none); the classes brought back to the labels' grid by nearest
     neighbour."""
     import torch
 
@@ -251,13 +332,43 @@ def model_method(
         if info.binary:
             codes = np.where(probs[0] > info.threshold, THICK, CLEAR).astype(np.uint8)
         else:
-            codes = _task_codes(info.task)[mask_classes(info.task, probs)]
+            classes = mask_classes(info.task, probs)
+            if shadows == "geometric":
+                classes = _checked(
+                    sample, classes, probs, valid, info.classes, factor, info.task, who="cloudkit"
+                )
+            codes = _task_codes(info.task)[classes]
         if factor > 1:
             codes = _nearest_up(codes, factor, sample.labels.shape)
         return codes
 
     path = Path(model)
     return run, f"{path.parent.name}/{path.name}" if path.is_file() else model
+
+
+def _checked(
+    sample, classes, probs, valid, names, factor=1, task="argmax", *, who: str
+) -> np.ndarray:
+    """``classes`` after the geometric shadow check, with the sample's sun and place."""
+    from cloudkit.shadows import check_shadows
+
+    probs = np.where(valid, probs, np.nan)
+    out, report = check_shadows(
+        classes,
+        probs,
+        names,
+        resolution=(sample.resolution or 10.0) * factor,
+        sun=sample.sun,
+        valid=valid,
+        rule="multi" if task == "multi" else "argmax",
+        latitude=sample.latitude,
+    )
+    SHADOW_REPORTS.setdefault(sample.name, {})[who] = report
+    return out
+
+
+#: what the check did, per sample and method
+SHADOW_REPORTS: dict[str, dict[str, dict]] = {}
 
 
 def _coarsening(sample: float | None, model: float | None) -> int:
@@ -310,7 +421,8 @@ def _task_codes(task: str) -> np.ndarray:
     }[task]
 
 
-def peer_method(name: str) -> Method | None:
+def peer_method(name: str, *, shadows: str = "geometric") -> Method | None:
+    """A peer on the sample's reflectance; ``shadows`` as for :func:`model_method`."""
     from cloudkit.errors import BandMismatchError
     from cloudkit.peers import PEERS
 
@@ -324,8 +436,14 @@ def peer_method(name: str) -> Method | None:
         except BandMismatchError:
             return None
         idx = [sample.bands.index(b) for b in bands]
-        probs = peer.probabilities(sample.refl[idx][None], bands, sample.level)[0]
-        return np.asarray(peer.codes, np.uint8)[probs.argmax(axis=0)]
+        probs = peer.probabilities(
+            sample.refl[idx][None], bands, sample.level, resolution=sample.resolution
+        )[0]
+        classes = probs.argmax(axis=0).astype(np.uint8)
+        if shadows == "geometric" and any("shadow" in c for c in peer.card.classes):
+            valid = np.isfinite(sample.refl[idx]).all(axis=0)
+            classes = _checked(sample, classes, probs, valid, peer.card.classes, who=name)
+        return np.asarray(peer.codes, np.uint8)[classes]
 
     return run
 
@@ -360,10 +478,17 @@ def score(scored: Scored, method: Method) -> dict | None:
         "pixels": int(truth.size),
         "cloud_f1": _f1(cloud_p, cloud_t),
         "cloud_iou": _iou(cloud_p, cloud_t),
+        # share of the scored pixels called shadow: where the reference has no shadow class,
+        # all of it is shadow no one vouches for
+        "shadow_share": float(np.mean(pred == SHADOW)),
     }
     if (truth == SHADOW).any():
         out["shadow_f1"] = _f1(pred == SHADOW, truth == SHADOW)
         out["shadow_iou"] = _iou(pred == SHADOW, truth == SHADOW)
+        called = float(np.sum(pred == SHADOW))
+        out["shadow_precision"] = (
+            float(np.sum((pred == SHADOW) & (truth == SHADOW))) / called if called else 0.0
+        )
     if scored.kind == "human":
         ious = [_iou(pred == c, truth == c) for c in (CLEAR, THICK, THIN, SHADOW)]
         out["class_iou"] = dict(zip(CLASSES, ious, strict=True))
@@ -378,16 +503,24 @@ def markdown(results: dict, sets: list[Scored], methods: list[str]) -> str:
         head = f"**{scored.name}** (vs {scored.reference})"
         if scored.trained_on:
             head += f"; the default model trained on {scored.trained_on}"
-        cols = ["cloud F1", "cloud IoU", "shadow F1", "shadow IoU"]
+        cols = ["cloud F1", "cloud IoU", "shadow F1", "shadow IoU", "shadow precision"]
+        keys = ["cloud_f1", "cloud_iou", "shadow_f1", "shadow_iou", "shadow_precision"]
+        cols.append("called shadow")
+        keys.append("shadow_share")
         if scored.kind == "human":
             cols.append("mean IoU (4 classes)")
+            keys.append("mean_iou")
         lines += [head, "", "| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
-        keys = ["cloud_f1", "cloud_iou", "shadow_f1", "shadow_iou", "mean_iou"][: len(cols)]
         for name in methods:
             figures = row.get(name)
             if figures is None:
                 continue
-            cells = [f"{figures[k]:.3f}" if k in figures else "–" for k in keys]
+            cells = [
+                (f"{100 * figures[k]:.1f} %" if k == "shadow_share" else f"{figures[k]:.3f}")
+                if k in figures
+                else "–"
+                for k in keys
+            ]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
@@ -398,7 +531,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", default="default", help="checkpoint or shipped model name")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, help="write every figure here")
-    parser.add_argument("--no-peers", action="store_true", help="skip ukis-csmask, s2cloudless")
+    parser.add_argument(
+        "--no-peers", action="store_true", help="skip ukis-csmask, s2cloudless, dl-l8s2-uv"
+    )
     args = parser.parse_args(argv)
     if not DATA.is_dir():
         print(f"the real samples are not at {DATA}", file=sys.stderr)
@@ -408,17 +543,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     t29 = next(s for s in sets if s.name.startswith("T29UNU"))
     band, threshold = fit_threshold(t29.samples)
     run_model, model_name = model_method(args.model, args.device)
+    run_raw, _ = model_method(args.model, args.device, shadows="model")
     methods: dict[str, Method] = {
         f"cloudkit ({model_name})": run_model,
+        f"cloudkit ({model_name}), no shadow check": run_raw,
         f"brightness {band} > {threshold:.2f}": threshold_method(band, threshold),
         "all clear": all_clear,
         "all cloud": all_cloud,
     }
     if not args.no_peers:
-        for peer in ("ukis-csmask", "s2cloudless"):
+        for peer in ("ukis-csmask", "s2cloudless", "dl-l8s2-uv"):
             method = peer_method(peer)
             if method is not None:
                 methods[peer] = method
+            raw = peer_method(peer, shadows="model") if peer == "ukis-csmask" else None
+            if raw is not None:  # the others have no shadow class: nothing to check
+                methods[f"{peer}, no shadow check"] = raw
     # an upper bound for any one-band threshold: the best on the scored set itself
     oracle_name = "brightness, best on this set (oracle)"
     results: dict[str, dict] = {}
@@ -437,8 +577,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         + "; ".join(oracles)
     )
     print(f"({time.perf_counter() - started:.0f} s)")
+    for name, reports in SHADOW_REPORTS.items():
+        for who, report in reports.items():
+            if not report.get("shadow_pixels"):
+                continue
+            sun = report.get("sun") or {}
+            print(
+                f"shadow check, {who} on {name}: sun {sun.get('source')} azimuth "
+                f"{sun.get('azimuth')}, removed {report['removed_percent']:.1f} % of "
+                f"{report['shadow_pixels']} shadow pixels"
+            )
     if args.json:
-        args.json.write_text(json.dumps({"model": args.model, "results": results}, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {"model": args.model, "results": results, "shadow_check": SHADOW_REPORTS},
+                indent=1,
+                default=str,
+            )
+        )
     return 0
 
 

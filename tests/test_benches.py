@@ -161,6 +161,14 @@ def test_quality_bench_measures_what_the_default_models_card_says(tmp_path):
         for baseline in (row["all clear"], row["all cloud"], threshold):
             assert row["cloudkit (default)"]["cloud_f1"] > baseline["cloud_f1"]
             assert row["cloudkit (default)"]["mean_iou"] > baseline["mean_iou"]
+    # the geometric shadow check (predict's default) is never worse than the model's shadow
+    for name, row in results.items():
+        checked, plain = row["cloudkit (default)"], row["cloudkit (default), no shadow check"]
+        assert checked["cloud_f1"] == pytest.approx(plain["cloud_f1"], abs=1e-3), name
+        assert checked["shadow_share"] <= plain["shadow_share"], name
+        if plain.get("shadow_f1"):
+            assert checked["shadow_f1"] >= plain["shadow_f1"], name
+            assert checked["shadow_precision"] >= plain["shadow_precision"], name
 
 
 @pytest.mark.shared_data
