@@ -23,7 +23,7 @@ from cloudkit.pipeline.windows import WindowGrid
 from cloudkit.pipeline.writer import SceneTally
 from cloudkit.predict.blend import RowBlender
 from cloudkit.predict.model import ModelInfo
-from cloudkit.predict.writer import NODATA, _predict_windows, mask_classes
+from cloudkit.predict.writer import NODATA, mask_classes, predict_windows
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,7 @@ def predict_grid(
             [int(s) for s in shifts], threads=windows.threads,
         )  # fmt: skip
         keep = np.flatnonzero(valid_fraction > 0)
-        window_probs = _predict_windows(
+        window_probs = predict_windows(
             model,  # type: ignore[arg-type]  # any WindowModel, as for peers in predict
             bands,
             images,

@@ -165,7 +165,7 @@ class PredictionWriter(SceneWriter):
             )  # fmt: skip
             bands.clear()  # the decoded rows are cut: free them before the model runs
             keep = np.flatnonzero(valid_fraction > 0)
-        probs = _predict_windows(
+        probs = predict_windows(
             self.predictor, plan.bands, images, valid, keep, self.options.batch_size, tally
         )
         with tally.stage("write"):
@@ -233,7 +233,7 @@ def mask_classes(task: str, probabilities: np.ndarray) -> np.ndarray:
     return np.argmax(probabilities, axis=0).astype(np.uint8)
 
 
-def _predict_windows(
+def predict_windows(
     predictor: Predictor,
     bands: Sequence[str],
     images: np.ndarray,
@@ -242,6 +242,8 @@ def _predict_windows(
     batch_size: int,
     tally: SceneTally,
 ) -> np.ndarray:
+    """Probabilities ``(len(keep), channels, T, T)`` of the windows ``keep`` of ``images``
+    (store values of ``bands``) in batches, timed in ``tally`` (preprocess, model)."""
     n, t = len(keep), images.shape[-1]
     probs = np.empty((n, predictor.info.channels, t, t), dtype=np.float32)
     for start in range(0, n, batch_size):
