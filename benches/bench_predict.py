@@ -133,6 +133,7 @@ def child_predict(args) -> dict:
         batch_size=args.batch_size,
         workers=args.workers,
         overwrite=True,
+        shadows=args.shadow_check,
     )
     with tempfile.TemporaryDirectory(dir=args.tmp) as out:
         (result,) = predict_paths([Path(args.scene)], predictor, Path(out), options).results
@@ -207,6 +208,12 @@ def main() -> None:
         "--predict-resolution", type=float, default=None, help="default: the scene's own"
     )
     parser.add_argument("--decodes", default="full,reduced", help="for coarser predictions")
+    parser.add_argument(
+        "--shadows",
+        default="geometric",
+        help="predict's --shadows values to run (comma-separated): geometric,model times the "
+        "shadow check",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     # child-only arguments
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
@@ -220,6 +227,7 @@ def main() -> None:
     parser.add_argument("--tmp", help=argparse.SUPPRESS)
     parser.add_argument("--shipped", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--decode", default="full", help=argparse.SUPPRESS)
+    parser.add_argument("--shadow-check", default="geometric", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         Path(args.result).write_text(json.dumps(CHILDREN[args.child](args)))
@@ -270,19 +278,23 @@ def main() -> None:
                 extra = ["--model", str(models[head]), "--precision", precision]
                 extra += ["--shipped"] if head == "default" else []
                 decodes = args.decodes.split(",") if head == "default" or coarser else ["full"]
+                checks = args.shadows.split(",")
                 for decode in decodes:
-                    name = f"{head}-{precision}" + (f"-{decode}" if len(decodes) > 1 else "")
-                    more = [*extra, "--decode", decode]
-                    names.append((name, more))
-                    if args.compile:
-                        names.append((f"{name}+compile", [*more, "--compile"]))
+                    for check in checks:
+                        name = f"{head}-{precision}" + (f"-{decode}" if len(decodes) > 1 else "")
+                        name += f"-shadows-{check}" if len(checks) > 1 else ""
+                        more = [*extra, "--decode", decode, "--shadow-check", check]
+                        names.append((name, more))
+                        if args.compile:
+                            names.append((f"{name}+compile", [*more, "--compile"]))
         for name, more in names:
             r = run_child("predict", common, more, tmp / f"{name}.json")
             runs[name] = r
             print(
                 f"{name:<21} {r['wall']:7.1f} s wall  peak {r['peak_mb']:6.0f} MB  "
                 f"read {r['read_s']:.1f} preprocess {r['preprocess_s']:.1f} "
-                f"model {r['model_s']:.1f} write {r['write_s']:.1f} s  "
+                f"model {r['model_s']:.1f} shadows {r.get('shadows_s', 0.0):.1f} "
+                f"write {r['write_s']:.1f} s  "
                 f"{r['windows']} windows, {r['windows'] / r['total_s']:.1f} windows/s end to "
                 f"end ({r['windows_per_s']:.1f}/s model)  {r['wall'] / floor['wall']:.2f}x "
                 "decode"
@@ -338,6 +350,7 @@ def _run_figures(r: dict, floor: dict) -> dict:
     return {
         **_floor_figures(r),
         **{k: r[k] for k in ("read_s", "preprocess_s", "model_s", "write_s", "windows")},
+        "shadows_s": r.get("shadows_s", 0.0),
         "windows_per_s": r["windows"] / r["total_s"],  # end to end
         "model_windows_per_s": r["windows_per_s"],
         "over_decode": r["wall"] / floor["wall"],
