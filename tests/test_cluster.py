@@ -207,3 +207,20 @@ def test_more_local_workers_than_the_cores_take_are_refused(command, scenes, tmp
         f"({cores} cores here); give at most local:{4 * cores}"
     )
     assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["tile", "predict"])
+def test_more_decoding_lanes_than_the_cores_take_are_refused(command, scenes, tmp_path, capsys):
+    """--workers of tile and predict (threads, not processes) is capped as --cluster is: an
+    absurd count started thousands of threads before."""
+    import os
+
+    cores = len(os.sched_getaffinity(0))
+    out = tmp_path / ("t.zarr" if command == "tile" else "masks")
+    args = [scenes[0], out] if command == "tile" else [scenes[0], "-o", out]
+    err = fails_with_one_line(capsys, command, *args, "--workers", "100000")
+    assert err == (
+        f"cloudkit: error: --workers 100000: more than 4 decoding lanes per core ({cores} "
+        f"cores here); give at most {4 * cores}"
+    )
+    assert not out.exists()

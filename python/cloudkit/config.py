@@ -538,6 +538,12 @@ class SceneOptions:
     def validate(self) -> None:
         if self.workers is not None and self.workers < 1:
             raise OptionError(f"--workers {self.workers} must be at least 1")
+        cores = len(os.sched_getaffinity(0))
+        if self.workers is not None and self.workers > 4 * cores:  # beyond: a thread storm
+            raise OptionError(
+                f"--workers {self.workers}: more than 4 decoding lanes per core ({cores} cores "
+                f"here); give at most {4 * cores}"
+            )
 
     @property
     def threads(self) -> int:
