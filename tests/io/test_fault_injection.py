@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from cloudkit.cli import main
-from cloudkit.io.store import _INDEX_ARRAYS, _SCENE_ARRAYS, StoreReader
+from cloudkit.io.store import _INDEX_ARRAYS, _SCENE_ARRAYS, _SUN_ARRAYS, StoreReader
 from cloudkit.models.encoder import Encoder
 from cloudkit.models.segmentation import build_segmenter, segmenter_state
 from cloudkit.synthetic import write_l1c_safe
@@ -29,7 +29,7 @@ ARRAYS = (
     "valid",
     "labels",
     *_INDEX_ARRAYS,
-    *(f"scenes/{name}" for name in _SCENE_ARRAYS),
+    *(f"scenes/{name}" for name in (*_SCENE_ARRAYS, *_SUN_ARRAYS)),
 )
 DAMAGES = ("chunk deleted", "byte flipped", "metadata torn")
 COMMANDS = ("tile append", "pretrain", "finetune", "evaluate", "check")
