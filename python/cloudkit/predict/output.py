@@ -36,6 +36,7 @@ from cloudkit.disk import disk_full
 from cloudkit.errors import OutputError
 from cloudkit.io.labels import CLASSES_TAG, NODATA_TAG
 from cloudkit.jsonfile import write_json
+from cloudkit.predict.seal import seal
 
 __all__ = ["MaskWriter", "OutputPaths", "is_complete", "output_paths"]
 
@@ -461,7 +462,8 @@ class MaskWriter:
             }
             self._fallback = None
             _remove_partials(self.out_dir, self.scene_id)  # GDAL side files, the fallback
-            write_json({**summary, "outputs": outputs}, self.paths.summary)
+            # the checksums let a re-run tell these files from damaged ones (seal.py)
+            write_json(seal({**summary, "outputs": outputs}, self.out_dir), self.paths.summary)
         self._closed = True
         self._release()
         return self.paths

@@ -31,6 +31,7 @@ from cloudkit.predict.blend import BlendedRows, RowBlender
 from cloudkit.predict.model import Predictor
 from cloudkit.predict.output import MaskWriter, OutputPaths, is_complete, output_paths
 from cloudkit.predict.remote_outputs import RemoteOutputs
+from cloudkit.predict.seal import damage
 from cloudkit.predict.shadow_pass import GEOMETRIC, ShadowPass, sun_report
 
 PREDICTED = "predicted"
@@ -77,6 +78,7 @@ class PredictionWriter(SceneWriter):
         self._counts: _ClassCounts | None = None
         self._rgb: list[int] | None = None  # where B04, B03, B02 are, for the quicklook
         self._shadows: ShadowPass | None = None  # the geometric check of the scene's shadow
+        self._damaged: dict[str, str] = {}  # scenes predicted again: what was wrong before
         self._shadow_check: dict = {}
 
     def plan(self, scene: Scene) -> GridPlan:
@@ -105,6 +107,10 @@ class PredictionWriter(SceneWriter):
             return None
         paths = output_paths(self.out_dir, scene_id)
         _check_same_product(_read(paths.summary), paths.summary, plan)
+        problem = damage(paths.summary)
+        if problem is not None:  # skipping would pass damaged outputs off as done
+            self._damaged[scene_id] = problem
+            return None
         return paths
 
     def window(self, plan: GridPlan) -> tuple[int, int]:
@@ -187,6 +193,11 @@ class PredictionWriter(SceneWriter):
             self._masks.build()  # compress, overviews: timed as writing
         summary = _summary(job, self.predictor, self.options, self._counts)
         summary["shadow_check"] = self._shadow_check
+        problem = self._damaged.pop(job.scene.scene_id, None)
+        if problem is not None:
+            summary["warnings"].append(
+                f"its earlier outputs were damaged ({problem}): predicted again"
+            )
         summary["timings"] = _timing_summary(job.tally)
         outputs = self._masks.finish(summary)
         self._masks = None
