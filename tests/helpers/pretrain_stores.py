@@ -66,6 +66,8 @@ def subset_store(src: Path, dst: Path, n: int, *, seed: int = 0, labels: bool = 
     # written here with zarr's defaults (no checksums, fill-value chunks left out): a store of
     # the kind written before checksums, so it must not claim them
     attrs = {k: v for k, v in group.attrs.items() if k != "integrity"}
+    if not labels:  # a store never labelled: cloudkit sets label_codes with the labels array
+        attrs.pop("label_codes", None)
     attrs["num_tiles"] = n
     for name in STORE_ARRAYS:
         if name not in group or (name == "labels" and not labels):
