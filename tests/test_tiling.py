@@ -296,3 +296,25 @@ def test_another_product_of_a_held_name_is_refused_not_skipped(tmp_path, capsys,
     monkeypatch.chdir(tmp_path)
     assert main(["tile", "a/" + first.name, str(out), "--tile-size", "32"]) == 0
     assert "1 already in the store" in capsys.readouterr().out
+
+
+def test_tile_runs_without_loading_torch(tmp_path):
+    """torch is some 0.8 GB of resident memory and 4 s of start-up that tiling never uses:
+    a plain `cloudkit tile` (no teacher) must not import it, or its peak memory doubles."""
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from cloudkit.cli import main
+        from cloudkit.sample import sample_product
+        sys.argv = ["cloudkit", "tile", str(sample_product()), {str(tmp_path / "s.zarr")!r}]
+        try:
+            main()
+        except SystemExit as done:
+            assert not done.code, done.code
+        print("torch" in sys.modules)
+        """
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().splitlines()[-1] == "False", "tile imported torch"
+    assert (tmp_path / "s.zarr" / "zarr.json").is_file()

@@ -31,13 +31,15 @@ import os
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from cloudkit.errors import MissingDependencyError
 from cloudkit.model_card import ModelCard, Score
+
+if TYPE_CHECKING:
+    import torch
 
 #: the environment variable naming the folder that holds the two .hdf5 files
 ENV = "CLOUDKIT_DL_L8S2_UV"
@@ -158,6 +160,8 @@ def cloud_probability(
 
     Resampled to 30 m (bilinear; antialiased when made coarser), run, and the probability
     resampled back to the input's grid the same way."""
+    import torch  # here, not above: `tile` reads this module's facts and starts without torch
+
     net = network(bands)
     scale = rescaling(resolution)
     x = torch.from_numpy(np.nan_to_num(np.asarray(refl, np.float32), nan=0.0))
@@ -172,6 +176,8 @@ def cloud_probability(
 
 
 def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    import torch.nn.functional as F  # noqa: N812 (torch's own name; loaded with torch above)
+
     if tuple(x.shape[-2:]) == tuple(size):
         return x
     finer = size[0] > x.shape[-2]
@@ -181,6 +187,9 @@ def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 def _windows(net, x: torch.Tensor) -> torch.Tensor:
     """``net`` over ``(1, C, H, W)`` in overlapping windows of :data:`WINDOW`, blended as
     predict blends; sizes padded (reflect, else edge) to the network's multiple."""
+    import torch
+    import torch.nn.functional as F  # noqa: N812
+
     from cloudkit.peers import _origins
     from cloudkit.predict.blend import blend_weights
 

@@ -11,6 +11,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -30,7 +31,9 @@ from cloudkit.peers import PEERS
 from cloudkit.pipeline.run import SKIPPED, Progress, Summary, run_scenes
 from cloudkit.pipeline.writer import SceneJob, SceneWriter, Written
 from cloudkit.predict.output import output_paths
-from cloudkit.teacher import SceneLabeller, Teacher
+
+if TYPE_CHECKING:
+    from cloudkit.teacher import SceneLabeller, Teacher
 
 TILED = "tiled"
 
@@ -103,11 +106,13 @@ class StoreWriter(SceneWriter):
                 f"--labels-from {source}: neither a peer model ({', '.join(PEERS)}) nor a "
                 "folder of masks"
             )
-        self._teacher = (
-            Teacher(source, threads=options.threads)
-            if source and self._mask_folder is None
-            else None
-        )
+        self._teacher: Teacher | None = None
+        if source and self._mask_folder is None:
+            # here, not above: a teacher runs a peer through torch, and plain tiling starts
+            # without it (torch is some 0.8 GB of a run's peak memory and 4 s of its start)
+            from cloudkit.teacher import Teacher
+
+            self._teacher = Teacher(source, threads=options.threads)
         self._labeller: SceneLabeller | None = None
 
     def plan(self, scene: Scene) -> GridPlan:

@@ -4,8 +4,10 @@ JPEG 2000 decodes whole codestream tiles (1024 x 1024 in Sentinel-2 products): a
 that cuts a tile row decodes all of it, and GDAL's block cache does not spare the work when
 the next window asks for the rest. So each file is read in chunks of whole block rows, each
 pixel decoded once, and row ranges are served from those chunks. One thread per file decodes
-ahead into a small bounded queue; a semaphore caps how many decode at once, so `workers`
-cores decode while the caller (the Rust kernels, GIL released) works on the current rows.
+at most :data:`_AHEAD_CHUNKS` chunks past the rows the caller has asked for; a semaphore caps
+how many decode at once, so `workers` cores decode while the caller (the Rust kernels, GIL
+released) works on the current rows. A file never runs further ahead than that, so the rows
+held stay a few chunks per file however slow the caller is.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ GDAL_OPTIONS = {
     "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
 }
 _MIN_CHUNK_ROWS = 256
-_QUEUE_CHUNKS = 2
+#: chunks a file decodes past the last row asked for (before, a queue of two and a chunk
+#: waiting to enter it: as deep, bounded by rows asked for rather than by chunks taken)
+_AHEAD_CHUNKS = 2
 _POLL_SECONDS = 0.2
 
 
@@ -55,7 +59,9 @@ class _Lane:
     def __init__(self, band: RasterBand, slots: threading.Semaphore, stop: threading.Event):
         self.band = band
         self._slots, self._stop = slots, stop
-        self._queue: queue.Queue = queue.Queue(maxsize=_QUEUE_CHUNKS)
+        self._queue: queue.Queue = queue.Queue()  # bounded by _may_decode
+        self._asked = 0  # the end of the rows asked for so far
+        self._asked_changed = threading.Condition()
         self._chunks: list[
             tuple[int, np.ndarray]
         ] = []  # consumed from the queue, kept until passed
@@ -78,6 +84,8 @@ class _Lane:
             with rasterio.Env(**GDAL_OPTIONS), _open(self.band.path, self.band.level) as ds:
                 for row0 in range(0, self.height, self.chunk_rows):
                     rows = min(self.chunk_rows, self.height - row0)
+                    if not self._may_decode(row0):
+                        return
                     with self._slots:
                         if self._stop.is_set():
                             return
@@ -86,6 +94,17 @@ class _Lane:
                         return
         except BaseException as err:  # handed to the consumer, raised there
             self._put(_Failure(err))
+
+    def _may_decode(self, row0: int) -> bool:
+        """Wait until the chunk at ``row0`` is at most :data:`_AHEAD_CHUNKS` past the rows
+        asked for; False when the stream stops first."""
+        limit = _AHEAD_CHUNKS * self.chunk_rows
+        with self._asked_changed:
+            while row0 >= self._asked + limit:
+                if self._stop.is_set():
+                    return False
+                self._asked_changed.wait(_POLL_SECONDS)
+        return not self._stop.is_set()
 
     def _read(self, ds, row0: int, rows: int) -> np.ndarray:
         try:
@@ -97,17 +116,17 @@ class _Lane:
         return self.band.convert(data) if self.band.convert is not None else data
 
     def _put(self, item) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=_POLL_SECONDS)
-                return True
-            except queue.Full:
-                continue
-        return False
+        if self._stop.is_set():
+            return False
+        self._queue.put(item)
+        return True
 
     def rows(self, row0: int, count: int) -> np.ndarray:
         """Rows [row0, row0 + count) as one C-contiguous array; row0 never goes backwards."""
         end = row0 + count
+        with self._asked_changed:
+            self._asked = max(self._asked, end)
+            self._asked_changed.notify()
         while not self._chunks or self._chunks[-1][0] + len(self._chunks[-1][1]) < end:
             item = self._queue.get()
             if isinstance(item, _Failure):
