@@ -12,7 +12,8 @@ JPEG 2000 tiled 1024, texture that compresses like real scenes), generated once 
   tile-20m-reduced  `cloudkit tile ... --resolution 20 --decode reduced`: the 10 m bands
                     decoded at their JPEG 2000 resolution level 1
 
-Reported: wall time, peak RSS (largest process), and tile time / best decode time.
+Reported: wall time, each run's own peak RSS (its largest process: peak_memory.py), and
+tile time / best decode time.
 
     python benches/bench_tile.py                 # full scene (first run generates it: minutes)
     python benches/bench_tile.py --size 1098     # a smaller scene, e.g. for a smoke run
@@ -24,12 +25,13 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+
+from peak_memory import measure  # noqa: F401 (bench_predict and bench_cluster take it from here)
 
 CACHE = Path(os.environ.get("CLOUDKIT_BENCH_CACHE", Path.home() / ".cache" / "cloudkit" / "bench"))
 
@@ -68,17 +70,6 @@ def decode_threads(product: Path) -> None:
         for path in band_files(product):
             with rasterio.open(path) as ds:
                 ds.read(1)
-
-
-def measure(cmd: list[str], env: dict | None = None) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB, largest process of the tree) of one command."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - t0
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"failed ({status}): {' '.join(cmd)}")
-    return seconds, usage.ru_maxrss / 1024
 
 
 def main() -> None:
