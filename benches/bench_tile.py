@@ -12,6 +12,11 @@ JPEG 2000 tiled 1024, texture that compresses like real scenes), generated once 
   tile-20m-reduced  `cloudkit tile ... --resolution 20 --decode reduced`: the 10 m bands
                     decoded at their JPEG 2000 resolution level 1
 
+  tile-stages       the same tile run in-process through cloudkit.api.tile, for its breakdown:
+                    start-up (imports, planning), waiting for decoded rows, the Rust writer
+                    (resample, cut, zstd + CRC-32C, scratch files), the locked commit, the
+                    scratch clean-up, and the peak memory before and during the scene
+
 Reported: wall time, each run's own peak RSS (its largest process: peak_memory.py), and
 tile time / best decode time.
 
@@ -25,6 +30,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -72,12 +78,52 @@ def decode_threads(product: Path) -> None:
                 ds.read(1)
 
 
+def _hwm_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def tile_stages(product: Path, workers: int) -> None:
+    """`cloudkit tile` in this process, its stages timed (the tile writer's own tally)."""
+    t0 = time.perf_counter()
+    import cloudkit
+    import cloudkit.tiling  # noqa: F401 (what tile loads before its first scene)
+
+    folder = Path(tempfile.mkdtemp(prefix="cloudkit-bench-stages-"))
+    try:
+        started = time.perf_counter() - t0
+        start_peak = _hwm_mb()
+        result = cloudkit.tile(product, folder / "s.zarr", workers=workers)
+        total = time.perf_counter() - t0
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    (scene,) = result.scenes
+    timings = (scene.summary or {}).get("timings", {})
+    streamed = timings.get("read_s", 0.0) + timings.get("write_s", 0.0)
+    print(f"  breakdown of tile ({total:.1f} s in-process):")
+    print(f"    start-up (imports)            {started:6.1f} s   peak {start_peak:6.0f} MB")
+    print(f"    waiting for decoded rows      {timings.get('read_s', 0.0):6.1f} s")
+    print(f"    Rust writer (zstd, CRC-32C)   {timings.get('write_s', 0.0):6.1f} s")
+    print(
+        f"    decode + write, streamed      {streamed:6.1f} s   peak {_hwm_mb():6.0f} MB (whole run)"
+    )
+    print(f"    commit (locked)               {timings.get('commit_s', 0.0):6.2f} s")
+    print(f"    scratch clean-up              {timings.get('cleanup_s', 0.0):6.2f} s")
+    print(
+        f"    planning, store, rest         {total - started - streamed - timings.get('commit_s', 0.0) - timings.get('cleanup_s', 0.0):6.1f} s"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=10980, help="10 m grid size (multiple of 6)")
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument(
-        "--mode", choices=("decode-processes", "decode-threads"), help=argparse.SUPPRESS
+        "--mode",
+        choices=("decode-processes", "decode-threads", "tile-stages"),
+        help=argparse.SUPPRESS,
     )
     parser.add_argument("--coarse", type=int, default=20, help="also tile at this resolution")
     parser.add_argument("--product", type=Path, help=argparse.SUPPRESS)
@@ -87,6 +133,9 @@ def main() -> None:
         return
     if args.mode == "decode-threads":
         decode_threads(args.product)
+        return
+    if args.mode == "tile-stages":
+        tile_stages(args.product, args.workers)
         return
 
     t0 = time.perf_counter()
@@ -125,6 +174,7 @@ def main() -> None:
     print(f"  tile / best decode: {rows['tile'][0] / best:.2f}x   (store: {store_mb:.0f} MB)")
     for name in list(runs)[1:]:
         print(f"  {name} / best 10 m decode: {rows[name][0] / best:.2f}x")
+    subprocess.run([*me, "--mode", "tile-stages"], check=True)
 
 
 if __name__ == "__main__":

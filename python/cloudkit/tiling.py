@@ -29,7 +29,7 @@ from cloudkit.io.store import SceneRecord, StoreLayout, TileRecord, TileStore
 from cloudkit.io.sun_metadata import plan_sun
 from cloudkit.peers import PEERS
 from cloudkit.pipeline.run import SKIPPED, Progress, Summary, run_scenes
-from cloudkit.pipeline.writer import SceneJob, SceneWriter, Written
+from cloudkit.pipeline.writer import SceneJob, SceneTally, SceneWriter, Written
 from cloudkit.predict.output import output_paths
 
 if TYPE_CHECKING:
@@ -114,6 +114,7 @@ class StoreWriter(SceneWriter):
 
             self._teacher = Teacher(source, threads=options.threads)
         self._labeller: SceneLabeller | None = None
+        self._tally = SceneTally()  # the scene's: begin_scene takes its job's
 
     def plan(self, scene: Scene) -> GridPlan:
         if self._mask_folder is not None:
@@ -161,6 +162,7 @@ class StoreWriter(SceneWriter):
 
     def begin_scene(self, job: SceneJob) -> None:
         plan = job.plan
+        self._tally = job.tally
         with_labels = plan.label is not None or self._teacher is not None
         self._scratch = self._open_store().scratch(with_labels=with_labels)
         start = self._scratch.begin_scene(
@@ -187,7 +189,8 @@ class StoreWriter(SceneWriter):
     def write_row(self, row: int, bands: list[np.ndarray], labels: np.ndarray | None) -> int:
         if self._labeller is not None:
             labels = self._labeller.labels(row, bands)
-        written = self._rust.write_row(row, bands, labels)
+        with self._tally.stage("write"):  # Rust: resample, cut, zstd + CRC-32C, scratch files
+            written = self._rust.write_row(row, bands, labels)
         self._records.extend(TileRecord(*w) for w in written)
         return len(written)
 
@@ -195,19 +198,23 @@ class StoreWriter(SceneWriter):
         label_kind = self._teacher.kind if self._teacher is not None else None
         assert self._scratch is not None, "begin_scene made it"
         self._rust = None  # its files are closed: the chunks may move
-        summary = None
+        summary: dict = {}
+        tally = job.tally
         try:
             check = self._labeller.shadow_check if self._labeller is not None else None
             if check is not None:  # the teacher's shadow, checked before anyone sees it
                 self._records = check.rewrite(self._scratch, self._records)
-                summary = {"shadow_check": check.report()}
-            held = self._open_store().commit_from(
-                self._scratch, _record_of(job, label_kind), self._records
-            )
+                summary["shadow_check"] = check.report()
+            with tally.stage("commit"):  # under the lock: chunk renames, index rows
+                held = self._open_store().commit_from(
+                    self._scratch, _record_of(job, label_kind), self._records
+                )
         finally:
-            self._drop_scene()
+            with tally.stage("cleanup"):
+                self._drop_scene()
         if held is not None:  # another writer committed the scene first
             return Written(self._same_scene(job.scene, held), status=SKIPPED)
+        summary["timings"] = {f"{k}_s": round(v, 3) for k, v in tally.stages.items()}
         return Written(self.out, summary)
 
     def abort_scene(self) -> None:
