@@ -37,7 +37,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from peak_memory import measure  # noqa: F401 (bench_predict and bench_cluster take it from here)
+from peak_memory import hwm_mb, measure  # bench_predict and bench_cluster take measure from here
 
 CACHE = Path(os.environ.get("CLOUDKIT_BENCH_CACHE", Path.home() / ".cache" / "cloudkit" / "bench"))
 
@@ -78,13 +78,6 @@ def decode_threads(product: Path) -> None:
                 ds.read(1)
 
 
-def _hwm_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def tile_stages(product: Path, workers: int) -> None:
     """`cloudkit tile` in this process, its stages timed (the tile writer's own tally)."""
     t0 = time.perf_counter()
@@ -94,7 +87,7 @@ def tile_stages(product: Path, workers: int) -> None:
     folder = Path(tempfile.mkdtemp(prefix="cloudkit-bench-stages-"))
     try:
         started = time.perf_counter() - t0
-        start_peak = _hwm_mb()
+        start_peak = hwm_mb()
         result = cloudkit.tile(product, folder / "s.zarr", workers=workers)
         total = time.perf_counter() - t0
     finally:
@@ -102,18 +95,18 @@ def tile_stages(product: Path, workers: int) -> None:
     (scene,) = result.scenes
     timings = (scene.summary or {}).get("timings", {})
     streamed = timings.get("read_s", 0.0) + timings.get("write_s", 0.0)
+    commit, cleanup = timings.get("commit_s", 0.0), timings.get("cleanup_s", 0.0)
+    rest = total - started - streamed - commit - cleanup
     print(f"  breakdown of tile ({total:.1f} s in-process):")
     print(f"    start-up (imports)            {started:6.1f} s   peak {start_peak:6.0f} MB")
     print(f"    waiting for decoded rows      {timings.get('read_s', 0.0):6.1f} s")
     print(f"    Rust writer (zstd, CRC-32C)   {timings.get('write_s', 0.0):6.1f} s")
     print(
-        f"    decode + write, streamed      {streamed:6.1f} s   peak {_hwm_mb():6.0f} MB (whole run)"
+        f"    decode + write, streamed      {streamed:6.1f} s   peak {hwm_mb():6.0f} MB (whole run)"
     )
-    print(f"    commit (locked)               {timings.get('commit_s', 0.0):6.2f} s")
-    print(f"    scratch clean-up              {timings.get('cleanup_s', 0.0):6.2f} s")
-    print(
-        f"    planning, store, rest         {total - started - streamed - timings.get('commit_s', 0.0) - timings.get('cleanup_s', 0.0):6.1f} s"
-    )
+    print(f"    commit (locked)               {commit:6.2f} s")
+    print(f"    scratch clean-up              {cleanup:6.2f} s")
+    print(f"    planning, store, rest         {rest:6.1f} s")
 
 
 def main() -> None:

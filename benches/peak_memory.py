@@ -28,7 +28,8 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _hwm_mb(pid: int) -> float:
+def hwm_mb(pid: int | str = "self") -> float:
+    """The high-water mark (MB) of process ``pid`` (this one by default); 0 once it is gone."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
@@ -43,7 +44,7 @@ def tree_peak_mb(pid: int) -> float:
     peak, todo = 0.0, [pid]
     while todo:
         p = todo.pop()
-        peak = max(peak, _hwm_mb(p))
+        peak = max(peak, hwm_mb(p))
         todo += _children(p)
     return peak
 
