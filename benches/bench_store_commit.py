@@ -39,6 +39,7 @@ TILE = 384
 BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11",
          "B12")  # fmt: skip
 LAYOUT = StoreLayout(BANDS, TILE, 0, 10.0)
+DISTINCT = 16  # tiles of a scene encoded anew; the rest are copies of their chunks
 
 
 def record(scene_id: str) -> SceneRecord:
@@ -51,18 +52,25 @@ def record(scene_id: str) -> SceneRecord:
 
 
 def write_scratch(store: TileStore, scene_id: str, tiles: int) -> tuple[TileStore, list]:
-    """A scratch store of ``tiles`` tiles, every chunk written, as the Rust writer leaves it."""
+    """A scratch store of ``tiles`` tiles, every chunk written, as the Rust writer leaves it:
+    :data:`DISTINCT` tiles encoded by zarr, the others copies of their chunk files (a commit
+    moves files whatever they hold; encoding each would take minutes a scene)."""
     scratch = store.scratch(with_labels=False)
     start = scratch.begin_scene(scene_id, tiles, with_labels=False)
     group = zarr.open_group(str(scratch.path), mode="r+")
     images = group["images"].with_config({"write_empty_chunks": True})
     valid = group["valid"].with_config({"write_empty_chunks": True})
     rng = np.random.default_rng(0)
-    for i in range(tiles):
+    for i in range(min(tiles, DISTINCT)):
         field = zoom(rng.random((13, 12, 12)), (1, TILE / 12, TILE / 12), order=1)
         noise = rng.integers(0, 30, (13, TILE, TILE))  # sensor noise: what zstd cannot squeeze
         images[start + i] = (1000 + 2000 * field + noise).astype(np.uint16)
         valid[start + i] = 1
+    for i in range(DISTINCT, tiles):
+        for name in ("images", "valid"):
+            copy = scratch.path / f"{name}/c/{start + i}/0/0/0"
+            copy.parent.mkdir(parents=True)
+            shutil.copyfile(scratch.path / f"{name}/c/{start + i % DISTINCT}/0/0/0", copy)
     return scratch, [TileRecord(start + i, 0, 0, 1.0, math.nan) for i in range(tiles)]
 
 

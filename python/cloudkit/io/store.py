@@ -44,7 +44,7 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -128,6 +128,30 @@ def dn_shift_for(add_offset: Sequence[int]) -> tuple[int, ...]:
     return tuple(int(a) - STORE_ADD_OFFSET for a in add_offset)
 
 
+class _Members:
+    """A store's group whose members are each looked up once (a commit reads an array's
+    metadata several times, a file read each otherwise). Sound while every change to an
+    array's metadata goes through the array handed out here (zarr updates it in place), and
+    only while no other writer can commit: open it again after taking the lock."""
+
+    def __init__(self, group: zarr.Group) -> None:
+        self.group = group
+        self._seen: dict[str, zarr.Array | zarr.Group] = {}
+
+    def __getitem__(self, name: str) -> zarr.Array | zarr.Group:
+        try:
+            return self._seen[name]
+        except KeyError:
+            member = self._seen[name] = self.group[name]
+            return member
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._seen or name in self.group
+
+    def __getattr__(self, attr: str):
+        return getattr(self.group, attr)
+
+
 class TileStore:
     """A tile store opened for appending. Use :meth:`open` (creates it when absent): either
     holding its lock for as long as it is open (a direct writer: :meth:`begin_scene`,
@@ -140,7 +164,7 @@ class TileStore:
         self.location = location
         # a local store's folder; an s3:// store's URL (it is written shared, never directly)
         self.path = str(location) if location.is_remote else location.root
-        self._group = group
+        self._group = _Members(group)
         self._lock_file = lock_file
         self.shared = shared
 
@@ -251,7 +275,7 @@ class TileStore:
         """Each committed scene's id and the path it was tiled from (a shared store's as
         they are now, with what other writers committed since)."""
         if self.shared:
-            self._group = _open_group(self.location, "r+")
+            self._group = _Members(_open_group(self.location, "r+"))
         return self._committed_sources()
 
     def _committed_sources(self) -> dict[str, str]:
@@ -310,7 +334,7 @@ class TileStore:
             if n:
                 _every_chunk(self._group[name])[start:end] = values
         for name in self._tile_arrays():
-            self._truncate(name, end)
+            self._truncate(name, end, listed=False)
         self._append_scene(record, start, n, tiles)
         # the commit point: until this write the scene is not part of the store
         self._group.attrs.update(
@@ -351,13 +375,16 @@ class TileStore:
         first). ``scratch`` is left without those tiles: remove it after."""
         ours = {name: scratch._codecs(name) for name in scratch._tile_arrays()}
         chunks = [(name, tile.index) for name in ours for tile in tiles]
+        # on disk a tile's folder is renamed whole (it holds that tile's one chunk): one
+        # rename each, where a file's would first make its three parent folders
+        moved = _chunk_key if self.location.is_remote else _tile_folder
         with self._writing(record.scene_id):
             # in object storage the pixels travel now, before the lock (which then waits
             # only for copies inside the bucket); on disk nothing moves yet
-            staged = self.location.stage([scratch.path / _chunk_key(*c) for c in chunks])
+            staged = self.location.stage([scratch.path / moved(*c) for c in chunks])
             try:
                 with self._exclusive():
-                    return self._commit_staged(record, tiles, ours, chunks, staged)
+                    return self._commit_staged(record, tiles, ours, chunks, staged, moved)
             finally:
                 with contextlib.suppress(CloudkitError, OSError):
                     self.location.unstage(staged)
@@ -369,9 +396,11 @@ class TileStore:
         ours: dict[str, tuple],
         chunks: list[tuple[str, int]],
         staged: list,
+        moved: Callable[[str, int], str],
     ) -> str | None:
-        """:meth:`commit_from` under the lock, the scratch store's chunks staged; ``ours``:
-        the scratch store's tile arrays and their codecs."""
+        """:meth:`commit_from` under the lock, the scratch store's chunks (or tile folders:
+        ``moved`` gives the key of either) staged; ``ours``: the scratch store's tile arrays
+        and their codecs."""
         held = self._committed_sources().get(record.scene_id)  # _exclusive read it afresh
         if held is not None:
             return held
@@ -387,7 +416,7 @@ class TileStore:
                 )
             self._group[name].resize((start + n, *self._group[name].shape[1:]))
         row_of = {tile.index: start + i for i, tile in enumerate(tiles)}
-        self.location.place(staged, [_chunk_key(name, row_of[row]) for name, row in chunks])
+        self.location.place(staged, [moved(name, row_of[row]) for name, row in chunks])
         for name in theirs:
             if name not in ours:
                 self._fill_rows(name, start, start + n)
@@ -442,9 +471,11 @@ class TileStore:
             yield
             return
         with self.location.lock(LOCK_WAIT_SECONDS):
-            self._group = _open_group(self.location, "r+")
-            _check_store(self.location, self._group, remedy="write to a new store")
-            self._repair()  # what a writer killed in the middle of a commit left
+            self._group = _Members(_open_group(self.location, "r+"))
+            # every column chunk was read on opening; what other writers appended since is
+            # the last scene's, and the commit reads the chunks it rewrites (_refuse_damaged)
+            _check_store(self.location, self._group, remedy="write to a new store", recent=True)
+            self._repair(listed=False)  # what a writer killed in the middle of a commit left
             yield
 
     # ----------------------------------------------------------------- internals
@@ -503,11 +534,12 @@ class TileStore:
                 f"--decode {layout.decode}; pass --decode {have.decode} or use a new store"
             )
 
-    def _repair(self) -> None:
-        """Drop rows past the commit point left by an interrupted run."""
+    def _repair(self, *, listed: bool = True) -> None:
+        """Drop rows past the commit point left by an interrupted run (``listed``: found
+        by listing what lies there, see :meth:`_truncate`)."""
         n_tiles, n_scenes = self.num_tiles, self.num_scenes
         for name in (*self._tile_arrays(), *_INDEX_ARRAYS):
-            self._truncate(name, n_tiles)
+            self._truncate(name, n_tiles, listed=listed)
         for name in (*_SCENE_ARRAYS, *_SUN_ARRAYS):
             try:
                 arr = self._group[f"scenes/{name}"]
@@ -518,16 +550,19 @@ class TileStore:
         if self._group.attrs.get("in_progress") is not None:
             self._group.attrs.update({"in_progress": None})
 
-    def _truncate(self, name: str, n: int) -> None:
+    def _truncate(self, name: str, n: int, *, listed: bool = True) -> None:
         """Shrink an array to ``n`` rows and delete its chunks past the end, before the
         resize: zarr's resize leaves out-of-bounds chunks, which would reappear as data when
-        the array grows again, and no chunk ever lies past the recorded shape."""
+        the array grows again, and no chunk ever lies past the recorded shape. ``listed``
+        (on disk): the chunks found by listing the array, those past its shape that older
+        cloudkit versions left included; else those inside its shape (all there can be
+        since this store was opened and repaired)."""
         arr = self._group[name]
         old, chunk_rows = arr.shape[0], arr.chunks[0]
         first_stale = -(-n // chunk_rows)  # chunks at or past this index hold only stale rows
-        if self.location.is_remote:  # a listing of every chunk would cost more than this
+        if self.location.is_remote or not listed:  # a listing of every chunk costs more
             stale = range(first_stale, -(-old // chunk_rows))
-        else:  # what lies there, stores of older cloudkit versions included
+        else:
             stale = [int(e) for e in self.location.children(f"{name}/c") if e.isdigit()]
         for k in stale:
             if k >= first_stale:
@@ -805,12 +840,18 @@ class StoreReader:
 
 
 def _check_store(
-    where: Location, group: zarr.Group, *, remedy: str, damage: list[str] | None = None
+    where: Location,
+    group: zarr.Group,
+    *,
+    remedy: str,
+    damage: list[str] | None = None,
+    recent: bool = False,
 ) -> None:
     """A cloudkit tile store of this format version (else ``remedy``), sound enough to read
-    and append to: its attributes, every array's metadata, every index and scene chunk."""
+    and append to: its attributes, every array's metadata, every index and scene chunk
+    (``recent``: only the last scene's row of the scene columns, none of the index)."""
     _check_format(where, group.attrs, remedy=remedy)
-    _check_attributes(where, group, damage)
+    _check_attributes(where, group, damage, recent=recent)
 
 
 def _check_format(path: Path, attrs, *, remedy: str) -> None:
@@ -861,7 +902,9 @@ def _member(group: zarr.Group, name: str, where: Location):
     )
 
 
-def _check_attributes(path: Location, group: zarr.Group, damage: list[str] | None = None) -> None:
+def _check_attributes(
+    path: Location, group: zarr.Group, damage: list[str] | None = None, *, recent: bool = False
+) -> None:
     """The attributes every reader and the appender rely on, against each other and against
     the arrays, and every chunk of the index and scene columns: a tampered or damaged store
     stops here in one line, never later in a traceback, with rows counted wrong or committed
@@ -929,7 +972,10 @@ def _check_attributes(path: Location, group: zarr.Group, damage: list[str] | Non
             raise bad("its scenes/ table has no tile_start or tile_count column")
     else:
         num_scenes = 0
-    problems = _column_problems(path, group, num_tiles, num_scenes)
+    # scenes are appended in order: the last one's tiles end furthest
+    first_scene = max(num_scenes - 1, 0) if recent else 0
+    first_tile = num_tiles if recent else 0
+    problems = _column_problems(path, group, num_tiles, num_scenes, first_tile, first_scene)
     if damage is not None:
         damage += problems
     elif problems:
@@ -938,8 +984,8 @@ def _check_attributes(path: Location, group: zarr.Group, damage: list[str] | Non
             f"{problems[0]}{more}; the store is damaged: `cloudkit check {path}` lists the damage"
         )
     if num_scenes and not problems:
-        starts = columns["tile_start"][:num_scenes]
-        counts = columns["tile_count"][:num_scenes]
+        starts = columns["tile_start"][first_scene:num_scenes]
+        counts = columns["tile_count"][first_scene:num_scenes]
         if int((starts + counts).max()) > num_tiles:
             raise bad(f"num_tiles {num_tiles} is below the tiles its scenes committed")
 
@@ -1126,6 +1172,11 @@ def _remove_abandoned_scratch(folder: Path) -> None:
 def _chunk_key(name: str, row: int) -> str:
     """The key of tile ``row``'s chunk of the tile array ``name`` (one tile per chunk)."""
     return f"{name}/c/{row}/0/0/0"
+
+
+def _tile_folder(name: str, row: int) -> str:
+    """The folder that holds tile ``row``'s chunk of ``name``, and nothing else."""
+    return f"{name}/c/{row}"
 
 
 def _alive(pid: int) -> bool:
