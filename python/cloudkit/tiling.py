@@ -214,7 +214,7 @@ class StoreWriter(SceneWriter):
                 self._drop_scene()
         if held is not None:  # another writer committed the scene first
             return Written(self._same_scene(job.scene, held), status=SKIPPED)
-        summary["timings"] = {f"{k}_s": round(v, 3) for k, v in tally.stages.items()}
+        summary["timings"] = tally.timings()
         return Written(self.out, summary)
 
     def abort_scene(self) -> None:

@@ -14,7 +14,7 @@ import math
 import time
 from abc import ABC, abstractmethod
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -49,6 +49,14 @@ class SceneTally:
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
+
+    def timings(self, names: Iterable[str] = ()) -> dict[str, float]:
+        """Seconds per stage as a scene's summary gives them (``STAGE_s``; ``names`` first,
+        listed even when they took none) and in all (``total_s``)."""
+        seconds = {**dict.fromkeys(names, 0.0), **self.stages}
+        result = {f"{name}_s": round(value, 3) for name, value in seconds.items()}
+        result["total_s"] = round(self.elapsed(), 3)
+        return result
 
 
 @dataclass(frozen=True)

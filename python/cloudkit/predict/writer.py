@@ -383,8 +383,7 @@ def _summary(
 
 
 def _timing_summary(tally: SceneTally) -> dict:
-    result = {f"{stage}_s": round(tally.stages[stage], 3) for stage in STAGES}
-    result["total_s"] = round(tally.elapsed(), 3)
+    result: dict = tally.timings(STAGES)
     model = tally.stages["model"]
     result["windows_per_s"] = round(tally.windows / model, 2) if model > 0 else None
     return result
