@@ -14,8 +14,9 @@ JPEG 2000 tiled 1024, texture that compresses like real scenes), generated once 
 
   tile-stages       the same tile run in-process through cloudkit.api.tile, for its breakdown:
                     start-up (imports, planning), waiting for decoded rows, the Rust writer
-                    (resample, cut, zstd + CRC-32C, scratch files), the locked commit, the
-                    scratch clean-up, and the peak memory before and during the scene
+                    (its kernels: resample, cut; then zstd + CRC-32C and the scratch store's
+                    files), the locked commit, the scratch clean-up, and the peak memory
+                    before and during the scene
 
 Reported: wall time, each run's own peak RSS (its largest process: peak_memory.py), and
 tile time / best decode time.
@@ -100,7 +101,9 @@ def tile_stages(product: Path, workers: int) -> None:
     print(f"  breakdown of tile ({total:.1f} s in-process):")
     print(f"    start-up (imports)            {started:6.1f} s   peak {start_peak:6.0f} MB")
     print(f"    waiting for decoded rows      {timings.get('read_s', 0.0):6.1f} s")
-    print(f"    Rust writer (zstd, CRC-32C)   {timings.get('write_s', 0.0):6.1f} s")
+    print(f"    Rust writer                   {timings.get('write_s', 0.0):6.1f} s")
+    print(f"      of it resample + cut        {timings.get('cut_s', 0.0):6.1f} s")
+    print(f"      of it zstd, CRC-32C, files  {timings.get('store_s', 0.0):6.1f} s")
     print(
         f"    decode + write, streamed      {streamed:6.1f} s   peak {hwm_mb():6.0f} MB (whole run)"
     )

@@ -359,6 +359,9 @@ class TestCommands:
             product.path, store, resolution=20, tile_size=32, labels_from=tmp_path / "labels"
         )
         assert tiled.scenes[0].status == "tiled" and tiled.tiles > 20  # 36 less no-data ones
+        seconds = tiled.scenes[0].summary["timings"]  # where the run went, for bench_tile.py
+        assert {"read_s", "write_s", "cut_s", "store_s", "commit_s", "total_s"} <= set(seconds)
+        assert 0 < seconds["cut_s"] + seconds["store_s"] <= seconds["write_s"] + 0.002
         again = cloudkit.tile(product.path, store, resolution=20, tile_size=32)
         assert again.tiles == 0 and again.scenes[0].status == "skipped"
         rgb = cloudkit.tile(product.path, tmp_path / "rgb.zarr", tile_size=32, bands="b04,B03,b02")

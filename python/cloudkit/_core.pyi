@@ -115,3 +115,8 @@ class TileWriter:
     @property
     def next_index(self) -> int:
         """Index the next written tile gets."""
+
+    @property
+    def seconds(self) -> tuple[float, float]:
+        """Seconds spent so far ``(cutting, storing)``: resampling the coarser bands,
+        cutting tiles and counting valid pixels; zstd + CRC-32C and writing chunk files."""

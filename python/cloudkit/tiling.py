@@ -197,6 +197,9 @@ class StoreWriter(SceneWriter):
     def commit_scene(self, job: SceneJob) -> Written:
         label_kind = self._teacher.kind if self._teacher is not None else None
         assert self._scratch is not None, "begin_scene made it"
+        if self._rust is not None:  # what the Rust writer's time went on
+            cutting, storing = self._rust.seconds
+            job.tally.stages.update(cut=cutting, store=storing)
         self._rust = None  # its files are closed: the chunks may move
         summary: dict = {}
         tally = job.tally

@@ -11,6 +11,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use ndarray::ArrayView2;
 use rayon::prelude::*;
@@ -163,6 +164,8 @@ pub struct TileWriter {
     layout: StripeLayout,
     next_index: u64,
     skip_empty: bool,
+    cutting: Duration,
+    storing: Duration,
 }
 
 impl TileWriter {
@@ -183,7 +186,16 @@ impl TileWriter {
             layout,
             next_index: start_index,
             skip_empty,
+            cutting: Duration::ZERO,
+            storing: Duration::ZERO,
         })
+    }
+
+    /// Seconds spent so far cutting tiles (resampling the coarser bands, cutting, counting
+    /// valid pixels) and storing them (zstd + CRC-32C, chunk files written): where a tile
+    /// run's time goes, for its summary.
+    pub fn seconds(&self) -> (f64, f64) {
+        (self.cutting.as_secs_f64(), self.storing.as_secs_f64())
     }
 
     /// Index the next written tile gets.
@@ -199,17 +211,21 @@ impl TileWriter {
         bands: &[ArrayView2<'_, u16>],
         labels: Option<ArrayView2<'_, u8>>,
     ) -> Result<Vec<WrittenTile>> {
+        let started = Instant::now();
         let mut tiles = cut_stripe(&self.layout, y0, bands, labels)?;
         if self.skip_empty {
             tiles.retain(|tile| tile.valid_fraction > 0.0);
         }
         let first = self.next_index;
         self.arrays.check_room(first + tiles.len() as u64)?;
+        let cut = Instant::now();
+        self.cutting += cut - started;
         let arrays = &self.arrays;
         tiles
             .par_iter()
             .enumerate()
             .try_for_each(|(i, tile)| arrays.write_tile(first + i as u64, tile))?;
+        self.storing += cut.elapsed();
         self.next_index = first + tiles.len() as u64;
         Ok(tiles
             .iter()

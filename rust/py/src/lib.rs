@@ -256,6 +256,12 @@ impl TileWriter {
     fn next_index(&self) -> u64 {
         self.writer.next_index()
     }
+
+    /// Seconds spent so far (cutting, storing): see the core writer's `seconds`.
+    #[getter]
+    fn seconds(&self) -> (f64, f64) {
+        self.writer.seconds()
+    }
 }
 
 /// Rust kernels of cloudkit: tile-row cutting, Zarr tile writing and model input.
