@@ -331,7 +331,7 @@ class TestReflectanceTiles:
 
 
 def create_store(path: Path, n: int, bands: int, tile: int, labels: bool) -> None:
-    """A store made by io/store.py with ``n`` rows reserved for a scene, as before tiling it."""
+    """A store made by io/store/ with ``n`` rows reserved for a scene, as before tiling it."""
     layout = StoreLayout(tuple(f"B{i + 1:02d}" for i in range(bands)), tile, 0, 10.0)
     with TileStore.open(path, layout) as store:
         store.begin_scene("scene", n, with_labels=labels)

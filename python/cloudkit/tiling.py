@@ -77,7 +77,7 @@ def tile_paths_on(
 
 
 class StoreWriter(SceneWriter):
-    """Appends scenes to a tile store (`io/store.py`); the Rust ``TileWriter`` writes pixels.
+    """Appends scenes to a tile store (`io/store/`); the Rust ``TileWriter`` writes pixels.
 
     The store is opened (created when absent) at the first planned scene, whose grid gives
     its layout; every later scene must fit that layout. Any number of writers may append to

@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from cloudkit.cli import main
-from cloudkit.io.store import _INDEX_ARRAYS, _SCENE_ARRAYS, _SUN_ARRAYS, StoreReader
+from cloudkit.io.store import StoreReader
+from cloudkit.io.store.layout import _INDEX_ARRAYS, _SCENE_ARRAYS, _SUN_ARRAYS
 from cloudkit.models.encoder import Encoder
 from cloudkit.models.segmentation import build_segmenter, segmenter_state
 from cloudkit.synthetic import write_l1c_safe

@@ -132,10 +132,10 @@ def test_a_writer_killed_during_its_commit_leaves_rows_the_next_commit_drops(tmp
 
 def test_a_direct_writer_holds_off_shared_commits_until_it_closes(tmp_path, monkeypatch):
     from cloudkit.errors import StoreError
-    from cloudkit.io import store as module
+    from cloudkit.io.store import writer
 
     path = tmp_path / "t.zarr"
-    monkeypatch.setattr(module, "LOCK_WAIT_SECONDS", 0.2)
+    monkeypatch.setattr(writer, "LOCK_WAIT_SECONDS", 0.2)
     with TileStore.open(path, LAYOUT, shared=True) as shared:
         scene = _write_scratch(shared, "a", 1, 7)
         scratch, tiles = scene

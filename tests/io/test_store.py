@@ -191,7 +191,7 @@ def test_reader_refuses_other_stores(tmp_path):
 
 
 def test_a_store_another_run_created_meanwhile_is_opened_not_replaced(tmp_path):
-    from cloudkit.io.store import _create
+    from cloudkit.io.store.create import _create
 
     path = tmp_path / "t.zarr"
     with TileStore.open(path, LAYOUT) as first:  # the other run won the rename

@@ -1,5 +1,5 @@
 """An array's numbers to what the scene pipeline cuts windows from: DN per band plus the shift
-that brings them to the tile store's values (`io/store.py`), as a product's bands are.
+that brings them to the tile store's values (`io/store/`), as a product's bands are.
 
 Two kinds of input, told apart by dtype:
 

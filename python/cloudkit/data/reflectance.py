@@ -42,7 +42,7 @@ class ValueScale:
     @classmethod
     def of_checkpoint(cls, path: Path, normalisation: object, bands: int) -> ValueScale:
         """The constants a fine-tuned checkpoint records, checked against what prediction
-        makes: windows of store values (`io/store.py`'s convention)."""
+        makes: windows of store values (`io/store/`'s convention)."""
         kind = normalisation.get("kind") if isinstance(normalisation, dict) else normalisation
         if normalisation is not None and kind != STORE_REFLECTANCE:
             raise CheckpointError(
@@ -66,7 +66,7 @@ class ValueScale:
 
     @classmethod
     def of_store_convention(cls, bands: int) -> ValueScale:
-        """What every tile store holds (`io/store.py` writes these as its attributes)."""
+        """What every tile store holds (`io/store/` writes these as its attributes)."""
         return cls((1.0 / QUANTIFICATION,) * bands, (STORE_ADD_OFFSET / QUANTIFICATION,) * bands)
 
     def record(self) -> dict:

@@ -65,7 +65,7 @@ class SceneJob:
 
     plan: GridPlan
     windows: WindowGrid
-    # added to every non-zero DN of each band: the store's values (io/store.py's convention)
+    # added to every non-zero DN of each band: the store's values (io/store/'s convention)
     dn_shift: tuple[int, ...]
     tally: SceneTally = field(default_factory=SceneTally)
 

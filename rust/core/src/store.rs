@@ -1,6 +1,6 @@
 //! Writing finished tiles as whole chunks into the Zarr v3 tile store.
 //!
-//! One writer owns the store's metadata: Python (`cloudkit/io/store.py`, zarr-python) creates
+//! One writer owns the store's metadata: Python (`cloudkit/io/store/`, zarr-python) creates
 //! the group and every array, reserves a scene's rows before its writer opens, truncates and
 //! commits. Rust never creates, resizes or writes metadata: it opens `images`, `valid` and
 //! `labels`, checks they fit the tiles it will write, reads their shape once, and encodes and
