@@ -174,7 +174,7 @@ class Model:
             "overlap": overlap,
             "workers": workers,
         }
-        # the options left unset keep config.py's defaults, as `cloudkit predict`'s do
+        # the options left unset keep cloudkit.config's defaults, as `cloudkit predict`'s do
         options = PredictOptions(**{k: v for k, v in given.items() if v is not None})
         source: Any = array  # one of ArrayT's kinds, told apart here
         like = source if _is_dataarray(source) else None

@@ -90,7 +90,7 @@ def out_option(help: str) -> Any:
 def defaults_from(
     config: type, shared: Mapping[str, Any] | None = None
 ) -> Callable[[Command], Command]:
-    """Give a command the defaults of ``config`` (a dataclass of config.py, one field per
+    """Give a command the defaults of ``config`` (a dataclass of cloudkit.config, one field per
     option), so that the CLI never repeats one: each parameter written without a default takes
     the default of the field of its name (``compile_`` is ``compile``); a tuple becomes its
     comma-separated text, which the option's parser reads back.

@@ -96,7 +96,7 @@ class Engine(abc.ABC):
     ``__init__(cfg, *, device, dist, checkpoint)``, then call ``super().__init__`` with the
     dataset of training items (random crops or views, drawn under a per-item seed). The
     engine then builds the loader, seeds, and calls :meth:`build_model` and
-    :meth:`build_optimizer`. ``cfg`` is a run config (config.py) with ``out``, ``resume``,
+    :meth:`build_optimizer`. ``cfg`` is a run config (cloudkit.config) with ``out``, ``resume``,
     ``epochs``, ``batch_size``, ``lr``, ``seed``, ``workers``, ``amp`` and ``device``.
     """
 
