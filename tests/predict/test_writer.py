@@ -342,13 +342,13 @@ class TestAtomicOutputs:
     def test_a_scene_another_run_is_writing_is_left_to_it(self, synthetic, tmp_path):
         """Two runs into one folder: the second fails the scene in one line and touches
         neither the first one's temporaries nor its claim; once given up, it predicts."""
-        from cloudkit.predict.output import SceneLock
+        from cloudkit.predict.output import claim_scene
 
         predictor = Predictor(untrained_checkpoint(tmp_path / "m.pt", ALL_BANDS), device="cpu")
         out = tmp_path / "out"
         out.mkdir()
         scene_id = synthetic.name.removesuffix(".SAFE")
-        other = SceneLock(out, scene_id)  # the other run, mid-scene
+        other = claim_scene(out, scene_id)  # the other run, mid-scene
         partial = out / f".{scene_id}_mask.tif.partial"
         partial.write_bytes(b"the other run's rows")
         options = PredictOptions(resolution=60)

@@ -15,13 +15,11 @@ them.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import glob
 import json
 import math
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,71 +34,29 @@ from cloudkit.disk import disk_full
 from cloudkit.errors import OutputError
 from cloudkit.io.labels import CLASSES_TAG, NODATA_TAG
 from cloudkit.jsonfile import write_json
+from cloudkit.locks import FileLock
+from cloudkit.predict.paths import OutputPaths, is_complete, output_paths
+from cloudkit.predict.quicklook import (
+    OTHER_COLOUR,
+    QUICKLOOK_GREY,
+    QUICKLOOK_SIZE,
+    class_colour,
+    class_overlay,
+    legend,
+    true_colour,
+)
 from cloudkit.predict.seal import seal
 
 __all__ = ["MaskWriter", "OutputPaths", "is_complete", "output_paths"]
 
 #: class code of pixels without data, in the mask and in its palette
 NODATA = 255
-#: long side of the quicklook, at most
-QUICKLOOK_SIZE = 1024
-#: reflectance shown as full white in the quicklook, and the gamma applied after the stretch
-QUICKLOOK_WHITE = 0.3
-QUICKLOOK_GAMMA = 1.6
-#: quicklook background where the model has no B04/B03/B02
-QUICKLOOK_GREY = 128
-QUICKLOOK_ALPHA = 0.5
-
-#: colours of the classes worth pointing at (palette and quicklook overlay)
-CLASS_COLOURS: dict[str, tuple[int, int, int]] = {
-    "cloud": (255, 0, 255),
-    "thick cloud": (255, 0, 255),
-    "thin cloud": (0, 255, 255),
-    "cloud shadow": (255, 200, 0),
-    "shadow": (255, 200, 0),
-    "cloud or shadow": (255, 0, 255),
-}
-#: palette colour of every other class ("clear", "no shadow"); not overlaid in the quicklook
-OTHER_COLOUR = (40, 160, 40)
-
 _COG_COMMON = {"COMPRESS": "DEFLATE", "BLOCKSIZE": 512}
 # mode: overview pixels are the majority class code (nearest keeps one fixed pixel per block)
 _MASK_COG = {**_COG_COMMON, "OVERVIEW_RESAMPLING": "MODE"}
 _PROBABILITY_COG = {**_COG_COMMON, "OVERVIEW_RESAMPLING": "AVERAGE", "PREDICTOR": 3}
 # nothing may land in a side-car .aux.xml: it would stay behind under a partial name
 _GDAL_ENV = {"GDAL_PAM_ENABLED": "NO"}
-
-
-@dataclass(frozen=True)
-class OutputPaths:
-    """Final file names of one scene's outputs (whether or not they were requested)."""
-
-    mask: Path
-    probabilities: Path
-    quicklook: Path
-    summary: Path
-
-
-def output_paths(out_dir: Path, scene_id: str) -> OutputPaths:
-    """Where the outputs of ``scene_id`` go in ``out_dir``."""
-    out_dir = Path(out_dir)
-    return OutputPaths(
-        mask=out_dir / f"{scene_id}_mask.tif",
-        probabilities=out_dir / f"{scene_id}_probabilities.tif",
-        quicklook=out_dir / f"{scene_id}_quicklook.png",
-        summary=out_dir / f"{scene_id}.json",
-    )
-
-
-def is_complete(out_dir: Path, scene_id: str) -> bool:
-    """True when the mask and the summary exist; the summary is written last."""
-    paths = output_paths(out_dir, scene_id)
-    return paths.mask.is_file() and paths.summary.is_file()
-
-
-def class_colour(name: str) -> tuple[int, int, int] | None:
-    """RGB colour overlaid for class ``name``, or None for classes left unmarked."""
-    return CLASS_COLOURS.get(name.strip().lower())
 
 
 #: (kind, extension) of every temporary: streamed GTiff, COG being written, quicklook
@@ -127,32 +83,16 @@ def _remove_partials(out_dir: Path, scene_id: str) -> None:
             Path(path).unlink(missing_ok=True)
 
 
-class SceneLock:
+def claim_scene(out_dir: Path, scene_id: str) -> FileLock:
     """An exclusive claim on one scene's outputs in a folder, so that two runs never write
-    (or clean up) the same files at once. flock: the OS drops it when the process dies, so
-    a killed run leaves no stale claim; the hidden lock file goes when the claim is given up."""
-
-    def __init__(self, out_dir: Path, scene_id: str) -> None:
-        self.path = out_dir / f".{scene_id}.lock"
-        fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            # the holder before us may have removed the file we opened: then it is no claim
-            if os.fstat(fd).st_ino != os.stat(self.path).st_ino:
-                raise BlockingIOError
-        except (BlockingIOError, FileNotFoundError):
-            os.close(fd)
-            raise OutputError(
-                f"{out_dir / scene_id}: another run is writing this scene's outputs in "
-                f"{out_dir} now; wait for it, or give another output folder"
-            ) from None
-        self._fd: int | None = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            self.path.unlink(missing_ok=True)  # while still held: no one else owns it yet
-            os.close(self._fd)
-            self._fd = None
+    (or clean up) the same files at once; its hidden lock file goes with the claim."""
+    lock = FileLock.take(out_dir / f".{scene_id}.lock", remove=True)
+    if lock is None:
+        raise OutputError(
+            f"{out_dir / scene_id}: another run is writing this scene's outputs in "
+            f"{out_dir} now; wait for it, or give another output folder"
+        )
+    return lock
 
 
 class MaskWriter:
@@ -200,12 +140,12 @@ class MaskWriter:
         self._ql_classes: list[np.ndarray] = []
         self._ql_background: list[np.ndarray] = []
         self._class_counts = np.zeros(NODATA + 1, np.int64)  # of every pixel, for the legend
-        self._lock: SceneLock | None = None
+        self._lock: FileLock | None = None
         # a second class per pixel, on disk beside the mask: what rewrite_classes may use
         self._fallback: np.memmap | None = None
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            self._lock = SceneLock(self.out_dir, scene_id)
+            self._lock = claim_scene(self.out_dir, scene_id)
             _remove_partials(self.out_dir, scene_id)
             self._mask_ds = self._open_mask()
             if probabilities:
@@ -375,7 +315,7 @@ class MaskWriter:
             width = len(range(0, self.width, q))
             self._ql_background.append(np.full((3, kept, width), QUICKLOOK_GREY, np.uint8))
         else:
-            self._ql_background.append(_true_colour(rgb[:, first::q, ::q]))
+            self._ql_background.append(true_colour(rgb[:, first::q, ::q]))
 
     def rewrite_classes(self, change, rows: int = 512) -> None:
         """After the last row, before :meth:`build`: pass every strip of the mask (its row,
@@ -495,22 +435,13 @@ class MaskWriter:
         from cloudkit.plots import quicklook_figure, save_png
 
         classes = np.concatenate(self._ql_classes)
-        true_colour = np.concatenate(self._ql_background, axis=1)
+        background = np.concatenate(self._ql_background, axis=1)
         self._ql_classes, self._ql_background = [], []
-        true_colour[:, classes == NODATA] = 0
-        overlay = true_colour.copy()
-        for code, name in enumerate(self.classes):
-            colour = class_colour(name)
-            if colour is None:
-                continue
-            hit = classes == code
-            paint = QUICKLOOK_ALPHA * np.array(colour, dtype=np.float64)[:, None]
-            overlay[:, hit] = np.rint((1 - QUICKLOOK_ALPHA) * overlay[:, hit] + paint).astype(
-                np.uint8
-            )
+        background[:, classes == NODATA] = 0
+        overlay = class_overlay(background, classes, self.classes)
         png = self._partial("quicklook", "png")
         figure = quicklook_figure(
-            np.moveaxis(true_colour, 0, -1),
+            np.moveaxis(background, 0, -1),
             np.moveaxis(overlay, 0, -1),
             title=self.scene_id,
             legend=self._legend(),
@@ -519,17 +450,8 @@ class MaskWriter:
         return png
 
     def _legend(self) -> list[tuple[str, tuple[int, int, int] | None]]:
-        """Each class and its share of the valid pixels; no data as a share of the image."""
-        counts = self._class_counts
-        valid = max(1, int(counts[:NODATA].sum()))
-        entries: list[tuple[str, tuple[int, int, int] | None]] = [
-            (f"{name} {100 * counts[code] / valid:.1f} %", class_colour(name))
-            for code, name in enumerate(self.classes)
-        ]
-        if counts[NODATA]:
-            share = 100 * counts[NODATA] / counts.sum()
-            entries.append((f"no data {share:.1f} % of the image", (0, 0, 0)))
-        return entries
+        """Each class's share of the whole mask's valid pixels (every row written counted)."""
+        return legend(self._class_counts, self.classes, NODATA)
 
     def abort(self) -> None:
         """Close and delete every temporary file of this writer; calling it again is harmless."""
@@ -557,9 +479,3 @@ class MaskWriter:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.abort()  # a no-op after finish()
-
-
-def _true_colour(rgb: np.ndarray) -> np.ndarray:
-    """(3, h, w) reflectance -> uint8: linear stretch 0..QUICKLOOK_WHITE, then gamma."""
-    stretched = np.clip(np.nan_to_num(rgb, nan=0.0) / QUICKLOOK_WHITE, 0.0, 1.0)
-    return np.rint(255 * stretched ** (1 / QUICKLOOK_GAMMA)).astype(np.uint8)

@@ -4,7 +4,6 @@ what killed runs left: half-made stores and abandoned scratch stores; a direct w
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import glob
 import os
 import secrets
@@ -33,6 +32,7 @@ from cloudkit.io.store.layout import (
     StoreLayout,
     _compressors,
 )
+from cloudkit.locks import LOCK_FILE, FileLock
 
 
 def _create(
@@ -133,12 +133,11 @@ def _remove_abandoned_scratch(folder: Path) -> None:
             gone = owner_host == host and pid.isdigit() and not _alive(int(pid))
             if not gone and time.time() - scratch.stat().st_mtime < 3600:
                 continue
-            with open(scratch / ".cloudkit.lock", "a") as lock_file:
-                try:
-                    fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue  # its writer is alive (on another machine, say)
-                shutil.rmtree(scratch, ignore_errors=True)
+            lock = FileLock.take(scratch / LOCK_FILE)
+            if lock is None:
+                continue  # its writer is alive (on another machine, say)
+            shutil.rmtree(scratch, ignore_errors=True)
+            lock.release()
 
 
 def _alive(pid: int) -> bool:
@@ -166,12 +165,9 @@ def _create_tile_array(group: zarr.Group, name: str, rows: int) -> None:
     )
 
 
-def _lock(path: Path):
-    """Hold an exclusive lock so two runs never append to one store at once."""
-    lock_file = open(path / ".cloudkit.lock", "w")  # noqa: SIM115 - held for the store's lifetime
-    try:
-        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError as err:
-        lock_file.close()
-        raise StoreError(f"{path}: another cloudkit run is writing this store") from err
-    return lock_file
+def _lock(path: Path) -> FileLock:
+    """The store's lock, held so two runs never append to one store at once."""
+    lock = FileLock.take(path / LOCK_FILE)
+    if lock is None:
+        raise StoreError(f"{path}: another cloudkit run is writing this store")
+    return lock

@@ -49,6 +49,7 @@ from cloudkit.io.store.layout import (
     layout_of,
 )
 from cloudkit.io.store.scene_table import append_scene_row
+from cloudkit.locks import FileLock
 
 
 class _Members:
@@ -82,13 +83,18 @@ class TileStore:
     scratch store (:meth:`scratch`, :meth:`commit_from`)."""
 
     def __init__(
-        self, location: Location, group: zarr.Group, lock_file, *, shared: bool = False
+        self,
+        location: Location,
+        group: zarr.Group,
+        lock: FileLock | None,
+        *,
+        shared: bool = False,
     ) -> None:
         self.location = location
         # a local store's folder; an s3:// store's URL (it is written shared, never directly)
         self.path = str(location) if location.is_remote else location.root
         self._group = _Members(group)
-        self._lock_file = lock_file
+        self._lock = lock  # a direct writer's, held while the store is open
         self.shared = shared
 
     # ------------------------------------------------------------------ opening
@@ -126,14 +132,14 @@ class TileStore:
                 group, created = _open_group(path, "r+"), False
             else:
                 group, created = _create(path, layout, checksummed=checksummed)
-            lock_file = None if shared else _lock(path)
+            lock = None if shared else _lock(path)
         except PermissionError as err:
             raise StoreError(f"{path}: cannot write the store ({err.strerror})") from err
         except OSError as err:
             if isinstance(err, StoreError):
                 raise
             raise StoreError(f"{path}: cannot open the store ({err})") from err
-        store = cls(Location(path), group, lock_file, shared=shared)
+        store = cls(Location(path), group, lock, shared=shared)
         if not created:
             try:
                 check_layout(store.location, store._group, layout)
@@ -167,9 +173,9 @@ class TileStore:
         return store
 
     def close(self) -> None:
-        if self._lock_file is not None:
-            self._lock_file.close()
-            self._lock_file = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def __enter__(self) -> TileStore:
         return self
