@@ -4,7 +4,8 @@ The heads are fine-tuned with identical settings (random init, same seed, same t
 crops, same epochs) on the real T29UNU L2A product at 60 m with Sen2Cor SCL cloud labels, east
 of a buffer column, and scored on the spatially separate western strip (see
 tests/helpers/finetune_stores.py). Reported per head: cloud F1 and IoU, balanced accuracy, wall
-time of the fine-tuning, and the ratio of times.
+time and peak RSS of the fine-tuning (its own `cloudkit finetune` process: peak_memory.py),
+and the ratio of times.
 
     python benches/bench_head_accuracy.py --fraction 0.25 --epochs 2 --crop 32
     python benches/bench_head_accuracy.py --heads unet,light --epochs 10 --crop 64
@@ -17,11 +18,13 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the project root: tests.helpers
+sys.path.insert(0, str(HERE))
+
+from peak_memory import measure  # noqa: E402
 
 
 def main() -> None:
@@ -57,9 +60,7 @@ def main() -> None:
             str(args.batch_size), "--freeze-epochs", "0", "--seed", str(args.seed),
             "--device", args.device, "--workers", "0",
         ]  # fmt: skip
-        t0 = time.perf_counter()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        seconds = time.perf_counter() - t0
+        seconds, peak_mb = measure(cmd, stdout=subprocess.DEVNULL)
         report = out / "eval.json"
         subprocess.run(
             ["cloudkit", "evaluate", str(out / "best.pt"), str(test), "--out", str(report)],
@@ -68,14 +69,21 @@ def main() -> None:
         )
         metrics = json.loads(report.read_text())
         cloud = metrics["per_class"]["cloud"]
-        rows[head] = (cloud["f1"], cloud["iou"], metrics["balanced_overall_accuracy"], seconds)
+        rows[head] = (
+            cloud["f1"],
+            cloud["iou"],
+            metrics["balanced_overall_accuracy"],
+            seconds,
+            peak_mb,
+        )
     print(
         f"T29UNU 60 m, cloud task, fraction {args.fraction}, {args.epochs} epochs, "
         f"crop {args.crop}, batch {args.batch_size}, seed {args.seed}"
     )
-    for head, (f1, iou, bacc, sec) in rows.items():
+    for head, (f1, iou, bacc, sec, peak_mb) in rows.items():
         print(
             f"  {head:6s} F1 {f1:.3f}  IoU {iou:.3f}  balanced OA {bacc:.3f}  fine-tune {sec:7.1f} s"
+            f"  peak RSS {peak_mb:6.0f} MB"
         )
     for slow, fast in (("paper", "unet"), ("unet", "light")):
         if slow in rows and fast in rows:

@@ -8,8 +8,11 @@ seconds per step, milliseconds per sample and nanoseconds per pixel, plus GFLOP 
 parameter counts and the peak memory:
 
 - CUDA: torch.cuda.max_memory_allocated over the timed steps, minus what was allocated before;
-- CPU: the peak resident set size (ru_maxrss) of the process, minus its size before the first
+- CPU: the peak resident set size (VmHWM) of the process, minus its size before the first
   step; each head runs in its own subprocess so neither sees the other's peak.
+
+On either device each head's own peak RSS (MB) is printed too: the whole worker process's
+VmHWM, which starts afresh at exec (peak_memory.py), imports and model included.
 
 Per-pixel figures are comparable across sizes (both heads are convolutional); the summary
 line gives the paper/unet per-pixel cost ratio (the target is a U-Net at least 20x cheaper),
@@ -27,6 +30,11 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from peak_memory import hwm_mb  # noqa: E402
 
 BANDS = (
     "B01",
@@ -48,8 +56,6 @@ HEADS = ("paper", "unet", "light")
 
 def measure(args: argparse.Namespace, head: str) -> dict:
     """Run in a fresh process: build the head, time its steps, return the figures."""
-    import resource
-
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -80,7 +86,8 @@ def measure(args: argparse.Namespace, head: str) -> dict:
         base = torch.cuda.memory_allocated(device)
         torch.cuda.reset_peak_memory_stats(device)
     else:
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        # VmHWM, not ru_maxrss: the latter may carry the parent's peak across the exec
+        base = hwm_mb() * 2**20
 
     flops = FlopCounterMode(display=False)
     with flops:
@@ -97,7 +104,7 @@ def measure(args: argparse.Namespace, head: str) -> dict:
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device) - base
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+        peak = hwm_mb() * 2**20 - base
     count = sum(p.numel() for p in model.parameters())
     return {
         "head": head,
@@ -109,6 +116,7 @@ def measure(args: argparse.Namespace, head: str) -> dict:
         "ns_per_pixel": 1e9 * seconds / (n * size * size),
         "gflop_per_sample": flops.get_total_flops() / n / 1e9,
         "peak_mib_per_sample": peak / n / 2**20,
+        "peak_rss_mb": hwm_mb(),
         "params": count,
         "backbone_params": sum(p.numel() for p in backbone_parameters(model)),
         "head_params": sum(p.numel() for p in head_parameters(model)),
@@ -153,14 +161,15 @@ def main() -> None:
     )
     header = (
         f"{'head':<6} {'s/step':>8} {'ms/sample':>10} {'ns/pixel':>9} {'GFLOP/sample':>13} "
-        f"{'peak MiB/sample':>16} {'params':>11} {'of which head':>14}"
+        f"{'peak MiB/sample':>16} {'params':>11} {'of which head':>14} {'peak RSS MB':>12}"
     )
     print(header)
     for r in results:
         print(
             f"{r['head']:<6} {r['seconds_per_step']:>8.3f} {r['ms_per_sample']:>10.1f} "
             f"{r['ns_per_pixel']:>9.1f} {r['gflop_per_sample']:>13.1f} "
-            f"{r['peak_mib_per_sample']:>16.1f} {r['params']:>11,} {r['head_params']:>14,}"
+            f"{r['peak_mib_per_sample']:>16.1f} {r['params']:>11,} {r['head_params']:>14,} "
+            f"{r['peak_rss_mb']:>12.0f}"
         )
     by_head = {r["head"]: r for r in results}
     if {"paper", "unet"} <= by_head.keys():

@@ -1,8 +1,9 @@
 """Rust kernels vs the plain numpy reference: resample + stack + scale + tile of one scene.
 
-Each variant runs in its own process (so its peak RSS is its own) on the same arrays: a full
-10980 x 10980 13-band scene by default (4 bands at 10 m, 6 at 20 m, 3 at 60 m, random DN with
-a no-data corner). Reported: wall time of the kernel, peak RSS, and the ratios.
+Each variant runs in its own process on the same arrays: a full 10980 x 10980 13-band scene
+by default (4 bands at 10 m, 6 at 20 m, 3 at 60 m, random DN with a no-data corner).
+Reported: wall time of the kernel, each variant's own peak RSS (its process's VmHWM, which
+starts afresh at exec: peak_memory.py), and the ratios.
 
 The Rust side is `_core.reflectance_tiles`, a whole-scene kernel the product does not use (it
 streams tile rows), so the extension only has it when built with the `whole-raster` feature:
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -31,6 +31,9 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the project root: tests.helpers
+sys.path.insert(0, str(HERE))
+
+from peak_memory import hwm_mb  # noqa: E402
 
 FACTORS = (6, 1, 1, 1, 2, 2, 2, 1, 2, 6, 6, 2, 2)  # ESA order, relative to 10 m
 OFFSETS = (-1000.0,) * 13
@@ -70,7 +73,7 @@ def run_variant(variant: str, size: int, tile: int, repeat: int, threads: int | 
             np.nansum(out[:: max(1, out.shape[0] // 7), :, ::37, ::41], dtype=np.float64)
         )
         del out
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = hwm_mb()  # not ru_maxrss: it may carry the parent's peak across the exec
     return {"variant": variant, "seconds": min(times), "peak_rss_mb": peak_mb, "checksum": checksum}
 
 
@@ -130,8 +133,8 @@ def main() -> None:
 
 def make_bands_rss(size: int) -> float:
     code = (
-        f"import resource, sys; sys.path.insert(0, {str(HERE)!r}); import bench_kernels as b; "
-        f"b.make_bands({size}); print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+        f"import sys; sys.path.insert(0, {str(HERE)!r}); import bench_kernels as b; "
+        f"b.make_bands({size}); print(b.hwm_mb())"
     )
     return float(
         subprocess.run(

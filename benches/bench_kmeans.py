@@ -6,10 +6,11 @@ iterations at the start of every epoch (WHUS2-CD+: ~14,600 training patches; Clo
 This times ``cloudkit.ssl.kmeans.spherical_kmeans`` with each backend on the same random unit
 vectors (each run includes the k-means++ seeding and the final assignment pass), best of
 ``--repeat`` runs, and prints both wall-clock times (with the CPU time of the process, a hint
-of contention on a shared machine) and their ratio. ``CPU_DEFAULT`` in kmeans.py holds the
-faster one on CPU. On CUDA the faiss backend must run on the GPU: a faiss build without GPU
-support stops the script rather than timing faiss on the CPU. ``--json PATH`` writes the
-figures for benches/gpu_suite.py.
+of contention on a shared machine) and their ratio, and each backend's own peak RSS (the
+process's VmHWM reset before it, the input vectors included: peak_memory.py). ``CPU_DEFAULT``
+in kmeans.py holds the faster one on CPU. On CUDA the faiss backend must run on the GPU: a
+faiss build without GPU support stops the script rather than timing faiss on the CPU.
+``--json PATH`` writes the figures for benches/gpu_suite.py.
 
     python benches/bench_kmeans.py                         # 100,000 x 128, k 3000, 10 iterations
     python benches/bench_kmeans.py --n 2000 --k 50 --iters 2   # smoke run
@@ -28,6 +29,9 @@ import torch
 import torch.nn.functional as F
 
 from cloudkit.ssl.kmeans import spherical_kmeans
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peak_memory import measure_here  # noqa: E402
 
 BACKENDS = ("faiss", "torch")
 
@@ -91,11 +95,12 @@ def main() -> None:
         f"spherical k-means on {where}: {args.n} x {args.dim} unit vectors, k = {args.k}, "
         f"{args.iters} iterations, {torch.get_num_threads()} torch threads"
     )
-    seconds = {}
+    seconds, peak_mb = {}, {}
     for backend in backends:
-        wall, cpu = best_time(x, args.k, args.iters, backend, args.repeat)
-        seconds[backend] = wall
-        print(f"{backend}: {wall:.2f} s ({cpu:.1f} s CPU)")
+        with measure_here() as run:
+            wall, cpu = best_time(x, args.k, args.iters, backend, args.repeat)
+        seconds[backend], peak_mb[backend] = wall, run.peak_mb
+        print(f"{backend}: {wall:.2f} s ({cpu:.1f} s CPU)  peak RSS {run.peak_mb:.0f} MB")
     if len(seconds) == 2:
         ratio = seconds["faiss"] / seconds["torch"]
         print(f"ratio faiss / torch: {ratio:.2f} (> 1: torch is faster)")
@@ -109,6 +114,7 @@ def main() -> None:
             "repeat": args.repeat,
             "faiss_gpus": faiss_gpus(),
             "seconds": seconds,
+            "peak_rss_mb": peak_mb,
         }
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
 

@@ -5,7 +5,9 @@ labels) into a temporary folder. Each tile read yields two augmented views (crop
 rot90, blur); "images/s" counts tiles read per second, i.e. view pairs delivered.
 Tiles are drawn at random with replacement; timing starts after the first batch, so worker
 start-up is left out and the figure is the steady rate. Workers run one torch thread each
-(DataLoader's default); ``--threads`` sets the main process's own.
+(DataLoader's default); ``--threads`` sets the main process's own. Beside each rate: that
+run's own peak RSS, the largest of the main process (its VmHWM reset before the run) and its
+workers (peak_memory.py).
 
     python benches/bench_loader.py                       # tile 256, views 224, batch 32
     python benches/bench_loader.py --tile-size 64 --size 48 --images 64  # smoke run
@@ -21,8 +23,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root: tests.helpers
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tests.helpers.shared_data import L2A_T29UNU as PRODUCT  # noqa: E402
 from tests.helpers.shared_data import T29UNU_60M_BANDS as BANDS  # noqa: E402
+
+from peak_memory import measure_here  # noqa: E402
 
 
 def build_store(product: Path, out: Path, tile_size: int) -> Path:
@@ -86,15 +91,17 @@ def main() -> None:
             f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
         )
         for workers in (int(w) for w in args.workers.split(",")):
-            rate, n = images_per_second(
-                store,
-                size=args.size,
-                batch_size=args.batch_size,
-                workers=workers,
-                images=args.images,
-            )
+            with measure_here(children=True) as run:
+                rate, n = images_per_second(
+                    store,
+                    size=args.size,
+                    batch_size=args.batch_size,
+                    workers=workers,
+                    images=args.images,
+                )
             print(
                 f"num_workers={workers}: {rate:8.1f} images/s ({n} tiles in the store, 2 views each)"
+                f"  peak RSS {run.peak_mb:.0f} MB"
             )
 
 

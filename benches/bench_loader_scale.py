@@ -9,7 +9,10 @@ Two datasets, built in a temporary folder (``--keep DIR`` keeps them for another
 
 For each: the time to make the dataset (reading every store's index), the first item's latency, the DataLoader's
 images/s with pretraining's two augmented views (as ``bench_loader.py``), with 0 and 2
-workers, and the peak RSS of the process. Readers: a process opens a store when it first
+workers, and peak RSS: of making the dataset and reading its first item, of each loader run
+(the largest of this process and its workers), and the largest of these. Each is its own:
+this process's VmHWM is reset before each step (peak_memory.py), so the huge store's figures
+do not carry over to the many stores'. Readers: a process opens a store when it first
 reads from it and keeps at most ``OPEN_READERS`` (1,024) open.
 
     python benches/bench_loader_scale.py                     # both (several minutes)
@@ -19,7 +22,6 @@ reads from it and keeps at most ``OPEN_READERS`` (1,024) open.
 from __future__ import annotations
 
 import argparse
-import resource
 import shutil
 import subprocess
 import sys
@@ -32,6 +34,7 @@ sys.path.insert(0, str(HERE))
 
 from bench_loader import images_per_second  # noqa: E402
 from bench_tile import product_for  # noqa: E402
+from peak_memory import measure_here  # noqa: E402
 
 
 def tile(args: list[str]) -> float:
@@ -66,20 +69,26 @@ def many_stores(folder: Path, count: int) -> list[Path]:
 def measure(name: str, stores: list[Path], *, size: int, batch: int, images: int) -> None:
     from cloudkit.data import TileDataset
 
-    started = time.perf_counter()
-    dataset = TileDataset(stores)
-    print(f"{name}: dataset of {len(dataset)} tiles from {len(stores)} store(s) made in "
-          f"{time.perf_counter() - started:.2f} s")  # fmt: skip
-    started = time.perf_counter()
-    dataset[len(dataset) // 2]
-    print(f"{name}: first item {1000 * (time.perf_counter() - started):.1f} ms")
+    with measure_here() as made:
+        started = time.perf_counter()
+        dataset = TileDataset(stores)
+        print(f"{name}: dataset of {len(dataset)} tiles from {len(stores)} store(s) made in "
+              f"{time.perf_counter() - started:.2f} s")  # fmt: skip
+        started = time.perf_counter()
+        dataset[len(dataset) // 2]
+        print(f"{name}: first item {1000 * (time.perf_counter() - started):.1f} ms")
+    print(f"{name}: peak RSS making the dataset and its first item {made.peak_mb:.0f} MB")
+    del dataset  # the loaders make their own: this one's memory is not theirs
+    peaks = [made.peak_mb]
     for workers in (0, 2):
-        rate, _ = images_per_second(
-            stores, size=size, batch_size=batch, workers=workers, images=images
-        )
-        print(f"{name}: num_workers={workers}: {rate:8.1f} images/s (two {size} px views each)")
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{name}: peak RSS of this process so far {peak:.0f} MB")
+        with measure_here(children=True) as run:
+            rate, _ = images_per_second(
+                stores, size=size, batch_size=batch, workers=workers, images=images
+            )
+        peaks.append(run.peak_mb)
+        print(f"{name}: num_workers={workers}: {rate:8.1f} images/s (two {size} px views each)"
+              f"  peak RSS {run.peak_mb:.0f} MB")  # fmt: skip
+    print(f"{name}: peak RSS {max(peaks):.0f} MB (its own: the largest of the above)")
 
 
 def main() -> None:

@@ -310,14 +310,17 @@ def main() -> None:
                 model_only[head] = {"windows": windows, "seconds": r["seconds"]}
                 print(
                     f"model only ({head}, {precision}), {windows} windows on the device: "
-                    f"{r['seconds']:.2f} s"
+                    f"{r['seconds']:.2f} s  peak RSS {r['peak_mb']:.0f} MB"
                 )
         if args.paper_crop:
             paper = write_model(tmp / "paper.pt", bands, head="paper")
             extra = ["--model", str(paper), "--paper-crop", str(args.paper_crop)]
             r = run_child("paper-crop", common, extra, tmp / "paper.json")
             paper_crop = {"crop": args.paper_crop, "seconds": r["seconds"]}
-            print(f"paper head, one {args.paper_crop}^2 crop: {r['seconds']:.2f} s")
+            print(
+                f"paper head, one {args.paper_crop}^2 crop: {r['seconds']:.2f} s  "
+                f"peak RSS {r['peak_mb']:.0f} MB"
+            )
         for head in heads:
             if f"{head}-fp32" in runs and f"{head}-bf16" in runs:
                 ratio = runs[f"{head}-fp32"]["model_s"] / runs[f"{head}-bf16"]["model_s"]

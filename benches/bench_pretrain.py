@@ -4,7 +4,10 @@ Does loading keep the model fed? The loader is timed alone (reading tiles from t
 two random views each, collation, with the same workers as training), the train step alone on
 a batch already in memory (forward, backward, optimiser step; DeepCluster with real k-means
 targets), both through the same code `cloudkit pretrain` runs (cloudkit.train.pretrain).
-A loader/step ratio >= 1 means the GPU (or CPU) never waits for data.
+A loader/step ratio >= 1 means the GPU (or CPU) never waits for data. Beside each rate: the
+peak RSS (host memory) of that method's trainer, built and timed, and of the loader run: the
+largest of this process (its VmHWM reset before each: peak_memory.py) and its DataLoader
+workers; under ``torchrun``, rank 0's.
 
 The store is built once in a temporary folder from the real T29UNU L2A sample (11 bands at
 60 m), tiles of the view size overlapping by --overlap (default half a tile). Tiles of 256 px
@@ -31,8 +34,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root: tests.helpers
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tests.helpers.shared_data import L2A_T29UNU as T29UNU  # noqa: E402
 from tests.helpers.shared_data import T29UNU_60M_BANDS as BANDS  # noqa: E402
+
+from peak_memory import measure_here  # noqa: E402
 
 
 def build_store(folder: Path, tile: int, overlap: int | None = None) -> Path:
@@ -182,18 +188,20 @@ def run(args, store: Path, dist, device) -> dict:
     import torch
 
     say = print if dist.is_main else (lambda *_: None)
-    rates = {}
-    trainer = None
+    rates, peaks = {}, {}
     for method in args.methods.split(","):
-        trainer = trainer_for(args, method, store, dist, device)
-        rates[method] = time_steps(trainer, args.steps, args.warmup)
+        trainer = None  # the last method's trainer is not this one's memory
+        with measure_here(children=True) as run:
+            trainer = trainer_for(args, method, store, dist, device)
+            rates[method] = time_steps(trainer, args.steps, args.warmup)
+        peaks[method] = run.peak_mb
         cfg = trainer.cfg
         group = f", {dist.world_size} processes (DDP)" if dist.enabled else ""
         say(
             f"train step {method:<12} {rates[method]:8.1f} img/s   "
             f"(batch {cfg.batch_size}{' per process' if group else ''}, views {cfg.crop} px, "
             f"{trainer.device}{group}, amp {'on' if cfg.amp else 'off'}, "
-            f"compile {'on' if cfg.compile else 'off'})"
+            f"compile {'on' if cfg.compile else 'off'})  peak RSS {run.peak_mb:.0f} MB"
         )
     cfg, tiles = trainer.cfg, trainer.tiles
     on_gpu = trainer.device.type == "cuda"
@@ -210,25 +218,30 @@ def run(args, store: Path, dist, device) -> dict:
         "tiles": len(tiles),
         "steps": args.steps,
         "train_step_images_per_s": rates,
+        "train_step_peak_rss_mb": peaks,
         "loader_images_per_s": None,
         "loader_over_step": None,
+        "loader_peak_rss_mb": None,
     }
     if dist.enabled:
         say("loader: not timed under torchrun (time it in one process)")
         return figures
     batches = args.batches or max(args.steps, 2 * len(trainer.loader))
-    loader = time_loader(trainer, batches, args.warmup)
+    with measure_here(children=True) as run:
+        loader = time_loader(trainer, batches, args.warmup)
     print(
         f"loader                  {loader:8.1f} img/s   ({cfg.workers} workers, "
         f"{len(tiles)} tiles of {tiles.tile_size} px, {len(tiles.bands)} bands, "
-        f"{batches} batches)"
+        f"{batches} batches)  peak RSS {run.peak_mb:.0f} MB"
     )
     ratios = {m: loader / r for m, r in rates.items()}
     text = ", ".join(f"{m} {ratio:.2f}x" for m, ratio in ratios.items())
     print(f"loader / step: {text}  (>= 1: loading keeps the model fed)")
     if on_gpu:
         print(f"device: {figures['gpu']}")
-    figures.update(loader_images_per_s=loader, loader_over_step=ratios)
+    figures.update(
+        loader_images_per_s=loader, loader_over_step=ratios, loader_peak_rss_mb=run.peak_mb
+    )
     return figures
 
 

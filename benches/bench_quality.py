@@ -26,7 +26,8 @@ its acquisition time, or estimated) and without it ("no shadow check").
 
     python benches/bench_quality.py [--model default] [--json out.json]
 
-prints markdown tables (the README's quality table) and writes every figure to ``--json``.
+prints markdown tables (the README's quality table), the run's wall time and peak RSS (its
+process's VmHWM: peak_memory.py), and writes every figure to ``--json``.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from rasterio.enums import Resampling
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peak_memory import hwm_mb  # noqa: E402
 
 DATA = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data").resolve()
 CLASSES = ("clear", "thick cloud", "thin cloud", "cloud shadow")
@@ -576,7 +580,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"threshold chosen on T29UNU's SCL: {band} > {threshold:.2f}; oracles: "
         + "; ".join(oracles)
     )
-    print(f"({time.perf_counter() - started:.0f} s)")
+    print(f"({time.perf_counter() - started:.0f} s, peak RSS {hwm_mb():.0f} MB)")
     for name, reports in SHADOW_REPORTS.items():
         for who, report in reports.items():
             if not report.get("shadow_pixels"):

@@ -16,7 +16,7 @@ their last row and column, the 120 px BigEarthNet patches are mirrored out to 25
 Reported: the difference in reflectance (mean absolute, 99th percentile, relative to the
 mean), and for the default model on the CloudSEN12 images (true colour, as in the quality
 table) the share of pixels whose class changes, with cloud F1 and mean IoU against the human
-labels from each decoding.
+labels from each decoding; last, the run's peak RSS (its process's VmHWM: peak_memory.py).
 
     python benches/bench_reduced_decode.py [--model default] [--json out.json]
 
@@ -39,6 +39,7 @@ from affine import Affine
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_quality as quality  # noqa: E402
+from peak_memory import hwm_mb  # noqa: E402
 
 JP2_OPTIONS = {
     "driver": "JP2OpenJPEG",
@@ -212,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"| {name} | {decode} | {r['cloud_f1']:.3f} | {r.get('shadow_f1', 0):.3f} | "
                 f"{r['mean_iou']:.3f} |"
             )
+    print(f"\npeak RSS of the run: {hwm_mb():.0f} MB")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0

@@ -4,8 +4,10 @@
 A speed probe for issue 12's question whether a CPU runtime or int8 makes the network cheap
 enough: every run is a batch of ``--batch`` windows of 384 px with all 13 bands, after a
 warm-up, best of ``--repeat``; the int8 model is calibrated on random reflectance, so its
-speed is measured, not its accuracy. Needs ``pip install onnxruntime onnx`` (not a cloudkit
-dependency).
+speed is measured, not its accuracy. Beside each time: that runtime's own peak RSS, loading
+its model and running it (this process's VmHWM reset before each: peak_memory.py; the ONNX
+export and int8 calibration come first and count only by what the process still holds of
+them). Needs ``pip install onnxruntime onnx`` (not a cloudkit dependency).
 
     python benches/bench_runtimes.py [--batch 8] [--threads 2]
 """
@@ -13,12 +15,16 @@ dependency).
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peak_memory import measure_here  # noqa: E402
 
 WINDOW = 384
 
@@ -33,21 +39,39 @@ def best_of(run, repeat: int) -> float:
     return min(times)
 
 
-def torch_runs(x: torch.Tensor, repeat: int) -> dict[str, float]:
+def torch_run(x: torch.Tensor, precision: str, repeat: int) -> float:
     from cloudkit.model_zoo import load_predictor
 
+    model = load_predictor("default", device="cpu", precision=precision)._model
+    xi = x.to(memory_format=torch.channels_last)
+    xi = xi.bfloat16() if precision == "bf16" else xi
+    with torch.inference_mode():
+        return best_of(lambda: model(xi), repeat)
+
+
+def torch_runs(x: torch.Tensor, repeat: int) -> dict[str, tuple[float, float]]:
+    """Seconds and own peak RSS (MB) of each precision."""
     out = {}
     for precision in ("fp32", "bf16"):
-        model = load_predictor("default", device="cpu", precision=precision)._model
-        xi = x.to(memory_format=torch.channels_last)
-        xi = xi.bfloat16() if precision == "bf16" else xi
-        with torch.inference_mode():
-            out[f"torch {precision}"] = best_of(lambda m=model, v=xi: m(v), repeat)
+        with measure_here() as run:
+            seconds = torch_run(x, precision, repeat)
+        out[f"torch {precision}"] = (seconds, run.peak_mb)
     return out
 
 
-def onnx_runs(x: torch.Tensor, repeat: int, threads: int, folder: Path) -> dict[str, float]:
+def onnx_run(path: Path, threads: int, feed: dict, repeat: int) -> float:
     import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return best_of(lambda: session.run(None, feed), repeat)
+
+
+def onnx_runs(
+    x: torch.Tensor, repeat: int, threads: int, folder: Path
+) -> dict[str, tuple[float, float]]:
+    """Seconds and own peak RSS (MB) of each ONNX Runtime model, exported and quantised first."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -64,6 +88,7 @@ def onnx_runs(x: torch.Tensor, repeat: int, threads: int, folder: Path) -> dict[
         model, x[:1], str(fp32), input_names=["x"], output_names=["y"],
         dynamic_axes={"x": {0: "n"}}, opset_version=17, dynamo=False,
     )  # fmt: skip
+    del model  # not the sessions' memory
     rng = np.random.default_rng(0)
 
     class RandomReflectance(CalibrationDataReader):
@@ -81,13 +106,12 @@ def onnx_runs(x: torch.Tensor, repeat: int, threads: int, folder: Path) -> dict[
         str(pre), str(int8), RandomReflectance(), quant_format=QuantFormat.QDQ,
         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
     )  # fmt: skip
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
     out = {}
     feed = {"x": x.numpy()}
     for name, path in (("onnxruntime fp32", fp32), ("onnxruntime int8", int8)):
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        out[name] = best_of(lambda s=session: s.run(None, feed), repeat)
+        with measure_here() as run:
+            seconds = onnx_run(path, threads, feed, repeat)
+        out[name] = (seconds, run.peak_mb)
     return out
 
 
@@ -103,10 +127,13 @@ def main() -> None:
     results = torch_runs(x, args.repeat)
     with tempfile.TemporaryDirectory(prefix="bench-runtimes-") as tmp:
         results |= onnx_runs(x, args.repeat, args.threads, Path(tmp))
-    base = results["torch bf16"]
+    base = results["torch bf16"][0]
     print(f"default model, {args.batch} windows of {WINDOW} px, {args.threads} threads")
-    for name, seconds in results.items():
-        print(f"  {name:18s} {seconds:6.3f} s   {base / seconds:.2f}x torch bf16")
+    for name, (seconds, peak_mb) in results.items():
+        print(
+            f"  {name:18s} {seconds:6.3f} s   {base / seconds:.2f}x torch bf16   "
+            f"peak RSS {peak_mb:6.0f} MB"
+        )
 
 
 if __name__ == "__main__":

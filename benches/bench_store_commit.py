@@ -9,6 +9,8 @@ bands, smooth synthetic reflectance and sensor noise). The baseline is the local
 object storage the chunks are uploaded before the lock is taken; under it they are only
 copied inside the bucket, and the part under the lock is printed too. moto is a Python server
 on this machine: real S3 answers each request slower (tens of ms) but takes many at once.
+Each store's own peak RSS is printed too: this process's (its VmHWM reset before each store:
+peak_memory.py), writing the scratch stores and committing them; moto's server is not counted.
 
     python benches/bench_store_commit.py              # 841 tiles
     python benches/bench_store_commit.py --tiles 64 --skip-s3
@@ -33,7 +35,10 @@ from scipy.ndimage import zoom
 from cloudkit.io.store import SceneRecord, StoreLayout, TileRecord, TileStore, dn_shift_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root: tests.helpers
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tests.helpers.servers import s3_server  # noqa: E402
+
+from peak_memory import measure_here  # noqa: E402
 
 TILE = 384
 BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11",
@@ -121,20 +126,23 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=3)
     parser.add_argument("--skip-s3", action="store_true")
     args = parser.parse_args()
-    figures = {}
+    figures, peaks = {}, {}
     with tempfile.TemporaryDirectory(prefix="cloudkit-bench-commit-") as tmp:
-        figures["local store (rename)"] = commit_seconds(Path(tmp) / "c.zarr", args.tiles,
-                                                         args.scenes)  # fmt: skip
+        with measure_here() as run:
+            figures["local store (rename)"] = commit_seconds(Path(tmp) / "c.zarr", args.tiles,
+                                                             args.scenes)  # fmt: skip
+        peaks["local store (rename)"] = run.peak_mb
     if not args.skip_s3:
-        with moto_s3() as url:
+        with moto_s3() as url, measure_here() as run:
             figures["s3:// on moto (upload)"] = commit_seconds(url, args.tiles, args.scenes)
+        peaks["s3:// on moto (upload)"] = run.peak_mb
     base = figures["local store (rename)"][0]
     print(f"commit of a scene of {args.tiles} tiles of {TILE} px, 13 bands (median of "
           f"{args.scenes})")  # fmt: skip
     for name, (seconds, locked) in figures.items():
         print(f"  {name:24s} {seconds:7.2f} s  {seconds / base:6.1f}x local, of which "
               f"{locked:6.2f} s under the lock: at most {3600 / locked:6.0f} scenes/hour into "
-              "one store")  # fmt: skip
+              f"one store  peak RSS {peaks[name]:6.0f} MB")  # fmt: skip
 
 
 if __name__ == "__main__":

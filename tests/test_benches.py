@@ -58,7 +58,7 @@ def test_loader_benchmark_smoke():
         "--images",
         "64",
     )
-    assert "images/s" in out
+    assert "images/s" in out and "peak RSS" in out
 
 
 def test_kmeans_benchmark_smoke(tmp_path):
@@ -75,8 +75,9 @@ def test_kmeans_benchmark_smoke(tmp_path):
         "--json",
         str(figures),
     )
-    assert "ratio faiss / torch" in out
+    assert "ratio faiss / torch" in out and out.count("peak RSS") == 2
     assert set(json.loads(figures.read_text())["seconds"]) == {"faiss", "torch"}
+    assert set(json.loads(figures.read_text())["peak_rss_mb"]) == {"faiss", "torch"}
 
 
 def _pretrain_bench(store: Path, figures: Path) -> list[str]:
@@ -95,10 +96,12 @@ def test_pretrain_benchmark_smoke(tmp_path, tmp_path_factory):
 
     store = subset_store(real_store(tmp_path_factory), tmp_path / "tiles.zarr", 64)
     out = _run(*_pretrain_bench(store, tmp_path / "pretrain.json"))
-    assert "loader / step" in out
+    assert "loader / step" in out and out.count("peak RSS") == 3
     figures = json.loads((tmp_path / "pretrain.json").read_text())
     assert figures["world_size"] == 1 and figures["tiles"] == 64
     assert set(figures["train_step_images_per_s"]) == {"moco", "deepcluster"}
+    assert set(figures["train_step_peak_rss_mb"]) == {"moco", "deepcluster"}
+    assert figures["loader_peak_rss_mb"] > 0
     assert set(figures["loader_over_step"]) == {"moco", "deepcluster"}
 
 
@@ -118,7 +121,7 @@ def test_pretrain_benchmark_under_torchrun(tmp_path, tmp_path_factory):
 
 def test_heads_benchmark_smoke():
     out = _run(str(BENCHES / "bench_heads.py"), "--size", "64", "--steps", "1", "--warmup", "1")
-    assert "paper" in out and "unet" in out
+    assert "paper" in out and "unet" in out and "peak RSS MB" in out
 
 
 def test_predict_benchmark_smoke(tmp_path):
@@ -176,7 +179,8 @@ def test_reduced_decoding_bench_finds_levels_close_to_the_average(tmp_path):
     """Real 10 m pixels: JPEG 2000 level 1 is near the 2 x 2 mean, and the default model's
     masks and scores on the human labels barely move."""
     figures = tmp_path / "reduced.json"
-    _run(str(BENCHES / "bench_reduced_decode.py"), "--json", str(figures))
+    out = _run(str(BENCHES / "bench_reduced_decode.py"), "--json", str(figures))
+    assert "peak RSS of the run" in out
     results = json.loads(figures.read_text())
     for name, diff in results["reflectance"].items():
         assert 0 < diff["mean_abs"] < 0.02, name
@@ -195,7 +199,7 @@ def test_loader_scale_benchmark_smoke():
         "--stores", "12", "--skip-huge", "--images", "64",
     )  # fmt: skip
     assert "dataset of 348 tiles from 12 store(s)" in out  # 29 of 36 half valid
-    assert "num_workers=2" in out
+    assert "num_workers=2" in out and "peak RSS" in out
 
 
 def test_cluster_benchmark_smoke(tmp_path):
@@ -212,3 +216,4 @@ def test_store_commit_benchmark_smoke():
     out = _run(str(BENCHES / "bench_store_commit.py"), "--tiles", "4", "--scenes", "1",
                "--skip-s3")  # fmt: skip
     assert "local store (rename)" in out and "scenes/hour into one store" in out
+    assert "peak RSS" in out
