@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from cloudkit.atomic import write_text
+
 
 def plain(value: Any) -> Any:
     """A copy ``json`` can write: numpy/torch scalars and arrays as Python values, paths as
@@ -29,23 +31,10 @@ def plain(value: Any) -> Any:
     return value if math.isfinite(value) else None
 
 
-def partial_name(path: Path) -> Path:
-    """The hidden temporary ``path`` is written under before it is renamed into place."""
-    return path.with_name(f".{path.name}.partial")
-
-
 def write_json(result: dict, path: Path) -> Path:
     """Write ``result`` as indented JSON atomically: a hidden partial file, then os.replace,
     so a reader never sees half a file and a killed run leaves the old one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = partial_name(path)
-    try:
-        with open(tmp, "w") as f:
-            json.dump(plain(result), f, indent=2, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    text = json.dumps(plain(result), indent=2, allow_nan=False)  # a bad value fails here
+    return write_text(path, text + "\n")

@@ -14,12 +14,13 @@ checkpoints: to a temporary file, then renamed, so a reader never sees half a PN
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from cloudkit.atomic import atomic_file
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -151,14 +152,10 @@ def save_png(fig: Figure, path: Path) -> None:
 
 
 def write_figure(fig: Figure, path: Path) -> Path:
-    """``fig`` as a PNG at ``path``, atomically (temporary file, then rename)."""
+    """``fig`` as a PNG at ``path``, atomically (cloudkit.atomic)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_file(path) as tmp:
         save_png(fig, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -17,6 +17,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from cloudkit.atomic import write_text
 from cloudkit.checkpoint import BEST, LAST
 from cloudkit.config import RANDOM_INIT, ExperimentConfig, FinetuneConfig, FinetuneOptions
 from cloudkit.disk import require_writable
@@ -75,17 +76,13 @@ def results_markdown(rows: list[dict[str, Any]]) -> str:
 
 def _write_results(out: Path, cfg: ExperimentConfig, rows: list[dict[str, Any]]) -> None:
     payload = {"config": cfg.to_dict(), "results": rows}
-    tmp = out / f".{RESULTS_JSON}.tmp"
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    tmp.replace(out / RESULTS_JSON)
+    write_text(out / RESULTS_JSON, json.dumps(payload, indent=2) + "\n")
     header = (
         f"# Label-fraction experiment\n\nTask `{cfg.task.value}`, head `{cfg.head.value}`, "
         f"trained on {', '.join(map(str, cfg.stores))}, tested on "
         f"{', '.join(map(str, cfg.test_stores))}.\n\n"
     )
-    tmp = out / f".{RESULTS_MD}.tmp"
-    tmp.write_text(header + results_markdown(rows))
-    tmp.replace(out / RESULTS_MD)
+    write_text(out / RESULTS_MD, header + results_markdown(rows))
     tested_on = ", ".join(Path(p).name for p in cfg.test_stores)
     figure = label_fraction_figure(rows, title=f"task {cfg.task.value}, tested on {tested_on}")
     write_figure(figure, out / RESULTS_PNG)
@@ -129,9 +126,7 @@ def run_experiment(cfg: ExperimentConfig) -> Path:
                     batch_size=cfg.batch_size,
                     device=cfg.device.value,
                 )
-                tmp = run_dir / f".{EVAL_JSON}.tmp"
-                tmp.write_text(json.dumps(metrics, indent=2) + "\n")
-                tmp.replace(eval_path)
+                write_text(eval_path, json.dumps(metrics, indent=2) + "\n")
             history = read_metrics(run_dir)
             best_epoch = max(
                 (r for r in history if r.get("best")), key=lambda r: r["epoch"], default={}

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from cloudkit.atomic import write_text
 from cloudkit.errors import OutputError
 from cloudkit.jsonfile import plain
 
@@ -48,13 +49,7 @@ class MetricsWriter:
         kept: list[dict[str, Any]] = []
         if keep_epochs is not None and self.path.exists():
             kept = [r for r in read_metrics(self.path) if r.get("epoch", 0) <= keep_epochs]
-        tmp = self.path.with_name(f".{FILENAME}.tmp")
-        with tmp.open("w") as f:
-            for record in kept:
-                f.write(json.dumps(record) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept), durable=True)
 
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
