@@ -14,7 +14,8 @@ from cloudkit.data.reflectance import ValueScale, store_reflectance
 from cloudkit.data.tasks import TASKS
 from cloudkit.errors import BandMismatchError, CloudkitError, MissingDependencyError
 from cloudkit.io.scene import LABEL_CLEAR, LABEL_CLOUD_SHADOW, LABEL_THICK_CLOUD
-from cloudkit.peers import PEERS, S2Cloudless, UkisCsmask, _origins, get_peer
+from cloudkit.peers import PEERS, S2Cloudless, UkisCsmask, get_peer
+from cloudkit.predict.blend import window_origins
 
 
 def _needs(peer) -> None:
@@ -141,10 +142,10 @@ def test_label_kind_names_version_and_licence():
 
 
 def test_window_origins_overlap_and_reach_the_end():
-    assert _origins(256, 256, 32) == [0]
-    assert _origins(600, 256, 32) == [0, 172, 344]
+    assert window_origins(256, 256, 32) == [0]
+    assert window_origins(600, 256, 32) == [0, 172, 344]
     for length in range(257, 1200, 37):
-        origins = _origins(length, 256, 32)
+        origins = window_origins(length, 256, 32)
         assert origins[0] == 0 and origins[-1] == length - 256
         assert all(b - a <= 256 - 32 for a, b in zip(origins, origins[1:], strict=False))
 

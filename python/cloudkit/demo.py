@@ -15,8 +15,10 @@ output exists is continued or skipped, so running it again finishes an interrupt
 
 from __future__ import annotations
 
+import functools
 import json
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,11 +54,16 @@ class DemoStepFailed(CloudkitError):
     """A command of the demo exited with an error (its message is printed above)."""
 
 
-def run_demo(out: Path, *, device: str = "auto", size: str = "full") -> dict[str, Any]:
-    """Run every step into ``out``; returns the closing table's rows and the paths written."""
+def run_demo(
+    out: Path, cli: Callable[[list[str]], int], *, device: str = "auto", size: str = "full"
+) -> dict[str, Any]:
+    """Run every step into ``out``, each command through ``cli`` (argv in, exit code out:
+    ``cloudkit.cli.main``, in this process); returns the closing table's rows and the paths
+    written."""
     from cloudkit.disk import require_writable
     from cloudkit.synthetic import write_l1c_safe
 
+    run = functools.partial(_run, cli)
     scale = SIZES[size]
     out = require_writable(Path(out), "--out")
     print(SYNTHETIC_NOTE + "\n", flush=True)
@@ -76,7 +83,7 @@ def run_demo(out: Path, *, device: str = "auto", size: str = "full") -> dict[str
 
     stores = {"train": out / "train.zarr", "test": out / "test.zarr"}
     for name, scene in (("train", train_scene), ("test", test_scene)):
-        _run("tile", scene, stores[name], "--resolution", "20", "--tile-size", "64",
+        run("tile", scene, stores[name], "--resolution", "20", "--tile-size", "64",
              "--labels-from", labels)  # fmt: skip
 
     common = ["--device", device, "--workers", "0", "--seed", "0"]
@@ -87,14 +94,14 @@ def run_demo(out: Path, *, device: str = "auto", size: str = "full") -> dict[str
     ):
         run_dir = out / f"pretrain-{method}"
         resume = ["--resume"] if (run_dir / "last.pt").is_file() else []
-        _run("pretrain", stores["train"], "--method", method, "--out", run_dir,
+        run("pretrain", stores["train"], "--method", method, "--out", run_dir,
              "--epochs", str(scale.pretrain_epochs), "--batch-size", "32", "--crop", "48",
              *extra, *common, *resume)  # fmt: skip
         pretrained[method] = run_dir / "last.pt"
 
     experiment = out / "experiment"
     inits = ",".join(["random", *(str(p) for p in pretrained.values())])
-    _run("experiment", stores["train"], "--test-store", stores["test"], "--inits", inits,
+    run("experiment", stores["train"], "--test-store", stores["test"], "--inits", inits,
          "--fractions", str(LABEL_PERCENT), "--task", "cloud",
          "--epochs", str(scale.finetune_epochs), "--batch-size", "8", "--crop", "64",
          "--lr", "1e-3", "--freeze-epochs", "2", "--backbone-lr-scale", "0.5",
@@ -103,9 +110,9 @@ def run_demo(out: Path, *, device: str = "auto", size: str = "full") -> dict[str
     best = max(results, key=lambda r: r["f1"])
 
     masks = {"best": out / "masks-best", "default": out / "masks-default"}
-    _run("predict", test_scene, "--model", Path(best["run"]) / "best.pt", "-o", masks["best"],
+    run("predict", test_scene, "--model", Path(best["run"]) / "best.pt", "-o", masks["best"],
          "--quicklook", "--device", device)  # fmt: skip
-    _run("predict", test_scene, "-o", masks["default"], "--quicklook", "--device", device)
+    run("predict", test_scene, "-o", masks["default"], "--quicklook", "--device", device)
 
     rows = [{"method": r["init"], "f1": r["f1"], "iou": r["iou"]} for r in results]
     rows += _trivial_masks(experiment / Path(best["run"]).name / "eval.json")
@@ -146,12 +153,10 @@ def _trivial_masks(eval_json: Path) -> list[dict[str, Any]]:
     ]
 
 
-def _run(command: str, *args: Any) -> None:
-    """One cloudkit command, printed as a shell line first, run in this process."""
-    from cloudkit.cli import main
-
+def _run(cli: Callable[[list[str]], int], command: str, *args: Any) -> None:
+    """One cloudkit command, printed as a shell line first, run through ``cli``."""
     argv = [command, *(str(a) for a in args)]
     print("\n$ cloudkit " + " ".join(shlex.quote(a) for a in argv), flush=True)
-    code = main(argv)
+    code = cli(argv)
     if code != 0:
         raise DemoStepFailed(f"demo: `cloudkit {command}` failed (its error is above)")

@@ -190,8 +190,7 @@ def _windows(net, x: torch.Tensor) -> torch.Tensor:
     import torch
     import torch.nn.functional as F  # noqa: N812
 
-    from cloudkit.peers import _origins
-    from cloudkit.predict.blend import blend_weights
+    from cloudkit.predict.blend import blend_weights, window_origins
 
     h, w = x.shape[-2:]
     size = min(WINDOW, _ceil_to(max(h, w), net.multiple))
@@ -204,8 +203,8 @@ def _windows(net, x: torch.Tensor) -> torch.Tensor:
     weights = torch.from_numpy(blend_weights(size, overlap))
     total = torch.zeros((1, 1, height, width))
     weight = torch.zeros((height, width))
-    for i in _origins(height, size, overlap):
-        for j in _origins(width, size, overlap):
+    for i in window_origins(height, size, overlap):
+        for j in window_origins(width, size, overlap):
             prob = net(x[:, :, i : i + size, j : j + size])
             total[:, :, i : i + size, j : j + size] += prob * weights
             weight[i : i + size, j : j + size] += weights

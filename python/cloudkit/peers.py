@@ -44,6 +44,7 @@ from cloudkit.io.scene import (
     LABEL_THIN_CLOUD,
 )
 from cloudkit.model_card import ModelCard, Score
+from cloudkit.predict.blend import window_origins
 
 EXTRA = "pip install 'cloudkit[peers]'"
 #: how much coarser than a peer was made for its pixels may be before its classes are
@@ -265,8 +266,8 @@ class UkisCsmask(Peer):
         total = np.zeros((n, len(self.codes), h + ph, w + pw), np.float32)
         weight = np.zeros((h + ph, w + pw), np.float32)
         name = session.get_inputs()[0].name
-        for i in _origins(h + ph, size, self.overlap):
-            for j in _origins(w + pw, size, self.overlap):
+        for i in window_origins(h + ph, size, self.overlap):
+            for j in window_origins(w + pw, size, self.overlap):
                 window = np.ascontiguousarray(x[:, :, i : i + size, j : j + size])
                 probs = _softmax(session.run(None, {name: window})[0])
                 total[:, :, i : i + size, j : j + size] += probs * weights
@@ -421,15 +422,6 @@ def get_peer(name: str, *, option: str = "--model") -> Peer:
         ) from None
     peer.require()
     return peer
-
-
-def _origins(length: int, size: int, overlap: int) -> list[int]:
-    """Window origins along an axis of ``length`` >= ``size``: evenly spread, neighbours
-    sharing at least ``overlap`` pixels, the last one flush with the end."""
-    if length <= size:
-        return [0]
-    count = -(-(length - overlap) // (size - overlap))
-    return [int(v) for v in np.linspace(0, length - size, count).round()]
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

@@ -159,7 +159,7 @@ def test_loss_falls(store, tmp_path, method):
 
 
 def test_collapse_warning(store, tmp_path, capsys, monkeypatch):
-    import cloudkit.train.pretrain as loop
+    import cloudkit.train.pretraining as loop
 
     monkeypatch.setattr(loop, "collapse_threshold", lambda dim: 1.0)  # every spread is too low
     pretrain(_config(store, tmp_path, "moco", epochs=1))

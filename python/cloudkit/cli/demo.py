@@ -34,9 +34,10 @@ def demo(
 
     Example: cloudkit demo --out demo
     """
+    from cloudkit.cli import main
     from cloudkit.demo import SIZES, run_demo
     from cloudkit.errors import OptionError
 
     if size not in SIZES:
         raise OptionError(f"--size {size}: expected one of {', '.join(SIZES)}")
-    run_demo(out, device=device.value, size=size)
+    run_demo(out, main, device=device.value, size=size)

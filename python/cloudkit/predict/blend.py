@@ -28,6 +28,16 @@ def blend_weights(tile: int, overlap: int) -> np.ndarray:
     return np.outer(ramp, ramp).astype(np.float32)
 
 
+def window_origins(length: int, size: int, overlap: int) -> list[int]:
+    """Window origins along an axis of ``length`` >= ``size``: evenly spread, neighbours
+    sharing at least ``overlap`` pixels, the last one flush with the end (for a network that
+    takes windows of one size over an array that is not cut into tiles: the peers)."""
+    if length <= size:
+        return [0]
+    count = -(-(length - overlap) // (size - overlap))
+    return [int(v) for v in np.linspace(0, length - size, count).round()]
+
+
 @dataclass
 class BlendedRows:
     """Finished rows ``[row0, row0 + rows)`` of the scene, every column."""

@@ -21,7 +21,7 @@ from cloudkit.ssl.deepcluster import DeepClusterV2
 from cloudkit.ssl.lars import LARS, param_groups
 from cloudkit.train import distributed
 from cloudkit.train.engine import EpochStats
-from cloudkit.train.pretrain import Pretraining
+from cloudkit.train.pretraining import Pretraining
 
 
 class DeepClusterPretraining(Pretraining):

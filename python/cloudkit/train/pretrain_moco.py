@@ -12,7 +12,7 @@ from cloudkit.config import Method, PretrainConfig
 from cloudkit.errors import OptionError
 from cloudkit.ssl.moco import MoCo
 from cloudkit.train import distributed
-from cloudkit.train.pretrain import Pretraining, processes
+from cloudkit.train.pretraining import Pretraining, processes
 
 
 class MoCoPretraining(Pretraining):
