@@ -15,7 +15,7 @@ from tests.helpers.shared_data import L2A_T29UNU, T29UNU_60M_BANDS
 
 
 def test_export_halves_the_weights_and_predicts_the_same(tmp_path, capsys):
-    source = untrained_checkpoint(tmp_path / "best.pt", task="multi")
+    source = untrained_checkpoint(tmp_path / "best.pt", task="multi", extra={"made_for": 60.0})
     out = tmp_path / "shipped.pt"
     assert main(["export", str(source), str(out), "--resolution", "20"]) == 0
     line = capsys.readouterr().out.strip()
@@ -27,6 +27,7 @@ def test_export_halves_the_weights_and_predicts_the_same(tmp_path, capsys):
     assert {v.dtype for v in weights.values() if v.is_floating_point()} == {torch.float16}
     a, b = Predictor(source, device="cpu"), Predictor(out, device="cpu")
     assert (a.info.resolution, b.info.resolution) == (None, 20.0)
+    assert payload["made_for"] == b.info.made_for == 60.0  # what fine-tuning saw, kept
     rng = np.random.default_rng(0)
     dn = rng.integers(1000, 4000, (2, len(T29UNU_60M_BANDS), 64, 64)).astype(np.uint16)
     valid = np.ones((2, 1, 64, 64), np.uint8)
@@ -63,15 +64,15 @@ def _absurd(path, **state):
     return source
 
 
-@pytest.mark.parametrize(
-    "state, says",
-    [
-        ({"num_classes": 1_000_000}, "num_classes 1000000; a model predicts 2 to 255 classes"),
-        ({"num_classes": 3}, "binary True with num_classes 3; a binary model has 2 classes"),
-        ({"num_classes": "2"}, "num_classes '2', not a number"),
-        ({"bands": ["B99"]}, "segmenter state cannot be rebuilt: encoder bands B99"),
-    ],
-)
+IMPOSSIBLE = [
+    ({"num_classes": 1_000_000}, "num_classes 1000000; a model predicts 2 to 255 classes"),
+    ({"num_classes": 3}, "binary True with num_classes 3; a binary model has 2 classes"),
+    ({"num_classes": "2"}, "num_classes '2', not a number"),
+    ({"bands": ["B99"]}, "segmenter state cannot be rebuilt: encoder bands B99"),
+]
+
+
+@pytest.mark.parametrize("state, says", IMPOSSIBLE)
 def test_a_checkpoint_of_an_impossible_model_is_one_line(state, says, tmp_path, capsys):
     from tests.helpers.cli import fails_with_one_line
 
@@ -79,11 +80,31 @@ def test_a_checkpoint_of_an_impossible_model_is_one_line(state, says, tmp_path, 
     for args in (
         ("export", ckpt, tmp_path / "o.pt"),
         ("predict", "--sample", "--model", ckpt, "-o", tmp_path / "masks"),
-        ("evaluate", ckpt, tmp_path / "no-store.zarr", "--device", "cpu"),
     ):
         line = fails_with_one_line(capsys, *args)
         assert str(ckpt) in line and says in line, line
     assert not (tmp_path / "o.pt").exists() and not list(tmp_path.glob("masks/*_mask.tif"))
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("state, says", IMPOSSIBLE)
+def test_evaluate_opens_its_stores_then_says_the_model_is_impossible(
+    state, says, tmp_path_factory, tmp_path, capsys, monkeypatch
+):
+    from cloudkit import checkpoint
+    from tests.helpers.cli import fails_with_one_line
+    from tests.helpers.finetune_stores import real_store_64
+
+    ckpt = _absurd(tmp_path / "best.pt", **state)
+    store = real_store_64(tmp_path_factory)
+    line = fails_with_one_line(capsys, "evaluate", ckpt, store, "--device", "cpu")
+    assert str(ckpt) in line and says in line, line
+    # a store that is not there is said before the (slow) model is built
+    built: list = []
+    monkeypatch.setattr(checkpoint, "load_finetuned", lambda *args: built.append(args))
+    missing = tmp_path / "no-store.zarr"
+    line = fails_with_one_line(capsys, "evaluate", ckpt, store, missing, "--device", "cpu")
+    assert str(missing) in line and built == []
 
 
 def test_export_to_a_folder_it_cannot_write_is_one_line(tmp_path, capsys):

@@ -5,6 +5,7 @@ rasterio, and must equal what the same commands write to a local disk."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -165,6 +166,115 @@ def test_predict_to_s3_on_a_local_cluster_writes_the_local_masks(s3, scenes, tmp
     assert len(keys) == 6 and not any(".partial" in k for k in keys)  # mask + summary each
     code, out, _ = run(capsys, "predict", *scenes, "-o", url)
     assert code == 0 and out.count("exists, skipped") == 3
+
+
+PREDICT = ("--quicklook",)
+
+
+@pytest.fixture(scope="module")
+def predicted(s3, scenes) -> str:
+    """The prefix in the bucket of one scene's mask, quicklook and summary."""
+    from cloudkit.cli import main
+
+    assert main(["predict", str(scenes[0]), "-o", f"s3://{BUCKET}/sealed", *PREDICT]) == 0
+    return "sealed"
+
+
+def _copy_prefix(client, prefix: str, to: str) -> None:
+    for o in client.list_objects_v2(Bucket=BUCKET, Prefix=f"{prefix}/")["Contents"]:
+        key = o["Key"].removeprefix(f"{prefix}/")
+        client.copy_object(Bucket=BUCKET, Key=f"{to}/{key}",
+                           CopySource={"Bucket": BUCKET, "Key": o["Key"]})  # fmt: skip
+
+
+def _output_keys(prefix: str, scene: Path) -> dict[str, str]:
+    scene_id = scene.name.removesuffix(".SAFE")
+    return {
+        "mask": f"{prefix}/{scene_id}_mask.tif",
+        "quicklook": f"{prefix}/{scene_id}_quicklook.png",
+        "summary": f"{prefix}/{scene_id}.json",
+    }
+
+
+def _read_json(client, key: str) -> dict:
+    return json.loads(client.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+
+
+def _edit_summary(client, keys: dict[str, str]) -> None:
+    summary = _read_json(client, keys["summary"])
+    summary["cloud_percent"] = 99.5  # a number that no longer matches the mask
+    client.put_object(Bucket=BUCKET, Key=keys["summary"], Body=json.dumps(summary).encode())
+
+
+FAULTS = {
+    "mask deleted": lambda client, keys: client.delete_object(Bucket=BUCKET, Key=keys["mask"]),
+    "quicklook overwritten": lambda client, keys: client.put_object(
+        Bucket=BUCKET, Key=keys["quicklook"], Body=b"other bytes"
+    ),
+    "summary edited": _edit_summary,
+}
+
+
+def _damage_in(url: str, scene: Path) -> str | None:
+    """What is wrong with the scene's outputs at ``url``, as a re-run checks them."""
+    from cloudkit.io.location import location_of
+    from cloudkit.predict.seal import object_damage
+
+    location, name = location_of(url), f"{scene.name.removesuffix('.SAFE')}.json"
+    return object_damage(location.read(name), name, location.head)
+
+
+@pytest.mark.parametrize(
+    "fault, says",
+    [
+        ("mask deleted", "_mask.tif is missing"),
+        ("quicklook overwritten", "_quicklook.png is not the object uploaded with it"),
+        ("summary edited", ".json does not match its checksum"),
+    ],
+)
+def test_outputs_in_s3_damaged_after_the_run_are_predicted_again(
+    s3, scenes, predicted, fault, says, capsys
+):
+    prefix = f"damaged-{fault.replace(' ', '-')}"
+    _copy_prefix(s3, predicted, prefix)
+    keys = _output_keys(prefix, scenes[0])
+    FAULTS[fault](s3, keys)
+    url = f"s3://{BUCKET}/{prefix}"
+    code, out, err = run(capsys, "predict", scenes[0], "-o", url, *PREDICT)
+    assert code == 0, err
+    assert "exists, skipped" not in out
+    assert "warning: its earlier outputs were damaged (" in err and says in err  # said
+    assert _damage_in(url, scenes[0]) is None  # sealed again, each object as uploaded
+    quicklook = s3.get_object(Bucket=BUCKET, Key=keys["quicklook"])["Body"].read()
+    assert quicklook.startswith(b"\x89PNG")
+    code, out, _ = run(capsys, "predict", scenes[0], "-o", url, *PREDICT)
+    assert code == 0 and "exists, skipped" in out
+
+
+def test_intact_outputs_in_s3_are_skipped_older_summaries_checked_as_they_allow(
+    s3, scenes, predicted, capsys
+):
+    _copy_prefix(s3, predicted, "intact")
+    url, keys = f"s3://{BUCKET}/intact", _output_keys("intact", scenes[0])
+    code, out, err = run(capsys, "predict", scenes[0], "-o", url, *PREDICT)
+    assert code == 0 and "exists, skipped" in out and "damaged" not in err
+    # the summary records what each upload left, for a HEAD to compare with
+    summary = _read_json(s3, keys["summary"])
+    assert set(summary["objects"]) == {"mask", "quicklook"}
+    for kind, recorded in summary["objects"].items():
+        head = s3.head_object(Bucket=BUCKET, Key=keys[kind])
+        assert recorded["size"] == head["ContentLength"]
+        assert recorded["e_tag"].strip('"') == head["ETag"].strip('"')
+    # a summary of an older cloudkit (no entity tags, no checksums): its outputs must be there
+    older = {k: v for k, v in summary.items() if k not in ("objects", "sha256")}
+    s3.put_object(Bucket=BUCKET, Key=keys["summary"], Body=json.dumps(older).encode())
+    code, out, err = run(capsys, "predict", scenes[0], "-o", url, *PREDICT)
+    assert code == 0 and "exists, skipped" in out and "damaged" not in err
+    s3.delete_object(Bucket=BUCKET, Key=keys["quicklook"])
+    code, out, err = run(capsys, "predict", scenes[0], "-o", url, *PREDICT)
+    assert code == 0 and "exists, skipped" not in out
+    assert "earlier outputs were damaged (" in err and "_quicklook.png is missing" in err
+    assert _damage_in(url, scenes[0]) is None
 
 
 @pytest.mark.shared_data

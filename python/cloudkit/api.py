@@ -187,7 +187,7 @@ def tile(
     ``result.failed``. On a ``cluster`` ("local:N", "tcp://HOST:PORT") every scene is tried,
     as the command does, and then a ScenesFailedError names those that failed, unless
     ``keep_going``."""
-    from cloudkit.io.location import is_url
+    from cloudkit.io.location import is_url, location_of
     from cloudkit.tiling import tile_paths, tile_paths_on
 
     paths = _paths(scenes)
@@ -195,6 +195,8 @@ def tile(
         options["bands"] = _esa_bands(options["bands"])
     opts = _make("TileOptions", options, caller="cloudkit.tile")
     store: Path | str = str(out) if is_url(str(out)) else Path(out)
+    if is_url(store):  # a missing bucket or credentials: one line now, not one per scene
+        location_of(store).check_reachable()
     if cluster is None:
         summary = tile_paths(paths, store, opts, progress, keep_going=keep_going)
     else:

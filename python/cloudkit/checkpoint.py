@@ -209,7 +209,9 @@ def load_finetuned(path: Path) -> tuple[dict[str, Any], Segmenter]:
 #: a model's pixel size in metres is below this (what `predict` accepts in one)
 MAX_RESOLUTION = 100_000.0
 #: what an exported model keeps of a fine-tuning checkpoint (besides its weights)
-_EXPORTED = ("task", "bands", "classes", "head", "normalisation", "tile_size", "crop", "init")
+_EXPORTED = (
+    "task", "bands", "classes", "head", "normalisation", "tile_size", "made_for", "crop", "init",
+)  # fmt: skip
 
 
 def export_model(source: Path, out: Path, *, resolution: float | None = None) -> Path:

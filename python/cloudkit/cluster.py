@@ -25,7 +25,7 @@ from pathlib import Path
 from cloudkit.config import PredictOptions, TileOptions, default_threads
 from cloudkit.errors import CloudkitError, OptionError
 from cloudkit.io.discover import discover_scenes
-from cloudkit.io.location import is_url
+from cloudkit.io.location import is_url, location_of
 from cloudkit.io.scene import Scene
 from cloudkit.pipeline.run import FAILED, Progress, SceneResult, Summary, run_scene
 
@@ -126,8 +126,9 @@ def predict_on_cluster(
 ) -> Summary:
     """Every scene under ``paths`` predicted on the cluster ``spec``; results in scene
     order, each scene's failure in its result (the run goes on)."""
-    scenes = discover_scenes([Path(p) for p in paths])
     out = out_dir if is_url(out_dir) else Path(out_dir).absolute()
+    location_of(out).check_reachable()  # one line now, not one per scene on the workers
+    scenes = discover_scenes([Path(p) for p in paths])
     task = (_predict_scene, model, load_options, out, options)
     return _run_on_cluster(scenes, task, spec, progress, "predict")
 

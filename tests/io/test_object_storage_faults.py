@@ -75,28 +75,50 @@ def test_check_reads_an_s3_store_tile_wrote(s3, products, capsys):
     assert "tile_row column has lost a chunk" in line and "the store is damaged" in line
 
 
-def test_a_bucket_that_does_not_exist_is_named(s3, products, tmp_path, capsys):
-    line = fails_with_one_line(capsys, "tile", products[0], "s3://no-such-bucket/t.zarr", *TILE)
-    assert "s3://no-such-bucket/t.zarr: bucket no-such-bucket does not exist at " in line
-    assert "(NoSuchBucket); create it or fix the URL" in line
-    # predict reports it as each scene's failure (one line a scene), then the count
-    code, _, err = run(capsys, "predict", products[0], "-o", "s3://no-such-bucket/masks")
-    assert code == 1 and "Traceback" not in err
-    assert "bucket no-such-bucket does not exist" in err and "NoSuchBucket" in err
+def _scenes_looked_for(monkeypatch) -> list:
+    """The paths a predict run looks for scenes in, from now on."""
+    from cloudkit.pipeline import run as pipeline_run
+
+    discover = pipeline_run.discover_scenes
+    looked: list = []
+
+    def recording(paths, **options):
+        looked.extend(paths)
+        return discover(paths, **options)
+
+    monkeypatch.setattr(pipeline_run, "discover_scenes", recording)
+    return looked
+
+
+def test_a_bucket_that_does_not_exist_is_named(s3, products, monkeypatch, capsys):
+    url = "s3://no-such-bucket/t.zarr"
+    for keep_going in ((), ("--keep-going",)):  # once up front, not once a scene
+        line = fails_with_one_line(capsys, "tile", *products, url, *TILE, *keep_going)
+        assert f"{url}: bucket no-such-bucket does not exist at " in line
+        assert "(NoSuchBucket); create it or fix the URL" in line
+    # predict says so once, before it reads any scene
+    looked = _scenes_looked_for(monkeypatch)
+    line = fails_with_one_line(capsys, "predict", *products, "-o", "s3://no-such-bucket/masks")
+    assert line.startswith(
+        "cloudkit: error: s3://no-such-bucket/masks: bucket no-such-bucket does not exist at "
+    )
+    assert "(NoSuchBucket)" in line and looked == []
 
 
 def test_without_credentials_the_settings_are_named(s3, products, monkeypatch, capsys):
-    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"):
+    # AWS_ENDPOINT_URL stays the test server's: no request could leave this machine
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.delenv(key)
     # where obstore asks for credentials then: a port nobody listens on, so it fails at once
     monkeypatch.setenv("AWS_METADATA_ENDPOINT", "http://127.0.0.1:9")
     line = fails_with_one_line(capsys, "tile", products[0], f"s3://{BUCKET}/nocreds.zarr", *TILE)
     assert "no S3 credentials are configured (AWS_ACCESS_KEY_ID is not set; " in line
     assert "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, and AWS_ENDPOINT_URL" in line
-    # predict reports it as each scene's failure (one line a scene), then the count
-    code, _, err = run(capsys, "predict", products[0], "-o", f"s3://{BUCKET}/nocreds")
-    assert code == 1 and "Traceback" not in err
-    assert "no S3 credentials are configured" in err
+    # predict says so once, before it reads any scene
+    looked = _scenes_looked_for(monkeypatch)
+    line = fails_with_one_line(capsys, "predict", *products, "-o", f"s3://{BUCKET}/nocreds")
+    assert line.startswith(f"cloudkit: error: s3://{BUCKET}/nocreds: no S3 credentials are ")
+    assert looked == []
 
 
 def test_a_lock_cloudkit_did_not_write_is_reported_at_once(s3, products, capsys):

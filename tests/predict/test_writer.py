@@ -30,7 +30,7 @@ from cloudkit.pipeline.run import Progress
 from cloudkit.plots import QUICKLOOK_GAP_PX, QUICKLOOK_HEADER_PX
 from cloudkit.predict.model import Predictor
 from cloudkit.predict.output import is_complete, output_paths
-from cloudkit.predict.writer import predict_paths
+from cloudkit.predict.writer import predict_paths, unchecked_resolution
 from cloudkit.synthetic import write_l1c_safe
 from tests.helpers.cli import one_line_error, run
 from tests.helpers.predict_models import trained_checkpoint, untrained_checkpoint
@@ -474,6 +474,25 @@ class TestErrors:
         good_id = good.name.removesuffix(".SAFE")
         assert is_complete(out, good_id) and good_id in stdout
         assert [n for n in _files(out) if "T31TDJ" in n] == []  # nothing of the bad scene
+
+    def test_a_model_that_records_no_resolution_says_so_once_a_run(self, tmp_path, capsys):
+        scenes = [
+            write_l1c_safe(tmp_path / "in", size_10m=192, seed=k, tile_id=tile).path
+            for k, tile in ((1, "T31TCJ"), (2, "T31TDJ"))
+        ]
+        old = untrained_checkpoint(tmp_path / "old.pt", ALL_BANDS)  # as fine-tuned before
+        code, _, err = _run(capsys, *scenes, "-m", old, "-o", tmp_path / "a", "--resolution", 60)
+        assert code == 0, err
+        (line,) = [line for line in err.splitlines() if "records no resolution" in line]
+        assert line == f"warning: {unchecked_resolution(Predictor(old, device='cpu').info)}"
+        assert line.startswith(f"warning: {old}: the model records no resolution, so no scene")
+        # one that records the pixels it was trained on is checked against them
+        made_for = {"made_for": 5.0}
+        new = untrained_checkpoint(tmp_path / "new.pt", ALL_BANDS, extra=made_for)
+        code, _, err = _run(capsys, *scenes, "-m", new, "-o", tmp_path / "b", "--resolution", 60)
+        assert code == 0, err
+        assert "records no resolution" not in err
+        assert err.count("read at 60 m, more than 8x coarser than the 5 m this model") == 2
 
     @pytest.mark.shared_data
     def test_cuda_without_a_gpu(self, tmp_path, capsys):

@@ -98,6 +98,7 @@ class TestLoop:
             assert ckpt["bands"] == list(BANDS) and ckpt["head"] == "unet"
             assert ckpt["normalisation"]["kind"] == "store-reflectance"
             assert ckpt["crop"] == 32 and ckpt["init"] == "random" and ckpt["fraction"] == 1.0
+            assert ckpt["made_for"] == 60.0  # the store's pixels: predict checks scenes by it
             assert ckpt["config"]["batch_size"] == 4
             assert set(ckpt["splits"]["train"]).isdisjoint(ckpt["splits"]["val"])
             assert ckpt["model"]["extra"] == {}  # each fact once, at the top

@@ -150,7 +150,7 @@ def predict(
     from cloudkit.io.location import is_url
     from cloudkit.model_zoo import load_predictor
     from cloudkit.pipeline.run import SKIPPED
-    from cloudkit.predict.writer import PREDICTED, predict_paths
+    from cloudkit.predict.writer import PREDICTED, predict_paths, unchecked_resolution
     from cloudkit.sun import parse_sun_angles
 
     paths = scene_paths(scenes, sample)
@@ -178,7 +178,7 @@ def predict(
 
         # a bad --model stops here in one line; the device is the workers' (remote: theirs)
         local = parse_cluster(cluster)[0] == "local"
-        load_predictor(model, **(load if local else {**load, "device": "cpu"}))
+        predictor = load_predictor(model, **(load if local else {**load, "device": "cpu"}))
         with RichPredictProgress() as progress:
             summary = predict_on_cluster(paths, model, load, target, options, cluster, progress)
     for r in summary.results:
@@ -199,6 +199,9 @@ def predict(
                 typer.echo(f"  warning: {warning}", err=True)
         elif r.status == SKIPPED:
             typer.echo(f"{r.outputs.mask}: exists, skipped (--overwrite predicts it again)")
+    unchecked = unchecked_resolution(predictor.info)
+    if unchecked and summary.with_status(PREDICTED):  # once a run, where it made masks
+        typer.echo(f"warning: {unchecked}", err=True)
     report_failures(summary)
 
 

@@ -129,6 +129,11 @@ class TileDataset(Dataset):
         return int(self._store_of[i]), int(self._row_of[i])
 
     @property
+    def coarsest_resolution(self) -> float:
+        """The largest pixel size (m) of the stores."""
+        return max(info.resolution for info in self._stores)
+
+    @property
     def value_scale(self) -> ValueScale:
         """How store values become the reflectance of :attr:`bands`, for a checkpoint to record
         (every store holds the same convention; the first store's, spread over the slots for

@@ -51,6 +51,10 @@ def evaluate_checkpoint(
     if not stores:
         raise StoreError("no tile store given; pass at least one store made by `cloudkit tile`")
     dev = resolve_device(device)
+    # the stores first: a damaged one is said at once, not after the model is built
+    readers = [StoreReader.open(Path(store)) for store in stores]
+    for reader in readers:
+        reader.require_labels()
     payload, model = load_finetuned(checkpoint)
     task = get_task(str(payload.get("task", payload["model"]["task"])))
     any_bands = bool(model.encoder.any_bands)
@@ -59,9 +63,7 @@ def evaluate_checkpoint(
         require_checkable(task.classes, str(checkpoint))
         checker = TileChecker(task.classes)
     suns = []
-    for store in stores:
-        reader = StoreReader.open(Path(store))
-        reader.require_labels()
+    for store, reader in zip(stores, readers, strict=True):
         if any_bands:  # the 13 band slots: any store holding B02 B03 B04
             check_any_band_input(reader.bands, what=f"store {store}")
         else:

@@ -72,6 +72,9 @@ class Location:
     def zarr_store(self, *, read_only: bool = False):
         return str(self.root)
 
+    def check_reachable(self) -> None:
+        """Nothing to check up front: a local folder is created when first written."""
+
     def exists(self, key: str) -> bool:
         return (self.root / key).is_file()
 
@@ -214,15 +217,28 @@ class S3Location(Location):
         return ObjectStore(self._store, read_only=read_only)
 
     @_s3_errors
+    def check_reachable(self) -> None:
+        """The one line of :func:`_s3_problem` now, before any work, when the bucket does
+        not exist or credentials or the endpoint are missing. A listing of the prefix (one
+        page): a HEAD of a key in a missing bucket is a bare 404, which names no bucket."""
+        import obstore
+
+        next(iter(obstore.list(self._store, chunk_size=1)), None)
+
     def exists(self, key: str) -> bool:
+        return self.head(key) is not None
+
+    @_s3_errors
+    def head(self, key: str) -> dict | None:
+        """The object's ``e_tag`` and ``size``, or None when there is none."""
         import obstore
         from obstore.exceptions import NotFoundError
 
         try:
-            obstore.head(self._store, key)
+            meta = obstore.head(self._store, key)
         except (NotFoundError, FileNotFoundError):
-            return False
-        return True
+            return None
+        return {"e_tag": meta["e_tag"], "size": meta["size"]}
 
     @_s3_errors
     def read(self, key: str) -> bytes | None:
@@ -251,6 +267,17 @@ class S3Location(Location):
     def move_in(self, local: Path, key: str) -> None:
         self.put(key, local)
         local.unlink()
+
+    @_s3_errors
+    def upload(self, local: Path, key: str) -> dict:
+        """The file ``local`` becomes the object ``key`` (and is removed); its ``e_tag`` and
+        ``size`` as :meth:`head` reads them back for as long as nobody replaces it."""
+        import obstore
+
+        size = local.stat().st_size
+        result = obstore.put(self._store, key, local)
+        local.unlink()
+        return {"e_tag": result["e_tag"], "size": size}
 
     def stage(self, files: list[Path]) -> list:
         """Upload ``files``, :data:`UPLOADS_AT_ONCE` at a time, under ``.staging/`` in the

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from cloudkit import kernels
-from cloudkit.checkpoint import load_finetuned, resolve_device
+from cloudkit.checkpoint import MAX_RESOLUTION, load_finetuned, resolve_device
 from cloudkit.data.reflectance import ValueScale, store_reflectance
 from cloudkit.data.tasks import get_task
 from cloudkit.errors import BandMismatchError, CheckpointError, OptionError
@@ -51,8 +51,9 @@ class ModelInfo:
     resolution: float | None = None
     #: windows' overlap the model was made for (None: `config.default_overlap`)
     overlap: int | None = None
-    #: the pixel size (m) it was made for, where that is not ``resolution`` (a peer's card);
-    #: masks of pixels far coarser are flagged (predict/writer.py)
+    #: the pixel size (m) it was made for, where that is not ``resolution`` (a peer's card,
+    #: the coarsest a fine-tuning saw); masks of pixels far coarser are flagged
+    #: (predict/writer.py)
     made_for: float | None = None
     #: a binary task's rule: the positive class where its probability exceeds this
     threshold: float = 0.5
@@ -239,13 +240,11 @@ def _model_info(path: Path, payload: dict, model) -> ModelInfo:
             f"{path}: task {task_name} has {task.num_classes} classes but the model predicts "
             f"{model.num_classes}"
         )
-    tile, resolution = payload.get("tile_size"), payload.get("resolution")
+    tile = payload.get("tile_size")
     if tile is not None and not (isinstance(tile, int) and 8 <= tile <= 16384):
         raise CheckpointError(f"{path}: tile_size {tile!r} is no tile edge in pixels (8 to 16384)")
-    if resolution is not None and not (
-        isinstance(resolution, (int, float)) and 0 < resolution < 100_000
-    ):  # written so that NaN fails too
-        raise CheckpointError(f"{path}: resolution {resolution!r} is no pixel size in metres")
+    resolution = _pixel_size(path, payload, "resolution")
+    made_for = _pixel_size(path, payload, "made_for")
     return ModelInfo(
         path=path,
         task=task.name,
@@ -255,8 +254,19 @@ def _model_info(path: Path, payload: dict, model) -> ModelInfo:
         bands=tuple(model.bands),
         tile_size=int(tile) if tile else DEFAULT_WINDOW,
         any_bands=model.encoder.any_bands,
-        resolution=float(resolution) if resolution else None,
+        resolution=resolution,
+        made_for=made_for,
     )
+
+
+def _pixel_size(path: Path, payload: dict, key: str) -> float | None:
+    """The checkpoint's ``key``, a pixel size in metres, or None where it records none."""
+    value = payload.get(key)
+    if value is None:
+        return None
+    if not (isinstance(value, (int, float)) and 0 < value < MAX_RESOLUTION):  # NaN fails
+        raise CheckpointError(f"{path}: {key} {value!r} is no pixel size in metres")
+    return float(value)
 
 
 def _resolve_precision(precision: str, device: torch.device) -> str:

@@ -29,7 +29,7 @@ from cloudkit.pipeline.run import Progress, Summary, run_scenes
 from cloudkit.pipeline.writer import SceneJob, SceneTally, SceneWriter, Written
 from cloudkit.predict.blend import BlendedRows, RowBlender
 from cloudkit.predict.model import Predictor
-from cloudkit.predict.output import MaskWriter, OutputPaths, is_complete, output_paths
+from cloudkit.predict.output import MaskWriter, OutputPaths, output_paths
 from cloudkit.predict.remote_outputs import RemoteOutputs
 from cloudkit.predict.seal import damage
 from cloudkit.predict.shadow_pass import GEOMETRIC, ShadowPass, sun_report
@@ -98,16 +98,18 @@ class PredictionWriter(SceneWriter):
         if self.options.overwrite:
             return None
         if self._remote is not None:
-            if not self._remote.is_complete(scene_id):
-                return None
+            text = self._remote.summary(scene_id)
+            if text is None:
+                return None  # never finished: the summary is uploaded last
             paths = self._remote.paths(scene_id)
-            _check_same_product(self._remote.summary(scene_id), paths.summary, plan)
-            return paths
-        if not is_complete(self.out_dir, scene_id):
-            return None
-        paths = output_paths(self.out_dir, scene_id)
-        _check_same_product(_read(paths.summary), paths.summary, plan)
-        problem = damage(paths.summary)
+            _check_same_product(text, paths.summary, plan)
+            problem = self._remote.damage(scene_id, text)
+        else:
+            paths = output_paths(self.out_dir, scene_id)
+            if not paths.summary.is_file():
+                return None  # never finished: the summary is written last
+            _check_same_product(_read(paths.summary), paths.summary, plan)
+            problem = _local_damage(paths)
         if problem is not None:  # skipping would pass damaged outputs off as done
             self._damaged[scene_id] = problem
             return None
@@ -297,6 +299,13 @@ def _read(path: Path) -> bytes | None:
         return None
 
 
+def _local_damage(paths: OutputPaths) -> str | None:
+    """What is wrong with a finished scene's outputs on disk, or None."""
+    if not paths.mask.is_file():  # a summary of any age needs its mask
+        return f"{paths.mask.name} is missing"
+    return damage(paths.summary)
+
+
 def _check_same_product(text: bytes | None, summary: Path | str, plan: GridPlan) -> None:
     """Outputs named after a scene may be those of another product of that name (two dates of
     a tile in folders both called ``T31TCJ/``, in one run or two, on the very same grid):
@@ -314,6 +323,20 @@ def _check_same_product(text: bytes | None, summary: Path | str, plan: GridPlan)
             f"product named {scene.scene_id}; predict this one into another folder (or pass "
             "--overwrite to replace that mask)"
         )
+
+
+def unchecked_resolution(info) -> str | None:
+    """Why no scene's resolution can be checked against the model (`_warnings`), or None:
+    a checkpoint that records no pixel size (fine-tuned before cloudkit recorded it). Said
+    once a run, not in every scene's summary."""
+    if info.made_for or info.resolution:
+        return None
+    return (
+        f"{info.path}: the model records no resolution, so no scene's resolution is checked "
+        "against it (masks of pixels far coarser than it was trained on are not flagged); "
+        "fine-tune it again (cloudkit now records it), or record the pixel size it was "
+        "trained at: cloudkit export CHECKPOINT OUT --resolution M"
+    )
 
 
 def _warnings(plan: GridPlan, info) -> list[str]:

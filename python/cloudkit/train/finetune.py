@@ -401,6 +401,8 @@ class FineTuning(Engine):
             "normalisation": self.tiles.value_scale.record(),
             "crop": cfg.crop,
             "tile_size": self.tiles.tile_size,
+            # predict flags a mask of pixels far coarser than these (predict/writer.py)
+            "made_for": cfg.resolutions[1] if cfg.resolutions else self.tiles.coarsest_resolution,
             "init": cfg.init,
             "fraction": cfg.fraction,
             "config": cfg.to_dict(),
