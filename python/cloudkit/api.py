@@ -188,7 +188,7 @@ def tile(
     as the command does, and then a ScenesFailedError names those that failed, unless
     ``keep_going``."""
     from cloudkit.io.location import is_url, location_of
-    from cloudkit.tiling import tile_paths, tile_paths_on
+    from cloudkit.tiling import tile_paths
 
     paths = _paths(scenes)
     if "bands" in options and options["bands"] is not None:
@@ -200,7 +200,9 @@ def tile(
     if cluster is None:
         summary = tile_paths(paths, store, opts, progress, keep_going=keep_going)
     else:
-        summary = tile_paths_on(cluster, paths, store, opts, progress)
+        from cloudkit.cluster import tile_on_cluster  # Dask's client: only when asked for
+
+        summary = tile_on_cluster(paths, store, opts, cluster, progress)
     # one machine without keep_going has raised at the first bad scene already
     _raise_failures(summary, keep_going or cluster is None)
     return TileResult(store, tuple(summary.results))

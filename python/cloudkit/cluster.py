@@ -28,6 +28,7 @@ from cloudkit.io.discover import discover_scenes
 from cloudkit.io.location import is_url, location_of
 from cloudkit.io.scene import Scene
 from cloudkit.pipeline.run import FAILED, Progress, SceneResult, Summary, run_scene
+from cloudkit.tiling import StoreWriter
 
 #: how often Dask runs a task again after the worker running it died (kill -9, out of memory)
 TASK_RETRIES = 2
@@ -134,14 +135,26 @@ def predict_on_cluster(
 
 
 def tile_on_cluster(
-    scenes: Sequence[Scene],
+    paths: Sequence[Path],
     out: Path | str,
     options: TileOptions,
     spec: str,
     progress: Progress | None = None,
 ) -> Summary:
-    """Every scene tiled into the store ``out`` on the cluster ``spec``, the workers
-    committing into it at once (`io/store.py`); results in scene order."""
+    """Every scene under ``paths`` tiled into the store ``out`` on the cluster ``spec``, the
+    workers committing into it at once (`io/store/`); results in scene order, each scene's
+    failure in its result. Bad options stop here, before any scene, and the store is
+    created here from the first scene that plans, as one machine creates it: not from
+    whichever scene a worker happens to finish first."""
+    parse_cluster(spec)  # a bad --cluster stops before the store is made
+    scenes = discover_scenes([Path(p) for p in paths], scl_labels=options.scl_labels)
+    with StoreWriter(out, options) as writer:
+        for scene in scenes:
+            try:
+                writer.plan(scene)
+                break
+            except CloudkitError:
+                continue  # its task fails it, in one line
     out = out if is_url(out) else Path(out).absolute()
     return _run_on_cluster(scenes, (_tile_scene, out, options), spec, progress, "tile")
 
@@ -209,8 +222,6 @@ def _predict_scene(
 def _tile_scene(scene: Scene, out: Path | str, options: TileOptions) -> SceneResult:
     """One scene on a worker, written into its own scratch store and committed into ``out``
     beside the other workers' scenes."""
-    from cloudkit.tiling import StoreWriter
-
     try:
         with StoreWriter(out, options) as writer:
             return run_scene(scene, writer, Progress())

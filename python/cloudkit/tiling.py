@@ -18,8 +18,7 @@ import numpy as np
 from cloudkit import kernels
 from cloudkit.bands import L1C_BANDS, L2A_BANDS
 from cloudkit.config import TileOptions
-from cloudkit.errors import CloudkitError, InvalidSceneError, OptionError
-from cloudkit.io.discover import discover_scenes
+from cloudkit.errors import InvalidSceneError, OptionError
 from cloudkit.io.grid import GridPlan, plan_grid
 from cloudkit.io.labels import mask_label_source
 from cloudkit.io.level import processing_level
@@ -53,27 +52,6 @@ def tile_paths(
     """
     writer = StoreWriter(out, options)
     return run_scenes(paths, writer, progress, keep_going=keep_going, scl_labels=options.scl_labels)
-
-
-def tile_paths_on(
-    cluster: str, paths: Sequence[Path], out: Path | str, options: TileOptions, progress=None
-) -> Summary:
-    """As :func:`tile_paths` with ``keep_going``, each scene a task on the Dask cluster
-    ``cluster`` (`cluster.py`). Bad options stop here, before any scene, and the store is
-    created here from the first scene that plans, as one machine creates it: not from
-    whichever scene a worker happens to finish first."""
-    from cloudkit.cluster import parse_cluster, tile_on_cluster
-
-    parse_cluster(cluster)  # a bad --cluster stops before the store is made
-    scenes = discover_scenes([Path(p) for p in paths], scl_labels=options.scl_labels)
-    with StoreWriter(out, options) as writer:
-        for scene in scenes:
-            try:
-                writer.plan(scene)
-                break
-            except CloudkitError:
-                continue  # its task fails it, in one line
-    return tile_on_cluster(scenes, out, options, cluster, progress)
 
 
 class StoreWriter(SceneWriter):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cloudkit.errors import InvalidSceneError
+from cloudkit.io.datasets import stored_scene_level
 from cloudkit.io.discover import discover_scenes
 from cloudkit.io.level import (
     L1C,
@@ -12,7 +13,6 @@ from cloudkit.io.level import (
     level_in_name,
     processing_level,
     require_level,
-    stored_scene_level,
 )
 
 

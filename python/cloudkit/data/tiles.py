@@ -22,7 +22,8 @@ from torch.utils.data import Dataset
 
 from cloudkit.data.reflectance import ValueScale, store_reflectance
 from cloudkit.errors import BandMismatchError, StoreError, TileShapeError
-from cloudkit.io.level import L2A, stored_scene_level
+from cloudkit.io.datasets import stored_scene_level
+from cloudkit.io.level import L2A
 from cloudkit.io.store import StoreReader
 from cloudkit.models.band_slots import SLOTS
 

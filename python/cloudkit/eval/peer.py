@@ -20,7 +20,8 @@ from cloudkit.data.reflectance import ValueScale
 from cloudkit.data.tasks import IGNORE, get_task
 from cloudkit.errors import StoreError
 from cloudkit.eval.metrics import ConfusionAccumulator, class_metrics
-from cloudkit.io.level import require_level, stored_scene_level
+from cloudkit.io.datasets import stored_scene_level
+from cloudkit.io.level import require_level
 from cloudkit.io.store import StoreReader
 from cloudkit.peers import Peer, get_peer
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from cloudkit.bands import BY_NAME, L1C_BANDS, L2A_BANDS, esa_order
 from cloudkit.errors import InvalidSceneError, SceneNotFoundError, UnknownLayoutError
 from cloudkit.io.labels import CLOUDSEN12_LUT, SCL_LUT, WHUS2_LUT
-from cloudkit.io.level import PRODUCT_TYPES, level_in_name
+from cloudkit.io.level import PRODUCT_TYPES, level_from, level_in_name, processing_level
 from cloudkit.io.raster import RASTER_SUFFIXES, read_header, read_tags
 from cloudkit.io.scene import SENTINEL2_QUANTIFICATION, BandSource, LabelSource, Scene
 from cloudkit.io.sun_metadata import (
@@ -488,3 +488,13 @@ def _existing(path: Path) -> Path:
     if not path.exists():
         raise SceneNotFoundError(f"{path}: no such file or folder")
     return path
+
+
+def stored_scene_level(layout: str, scene_id: str, path: str, bands: Iterable[str]) -> str | None:
+    """The level of a scene a tile store holds, from its ``scenes/`` row (``bands``: the
+    store's). A band folder's metadata files are read again when the folder is still there:
+    only they tell the level of ``T19UDP_2017-07-29/``."""
+    level = level_from(layout=layout, names=(scene_id, Path(path).name), bands=bands)
+    if level is None and layout == "band-folder" and Path(path).is_dir():
+        level = processing_level(read_band_folder(Path(path)))
+    return level

@@ -83,18 +83,6 @@ def processing_level(scene: Scene) -> str | None:
     )
 
 
-def stored_scene_level(layout: str, scene_id: str, path: str, bands: Iterable[str]) -> str | None:
-    """The level of a scene a tile store holds, from its ``scenes/`` row (``bands``: the
-    store's). A band folder's metadata files are read again when the folder is still there:
-    only they tell the level of ``T19UDP_2017-07-29/``."""
-    level = level_from(layout=layout, names=(scene_id, Path(path).name), bands=bands)
-    if level is None and layout == "band-folder" and Path(path).is_dir():
-        from cloudkit.io.datasets import read_band_folder
-
-        level = processing_level(read_band_folder(Path(path)))
-    return level
-
-
 def require_level(level: str | None, scene: str, needed_by: str) -> str:
     """``level``, or a one-line InvalidSceneError saying why ``needed_by`` needs it and how a
     scene can tell it."""
