@@ -76,7 +76,7 @@ class TestAtomicSave:
             deadline = time.monotonic() + 60
             # wait until a second write is under way (a temporary exists after one rename)
             while time.monotonic() < deadline:
-                if load_checkpoint(path)["epoch"] >= 1 and list(tmp_path.glob(".last.pt.*.tmp")):
+                if load_checkpoint(path)["epoch"] >= 1 and (tmp_path / ".last.pt.partial").exists():
                     break
                 time.sleep(0.05)
             else:

@@ -92,7 +92,7 @@ def test_checkpoint_on_a_full_disk_is_one_line(tmp_path, capsys):
         line = _last_line(capsys)
         assert line.startswith(f"cloudkit: error: {disk / 'run'}/")
         assert "cannot write the checkpoint (no space left on device)" in line
-        assert not [p for p in (disk / "run").iterdir() if p.suffix in (".pt", ".tmp")]
+        assert not [p for p in (disk / "run").iterdir() if p.suffix in (".pt", ".tmp", ".partial")]
 
 
 def test_read_only_outputs_stop_before_any_work(product, tmp_path, capsys):

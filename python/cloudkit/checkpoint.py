@@ -26,14 +26,14 @@ previous checkpoint or the new one, never a truncated file.
 
 from __future__ import annotations
 
-import os
-import tempfile
+import errno
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from cloudkit.atomic import atomic_file, partial_name
 from cloudkit.config import Device
 from cloudkit.disk import disk_full
 from cloudkit.errors import CheckpointError, DeviceError, OptionError
@@ -68,39 +68,31 @@ FINE_TUNING = CheckpointKind("cloudkit-finetune", 1, "fine-tuning")
 
 
 def save_checkpoint(payload: dict[str, Any], path: Path) -> Path:
-    """Write ``payload`` to ``path`` atomically (temporary file in the same folder, fsync,
-    ``os.replace``, fsync of the folder). On any error the previous file stays as it was."""
+    """Write ``payload`` to ``path`` atomically and durably (cloudkit.atomic: a temporary
+    beside it, fsync, ``os.replace``, fsync of the folder). On any error the previous file
+    stays as it was."""
     path = Path(path)
-    try:  # a read-only or missing folder, before anything is written
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as err:
-        raise CheckpointError(
-            f"{path}: cannot write the checkpoint ({_reason(err)}); the previous one, if any, "
-            "is kept: choose another output folder"
-        ) from None
-    tmp = Path(tmp_name)
+    full = False
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_file(path, durable=True) as tmp, open(tmp, "wb") as file:
+            try:  # opened first: an unwritable folder is an OSError saying so, not torch's
+                torch.save(payload, file)
+            except (OSError, RuntimeError) as err:
+                # a folder that cannot be written says so; torch reports a full disk as a
+                # RuntimeError: asked before the partial file frees its space
+                if not isinstance(err, OSError) or err.errno == errno.ENOSPC:
+                    full = disk_full(path.parent)
+                raise
     except (OSError, RuntimeError) as err:
-        full = disk_full(path.parent)  # before the partial file frees its space
-        tmp.unlink(missing_ok=True)
-        # torch reports a full disk as a RuntimeError ("unexpected pos ...")
-        if isinstance(err, RuntimeError) and not full:
+        full = full or (isinstance(err, OSError) and err.errno == errno.ENOSPC)
+        if isinstance(err, RuntimeError) and not full:  # not torch's "unexpected pos ..."
             raise
         reason = "no space left on device" if full else _reason(err)
         raise CheckpointError(
             f"{path}: cannot write the checkpoint ({reason}); the previous one, if any, is "
             "kept: free space or choose another output folder"
         ) from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
     return path
 
 
@@ -109,26 +101,16 @@ def _reason(err: BaseException) -> str:
 
 
 def remove_stale_temporaries(path: Path) -> int:
-    """Delete temporaries that a killed :func:`save_checkpoint` left beside ``path``."""
+    """Delete temporaries that a killed :func:`save_checkpoint` left beside ``path`` (and
+    those of cloudkit versions that named them ``.NAME.*.tmp``)."""
     path = Path(path)
+    stale = [partial_name(path), *path.parent.glob(f".{path.name}.*.tmp")]
     removed = 0
-    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
-        tmp.unlink(missing_ok=True)
-        removed += 1
+    for tmp in stale:
+        if tmp.exists():
+            tmp.unlink()
+            removed += 1
     return removed
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory handles
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -217,7 +217,7 @@ class TestCli:
         assert "overall accuracy" in out and "cloud" in out
         result = json.loads((tmp_path / "best.eval.json").read_text())
         assert result["tiles"] == 8 and len(result["confusion_matrix"]) == 2
-        assert not list(tmp_path.glob(".*.tmp"))  # the atomic write left no temporary
+        assert not list(tmp_path.glob(".*.partial"))  # the atomic write left no temporary
 
     def test_reference_scl(self, store, tmp_path, capsys):
         out = tmp_path / "scl.json"

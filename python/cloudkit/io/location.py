@@ -15,7 +15,6 @@ same endpoint (:func:`configure_gdal`).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
@@ -29,10 +28,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from cloudkit.errors import CloudkitError, OptionError, OutputError, StoreError
+from cloudkit.locks import LOCK_FILE, FileLock
 
 #: a lock older than this was left by a writer that died holding it (a commit takes moments)
 STALE_LOCK_SECONDS = 900.0
-_LOCK = ".cloudkit.lock"
+_LOCK = LOCK_FILE  # the lock object's key in a store's prefix
 #: where a writer uploads a scene's chunks before its commit, in a store's prefix
 _STAGING = ".staging"
 #: staged objects this old belong to a writer that died before its commit
@@ -135,9 +135,18 @@ class Location:
     def lock(self, wait: float) -> Iterator[None]:
         """Exclusive with every other writer (on a shared file system too); OutputError
         after ``wait`` seconds."""
-        with open(self.root / _LOCK, "a") as lock_file:
-            _poll(lambda: _flock(lock_file), wait, self)
+        held: list[FileLock] = []
+
+        def take() -> bool:
+            lock = FileLock.take(self.root / LOCK_FILE)
+            held.extend([lock] if lock else [])
+            return lock is not None
+
+        _poll(take, wait, self)
+        try:
             yield
+        finally:
+            held[0].release()
 
 
 def _s3_errors(method):
@@ -425,14 +434,6 @@ def configure_gdal() -> None:
     os.environ["AWS_S3_ENDPOINT"] = parts.netloc + parts.path.rstrip("/")
     os.environ.setdefault("AWS_HTTPS", "NO" if parts.scheme == "http" else "YES")
     os.environ.setdefault("AWS_VIRTUAL_HOSTING", "FALSE")
-
-
-def _flock(lock_file) -> bool:
-    try:
-        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
 
 
 def _lock_body(held: bytes) -> dict | None:
