@@ -102,6 +102,37 @@ def test_option_defaults_are_the_configs(command, config):
     assert checked >= 15
 
 
+@pytest.mark.parametrize(
+    ("command", "config", "own"),
+    [
+        ("tile", "TileOptions", {"scenes", "out", "sample", "keep_going", "cluster"}),
+        (
+            "predict",
+            "PredictOptions",
+            {"scenes", "model", "out", "device", "precision", "compile_model", "sample", "cluster"},
+        ),
+    ],
+)
+def test_scene_command_defaults_are_the_configs(command, config, own):
+    """Every option of tile and predict that is a field of its options defaults to that
+    field's default; the others are the command's own (which scenes, which model, where)."""
+    import dataclasses
+
+    import typer
+
+    from cloudkit import config as configs
+    from cloudkit.cli import app
+
+    fields = {f.name: f.default for f in dataclasses.fields(getattr(configs, config))}
+    params = typer.main.get_command(app).commands[command].params
+    for param in params:
+        if param.name in own:
+            continue
+        assert param.name in fields, param.name  # an option the options do not know
+        assert param.default == fields[param.name], param.name
+    assert {p.name for p in params} - own  # some options were checked
+
+
 def test_sample_job(tmp_path, capsys):
     code, out, _ = run(capsys, "tile", "--sample", str(tmp_path / "demo.zarr"))
     assert code == 0

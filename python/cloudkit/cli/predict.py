@@ -9,8 +9,15 @@ from typing import Annotated
 
 import typer
 
-from cloudkit.cli._options import DeviceChoice, Resolution, Workers, decode_option, scene_paths
-from cloudkit.config import Decode, Device, Shadows
+from cloudkit.cli._options import (
+    DeviceChoice,
+    Resolution,
+    Workers,
+    decode_option,
+    defaults_from,
+    scene_paths,
+)
+from cloudkit.config import Decode, Device, PredictOptions, Shadows
 
 
 class Precision(str, enum.Enum):
@@ -19,6 +26,7 @@ class Precision(str, enum.Enum):
     bf16 = "bf16"
 
 
+@defaults_from(PredictOptions)
 def predict(
     scenes: Annotated[
         list[Path] | None,
@@ -27,6 +35,7 @@ def predict(
             show_default=False,
         ),
     ] = None,
+    *,
     model: Annotated[
         str,
         typer.Option(
@@ -44,10 +53,10 @@ def predict(
             "--out", "-o", help="Folder for the masks (created if absent), or s3://BUCKET/PREFIX."
         ),
     ] = ".",
-    resolution: Resolution = None,
+    resolution: Resolution,
     batch_size: Annotated[
         int, typer.Option("--batch-size", min=1, help="Windows per forward pass.")
-    ] = 8,
+    ],
     device: DeviceChoice = Device.auto,
     precision: Annotated[
         Precision,
@@ -66,7 +75,7 @@ def predict(
         typer.Option(
             "--window", help="Window edge in pixels.", show_default="the model's tile size"
         ),
-    ] = None,
+    ],
     overlap: Annotated[
         int | None,
         typer.Option(
@@ -75,22 +84,22 @@ def predict(
             "window).",
             show_default="a sixth of the window, at most 32",
         ),
-    ] = None,
+    ],
     probabilities: Annotated[
         bool,
         typer.Option("--probabilities", help="Also write a float32 probability band per class."),
-    ] = False,
+    ],
     quicklook: Annotated[
         bool,
         typer.Option("--quicklook", help="Also write a PNG: true colour with the mask overlaid."),
-    ] = False,
+    ],
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Predict scenes whose outputs already exist.")
-    ] = False,
-    workers: Workers = None,
+    ],
+    workers: Workers,
     decode: Annotated[
         Decode, decode_option("Predicting decodes the reduced levels: a mask is not a reflectance.")
-    ] = Decode.reduced,
+    ],
     sample: Annotated[
         bool,
         typer.Option(
@@ -107,7 +116,7 @@ def predict(
             "every pixel the model calls shadow. The summary says what the check removed.",
             case_sensitive=False,
         ),
-    ] = Shadows.geometric,
+    ],
     sun_angles: Annotated[
         str | None,
         typer.Option(
@@ -118,7 +127,7 @@ def predict(
             "time and place, else estimated from the mask.",
             show_default=False,
         ),
-    ] = None,
+    ],
     cluster: Annotated[
         str | None,
         typer.Option(

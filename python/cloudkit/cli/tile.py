@@ -12,12 +12,14 @@ from cloudkit.cli._options import (
     Resolution,
     Workers,
     decode_option,
+    defaults_from,
     parse_bands,
     scene_paths,
 )
-from cloudkit.config import Decode
+from cloudkit.config import Decode, TileOptions
 
 
+@defaults_from(TileOptions)
 def tile(
     # old-style defaults: click needs OUT required after the variadic SCENES
     scenes: list[Path] | None = typer.Argument(  # noqa: B008
@@ -31,23 +33,22 @@ def tile(
         help="Output tile store (.zarr), or s3://BUCKET/PREFIX.zarr; created if absent, "
         "appended to if not.",
     ),
-    resolution: Resolution = None,
-    tile_size: Annotated[int, typer.Option("--tile-size", help="Tile edge in pixels.")] = 384,
-    overlap: Annotated[
-        int, typer.Option("--overlap", help="Pixels shared by neighbouring tiles.")
-    ] = 0,
-    workers: Workers = None,
+    *,
+    resolution: Resolution,
+    tile_size: Annotated[int, typer.Option("--tile-size", help="Tile edge in pixels.")],
+    overlap: Annotated[int, typer.Option("--overlap", help="Pixels shared by neighbouring tiles.")],
+    workers: Workers,
     decode: Annotated[
         Decode, decode_option("Tiling decodes in full unless asked: training data stays exact.")
-    ] = Decode.full,
-    bands: Bands = None,
+    ],
+    bands: Bands,
     scl_labels: Annotated[
         bool,
         typer.Option(
             "--scl-labels",
             help="Store the Sen2Cor SCL layer of L2A products as labels (cloud/shadow).",
         ),
-    ] = False,
+    ],
     labels_from: Annotated[
         str | None,
         typer.Option(
@@ -59,7 +60,7 @@ def tile(
             "cloudkit model as teacher).",
             show_default=False,
         ),
-    ] = None,
+    ],
     sample: Annotated[
         bool,
         typer.Option(
