@@ -1,7 +1,8 @@
 """The recipe of cloudkit's default model, as the cloudkit commands that make it.
 
     python recipes/default_model.py OUT [--device cpu|cuda] [--data ../shared/data]
-                                         [--size full|quick]
+                                         [--size full|quick] [--arch ARCH] [--seed N]
+                                         [--inits random,deepcluster]
 
 1. Tile every real Sentinel-2 sample of ``../shared/data`` that a model may learn from into
    tile stores of 128 px (see its README):
@@ -32,7 +33,10 @@ so an interrupted recipe continues where it stopped. Seeded: the same data and o
 the same weights on the CPU (the shipped ones were made with OMP_NUM_THREADS=1; about 55
 minutes on 2 cores: tiling 5, pretraining 10, each fine-tuning 20). ``--size quick`` is a
 minutes-long run of the same steps (CI); ``--device cuda`` runs the full recipe at a larger
-scale (longer training, bigger batches).
+scale (longer training, bigger batches). ``--arch`` picks the encoder (``cloudkit finetune
+--arch``; the light ones are several times cheaper per pixel), ``--seed`` the seed of every
+step, and ``--inits`` which of the two starts to train (the stores are shared: several seeds
+or architectures may use one OUT's ``stores/``, each run in its own ``runs/ARCH-sSEED``).
 """
 
 from __future__ import annotations
@@ -157,18 +161,27 @@ def main(argv: list[str] | None = None) -> int:
         "--data", type=Path, default=Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
     )
     parser.add_argument("--size", choices=("full", "quick"), default="full")
+    parser.add_argument("--arch", default="resnet18")
+    parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--inits", default="random,deepcluster")
     args = parser.parse_args(argv)
     data, out = args.data.resolve(), args.out
     if not data.is_dir():
         print(f"recipe: the real samples are not at {data}", file=sys.stderr)
         return 1
     pre_epochs, pre_batch, ft_epochs, ft_batch = SCALES[(args.size, args.device)]
-    common = ["--device", args.device, "--seed", str(SEED)]
+    common = ["--device", args.device, "--seed", str(args.seed), "--arch", args.arch]
+    wanted = set(args.inits.split(","))
+    if not wanted or wanted - {"random", "deepcluster"}:
+        print(f"recipe: --inits {args.inits}: name random, deepcluster or both", file=sys.stderr)
+        return 1
 
     labelled, unlabelled = tile_sources(data, out)
+    if (args.arch, args.seed) != ("resnet18", SEED):  # the shipped model's run stays at OUT
+        out = out / "runs" / f"{args.arch}-s{args.seed}"
 
     pretrained = out / "pretrain-deepcluster"
-    if not (pretrained / "last.pt").exists():
+    if "deepcluster" in wanted and not (pretrained / "last.pt").exists():
         run("pretrain", *map(str, labelled + unlabelled), "--out", str(pretrained),
             "--method", "deepcluster", "--any-bands", "--epochs", str(pre_epochs),
             "--batch-size", str(pre_batch), "--crop", "96", "--prototypes", "64,64,64",
@@ -180,7 +193,14 @@ def main(argv: list[str] | None = None) -> int:
                 "--lr", "1e-3", "--freeze-epochs", "2", "--backbone-lr-scale", "0.5",
                 "--patience", "0", "--val-fraction", "0.1", "--workers", "0",
                 *common]  # fmt: skip
-    inits = {"finetune": str(pretrained / "last.pt"), "finetune-random": "random"}
+    inits = {
+        name: init
+        for name, init, kind in (
+            ("finetune", str(pretrained / "last.pt"), "deepcluster"),
+            ("finetune-random", "random", "random"),
+        )
+        if kind in wanted
+    }
     for name, init in inits.items():
         if not (out / name / "best.pt").exists():
             run("finetune", *map(str, labelled), "--out", str(out / name), "--init", init,
