@@ -29,7 +29,7 @@ from bench_tile import CACHE, measure  # noqa: E402
 
 
 def scenes(count: int, size: int) -> list[Path]:
-    from cloudkit.synthetic import write_l1c_safe
+    from cloudkit.sample.synthetic import write_l1c_safe
 
     folder = CACHE / f"cluster-{size}"
     folder.mkdir(parents=True, exist_ok=True)

@@ -43,7 +43,7 @@ def main() -> None:
     from tests.helpers.shared_data import L2A_T29UNU
 
     from cloudkit.config import TileOptions
-    from cloudkit.tiling import tile_paths
+    from cloudkit.tiler.writer import tile_paths
 
     work = Path(tempfile.mkdtemp(prefix="cloudkit-heads-"))
     full = work / "t29unu.zarr"

@@ -32,7 +32,7 @@ from peak_memory import measure_here  # noqa: E402
 
 def build_store(product: Path, out: Path, tile_size: int) -> Path:
     from cloudkit.config import TileOptions
-    from cloudkit.tiling import tile_paths
+    from cloudkit.tiler.writer import tile_paths
 
     options = TileOptions(resolution=60, bands=BANDS, tile_size=tile_size, scl_labels=True)
     tile_paths([product], out, options)

@@ -3,7 +3,7 @@ decoding floor of the same scene, each configuration in its own process (wall ti
 
 Scenes:
   default       the real L2A product T29UNU at 60 m (its 11 R60m bands), ../shared/data
-  --size N      a synthetic L1C .SAFE of N x N pixels at 10 m (cloudkit.synthetic: lossless
+  --size N      a synthetic L1C .SAFE of N x N pixels at 10 m (cloudkit.sample.synthetic: lossless
                 JPEG 2000 tiled 1024, texture that compresses like real scenes), predicted at
                 10 m with all 13 bands; --size 10980 is a full scene, cached in
                 ~/.cache/cloudkit/bench (shared with bench_tile.py)
@@ -66,7 +66,7 @@ def scene_and_bands(size: int | None) -> tuple[Path, float, tuple[str, ...]]:
 def write_model(path: Path, bands: tuple[str, ...], head: str = "unet") -> Path:
     import torch
 
-    from cloudkit.checkpoint import FINE_TUNING
+    from cloudkit.models.checkpoint import FINE_TUNING
     from cloudkit.models.encoder import Encoder
     from cloudkit.models.segmentation import build_segmenter, segmenter_state
 
@@ -84,7 +84,7 @@ def write_model(path: Path, bands: tuple[str, ...], head: str = "unet") -> Path:
 
 
 def shipped_weights() -> Path:
-    from cloudkit.model_zoo import DEFAULT, shipped_model, verified_weights
+    from cloudkit.models.zoo import DEFAULT, shipped_model, verified_weights
 
     model = shipped_model(DEFAULT)
     if model is None:
@@ -117,11 +117,11 @@ def child_predict(args) -> dict:
     import torch
 
     from cloudkit.config import Decode, PredictOptions
-    from cloudkit.predict.model import Predictor
+    from cloudkit.predict.model import CheckpointPredictor
     from cloudkit.predict.writer import predict_paths
 
     torch.set_num_threads(args.workers or os.cpu_count())
-    predictor = Predictor(
+    predictor = CheckpointPredictor(
         Path(args.model), device=args.device, precision=args.precision, compile=args.compile
     )
     options = PredictOptions(
@@ -146,9 +146,9 @@ def child_model_only(args) -> dict:
     """The model alone on ``args.windows`` windows already on the device (bf16 autocast)."""
     import torch
 
-    from cloudkit.predict.model import Predictor
+    from cloudkit.predict.model import CheckpointPredictor
 
-    predictor = Predictor(Path(args.model), device=args.device, precision=args.precision)
+    predictor = CheckpointPredictor(Path(args.model), device=args.device, precision=args.precision)
     c, t = len(args.bands.split(",")), args.window
     x = torch.rand(args.batch_size, c, t, t, device=predictor.device) * 0.3
     predictor.probabilities(x)  # warm-up: cuDNN autotuning, allocations
@@ -163,9 +163,9 @@ def child_model_only(args) -> dict:
 def child_paper_crop(args) -> dict:
     import torch
 
-    from cloudkit.predict.model import Predictor
+    from cloudkit.predict.model import CheckpointPredictor
 
-    predictor = Predictor(Path(args.model), device=args.device, precision=args.precision)
+    predictor = CheckpointPredictor(Path(args.model), device=args.device, precision=args.precision)
     c, t = len(args.bands.split(",")), args.paper_crop
     x = torch.rand(1, c, t, t, device=predictor.device) * 0.3
     predictor.probabilities(x)

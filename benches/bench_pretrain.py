@@ -43,7 +43,7 @@ from peak_memory import measure_here  # noqa: E402
 
 def build_store(folder: Path, tile: int, overlap: int | None = None) -> Path:
     from cloudkit.config import TileOptions
-    from cloudkit.tiling import tile_paths
+    from cloudkit.tiler.writer import tile_paths
 
     if not T29UNU.is_dir():
         sys.exit(f"the real sample {T29UNU} is missing; pass --store")
@@ -165,7 +165,7 @@ def main() -> None:
 
     import torch
 
-    from cloudkit.checkpoint import resolve_device
+    from cloudkit.models.checkpoint import resolve_device
     from cloudkit.train import distributed
 
     if args.threads:

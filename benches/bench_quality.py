@@ -10,7 +10,7 @@ Two kinds of sets, all real Sentinel-2 pixels from ``../shared/data`` (see its R
   60 m, 11 bands) against Sen2Cor's SCL; the T19UDP preview (L1C, 160 m, 13 bands) and the
   s2cloudless 1.2.2 test arrays (L1C, 13 bands) against s2cloudless's own mask; the Sahara
   tile (L2A, 100 m, bright desert) against its SCL; three synthetic L1C products
-  (`cloudkit.synthetic`, 20 m) against their exact classes, shadows cast with the sun their
+  (`cloudkit.sample.synthetic`, 20 m) against their exact classes, shadows cast with the sun their
   metadata records. Scored: agreement (F1) on cloud, and on shadow (F1, precision) where the
   reference has a shadow class; everywhere, the share of pixels called shadow. A reference
   is an algorithm, not the truth.
@@ -21,7 +21,7 @@ threshold chosen on T29UNU's SCL, then applied unchanged everywhere), ukis-csmas
 s2cloudless and dl-l8s2-uv where their bands are present (``pip install 'cloudkit[peers]'``);
 and, as an upper bound no real threshold reaches, the best threshold chosen on each scored
 set itself (the oracle). The model and ukis-csmask are run with the geometric shadow check
-(`cloudkit.shadows`, predict's default: each sample's sun from its metadata, computed from
+(`cloudkit.geometry.shadows`, predict's default: each sample's sun from its metadata, computed from
 its acquisition time, or estimated) and without it ("no shadow check").
 
     python benches/bench_quality.py [--model default] [--json out.json]
@@ -132,8 +132,8 @@ def _latitude(path: Path) -> float | None:
 
 def _computed_sun(path: Path, when: str):
     """The sun at ``path``'s centre at the UTC time ``when`` (a Sentinel-2 name's)."""
+    from cloudkit.geometry.sun import SunAngles, solar_position
     from cloudkit.io.sun_metadata import scene_place, time_in_name
-    from cloudkit.sun import SunAngles, solar_position
 
     with rasterio.open(path) as src:
         place = scene_place(src.crs, src.transform, src.height, src.width)
@@ -202,13 +202,13 @@ def sahara() -> list[Sample]:
 
 
 def synthetic() -> list[Sample]:
-    """Three synthetic L1C products (cloudkit.synthetic) at 20 m with their exact classes; the
+    """Three synthetic L1C products (cloudkit.sample.synthetic) at 20 m with their exact classes; the
     sun their shadows were cast with is in each product's MTD_TL.xml. Made in a temporary
     folder from fixed seeds."""
     import tempfile
 
     from cloudkit.io.safe import read_safe
-    from cloudkit.synthetic import write_l1c_safe
+    from cloudkit.sample.synthetic import write_l1c_safe
 
     out = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -313,7 +313,7 @@ def model_method(
     neighbour."""
     import torch
 
-    from cloudkit.model_zoo import load_predictor
+    from cloudkit.models.zoo import load_predictor
     from cloudkit.predict.writer import mask_classes
 
     predictor = load_predictor(model, device=device)
@@ -354,7 +354,7 @@ def _checked(
     sample, classes, probs, valid, names, factor=1, task="argmax", *, who: str
 ) -> np.ndarray:
     """``classes`` after the geometric shadow check, with the sample's sun and place."""
-    from cloudkit.shadows import check_shadows
+    from cloudkit.geometry.shadows import check_shadows
 
     probs = np.where(valid, probs, np.nan)
     out, report = check_shadows(
@@ -428,7 +428,7 @@ def _task_codes(task: str) -> np.ndarray:
 def peer_method(name: str, *, shadows: str = "geometric") -> Method | None:
     """A peer on the sample's reflectance; ``shadows`` as for :func:`model_method`."""
     from cloudkit.errors import BandMismatchError
-    from cloudkit.peers import PEERS
+    from cloudkit.peers.registry import PEERS
 
     peer = PEERS[name]()
     if not peer.installed():

@@ -40,7 +40,7 @@ def best_of(run, repeat: int) -> float:
 
 
 def torch_run(x: torch.Tensor, precision: str, repeat: int) -> float:
-    from cloudkit.model_zoo import load_predictor
+    from cloudkit.models.zoo import load_predictor
 
     model = load_predictor("default", device="cpu", precision=precision)._model
     xi = x.to(memory_format=torch.channels_last)
@@ -80,7 +80,7 @@ def onnx_runs(
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from cloudkit.model_zoo import load_predictor
+    from cloudkit.models.zoo import load_predictor
 
     model = load_predictor("default", device="cpu", precision="fp32")._model.eval()
     fp32, pre, int8 = (folder / f"{n}.onnx" for n in ("fp32", "pre", "int8"))

@@ -1,6 +1,6 @@
 """End to end `cloudkit tile` on a full-size L1C .SAFE vs the best plain decode of its 13 JP2s.
 
-The product is synthetic but realistic (cloudkit.synthetic: 10980 x 10980 at 10 m, lossless
+The product is synthetic but realistic (cloudkit.sample.synthetic: 10980 x 10980 at 10 m, lossless
 JPEG 2000 tiled 1024, texture that compresses like real scenes), generated once and cached in
 ~/.cache/cloudkit/bench. Baselines, each in its own process, same files:
 
@@ -44,7 +44,7 @@ CACHE = Path(os.environ.get("CLOUDKIT_BENCH_CACHE", Path.home() / ".cache" / "cl
 
 
 def product_for(size: int) -> Path:
-    from cloudkit.synthetic import write_l1c_safe
+    from cloudkit.sample.synthetic import write_l1c_safe
 
     dest = CACHE / f"l1c-{size}"
     dest.mkdir(parents=True, exist_ok=True)
@@ -83,7 +83,7 @@ def tile_stages(product: Path, workers: int) -> None:
     """`cloudkit tile` in this process, its stages timed (the tile writer's own tally)."""
     t0 = time.perf_counter()
     import cloudkit
-    import cloudkit.tiling  # noqa: F401 (what tile loads before its first scene)
+    import cloudkit.tiler.writer  # noqa: F401 (what tile loads before its first scene)
 
     folder = Path(tempfile.mkdtemp(prefix="cloudkit-bench-stages-"))
     try:

@@ -35,7 +35,7 @@ from cloudkit.errors import (
     ScenesFailedError,
     TileShapeError,
 )
-from cloudkit.sample import sample_product
+from cloudkit.sample.product import sample_product
 
 WINDOW = {"window": 64, "overlap": 8}
 #: the model's own shadow: what the windows give, before the geometric check
@@ -351,7 +351,7 @@ class TestCommands:
             cloudkit.predict(scene.path, tmp_path, windw=64)
 
     def test_tile_pretrain_finetune_evaluate(self, tmp_path, capsys):
-        from cloudkit.synthetic import write_l1c_safe
+        from cloudkit.sample.synthetic import write_l1c_safe
 
         product = write_l1c_safe(tmp_path, size_10m=384, seed=5, labels=tmp_path / "labels")
         store = tmp_path / "tiles.zarr"

@@ -147,7 +147,7 @@ def test_quality_bench_measures_what_the_default_models_card_says(tmp_path):
     brightness threshold chosen on other data on both sets of human labels."""
     import json
 
-    from cloudkit.model_zoo import SHIPPED
+    from cloudkit.models.zoo import SHIPPED
 
     figures = tmp_path / "quality.json"
     _run(str(BENCHES / "bench_quality.py"), "--no-peers", "--json", str(figures))

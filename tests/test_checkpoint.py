@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from cloudkit.checkpoint import (
+from cloudkit.errors import CheckpointError, OptionError
+from cloudkit.models.checkpoint import (
     FINE_TUNING,
     PRETRAINING,
     load_checkpoint,
@@ -24,7 +25,6 @@ from cloudkit.checkpoint import (
     resolve_device,
     save_checkpoint,
 )
-from cloudkit.errors import CheckpointError, OptionError
 from cloudkit.train.metrics import MetricsWriter, read_metrics
 from cloudkit.train.seeding import rng_state, set_rng_state
 
@@ -64,7 +64,7 @@ class TestAtomicSave:
         path = tmp_path / "last.pt"
         save_checkpoint(_payload(0.0), path)
         code = (
-            "import sys, torch; from cloudkit.checkpoint import save_checkpoint, PRETRAINING\n"
+            "import sys, torch; from cloudkit.models.checkpoint import save_checkpoint, PRETRAINING\n"
             "i = 0\n"
             "while True:\n"
             "    i += 1\n"

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from cloudkit.synthetic import write_l1c_safe
+from cloudkit.sample.synthetic import write_l1c_safe
 from tests.helpers.cli import fails_with_one_line, run
 
 pytest.importorskip("distributed", reason="the cluster extra is not installed")

@@ -92,7 +92,7 @@ def test_workers_and_batch_size_are_no_tile_geometry():
 def test_device_errors():
     import torch
 
-    from cloudkit.checkpoint import resolve_device
+    from cloudkit.models.checkpoint import resolve_device
 
     with pytest.raises(OptionError, match="--device tpu") as err:
         resolve_device("tpu")

@@ -9,7 +9,7 @@ import torch
 from cloudkit.cli import main
 from cloudkit.io.discover import discover_scenes
 from cloudkit.io.grid import plan_grid
-from cloudkit.predict.model import Predictor
+from cloudkit.predict.model import CheckpointPredictor
 from tests.helpers.predict_models import untrained_checkpoint
 from tests.helpers.shared_data import L2A_T29UNU, T29UNU_60M_BANDS
 
@@ -25,7 +25,7 @@ def test_export_halves_the_weights_and_predicts_the_same(tmp_path, capsys):
     assert "optimizer" not in payload and payload["resolution"] == 20.0
     weights = payload["model"]["state_dict"]
     assert {v.dtype for v in weights.values() if v.is_floating_point()} == {torch.float16}
-    a, b = Predictor(source, device="cpu"), Predictor(out, device="cpu")
+    a, b = CheckpointPredictor(source, device="cpu"), CheckpointPredictor(out, device="cpu")
     assert (a.info.resolution, b.info.resolution) == (None, 20.0)
     assert payload["made_for"] == b.info.made_for == 60.0  # what fine-tuning saw, kept
     rng = np.random.default_rng(0)
@@ -91,7 +91,7 @@ def test_a_checkpoint_of_an_impossible_model_is_one_line(state, says, tmp_path, 
 def test_evaluate_opens_its_stores_then_says_the_model_is_impossible(
     state, says, tmp_path_factory, tmp_path, capsys, monkeypatch
 ):
-    from cloudkit import checkpoint
+    from cloudkit.models import checkpoint
     from tests.helpers.cli import fails_with_one_line
     from tests.helpers.finetune_stores import real_store_64
 

@@ -7,12 +7,12 @@ import json
 
 import pytest
 
-from cloudkit import model_zoo
 from cloudkit.cli import main
 from cloudkit.errors import CheckpointError
-from cloudkit.model_card import ModelCard, Score
-from cloudkit.model_zoo import ShippedModel, file_sha256, load_predictor, verified_weights
-from cloudkit.predict.model import Predictor
+from cloudkit.models import zoo as model_zoo
+from cloudkit.models.card import ModelCard, Score
+from cloudkit.models.zoo import ShippedModel, file_sha256, load_predictor, verified_weights
+from cloudkit.predict.model import CheckpointPredictor, Predictor
 from tests.helpers.predict_models import untrained_checkpoint
 from tests.helpers.shared_data import AWS_T19UDP
 
@@ -46,6 +46,7 @@ def test_ships_the_default_and_names_the_peers():
 
 def test_shipped_model_by_name(shipped, tmp_path):
     predictor = load_predictor("tiny", device="cpu")
+    assert isinstance(predictor, CheckpointPredictor)
     assert isinstance(predictor, Predictor)
     assert predictor.info.path == tmp_path / "tiny.pt"
     assert model_zoo.model_names() == ["tiny", "ukis-csmask", "s2cloudless", "dl-l8s2-uv"]
@@ -88,7 +89,7 @@ def test_unknown_model_is_one_line_listing_the_names(tmp_path, capsys):
 
 
 def test_models_lists_shipped_and_peers(shipped, monkeypatch, capsys):
-    from cloudkit.peers import S2Cloudless
+    from cloudkit.peers.registry import S2Cloudless
 
     monkeypatch.setattr(S2Cloudless, "package", "no_such_package_for_cloudkit")
     assert main(["models"]) == 0
@@ -120,3 +121,12 @@ def test_one_models_card_in_full(capsys):
         err == "cloudkit: error: no model called 'fmask'; expected one of default, ukis-csmask, "
         "s2cloudless, dl-l8s2-uv\n"
     )
+
+
+def test_a_peer_is_a_predictor():
+    pytest.importorskip("s2cloudless", reason="the peers extra is not installed")
+    from cloudkit.peers.predictor import PeerPredictor
+
+    predictor = load_predictor("s2cloudless")
+    assert isinstance(predictor, PeerPredictor)
+    assert isinstance(predictor, Predictor)  # one protocol: the pipeline runs either

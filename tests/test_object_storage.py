@@ -17,7 +17,7 @@ import pytest
 import rasterio
 import zarr
 
-from cloudkit.synthetic import write_l1c_safe
+from cloudkit.sample.synthetic import write_l1c_safe
 from tests.helpers import shared_data as samples
 from tests.helpers.cli import fails_with_one_line, run
 from tests.helpers.servers import s3_server, web_server

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cloudkit.model_zoo import load_predictor
+from cloudkit.models.zoo import load_predictor
 from tests.helpers.cli import run
 from tests.helpers.shared_data import AWS_T19UDP, DATA
 

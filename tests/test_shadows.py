@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from cloudkit.errors import InvalidSceneError, OptionError
-from cloudkit.shadows import check_shadows, sun_azimuths
-from cloudkit.sun import SunAngles, parse_sun_angles, solar_position
+from cloudkit.geometry.shadows import check_shadows, sun_azimuths
+from cloudkit.geometry.sun import SunAngles, parse_sun_angles, solar_position
 
 CLASSES = ("clear", "thick cloud", "thin cloud", "cloud shadow")
 CLEAR, CLOUD, SHADOW = 0, 1, 3

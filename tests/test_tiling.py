@@ -19,8 +19,8 @@ from cloudkit.config import TileOptions
 from cloudkit.io.discover import discover_scenes
 from cloudkit.io.grid import plan_grid
 from cloudkit.io.store import read_scene_table
-from cloudkit.synthetic import write_l1c_safe
-from cloudkit.tiling import tile_paths
+from cloudkit.sample.synthetic import write_l1c_safe
+from cloudkit.tiler.writer import tile_paths
 from tests.helpers import numpy_reference as ref
 from tests.helpers.shared_data import AWS_T19UDP, L2A_T29UNU, T29UNU_60M_BANDS
 
@@ -150,7 +150,7 @@ class TestRealAwsTile:
 
 
 class TestSyntheticProducts:
-    """Small generated L1C products (cloudkit.synthetic): stand-ins for full-size L1C scenes."""
+    """Small generated L1C products (cloudkit.sample.synthetic): stand-ins for full-size L1C scenes."""
 
     def test_overlap_and_edge_padding(self, tmp_path):
         product = write_l1c_safe(tmp_path, size_10m=192, seed=3).path
@@ -230,7 +230,7 @@ def test_resume_after_kill_9(tmp_path):
 
 
 def test_store_reads_with_plain_zarr_and_attrs_give_reflectance(tmp_path):
-    from cloudkit.sample import sample_product
+    from cloudkit.sample.product import sample_product
 
     out = tmp_path / "demo.zarr"
     _tile([sample_product()], out)
@@ -305,7 +305,7 @@ def test_tile_runs_without_loading_torch(tmp_path):
         f"""
         import sys
         from cloudkit.cli import main
-        from cloudkit.sample import sample_product
+        from cloudkit.sample.product import sample_product
         sys.argv = ["cloudkit", "tile", str(sample_product()), {str(tmp_path / "s.zarr")!r}]
         try:
             main()

@@ -13,7 +13,7 @@ import pytest
 import zarr
 
 from cloudkit.cli import main
-from cloudkit.synthetic import write_l1c_safe
+from cloudkit.sample.synthetic import write_l1c_safe
 
 
 @contextlib.contextmanager

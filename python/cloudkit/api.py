@@ -52,7 +52,7 @@ def load_model(
     """The model `cloudkit predict --model` names: a shipped model ("default"), a peer
     ("ukis-csmask", "s2cloudless"), or a `cloudkit finetune` checkpoint (best.pt); on
     ``device`` ("auto": CUDA when there is one, else the CPU)."""
-    from cloudkit.model_zoo import load_predictor
+    from cloudkit.models.zoo import load_predictor
 
     predictor = load_predictor(name_or_path, device=device, precision=precision, compile=compile)
     return Model(predictor, str(name_or_path))
@@ -144,7 +144,7 @@ def predict(
     "local:N" or "tcp://HOST:PORT".
     ``progress``: a `cloudkit.pipeline.run.Progress`, told of each scene and tile row."""
     from cloudkit.io.location import is_url
-    from cloudkit.model_zoo import load_predictor
+    from cloudkit.models.zoo import load_predictor
     from cloudkit.predict.writer import predict_paths
 
     paths = _paths(scenes)
@@ -159,7 +159,7 @@ def predict(
         predictor = model.predictor if isinstance(model, Model) else load_predictor(model, **load)
         summary = predict_paths(paths, predictor, target, opts, progress)  # type: ignore[arg-type]
     else:
-        from cloudkit.cluster import parse_cluster, predict_on_cluster
+        from cloudkit.pipeline.cluster import parse_cluster, predict_on_cluster
 
         spec = model.source if isinstance(model, Model) else str(model)
         # a bad model stops here in one line; the device is the workers' (remote: theirs)
@@ -188,7 +188,7 @@ def tile(
     as the command does, and then a ScenesFailedError names those that failed, unless
     ``keep_going``."""
     from cloudkit.io.location import is_url, location_of
-    from cloudkit.tiling import tile_paths
+    from cloudkit.tiler.writer import tile_paths
 
     paths = _paths(scenes)
     if "bands" in options and options["bands"] is not None:
@@ -200,7 +200,7 @@ def tile(
     if cluster is None:
         summary = tile_paths(paths, store, opts, progress, keep_going=keep_going)
     else:
-        from cloudkit.cluster import tile_on_cluster  # Dask's client: only when asked for
+        from cloudkit.pipeline.cluster import tile_on_cluster  # Dask's client: only when asked for
 
         summary = tile_on_cluster(paths, store, opts, cluster, progress)
     # one machine without keep_going has raised at the first bad scene already
@@ -267,8 +267,8 @@ def evaluate(
     """`cloudkit evaluate`: a fine-tuned ``checkpoint`` or a ``reference`` (a peer's name,
     "scl", or a mask GeoTIFF) scored against the labels of ``stores``; the metrics are
     written as JSON to ``out`` when given. ``task`` and ``threshold`` go with a reference."""
-    from cloudkit.disk import require_writable
     from cloudkit.eval.evaluate import evaluate_checkpoint, evaluate_reference, write_json
+    from cloudkit.files.disk import require_writable
 
     paths = _paths(stores)
     if (checkpoint is None) == (reference is None):

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cloudkit.atomic import atomic_file
+from cloudkit.files.atomic import atomic_file
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -152,7 +152,7 @@ def save_png(fig: Figure, path: Path) -> None:
 
 
 def write_figure(fig: Figure, path: Path) -> Path:
-    """``fig`` as a PNG at ``path``, atomically (cloudkit.atomic)."""
+    """``fig`` as a PNG at ``path``, atomically (cloudkit.files.atomic)."""
     path = Path(path)
     with atomic_file(path) as tmp:
         save_png(fig, tmp)

@@ -9,14 +9,14 @@ import sys
 import pytest
 import zarr
 
-from cloudkit.synthetic import write_l1c_safe
+from cloudkit.sample.synthetic import write_l1c_safe
 from tests.helpers.cli import one_line_error, run
 from tests.helpers.shared_data import L2A_T29UNU
 
 
 @pytest.fixture()
 def product(tmp_path):
-    """A small synthetic L1C product (stands for a real .SAFE; see cloudkit.synthetic)."""
+    """A small synthetic L1C product (stands for a real .SAFE; see cloudkit.sample.synthetic)."""
     return write_l1c_safe(tmp_path / "in", size_10m=192, seed=7).path
 
 

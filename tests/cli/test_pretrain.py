@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from cloudkit.checkpoint import PRETRAINING, load_checkpoint, save_checkpoint
 from cloudkit.io.store import StoreLayout, TileStore
+from cloudkit.models.checkpoint import PRETRAINING, load_checkpoint, save_checkpoint
 from cloudkit.train.metrics import read_metrics
 from tests.helpers.cli import fails_with_one_line, run
 from tests.helpers.pretrain_stores import BANDS, TILE, real_store, subset_store

@@ -21,7 +21,7 @@ from cloudkit.data import CloudinessPairs, TileDataset, TwoViews, ssl_view_trans
 from cloudkit.data.tiles import cloud_bins_of
 from cloudkit.errors import BandMismatchError, StoreError, TileShapeError
 from cloudkit.io.store import SceneRecord, StoreLayout, TileRecord, TileStore
-from cloudkit.tiling import tile_paths
+from cloudkit.tiler.writer import tile_paths
 
 BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B8A", "B09", "B11", "B12")
 TILE = 64

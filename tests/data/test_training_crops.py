@@ -28,7 +28,7 @@ def eleven(tmp_path_factory) -> Path:
 def rgb(tmp_path_factory) -> Path:
     """The same scene tiled with true colour only (a product of fewer bands)."""
     from cloudkit.config import TileOptions
-    from cloudkit.tiling import tile_paths
+    from cloudkit.tiler.writer import tile_paths
 
     folder = tmp_path_factory.mktemp("rgb")
     options = TileOptions(resolution=60, bands=RGB_BANDS, tile_size=32, scl_labels=True)
@@ -56,7 +56,7 @@ def test_any_band_dataset_mixes_band_sets_in_slots(eleven, rgb):
 
 def test_processing_level_of_stored_scenes(tmp_path):
     from cloudkit.config import TileOptions
-    from cloudkit.tiling import tile_paths
+    from cloudkit.tiler.writer import tile_paths
 
     options = TileOptions(resolution=60, bands=RGB_BANDS, tile_size=128)
     tile_paths([L2A_T29UNU], tmp_path / "t.zarr", options)
@@ -98,7 +98,7 @@ def test_any_band_finetune_and_predictor(eleven, rgb, tmp_path):
     true colour: the checkpoint says so, and the predictor picks each scene's bands."""
     from cloudkit.config import FinetuneConfig
     from cloudkit.io.discover import discover_scenes
-    from cloudkit.predict.model import Predictor
+    from cloudkit.predict.model import CheckpointPredictor
     from cloudkit.train.finetune import finetune
 
     torch.set_num_threads(1)
@@ -120,7 +120,7 @@ def test_any_band_finetune_and_predictor(eleven, rgb, tmp_path):
     best = finetune(cfg)
     payload = torch.load(best, weights_only=True)
     assert payload["model"]["any_bands"] is True and payload["bands"] == list(SLOTS)
-    predictor = Predictor(best, device="cpu")
+    predictor = CheckpointPredictor(best, device="cpu")
     assert predictor.info.any_bands
     (scene,) = discover_scenes([L2A_T29UNU])
     assert predictor.bands_for(scene) == tuple(b for b in SLOTS if b in BANDS)

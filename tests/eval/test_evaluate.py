@@ -27,7 +27,7 @@ BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B8A", "B09", "B11", "
 def store(t29unu, tmp_path_factory) -> Path:
     """T29UNU (L2A) at 60 m in 64 px tiles with its SCL as labels."""
     from cloudkit.config import TileOptions
-    from cloudkit.tiling import tile_paths
+    from cloudkit.tiler.writer import tile_paths
 
     path = tmp_path_factory.mktemp("eval") / "t29unu-60m-64px.zarr"
     options = TileOptions(resolution=60, bands=BANDS, tile_size=64, scl_labels=True)
@@ -140,7 +140,7 @@ class TestReference:
     @pytest.mark.shared_data
     def test_store_without_labels_reads_windows_then_refuses(self, tmp_path):
         from cloudkit.config import TileOptions
-        from cloudkit.tiling import tile_paths
+        from cloudkit.tiler.writer import tile_paths
 
         path = tmp_path / "t19udp.zarr"
         tile_paths([STACK_13BAND], path, TileOptions(tile_size=64))
@@ -251,7 +251,7 @@ class TestShadowCheck:
     T29UNU's tiles, each checked with its scene's sun."""
 
     def test_scores_after_the_check_and_says_what_it_removed(self, store, tmp_path):
-        from cloudkit.model_zoo import shipped_model
+        from cloudkit.models.zoo import shipped_model
 
         default = shipped_model("default").path
         some = list(range(0, StoreReader.open(store).num_tiles, 5))  # a fifth: kept quick

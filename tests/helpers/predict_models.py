@@ -48,8 +48,8 @@ def untrained_checkpoint(
     path: Path, bands=T29UNU_60M_BANDS, *, task: str = "cloud", head: str = "unet", extra=None
 ) -> Path:
     """A seeded, untrained segmenter saved like `cloudkit finetune` saves one."""
-    from cloudkit.checkpoint import FINE_TUNING
     from cloudkit.data.tasks import get_task
+    from cloudkit.models.checkpoint import FINE_TUNING
     from cloudkit.models.encoder import Encoder
     from cloudkit.models.segmentation import build_segmenter, segmenter_state
 

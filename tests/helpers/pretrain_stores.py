@@ -32,7 +32,7 @@ def real_store(tmp_path_factory, tile_size: int = TILE) -> Path:
     """T29UNU tiled at 60 m in ``tile_size`` px tiles, with labels; tiled once per session and
     shared by every test module that asks for that tile size."""
     from cloudkit.config import TileOptions
-    from cloudkit.tiling import tile_paths
+    from cloudkit.tiler.writer import tile_paths
 
     require()
     path = tmp_path_factory.getbasetemp() / f"t29unu-60m-{tile_size}px.zarr"

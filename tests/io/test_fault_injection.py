@@ -20,7 +20,7 @@ from cloudkit.io.store import StoreReader
 from cloudkit.io.store.layout import _INDEX_ARRAYS, _SCENE_ARRAYS, _SUN_ARRAYS
 from cloudkit.models.encoder import Encoder
 from cloudkit.models.segmentation import build_segmenter, segmenter_state
-from cloudkit.synthetic import write_l1c_safe
+from cloudkit.sample.synthetic import write_l1c_safe
 from tests.helpers.cli import run
 
 TILE = ("--resolution", "20", "--tile-size", "32")

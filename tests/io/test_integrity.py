@@ -17,8 +17,8 @@ from cloudkit.cli import main
 from cloudkit.config import TileOptions
 from cloudkit.errors import StoreError
 from cloudkit.io.store import INTEGRITY, StoreReader
-from cloudkit.synthetic import write_l1c_safe
-from cloudkit.tiling import tile_paths
+from cloudkit.sample.synthetic import write_l1c_safe
+from cloudkit.tiler.writer import tile_paths
 
 
 @pytest.fixture(scope="module")

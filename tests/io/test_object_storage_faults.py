@@ -11,7 +11,7 @@ import time
 import pytest
 import zarr
 
-from cloudkit.synthetic import write_l1c_safe
+from cloudkit.sample.synthetic import write_l1c_safe
 from tests.helpers.cli import fails_with_one_line, run
 from tests.helpers.servers import s3_server
 

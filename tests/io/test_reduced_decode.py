@@ -20,8 +20,8 @@ from cloudkit.io.grid import plan_grid
 from cloudkit.io.raster import read_header
 from cloudkit.io.safe import read_safe
 from cloudkit.io.scene_rows import SceneRows
-from cloudkit.sample import sample_product
-from cloudkit.tiling import tile_paths
+from cloudkit.sample.product import sample_product
+from cloudkit.tiler.writer import tile_paths
 from tests.helpers.cli import fails_with_one_line, run
 
 TEN_M = ("B02", "B03", "B04", "B08")

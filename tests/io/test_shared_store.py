@@ -155,7 +155,7 @@ def _tile_args(products, store):
 def test_runs_at_once_on_one_store_hold_every_tile_exactly_once(tmp_path):
     """Three `cloudkit tile` processes, each given every scene in its own order, on one
     store: each scene is committed once, its tiles the same as one run alone makes."""
-    from cloudkit.synthetic import write_l1c_safe
+    from cloudkit.sample.synthetic import write_l1c_safe
 
     products = [
         write_l1c_safe(tmp_path / "in", size_10m=192, seed=i, sensing=f"2023061{i}T104031").path

@@ -220,7 +220,7 @@ def test_two_runs_creating_one_store_at_once(tmp_path):
     import sys
 
     from cloudkit.io.store import StoreReader
-    from cloudkit.synthetic import write_l1c_safe
+    from cloudkit.sample.synthetic import write_l1c_safe
 
     product = write_l1c_safe(tmp_path / "in", size_10m=192, seed=1).path
     store = tmp_path / "o.zarr"

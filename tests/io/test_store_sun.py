@@ -13,9 +13,9 @@ import zarr
 from cloudkit.config import TileOptions
 from cloudkit.io.safe import read_safe
 from cloudkit.io.store import StoreReader, damaged_tiles, read_scene_table
-from cloudkit.sample import sample_product
-from cloudkit.synthetic import write_l1c_safe
-from cloudkit.tiling import tile_paths
+from cloudkit.sample.product import sample_product
+from cloudkit.sample.synthetic import write_l1c_safe
+from cloudkit.tiler.writer import tile_paths
 
 OPTIONS = TileOptions(resolution=60, tile_size=64, workers=1)
 

@@ -18,7 +18,7 @@ from cloudkit.models.band_slots import SLOTS, PresenceStem
 from cloudkit.models.encoder import Encoder, as_any_band, encoder_state, load_encoder
 from cloudkit.models.losses import dice_ce_loss
 from cloudkit.models.segmentation import build_segmenter, load_segmenter, segmenter_state
-from cloudkit.predict.model import Predictor
+from cloudkit.predict.model import CheckpointPredictor
 from cloudkit.ssl.deepcluster import DeepClusterV2
 from cloudkit.ssl.moco import MoCo
 from tests.helpers.cli import fails_with_one_line, run
@@ -171,7 +171,7 @@ def test_cli_arch_pretrain_and_finetune(store, tmp_path, capsys):
     # exported as cloudkit ships models, it predicts (BatchNorm folded, channels_last)
     code, _, err = run(capsys, "export", tmp_path / "f" / "best.pt", tmp_path / "m.pt")
     assert code == 0, err
-    predictor = Predictor(tmp_path / "m.pt", device="cpu", precision="fp32")
+    predictor = CheckpointPredictor(tmp_path / "m.pt", device="cpu", precision="fp32")
     bands = predictor.info.bands
     dn = np.full((2, len(bands), 64, 64), 1500, np.uint16)
     probs = predictor.probabilities(predictor.inputs(dn, np.ones((2, 1, 64, 64), np.uint8), bands))

@@ -12,7 +12,7 @@ from torchvision.models import ResNet
 
 from cloudkit.bands import L1C_BANDS
 from cloudkit.errors import BandMismatchError, CheckpointError
-from cloudkit.models import Encoder, check_bands, encoder_state, load_encoder
+from cloudkit.models.encoder import Encoder, check_bands, encoder_state, load_encoder
 
 RGBN = ("B02", "B03", "B04", "B08")
 

@@ -17,7 +17,7 @@ import rasterio
 import torch
 
 from cloudkit.errors import CheckpointError
-from cloudkit.models.keras_hdf5 import build_graph, load_keras_model
+from cloudkit.peers.keras_hdf5 import build_graph, load_keras_model
 from tests.helpers.shared_data import DATA, STACK_13BAND
 
 pytest.importorskip("h5py", reason="h5py is not installed (pip install 'cloudkit[peers]')")

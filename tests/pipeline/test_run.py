@@ -18,7 +18,7 @@ from cloudkit.io.grid import GridPlan, plan_grid
 from cloudkit.pipeline.run import FAILED, SKIPPED, Progress, run_scenes
 from cloudkit.pipeline.windows import WindowGrid
 from cloudkit.pipeline.writer import SceneJob, SceneWriter, Written
-from cloudkit.synthetic import write_l1c_safe
+from cloudkit.sample.synthetic import write_l1c_safe
 from tests.helpers.cli import fails_with_one_line
 from tests.helpers.predict_models import untrained_checkpoint
 

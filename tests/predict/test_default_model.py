@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import rasterio
 
-from cloudkit import model_zoo
 from cloudkit.bands import BANDS
+from cloudkit.models import zoo as model_zoo
 from tests.helpers.cli import fails_with_one_line, run
 from tests.helpers.shared_data import (
     AWS_T19UDP,

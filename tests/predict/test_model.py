@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from cloudkit.errors import CheckpointError
-from cloudkit.predict.model import Predictor
+from cloudkit.predict.model import CheckpointPredictor
 from tests.helpers.predict_models import untrained_checkpoint
 
 
@@ -26,4 +26,4 @@ def test_absurd_fields_are_refused_in_one_line(tmp_path, field, value, message):
     payload[field] = value
     torch.save(payload, path)
     with pytest.raises(CheckpointError, match=message):
-        Predictor(path, device="cpu")
+        CheckpointPredictor(path, device="cpu")

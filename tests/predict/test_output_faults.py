@@ -11,7 +11,7 @@ import pytest
 
 from cloudkit.predict.output import output_paths
 from cloudkit.predict.seal import damage
-from cloudkit.sample import sample_product
+from cloudkit.sample.product import sample_product
 from tests.helpers.cli import run
 
 ARGS = ("--sample", "--resolution", "60", "--workers", "1", "--quicklook", "--probabilities")

@@ -17,7 +17,7 @@ import pytest
 import rasterio
 
 from cloudkit.cli import main
-from cloudkit.peers import S2Cloudless, UkisCsmask
+from cloudkit.peers.registry import S2Cloudless, UkisCsmask
 from tests.helpers.shared_data import AWS_T19UDP, L2A_T29UNU
 
 T19UDP_ID = AWS_T19UDP.name

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from cloudkit.peers import COARSEST, PEERS
+from cloudkit.peers.registry import COARSEST, PEERS
 from tests.helpers.cli import fails_with_one_line, run
 from tests.helpers.shared_data import AWS_T19UDP
 

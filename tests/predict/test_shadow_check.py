@@ -15,7 +15,7 @@ from cloudkit.cli import app
 from cloudkit.io.datasets import read_band_folder, read_geotiff
 from cloudkit.io.safe import read_safe
 from cloudkit.io.sun_metadata import stac_angles, tag_angles
-from cloudkit.sample import sample_product
+from cloudkit.sample.product import sample_product
 from tests.helpers.cli import fails_with_one_line
 
 runner = CliRunner()

@@ -4,7 +4,7 @@ tile store, no seams between windows, atomic outputs, and one-line errors.
 The real L2A product T29UNU is predicted at 60 m (its R60m files are the ones on disk) by a
 U-Net fine-tuned for two epochs on its own SCL labels (tests/helpers/predict_models.py), three
 times with different window layouts; the real AWS tile T19UDP (13 bands at 900 m) by an
-untrained 13-band model. Synthetic L1C products (cloudkit.synthetic) stand for bad downloads.
+untrained 13-band model. Synthetic L1C products (cloudkit.sample.synthetic) stand for bad downloads.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ from cloudkit.config import PredictOptions
 from cloudkit.data.reflectance import ValueScale
 from cloudkit.pipeline.run import Progress
 from cloudkit.plots import QUICKLOOK_GAP_PX, QUICKLOOK_HEADER_PX
-from cloudkit.predict.model import Predictor
+from cloudkit.predict.model import CheckpointPredictor
 from cloudkit.predict.output import is_complete, output_paths
 from cloudkit.predict.writer import predict_paths, unchecked_resolution
-from cloudkit.synthetic import write_l1c_safe
+from cloudkit.sample.synthetic import write_l1c_safe
 from tests.helpers.cli import one_line_error, run
 from tests.helpers.predict_models import trained_checkpoint, untrained_checkpoint
 from tests.helpers.shared_data import AWS_T19UDP, L2A_T29UNU, T29UNU_60M_BANDS
@@ -61,7 +61,7 @@ def checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def runs(checkpoint, tmp_path_factory) -> dict[str, Path]:
     """T29UNU at 60 m predicted with each layout of LAYOUTS; the out folder of each."""
-    predictor = Predictor(checkpoint, device="cpu")
+    predictor = CheckpointPredictor(checkpoint, device="cpu")
     folders = {}
     for name, (window, overlap) in LAYOUTS.items():
         out = tmp_path_factory.mktemp(f"predict-{name}")
@@ -172,10 +172,10 @@ class TestParityWithTheTileStore:
         """Without overlap each window is predicted alone: it must equal the model's output on
         the tile `cloudkit tile` stores at the same place (same readers, Rust cut and
         reflectance conversion)."""
-        from cloudkit.checkpoint import load_finetuned
         from cloudkit.config import TileOptions
         from cloudkit.data.tiles import TileDataset
-        from cloudkit.tiling import tile_paths
+        from cloudkit.models.checkpoint import load_finetuned
+        from cloudkit.tiler.writer import tile_paths
 
         store = tmp_path / "t29unu-128.zarr"
         options = TileOptions(resolution=60, bands=T29UNU_60M_BANDS, tile_size=WINDOW)
@@ -236,7 +236,7 @@ class TestSeams:
 @pytest.mark.shared_data
 def test_real_aws_tile_all_13_bands(tmp_path):
     ckpt = untrained_checkpoint(tmp_path / "m.pt", ALL_BANDS)
-    predictor = Predictor(ckpt, device="cpu")
+    predictor = CheckpointPredictor(ckpt, device="cpu")
     summary = predict_paths([AWS_T19UDP], predictor, tmp_path / "out", PredictOptions())
     (result,) = summary.results
     assert result.status == "predicted", result.error
@@ -253,7 +253,7 @@ def test_real_aws_tile_all_13_bands(tmp_path):
 def test_light_head_on_the_real_l2a(tmp_path):
     """The light head (`finetune --head light`) through the same path: grid, no-data, codes."""
     ckpt = untrained_checkpoint(tmp_path / "m.pt", head="light")
-    predictor = Predictor(ckpt, device="cpu", precision="bf16")
+    predictor = CheckpointPredictor(ckpt, device="cpu", precision="bf16")
     options = PredictOptions(resolution=60, window=256)
     (result,) = predict_paths([L2A_T29UNU], predictor, tmp_path / "out", options).results
     assert result.status == "predicted", result.error
@@ -292,7 +292,9 @@ class TestAtomicOutputs:
         return write_l1c_safe(tmp_path / "in", size_10m=384, seed=3).path
 
     def test_interrupted_run_leaves_nothing_and_old_outputs_stay(self, synthetic, tmp_path):
-        predictor = Predictor(untrained_checkpoint(tmp_path / "m.pt", ALL_BANDS), device="cpu")
+        predictor = CheckpointPredictor(
+            untrained_checkpoint(tmp_path / "m.pt", ALL_BANDS), device="cpu"
+        )
         out = tmp_path / "out"
         options = PredictOptions(resolution=20, window=64, overlap=16)
         with pytest.raises(KeyboardInterrupt):
@@ -307,7 +309,9 @@ class TestAtomicOutputs:
         assert {name: (out / name).read_bytes() for name in _files(out)} == before
 
     def test_existing_outputs_are_skipped_unless_overwrite(self, synthetic, tmp_path):
-        predictor = Predictor(untrained_checkpoint(tmp_path / "m.pt", ALL_BANDS), device="cpu")
+        predictor = CheckpointPredictor(
+            untrained_checkpoint(tmp_path / "m.pt", ALL_BANDS), device="cpu"
+        )
         out = tmp_path / "out"
         options = PredictOptions(resolution=60)
         assert predict_paths([synthetic], predictor, out, options).results[0].status == (
@@ -321,7 +325,9 @@ class TestAtomicOutputs:
         """Two dates of a tile in folders of the same name (here: the same product name, the
         same grid, other pixels), predicted by two runs (one run refuses a name found twice):
         the second must not pass for done."""
-        predictor = Predictor(untrained_checkpoint(tmp_path / "m.pt", ALL_BANDS), device="cpu")
+        predictor = CheckpointPredictor(
+            untrained_checkpoint(tmp_path / "m.pt", ALL_BANDS), device="cpu"
+        )
         other = write_l1c_safe(tmp_path / "elsewhere", size_10m=384, seed=4).path
         assert other.name == synthetic.name
         out = tmp_path / "out"
@@ -344,7 +350,9 @@ class TestAtomicOutputs:
         neither the first one's temporaries nor its claim; once given up, it predicts."""
         from cloudkit.predict.output import claim_scene
 
-        predictor = Predictor(untrained_checkpoint(tmp_path / "m.pt", ALL_BANDS), device="cpu")
+        predictor = CheckpointPredictor(
+            untrained_checkpoint(tmp_path / "m.pt", ALL_BANDS), device="cpu"
+        )
         out = tmp_path / "out"
         out.mkdir()
         scene_id = synthetic.name.removesuffix(".SAFE")
@@ -363,7 +371,9 @@ class TestAtomicOutputs:
         assert len(_files(out)) == 2  # mask and summary: no lock file left behind
 
     def test_overwrite_leaves_no_output_of_the_earlier_run(self, synthetic, tmp_path):
-        predictor = Predictor(untrained_checkpoint(tmp_path / "m.pt", ALL_BANDS), device="cpu")
+        predictor = CheckpointPredictor(
+            untrained_checkpoint(tmp_path / "m.pt", ALL_BANDS), device="cpu"
+        )
         out = tmp_path / "out"
         full = PredictOptions(resolution=60, probabilities=True, quicklook=True)
         (first,) = predict_paths([synthetic], predictor, out, full).results
@@ -421,7 +431,7 @@ class TestAtomicOutputs:
         hidden = (".partial", ".lock")  # the killed run's claim died with it (flock)
         assert left and all(n.startswith(".") and n.endswith(hidden) for n in left), left
         assert not is_complete(out, T29UNU_ID)
-        predictor = Predictor(checkpoint, device="cpu")
+        predictor = CheckpointPredictor(checkpoint, device="cpu")
         options = PredictOptions(resolution=60, window=128)
         (result,) = predict_paths([L2A_T29UNU], predictor, out, options).results
         assert result.status == "predicted"
@@ -484,7 +494,9 @@ class TestErrors:
         code, _, err = _run(capsys, *scenes, "-m", old, "-o", tmp_path / "a", "--resolution", 60)
         assert code == 0, err
         (line,) = [line for line in err.splitlines() if "records no resolution" in line]
-        assert line == f"warning: {unchecked_resolution(Predictor(old, device='cpu').info)}"
+        assert (
+            line == f"warning: {unchecked_resolution(CheckpointPredictor(old, device='cpu').info)}"
+        )
         assert line.startswith(f"warning: {old}: the model records no resolution, so no scene")
         # one that records the pixels it was trained on is checked against them
         made_for = {"made_for": 5.0}
@@ -547,9 +559,9 @@ def windows(t29unu) -> tuple[np.ndarray, np.ndarray]:
 
 class TestPredictor:
     def test_folded_batchnorm_changes_only_rounding(self, checkpoint, windows):
-        from cloudkit.checkpoint import load_finetuned
+        from cloudkit.models.checkpoint import load_finetuned
 
-        predictor = Predictor(checkpoint, device="cpu")
+        predictor = CheckpointPredictor(checkpoint, device="cpu")
         assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in predictor._model.modules())
         _, model = load_finetuned(checkpoint)
         x = predictor.inputs(*windows, T29UNU_60M_BANDS)
@@ -558,14 +570,14 @@ class TestPredictor:
         np.testing.assert_allclose(predictor.probabilities(x), expected, atol=1e-5)
 
     def test_light_head_folds_too(self, windows, tmp_path):
-        from cloudkit.checkpoint import load_finetuned
+        from cloudkit.models.checkpoint import load_finetuned
 
         ckpt = untrained_checkpoint(tmp_path / "m.pt", head="light")
         _, model = load_finetuned(ckpt)
         with torch.no_grad():  # move BN statistics off their init so folding matters
             model.train()(torch.rand(2, len(T29UNU_60M_BANDS), 64, 64))
         torch.save({**torch.load(ckpt, weights_only=True), "model": _state(model)}, ckpt)
-        predictor = Predictor(ckpt, device="cpu")
+        predictor = CheckpointPredictor(ckpt, device="cpu")
         assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in predictor._model.modules())
         x = predictor.inputs(*windows, T29UNU_60M_BANDS)
         with torch.inference_mode():
@@ -573,8 +585,8 @@ class TestPredictor:
         np.testing.assert_allclose(predictor.probabilities(x), expected, atol=1e-5)
 
     def test_bf16_on_the_cpu_stays_close_to_fp32(self, checkpoint, windows):
-        fp32 = Predictor(checkpoint, device="cpu")
-        bf16 = Predictor(checkpoint, device="cpu", precision="bf16")
+        fp32 = CheckpointPredictor(checkpoint, device="cpu")
+        bf16 = CheckpointPredictor(checkpoint, device="cpu", precision="bf16")
         assert (fp32.precision, bf16.precision) == ("fp32", "bf16")
         a = fp32.probabilities(fp32.inputs(*windows, T29UNU_60M_BANDS))
         b = bf16.probabilities(bf16.inputs(*windows, T29UNU_60M_BANDS))
@@ -590,12 +602,14 @@ class TestPredictor:
         recorded = torch.load(checkpoint, weights_only=False)["normalisation"]
         assert recorded["scale"] and recorded["offset"]
         store_attrs = zarr.open_group(str(real_store_64(tmp_path_factory)), mode="r").attrs
-        assert Predictor(checkpoint, device="cpu").values == ValueScale.of(store_attrs)
+        assert CheckpointPredictor(checkpoint, device="cpu").values == ValueScale.of(store_attrs)
 
     def test_checkpoint_without_constants_gets_the_stores(self, tmp_path):
         ckpt = untrained_checkpoint(tmp_path / "m.pt")  # normalisation holds only the kind
         bands = len(T29UNU_60M_BANDS)
-        assert Predictor(ckpt, device="cpu").values == ValueScale.of_store_convention(bands)
+        assert CheckpointPredictor(ckpt, device="cpu").values == ValueScale.of_store_convention(
+            bands
+        )
 
     def test_constants_unlike_the_stores_are_refused(self, tmp_path):
         from cloudkit.errors import CheckpointError
@@ -603,14 +617,14 @@ class TestPredictor:
         other = ValueScale((1e-3,) * len(T29UNU_60M_BANDS), (0.0,) * len(T29UNU_60M_BANDS))
         ckpt = untrained_checkpoint(tmp_path / "m.pt", extra={"normalisation": other.record()})
         with pytest.raises(CheckpointError, match="scale"):
-            Predictor(ckpt, device="cpu")
+            CheckpointPredictor(ckpt, device="cpu")
 
     def test_unknown_normalisation_is_refused(self, tmp_path):
         from cloudkit.errors import CheckpointError
 
         ckpt = untrained_checkpoint(tmp_path / "m.pt", extra={"normalisation": {"kind": "zscore"}})
         with pytest.raises(CheckpointError, match="zscore"):
-            Predictor(ckpt, device="cpu")
+            CheckpointPredictor(ckpt, device="cpu")
 
 
 def _state(model) -> dict:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cloudkit.checkpoint import load_checkpoint
+from cloudkit.models.checkpoint import load_checkpoint
 from cloudkit.train.metrics import read_metrics
 from tests.helpers.pretrain_stores import real_store, subset_store
 

@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from cloudkit.checkpoint import CheckpointKind, load_checkpoint
 from cloudkit.errors import CheckpointError, TrainingDivergedError
+from cloudkit.models.checkpoint import CheckpointKind, load_checkpoint
 from cloudkit.train.engine import Engine, EpochStats
 from cloudkit.train.metrics import read_metrics
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from cloudkit.checkpoint import PRETRAINING, save_checkpoint
 from cloudkit.cli import main
+from cloudkit.models.checkpoint import PRETRAINING, save_checkpoint
 from cloudkit.models.encoder import Encoder, encoder_state
 from tests.helpers.pretrain_stores import BANDS, real_store, subset_store
 

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from cloudkit.checkpoint import FINE_TUNING, PRETRAINING, load_finetuned, save_checkpoint
 from cloudkit.cli import main
 from cloudkit.config import FinetuneConfig
 from cloudkit.data.tasks import IGNORE, get_task
 from cloudkit.errors import BandMismatchError, CheckpointError, CloudkitError, OptionError
+from cloudkit.models.checkpoint import FINE_TUNING, PRETRAINING, load_finetuned, save_checkpoint
 from cloudkit.models.encoder import Encoder, encoder_state
 from cloudkit.models.segmentation import load_segmenter
 from cloudkit.plots import training_figure
@@ -163,7 +163,7 @@ def _as_written_before(path: Path) -> Path:
 
 class TestOldCheckpoints:
     def test_load_and_predict(self, runs, tmp_path):
-        from cloudkit.predict.model import Predictor
+        from cloudkit.predict.model import CheckpointPredictor
 
         old = _as_written_before(shutil.copy(runs["a"] / "best.pt", tmp_path / "best.pt"))
         payload, model = load_finetuned(old)
@@ -171,8 +171,10 @@ class TestOldCheckpoints:
         _, new = load_finetuned(runs["a"] / "best.pt")
         weights = new.state_dict()
         assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())
-        info = Predictor(old, device="cpu").info
-        assert info == replace(Predictor(runs["a"] / "best.pt", device="cpu").info, path=old)
+        info = CheckpointPredictor(old, device="cpu").info
+        assert info == replace(
+            CheckpointPredictor(runs["a"] / "best.pt", device="cpu").info, path=old
+        )
 
     def test_resume_continues_exactly(self, runs, store, tmp_path):
         with pytest.raises(_Killed):
@@ -360,8 +362,8 @@ def test_a_val_set_without_the_positive_class_keeps_the_lowest_val_loss(tmp_path
     """Val IoU of cloud is 0 in every epoch when no val tile has cloud: best.pt must follow
     the val loss, not stay at epoch 1 (which would ship a barely trained model)."""
     from cloudkit.config import TileOptions
-    from cloudkit.synthetic import write_l1c_safe
-    from cloudkit.tiling import tile_paths
+    from cloudkit.sample.synthetic import write_l1c_safe
+    from cloudkit.tiler.writer import tile_paths
     from tests.test_teacher import _grid_20m, _mask
 
     product = write_l1c_safe(tmp_path / "in", size_10m=192, seed=2).path

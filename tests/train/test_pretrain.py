@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from cloudkit.checkpoint import PRETRAINING, load_checkpoint
 from cloudkit.config import Device, Method, PretrainConfig, Views
 from cloudkit.data import CloudinessPairs, TileDataset, TwoViews, ssl_view_transform
 from cloudkit.errors import OptionError
+from cloudkit.models.checkpoint import PRETRAINING, load_checkpoint
 from cloudkit.models.encoder import load_encoder
 from cloudkit.train.engine import lr_factor
 from cloudkit.train.loader import SeededViews

@@ -8,7 +8,7 @@ pixels gets the mask the command writes for that scene:
 - ``grid.py``      one block of those values through the model's windows, blended;
 - ``chunked.py``   a dask array block by block, each with the margin its windows need;
 - ``labelled.py``  a DataArray in, DataArrays out (coordinates, CRS and transform kept);
-- ``shadowed.py``  the geometric shadow check (`cloudkit.shadows`) on a mask in memory;
+- ``shadowed.py``  the geometric shadow check (`cloudkit.geometry.shadows`) on a mask in memory;
 - ``model.py``     the `Model` that ties them together.
 
 `Model.predict_array` (`cloudkit.load_model`) is the way in.

@@ -17,9 +17,8 @@ if TYPE_CHECKING:
     import numpy as np
     import xarray
 
+    from cloudkit.geometry.sun import SunAngles
     from cloudkit.predict.model import ModelInfo, Predictor
-    from cloudkit.predict.peer import PeerPredictor
-    from cloudkit.sun import SunAngles
 
 #: numpy arrays give numpy arrays, DataArrays DataArrays, dask arrays dask arrays
 ArrayT = TypeVar("ArrayT", "np.ndarray", "xarray.DataArray", "dask.array.Array")
@@ -34,13 +33,13 @@ class Model:
     """A model on a device, loaded once: masks arrays (:meth:`predict_array`) and scenes
     (``cloudkit.predict(scenes, out, model=this)``)."""
 
-    def __init__(self, predictor: Predictor | PeerPredictor, source: str) -> None:
+    def __init__(self, predictor: Predictor, source: str) -> None:
         self._predictor = predictor
         #: what it was loaded from: a shipped model's or a peer's name, or a checkpoint path
         self.source = source
 
     @property
-    def predictor(self) -> Predictor | PeerPredictor:
+    def predictor(self) -> Predictor:
         """What `cloudkit predict`'s pipeline runs (`predict.writer.predict_paths`)."""
         return self._predictor
 
@@ -154,7 +153,7 @@ class Model:
         factor is averaged down to it and the mask repeated back, as `cloudkit predict`
         reads a 10 m product at 20 m. ``level`` ("L1C" or "L2A") is needed by peer models.
         ``shadows``: "geometric" keeps a cloud-shadow pixel only where a cloud of the array
-        casts it along the sun's direction (`cloudkit.shadows`, as `cloudkit predict
+        casts it along the sun's direction (`cloudkit.geometry.shadows`, as `cloudkit predict
         --shadows geometric` does), "model" keeps the model's own; by default the check for
         arrays in memory, the model's for dask arrays (the check needs the whole mask:
         compute the array first). ``sun_angles``: the sun's (azimuth, zenith) in degrees;

@@ -15,8 +15,8 @@ import numpy as np
 from cloudkit.errors import BandMismatchError, OptionError
 from cloudkit.io.level import LEVELS
 from cloudkit.models.band_slots import SLOTS, check_any_band_input
+from cloudkit.peers.predictor import PeerPredictor, PeerWindows
 from cloudkit.predict.model import ModelInfo, Predictor
-from cloudkit.predict.peer import PeerPredictor, PeerWindows
 
 _WHAT = "the array"
 
@@ -33,7 +33,7 @@ class WindowModel(Protocol):
 
 
 def reader_for(
-    predictor: Predictor | PeerPredictor, bands: tuple[str, ...], level: str | None
+    predictor: Predictor, bands: tuple[str, ...], level: str | None
 ) -> tuple[WindowModel, tuple[str, ...]]:
     """The model to run on the array's windows and the bands it reads, in its order."""
     level = _checked_level(level)

@@ -1,4 +1,4 @@
-"""The geometric shadow check (`cloudkit.shadows`) on a mask in memory, as `cloudkit predict`
+"""The geometric shadow check (`cloudkit.geometry.shadows`) on a mask in memory, as `cloudkit predict`
 runs it on a scene's: a cloud-shadow pixel stays only where a cloud casts it."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from cloudkit.errors import InvalidSceneError, OptionError
+from cloudkit.geometry.shadows import check_shadows
+from cloudkit.geometry.sun import SunAngles
 from cloudkit.predict.model import ModelInfo
-from cloudkit.shadows import check_shadows
-from cloudkit.sun import SunAngles
 
 GEOMETRIC, MODEL = "geometric", "model"
 

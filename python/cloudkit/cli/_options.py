@@ -129,7 +129,7 @@ def scene_paths(scenes: list[Path] | None, sample: bool) -> list[Path]:
     """SCENES, plus the product that ships with cloudkit with ``--sample``; at least one."""
     paths = list(scenes or [])
     if sample:
-        from cloudkit.sample import sample_product
+        from cloudkit.sample.product import sample_product
 
         paths.append(sample_product())
     if not paths:

@@ -35,8 +35,8 @@ def demo(
     Example: cloudkit demo --out demo
     """
     from cloudkit.cli import main
-    from cloudkit.demo import SIZES, run_demo
     from cloudkit.errors import OptionError
+    from cloudkit.sample.demo import SIZES, run_demo
 
     if size not in SIZES:
         raise OptionError(f"--size {size}: expected one of {', '.join(SIZES)}")

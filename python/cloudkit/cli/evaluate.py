@@ -80,10 +80,10 @@ def evaluate(
     confusion matrix."""
     from rich.console import Console
 
-    from cloudkit.disk import require_writable
     from cloudkit.errors import OptionError
     from cloudkit.eval.evaluate import evaluate_checkpoint, evaluate_reference, write_json
     from cloudkit.eval.metrics import format_table
+    from cloudkit.files.disk import require_writable
 
     if reference is None:
         if len(paths) < 2:

@@ -25,12 +25,12 @@ def export(
     ] = None,
 ) -> None:
     """Write a fine-tuned model as cloudkit ships them: weights in half precision, what
-    prediction needs, no optimiser; prints its SHA-256 (what `model_zoo.py` records).
+    prediction needs, no optimiser; prints its SHA-256 (what `models/zoo.py` records).
 
     Example: cloudkit export runs/ft/best.pt default.pt --resolution 20
     """
-    from cloudkit.checkpoint import export_model
-    from cloudkit.model_zoo import file_sha256
+    from cloudkit.models.checkpoint import export_model
+    from cloudkit.models.zoo import file_sha256
 
     written = export_model(checkpoint, out, resolution=resolution)
     size = written.stat().st_size / 1e6

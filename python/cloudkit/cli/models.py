@@ -22,7 +22,7 @@ def models(
     Example: cloudkit models ukis-csmask
     """
     from cloudkit.errors import OptionError
-    from cloudkit.model_zoo import listings, model_names
+    from cloudkit.models.zoo import listings, model_names
 
     found = listings()
     if name is not None:

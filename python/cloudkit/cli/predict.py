@@ -156,11 +156,11 @@ def predict(
     """
     from cloudkit.cli._progress import RichPredictProgress, report_failures
     from cloudkit.config import PredictOptions
+    from cloudkit.geometry.sun import parse_sun_angles
     from cloudkit.io.location import is_url
-    from cloudkit.model_zoo import load_predictor
+    from cloudkit.models.zoo import load_predictor
     from cloudkit.pipeline.run import SKIPPED
     from cloudkit.predict.writer import PREDICTED, predict_paths, unchecked_resolution
-    from cloudkit.sun import parse_sun_angles
 
     paths = scene_paths(scenes, sample)
     target: Path | str = out if is_url(out) else Path(out)  # s3:// stays a URL
@@ -183,7 +183,7 @@ def predict(
         with RichPredictProgress() as progress:
             summary = predict_paths(paths, predictor, target, options, progress)
     else:
-        from cloudkit.cluster import parse_cluster, predict_on_cluster
+        from cloudkit.pipeline.cluster import parse_cluster, predict_on_cluster
 
         # a bad --model stops here in one line; the device is the workers' (remote: theirs)
         local = parse_cluster(cluster)[0] == "local"

@@ -99,7 +99,7 @@ def tile(
     from cloudkit.api import tile as tile_scenes
     from cloudkit.cli._progress import RichTileProgress, report_failures
     from cloudkit.pipeline.run import SKIPPED, Summary
-    from cloudkit.tiling import TILED
+    from cloudkit.tiler.writer import TILED
 
     paths = scene_paths(scenes, sample)
     with RichTileProgress() as progress:

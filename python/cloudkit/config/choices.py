@@ -36,7 +36,7 @@ class Arch(str, enum.Enum):
 
 
 class Shadows(str, enum.Enum):
-    """Which cloud shadows a mask keeps (cloudkit.shadows)."""
+    """Which cloud shadows a mask keeps (cloudkit.geometry.shadows)."""
 
     geometric = "geometric"  # only those a cloud of the scene (or beyond its edge) casts
     model = "model"  # every pixel the model calls shadow

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from cloudkit.config.choices import Decode, Shadows
 from cloudkit.errors import OptionError, TileShapeError
-from cloudkit.sun import SunAngles
+from cloudkit.geometry.sun import SunAngles
 
 
 def default_threads() -> int:

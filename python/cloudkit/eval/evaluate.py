@@ -14,8 +14,8 @@ from cloudkit.errors import OptionError, StoreError
 from cloudkit.eval.metrics import ConfusionAccumulator, class_metrics
 from cloudkit.eval.reference import evaluate_reference
 from cloudkit.eval.shadow_check import StoreSuns, TileChecker, require_checkable
+from cloudkit.files.jsonfile import write_json
 from cloudkit.io.store import StoreReader
-from cloudkit.jsonfile import write_json
 
 __all__ = ["evaluate_checkpoint", "evaluate_reference", "write_json"]
 
@@ -39,10 +39,10 @@ def evaluate_checkpoint(
     import torch
     from torch.utils.data import DataLoader, Subset
 
-    from cloudkit.checkpoint import load_finetuned, resolve_device
     from cloudkit.data.tasks import IGNORE, get_task, task_targets
     from cloudkit.data.tiles import TileDataset
     from cloudkit.models.band_slots import check_any_band_input
+    from cloudkit.models.checkpoint import load_finetuned, resolve_device
     from cloudkit.models.encoder import check_bands
     from cloudkit.models.losses import predict_classes
 

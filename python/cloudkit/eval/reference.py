@@ -25,7 +25,7 @@ from cloudkit.data.tasks import IGNORE, Task, get_task
 from cloudkit.errors import CloudkitError, InvalidSceneError, OptionError, StoreError
 from cloudkit.eval.metrics import ConfusionAccumulator, class_metrics
 from cloudkit.io.store import StoreReader
-from cloudkit.peers import PEERS
+from cloudkit.peers.registry import PEERS
 
 #: Tiles read from the store at once.
 _BATCH = 256
@@ -228,7 +228,7 @@ def evaluate_reference(
     """Score a reference mask against the labels of ``stores`` for ``task``.
 
     ``reference``: the name of a peer model (``ukis-csmask``, ``s2cloudless``: run on the
-    store's own pixels by :func:`cloudkit.eval.peer.evaluate_peer`), ``"scl"`` (each scene's own Sen2Cor SCL, found from the product path in the
+    store's own pixels by :func:`cloudkit.peers.scoring.evaluate_peer`), ``"scl"`` (each scene's own Sen2Cor SCL, found from the product path in the
     store's scenes/ table, mapped with ``SCL_LUT`` then the task) or the path of a single-band
     mask raster in the scenes' CRS. A mask holds the task's class indices (0/1 for binary
     tasks; other values are no-data), or, with ``threshold`` (binary tasks), a probability:
@@ -247,7 +247,7 @@ def evaluate_reference(
             raise OptionError(
                 f"--threshold applies to mask rasters; {reference} decides its classes itself"
             )
-        from cloudkit.eval.peer import evaluate_peer
+        from cloudkit.peers.scoring import evaluate_peer
 
         return evaluate_peer(stores, peer=reference, task=the_task.name, tiles=tiles)
     if not stores:

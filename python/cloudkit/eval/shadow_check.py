@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cloudkit.errors import OptionError
+from cloudkit.geometry.shadows import ClassCodes, check_shadows
+from cloudkit.geometry.sun import SunAngles
 from cloudkit.io.store import StoreReader
 from cloudkit.io.sun_metadata import scene_place
-from cloudkit.shadows import ClassCodes, check_shadows
-from cloudkit.sun import SunAngles
 
 
 def require_checkable(classes, what: str) -> None:

@@ -28,7 +28,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from cloudkit.errors import CloudkitError, OptionError, OutputError, StoreError
-from cloudkit.locks import LOCK_FILE, FileLock
+from cloudkit.files.locks import LOCK_FILE, FileLock
 
 #: a lock older than this was left by a writer that died holding it (a commit takes moments)
 STALE_LOCK_SECONDS = 900.0

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cloudkit.sun import SunAngles
+from cloudkit.geometry.sun import SunAngles
 
 #: Sentinel-2's quantification value, in every product so far: reflectance = (DN + add_offset)
 #: / 10000. The default where a product's metadata does not say.

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from cloudkit.errors import InvalidSceneError
-from cloudkit.sun import MAX_SUN_ZENITH, SunAngles, solar_position
+from cloudkit.geometry.sun import MAX_SUN_ZENITH, SunAngles, solar_position
 
 #: the first date-time in a Sentinel-2 name is the datatake's sensing start
 _TIME_IN_NAME = re.compile(r"(?<!\d)(\d{8}T\d{6})(?!\d)")

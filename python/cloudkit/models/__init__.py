@@ -1,5 +1,4 @@
-"""Networks: the band-aware ResNet-18 encoder shared by pretraining and fine-tuning."""
+"""Networks and their files: encoders (`encoder`, `archs`, `band_slots`), segmentation
+heads (`segmentation`), checkpoints (`checkpoint`), the shipped models (`zoo`, `card`).
 
-from cloudkit.models.encoder import Encoder, check_bands, encoder_state, load_encoder
-
-__all__ = ["Encoder", "check_bands", "encoder_state", "load_encoder"]
+Empty on purpose: `cloudkit models` reads the zoo without loading torch."""

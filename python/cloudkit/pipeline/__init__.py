@@ -7,7 +7,8 @@
 - ``writer.py``   :class:`SceneWriter`, the one class an output implements, and what the
                   loop hands it per scene (:class:`SceneJob`);
 - ``windows.py``  where a scene's windows lie, grouped by tile row.
+- ``cluster.py``  the same scenes spread over a Dask cluster, one scene per task.
 
-The outputs: the tile store (`cloudkit.tiling.StoreWriter`) and the cloud masks
+The outputs: the tile store (`cloudkit.tiler.writer.StoreWriter`) and the cloud masks
 (`cloudkit.predict.writer.PredictionWriter`). A third output is one more ``SceneWriter``.
 """

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -20,13 +21,13 @@ from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from cloudkit import kernels
-from cloudkit.checkpoint import MAX_RESOLUTION, load_finetuned, resolve_device
 from cloudkit.data.reflectance import ValueScale, store_reflectance
 from cloudkit.data.tasks import get_task
 from cloudkit.errors import BandMismatchError, CheckpointError, OptionError
 from cloudkit.io.level import L2A, processing_level
 from cloudkit.io.scene import Scene
 from cloudkit.models.band_slots import SLOTS, PresenceStem, check_any_band_input
+from cloudkit.models.checkpoint import MAX_RESOLUTION, load_finetuned, resolve_device
 
 PRECISIONS = ("auto", "fp32", "bf16")
 #: Window edge used when a checkpoint does not record its training tile size.
@@ -64,7 +65,27 @@ class ModelInfo:
         return 1 if self.binary else len(self.classes)
 
 
-class Predictor:
+@runtime_checkable
+class Predictor(Protocol):
+    """What the scene pipeline and `Model.predict_array` run: a fine-tuned checkpoint
+    (:class:`CheckpointPredictor`) or a peer (`peers.predictor.PeerPredictor`).
+    ``inputs`` returns what ``probabilities`` takes, which each kind chooses."""
+
+    info: ModelInfo
+    device: torch.device
+    precision: str
+    compiled: bool
+
+    def bands_for(self, scene: Scene) -> tuple[str, ...]: ...
+
+    def values_for(self, bands: Sequence[str]) -> ValueScale: ...
+
+    def inputs(self, dn: np.ndarray, valid: np.ndarray, bands: Sequence[str]) -> Any: ...
+
+    def probabilities(self, images: Any) -> np.ndarray: ...
+
+
+class CheckpointPredictor:
     """A fine-tuned checkpoint on a device: ``bands_for(scene)`` picks what it reads of a
     product, ``inputs(dn, valid, bands)`` turns store-value windows of those bands into the
     model's input, ``probabilities(images)`` runs it."""

@@ -30,11 +30,11 @@ from rasterio.crs import CRS
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
-from cloudkit.disk import disk_full
 from cloudkit.errors import OutputError
+from cloudkit.files.disk import disk_full
+from cloudkit.files.jsonfile import write_json
+from cloudkit.files.locks import FileLock
 from cloudkit.io.labels import CLASSES_TAG, NODATA_TAG
-from cloudkit.jsonfile import write_json
-from cloudkit.locks import FileLock
 from cloudkit.predict.paths import OutputPaths, is_complete, output_paths
 from cloudkit.predict.quicklook import (
     OTHER_COLOUR,

@@ -13,8 +13,8 @@ import tempfile
 from dataclasses import fields
 from pathlib import Path
 
+from cloudkit.files.jsonfile import write_json
 from cloudkit.io.location import location_of
-from cloudkit.jsonfile import write_json
 from cloudkit.predict.output import OutputPaths, output_paths
 from cloudkit.predict.seal import object_damage, with_objects
 

@@ -18,7 +18,7 @@ import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from cloudkit.jsonfile import plain
+from cloudkit.files.jsonfile import plain
 
 _CHUNK = 1 << 20
 

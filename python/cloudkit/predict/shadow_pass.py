@@ -1,4 +1,4 @@
-"""The geometric shadow check (`cloudkit.shadows`) as `cloudkit predict` streams a scene.
+"""The geometric shadow check (`cloudkit.geometry.shadows`) as `cloudkit predict` streams a scene.
 
 While the mask's rows go to disk, their cloud, shadow and shadow probability are summed
 into the check's coarse grid and each pixel's next likeliest class is kept beside the mask
@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cloudkit.io.grid import GridPlan
-from cloudkit.io.sun_metadata import plan_sun
-from cloudkit.shadows import (
+from cloudkit.geometry.shadows import (
     ClassCodes,
     CoarseAccumulator,
     Decision,
@@ -20,7 +18,9 @@ from cloudkit.shadows import (
     decide,
     fallback_classes,
 )
-from cloudkit.sun import SunAngles
+from cloudkit.geometry.sun import SunAngles
+from cloudkit.io.grid import GridPlan
+from cloudkit.io.sun_metadata import plan_sun
 
 GEOMETRIC, MODEL = "geometric", "model"
 

@@ -8,5 +8,5 @@ supply only their data, model, step, state and validation: pretraining.py (what 
 methods share) with pretrain_moco.py and pretrain_deepcluster.py, pretrain.py (``cloudkit
 pretrain``: the methods by name), and
 finetune.py (segmentation, ``cloudkit finetune``); experiment.py runs the label-fraction grid.
-Checkpoint files themselves are cloudkit/checkpoint.py's.
+Checkpoint files themselves are cloudkit/models/checkpoint.py's.
 """

@@ -14,7 +14,7 @@ and line of an epoch, and what its checkpoints describe. The engine owns the res
   ``DIR/last.pt``; ``--resume`` continues the run in ``DIR``, and ``DIR`` already holding a
   ``last.pt`` is refused without it;
 - the epoch loop, a guard that stops on a non-finite loss or weights before anything of the
-  epoch is written, the metrics line (metrics.py) and atomic checkpoints (cloudkit.checkpoint).
+  epoch is written, the metrics line (metrics.py) and atomic checkpoints (cloudkit.models.checkpoint).
 
 Rank 0 alone writes files and prints.
 """
@@ -36,7 +36,9 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from cloudkit import __version__
-from cloudkit.checkpoint import (
+from cloudkit.errors import CheckpointError, TrainingDivergedError
+from cloudkit.files.disk import require_writable
+from cloudkit.models.checkpoint import (
     BEST,
     LAST,
     CheckpointKind,
@@ -45,8 +47,6 @@ from cloudkit.checkpoint import (
     resolve_device,
     save_checkpoint,
 )
-from cloudkit.disk import require_writable
-from cloudkit.errors import CheckpointError, TrainingDivergedError
 from cloudkit.train import distributed
 from cloudkit.train.display import TrainingDisplay
 from cloudkit.train.loader import SeededViews, default_workers, epoch_sampler, seeded_loader

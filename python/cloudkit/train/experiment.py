@@ -17,11 +17,11 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from cloudkit.atomic import write_text
-from cloudkit.checkpoint import BEST, LAST
 from cloudkit.config import RANDOM_INIT, ExperimentConfig, FinetuneConfig, FinetuneOptions
-from cloudkit.disk import require_writable
 from cloudkit.errors import CheckpointError
+from cloudkit.files.atomic import write_text
+from cloudkit.files.disk import require_writable
+from cloudkit.models.checkpoint import BEST, LAST
 from cloudkit.plots import RESULTS_PNG, label_fraction_figure, write_figure
 
 RESULTS_JSON = "results.json"

@@ -28,7 +28,6 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from cloudkit.checkpoint import BEST, FINE_TUNING, LAST, PRETRAINING, load_checkpoint
 from cloudkit.config import RANDOM_INIT, FinetuneConfig
 from cloudkit.data.sampling import stratified_fraction, stratified_split
 from cloudkit.data.tasks import IGNORE, Task, get_task, task_targets
@@ -36,6 +35,7 @@ from cloudkit.data.tiles import TileDataset
 from cloudkit.data.training_crops import TrainingCrops
 from cloudkit.errors import CheckpointError, CloudkitError, OptionError, StoreError, TileShapeError
 from cloudkit.eval.metrics import ConfusionAccumulator, class_metrics
+from cloudkit.models.checkpoint import BEST, FINE_TUNING, LAST, PRETRAINING, load_checkpoint
 from cloudkit.models.encoder import ARCH, Encoder, as_any_band, check_bands, load_encoder
 from cloudkit.models.losses import dice_bce_loss, dice_ce_loss, predict_classes
 from cloudkit.models.segmentation import (

@@ -12,9 +12,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cloudkit.atomic import write_text
 from cloudkit.errors import OutputError
-from cloudkit.jsonfile import plain
+from cloudkit.files.atomic import write_text
+from cloudkit.files.jsonfile import plain
 
 FILENAME = "metrics.jsonl"
 

@@ -29,7 +29,6 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from cloudkit.checkpoint import PRETRAINING
 from cloudkit.config import Method, PretrainConfig, Views
 from cloudkit.data import CloudinessPairs, TileDataset, TwoViews, ssl_view_transform
 from cloudkit.errors import (
@@ -39,6 +38,7 @@ from cloudkit.errors import (
     StoreError,
     TileShapeError,
 )
+from cloudkit.models.checkpoint import PRETRAINING
 from cloudkit.models.encoder import Encoder, encoder_state
 from cloudkit.ssl.monitor import collapse_threshold, embedding_std, knn_accuracy
 from cloudkit.train import distributed

@@ -15,6 +15,7 @@ from pathlib import Path
 import zarr
 
 from cloudkit.errors import StoreError
+from cloudkit.files.locks import LOCK_FILE, FileLock
 from cloudkit.io.scene import LABEL_NODATA
 from cloudkit.io.store.layout import (
     _BANDS,
@@ -32,7 +33,6 @@ from cloudkit.io.store.layout import (
     StoreLayout,
     _compressors,
 )
-from cloudkit.locks import LOCK_FILE, FileLock
 
 
 def _create(

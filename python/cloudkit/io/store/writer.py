@@ -17,6 +17,7 @@ import numpy as np
 import zarr
 
 from cloudkit.errors import CloudkitError, StoreError
+from cloudkit.files.locks import FileLock
 from cloudkit.io.location import Location, is_url, location_of
 from cloudkit.io.scene import LABEL_CLASSES
 from cloudkit.io.store.checks import (
@@ -49,7 +50,6 @@ from cloudkit.io.store.layout import (
     layout_of,
 )
 from cloudkit.io.store.scene_table import append_scene_row
-from cloudkit.locks import FileLock
 
 
 class _Members:

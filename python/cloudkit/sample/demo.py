@@ -1,6 +1,6 @@
 """`cloudkit demo`: the whole method on a synthetic sample, as the commands a user would type.
 
-1. Two synthetic L1C products (`cloudkit.synthetic`), each with its exact classes as a mask:
+1. Two synthetic L1C products (`cloudkit.sample.synthetic`), each with its exact classes as a mask:
    one to learn from, one held out for scoring.
 2. ``cloudkit tile`` both at 20 m, the masks as labels (``--labels-from``).
 3. ``cloudkit pretrain`` DeepCluster and MoCo on the training store (labels unused).
@@ -28,7 +28,7 @@ from cloudkit.errors import CloudkitError
 SYNTHETIC_NOTE = (
     "The sample is synthetic: made-up surfaces (water, vegetation, soil, snow), cumulus with "
     "cast shadows and a cirrus veil, written as Sentinel-2 L1C products whose classes are "
-    "known exactly (cloudkit/synthetic.py). For real scenes: Sentinel-2 products from the "
+    "known exactly (cloudkit/sample/synthetic.py). For real scenes: Sentinel-2 products from the "
     "Copernicus Data Space Ecosystem; labelled sets such as CloudSEN12 or WHUS2-CD+ tile "
     "with `cloudkit tile DATASET_ROOT`."
 )
@@ -60,8 +60,8 @@ def run_demo(
     """Run every step into ``out``, each command through ``cli`` (argv in, exit code out:
     ``cloudkit.cli.main``, in this process); returns the closing table's rows and the paths
     written."""
-    from cloudkit.disk import require_writable
-    from cloudkit.synthetic import write_l1c_safe
+    from cloudkit.files.disk import require_writable
+    from cloudkit.sample.synthetic import write_l1c_safe
 
     run = functools.partial(_run, cli)
     scale = SIZES[size]

@@ -3,7 +3,7 @@
 Both ship their trained models inside their PyPI wheels and run offline (``pip install
 'cloudkit[peers]'``). cloudkit hands them reflectance it prepared itself (each product's own
 offsets applied, no-data known), so they are scored (`eval/peer.py`), used as teachers
-(`teacher.py`) and run over whole scenes (`predict/peer.py`) exactly like a cloudkit model.
+(`teacher.py`) and run over whole scenes (`predictor.py`) exactly like a cloudkit model.
 
 - ``ukis-csmask`` 1.0.0, Apache-2.0, DLR: U-Nets (EfficientNet-B4) for 4 bands (B02 B03 B04
   B08) or 6 (+ B11 B12), one pair for L1C and one for L2A; classes clear, cloud, cloud shadow;
@@ -33,7 +33,6 @@ from pathlib import Path
 
 import numpy as np
 
-from cloudkit import dl_l8s2_uv
 from cloudkit.errors import BandMismatchError, MissingDependencyError, OptionError
 from cloudkit.io.level import L1C, LEVELS
 from cloudkit.io.scene import (
@@ -43,7 +42,8 @@ from cloudkit.io.scene import (
     LABEL_THICK_CLOUD,
     LABEL_THIN_CLOUD,
 )
-from cloudkit.model_card import ModelCard, Score
+from cloudkit.models.card import ModelCard, Score
+from cloudkit.peers import dl_l8s2_uv
 from cloudkit.predict.blend import window_origins
 
 EXTRA = "pip install 'cloudkit[peers]'"

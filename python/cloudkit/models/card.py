@@ -1,7 +1,7 @@
 """Model cards: what a model reads, predicts, was trained on, may be used under, and scores.
 
 Every model `cloudkit predict --model` accepts by name has one: the models shipped inside
-cloudkit (`model_zoo.SHIPPED`) and the peer models (`peers.PEERS`). `cloudkit models` prints
+cloudkit (`zoo.SHIPPED`) and the peer models (`peers.registry.PEERS`). `cloudkit models` prints
 them; the README's model card holds the same text.
 """
 

@@ -23,7 +23,7 @@ from cloudkit.eval.metrics import ConfusionAccumulator, class_metrics
 from cloudkit.io.datasets import stored_scene_level
 from cloudkit.io.level import require_level
 from cloudkit.io.store import StoreReader
-from cloudkit.peers import Peer, get_peer
+from cloudkit.peers.registry import Peer, get_peer
 
 
 def evaluate_peer(

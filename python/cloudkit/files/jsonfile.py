@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cloudkit.atomic import write_text
+from cloudkit.files.atomic import write_text
 
 
 def plain(value: Any) -> Any:

@@ -26,13 +26,13 @@ from cloudkit.io.location import is_url
 from cloudkit.io.scene import Scene
 from cloudkit.io.store import SceneRecord, StoreLayout, TileRecord, TileStore
 from cloudkit.io.sun_metadata import plan_sun
-from cloudkit.peers import PEERS
+from cloudkit.peers.registry import PEERS
 from cloudkit.pipeline.run import SKIPPED, Progress, Summary, run_scenes
 from cloudkit.pipeline.writer import SceneJob, SceneTally, SceneWriter, Written
 from cloudkit.predict.output import output_paths
 
 if TYPE_CHECKING:
-    from cloudkit.teacher import SceneLabeller, Teacher
+    from cloudkit.peers.teacher import SceneLabeller, Teacher
 
 TILED = "tiled"
 
@@ -88,7 +88,7 @@ class StoreWriter(SceneWriter):
         if source and self._mask_folder is None:
             # here, not above: a teacher runs a peer through torch, and plain tiling starts
             # without it (torch is some 0.8 GB of a run's peak memory and 4 s of its start)
-            from cloudkit.teacher import Teacher
+            from cloudkit.peers.teacher import Teacher
 
             self._teacher = Teacher(source, threads=options.threads)
         self._labeller: SceneLabeller | None = None

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import rasterio
 
-from cloudkit import dl_l8s2_uv
 from cloudkit.errors import BandMismatchError, MissingDependencyError
 from cloudkit.io.scene import LABEL_CLEAR, LABEL_THICK_CLOUD
-from cloudkit.peers import DlL8S2Uv, get_peer
+from cloudkit.peers import dl_l8s2_uv
+from cloudkit.peers.registry import DlL8S2Uv, get_peer
 from tests.helpers.cli import fails_with_one_line, run
 from tests.helpers.shared_data import (
     DERIVED,

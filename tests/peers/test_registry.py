@@ -14,7 +14,7 @@ from cloudkit.data.reflectance import ValueScale, store_reflectance
 from cloudkit.data.tasks import TASKS
 from cloudkit.errors import BandMismatchError, CloudkitError, MissingDependencyError
 from cloudkit.io.scene import LABEL_CLEAR, LABEL_CLOUD_SHADOW, LABEL_THICK_CLOUD
-from cloudkit.peers import PEERS, S2Cloudless, UkisCsmask, get_peer
+from cloudkit.peers.registry import PEERS, S2Cloudless, UkisCsmask, get_peer
 from cloudkit.predict.blend import window_origins
 
 

@@ -12,9 +12,9 @@ import pytest
 
 from cloudkit.cli import main
 from cloudkit.errors import BandMismatchError, CloudkitError
-from cloudkit.eval.peer import evaluate_peer
 from cloudkit.eval.reference import evaluate_reference
-from cloudkit.peers import S2Cloudless, UkisCsmask
+from cloudkit.peers.registry import S2Cloudless, UkisCsmask
+from cloudkit.peers.scoring import evaluate_peer
 from tests.helpers.shared_data import L2A_T29UNU, T29UNU_60M_BANDS
 
 #: tiles of the 384 px store holding cloud, clear ground and cloud shadow
@@ -28,7 +28,7 @@ def needs(peer) -> None:
 
 def t29unu_store(path: Path, bands=T29UNU_60M_BANDS, tile_size: int = 384) -> Path:
     from cloudkit.config import TileOptions
-    from cloudkit.tiling import tile_paths
+    from cloudkit.tiler.writer import tile_paths
 
     options = TileOptions(resolution=60, bands=bands, tile_size=tile_size, scl_labels=True)
     tile_paths([L2A_T29UNU], path, options)

@@ -11,13 +11,17 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cloudkit.errors import CheckpointError
-from cloudkit.model_card import ModelCard, Score
-from cloudkit.peers import PEERS
+from cloudkit.models.card import ModelCard, Score
+from cloudkit.peers.registry import PEERS
+
+if TYPE_CHECKING:  # torch loads only when a model does
+    from cloudkit.predict.model import Predictor
 
 #: where shipped weights are installed, inside the package
-WEIGHTS = Path(__file__).parent / "weights"
+WEIGHTS = Path(__file__).parents[1] / "weights"
 
 
 @dataclass(frozen=True)
@@ -144,20 +148,20 @@ def file_sha256(path: Path) -> str:
 
 def load_predictor(
     model: str | Path, *, device: str = "auto", precision: str = "auto", compile: bool = False
-):
+) -> Predictor:
     """The predictor `--model` means: a checkpoint file first, then a shipped model's name,
     then a peer's; anything else is a one-line CheckpointError listing the names."""
-    from cloudkit.predict.model import Predictor
+    from cloudkit.predict.model import CheckpointPredictor
 
     options = {"device": device, "precision": precision, "compile": compile}
     spec = str(model)
     if Path(spec).is_file():
-        return Predictor(Path(spec), **options)
+        return CheckpointPredictor(Path(spec), **options)
     shipped = shipped_model(spec)
     if shipped is not None:
-        return Predictor(verified_weights(shipped), **options)
+        return CheckpointPredictor(verified_weights(shipped), **options)
     if spec in PEERS:
-        from cloudkit.predict.peer import PeerPredictor
+        from cloudkit.peers.predictor import PeerPredictor
 
         return PeerPredictor(spec, **options)
     if spec == DEFAULT:

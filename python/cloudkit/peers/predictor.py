@@ -21,7 +21,7 @@ from cloudkit.data.reflectance import ValueScale
 from cloudkit.errors import OptionError
 from cloudkit.io.level import processing_level, require_level
 from cloudkit.io.scene import Scene
-from cloudkit.peers import get_peer
+from cloudkit.peers.registry import get_peer
 from cloudkit.predict.model import ModelInfo
 
 

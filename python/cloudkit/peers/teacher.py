@@ -26,9 +26,9 @@ from cloudkit.errors import InvalidSceneError
 from cloudkit.io.grid import GridPlan
 from cloudkit.io.level import processing_level, require_level
 from cloudkit.io.scene import LABEL_NODATA
-from cloudkit.peers import Peer, get_peer
+from cloudkit.peers.registry import Peer, get_peer
+from cloudkit.peers.teacher_shadows import LabelShadowCheck
 from cloudkit.pipeline.writer import SceneJob
-from cloudkit.teacher_shadows import LabelShadowCheck
 
 
 class Teacher:

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cloudkit.errors import MissingDependencyError
-from cloudkit.model_card import ModelCard, Score
+from cloudkit.models.card import ModelCard, Score
 
 if TYPE_CHECKING:
     import torch
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 #: the environment variable naming the folder that holds the two .hdf5 files
 ENV = "CLOUDKIT_DL_L8S2_UV"
 #: where they are otherwise: the shared samples beside the checkout
-DEFAULT_FOLDER = Path(__file__).resolve().parents[2] / ".." / "shared/data/peers/dl-l8s2-uv"
+DEFAULT_FOLDER = Path(__file__).resolve().parents[3] / ".." / "shared/data/peers/dl-l8s2-uv"
 SIX = ("B02", "B03", "B04", "B08", "B11", "B12")
 FOUR = ("B02", "B03", "B04", "B08")
 #: the file of each band set
@@ -133,7 +133,7 @@ def require() -> None:
 
 @cache
 def _network(path: Path):
-    from cloudkit.models.keras_hdf5 import load_keras_model
+    from cloudkit.peers.keras_hdf5 import load_keras_model
 
     return load_keras_model(path)
 

@@ -19,9 +19,9 @@ from cloudkit.config import TileOptions
 from cloudkit.errors import CloudkitError
 from cloudkit.io.scene import LABEL_CLEAR, LABEL_CLOUD_SHADOW, LABEL_NODATA, LABEL_THICK_CLOUD
 from cloudkit.io.store import read_scene_table
-from cloudkit.peers import S2Cloudless, UkisCsmask
-from cloudkit.teacher import _stripe
-from cloudkit.tiling import tile_paths
+from cloudkit.peers.registry import S2Cloudless, UkisCsmask
+from cloudkit.peers.teacher import _stripe
+from cloudkit.tiler.writer import tile_paths
 from tests.helpers.shared_data import DERIVED, L2A_T29UNU, T29UNU_60M_BANDS
 
 T19UDP = DERIVED / "S2A_MSIL1C_20170729_T19UDP_preview_13band.tif"
@@ -170,7 +170,7 @@ def _mask(folder: Path, scene_id: str, classes: np.ndarray, names, transform) ->
 
 @pytest.fixture(scope="module")
 def product(tmp_path_factory):
-    from cloudkit.synthetic import write_l1c_safe
+    from cloudkit.sample.synthetic import write_l1c_safe
 
     return write_l1c_safe(tmp_path_factory.mktemp("l1c"), size_10m=192, seed=3).path
 

@@ -33,10 +33,10 @@ from typing import Any
 
 import torch
 
-from cloudkit.atomic import atomic_file, partial_name
 from cloudkit.config import Device
-from cloudkit.disk import disk_full
 from cloudkit.errors import CheckpointError, DeviceError, OptionError
+from cloudkit.files.atomic import atomic_file, partial_name
+from cloudkit.files.disk import disk_full
 from cloudkit.models.segmentation import Segmenter, load_segmenter, segmenter_state
 
 #: the checkpoint every epoch rewrites (what --resume continues from)
@@ -68,7 +68,7 @@ FINE_TUNING = CheckpointKind("cloudkit-finetune", 1, "fine-tuning")
 
 
 def save_checkpoint(payload: dict[str, Any], path: Path) -> Path:
-    """Write ``payload`` to ``path`` atomically and durably (cloudkit.atomic: a temporary
+    """Write ``payload`` to ``path`` atomically and durably (cloudkit.files.atomic: a temporary
     beside it, fsync, ``os.replace``, fsync of the folder). On any error the previous file
     stays as it was."""
     path = Path(path)

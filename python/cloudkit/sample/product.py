@@ -1,17 +1,17 @@
 """The small L1C product that ships with cloudkit, for `cloudkit tile --sample` and first steps.
 
-It is synthetic (see ``cloudkit.synthetic``): a 7.68 x 7.68 km tile of UTM zone 31N at 10 m
+It is synthetic (see ``cloudkit.sample.synthetic``): a 7.68 x 7.68 km tile of UTM zone 31N at 10 m
 (768 x 768 px; 384 x 384 at 20 m, 128 x 128 at 60 m), all 13 bands as lossless JPEG 2000,
 processing baseline 04.00 (RADIO_ADD_OFFSET -1000), with water, vegetation, soil, snow,
 cumulus and their cast shadows, a cirrus veil and a no-data wedge.
-Regenerate it with ``python -m cloudkit.sample`` (seeded, so the result is the same).
+Regenerate it with ``python -m cloudkit.sample.product`` (seeded, so the result is the same).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-SAMPLE_DIR = Path(__file__).parent / "_sample"
+SAMPLE_DIR = Path(__file__).parents[1] / "_sample"
 SAMPLE_SEED = 20230615
 
 
@@ -28,7 +28,7 @@ def sample_product() -> Path:
 
 
 def main() -> None:
-    from cloudkit.synthetic import write_l1c_safe
+    from cloudkit.sample.synthetic import write_l1c_safe
 
     product = write_l1c_safe(SAMPLE_DIR, size_10m=768, seed=SAMPLE_SEED, overwrite=True)
     print(product.path)

@@ -1,4 +1,4 @@
-"""The geometric shadow check (`cloudkit.shadows`) on a teacher's labels (`tile --labels-from`).
+"""The geometric shadow check (`cloudkit.geometry.shadows`) on a teacher's labels (`tile --labels-from`).
 
 A teacher labels a scene one tile row at a time and its labels go into the scene's scratch
 store with the row. Its rows are summed into the check's coarse grid on the way, and each
@@ -16,11 +16,7 @@ from dataclasses import replace
 import numpy as np
 import zarr
 
-from cloudkit.io.grid import GridPlan
-from cloudkit.io.scene import LABEL_CLASSES, LABEL_CLOUD_SHADOW, LABEL_NODATA
-from cloudkit.io.store import TileRecord, TileStore
-from cloudkit.io.sun_metadata import plan_sun
-from cloudkit.shadows import (
+from cloudkit.geometry.shadows import (
     ClassCodes,
     CoarseAccumulator,
     Decision,
@@ -28,6 +24,10 @@ from cloudkit.shadows import (
     decide,
     fallback_classes,
 )
+from cloudkit.io.grid import GridPlan
+from cloudkit.io.scene import LABEL_CLASSES, LABEL_CLOUD_SHADOW, LABEL_NODATA
+from cloudkit.io.store import TileRecord, TileStore
+from cloudkit.io.sun_metadata import plan_sun
 
 #: the label codes' names, in code order (clear, thick cloud, thin cloud, cloud shadow)
 _NAMES = tuple(LABEL_CLASSES[code] for code in range(4))

@@ -8,7 +8,7 @@ cloud appears (u: the unit vector of an azimuth, clockwise from north).
 
 Angles come, best first, from the user (``--sun-angles``), the product's metadata (``source``
 names the file), or the acquisition time and place (the NOAA solar position equations,
-accurate to about 0.01 degree between 1901 and 2099); `cloudkit.shadows` estimates the
+accurate to about 0.01 degree between 1901 and 2099); `cloudkit.geometry.shadows` estimates the
 shadow direction from the mask itself when none of these is known.
 """
 

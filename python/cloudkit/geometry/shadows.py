@@ -1,7 +1,7 @@
 """The geometric shadow check: a cloud-shadow pixel stays only where a cloud casts it.
 
 A cloud shadow is not a kind of surface but the place where a cloud stops the sun: it lies
-``h * tan(sun zenith)`` from its cloud, away from the sun (`cloudkit.sun`). After a scene's
+``h * tan(sun zenith)`` from its cloud, away from the sun (`cloudkit.geometry.sun`). After a scene's
 mask is complete, this module (after Fmask's object matching, Zhu & Woodcock 2012, and its
 parallax correction, Frantz et al. 2018; our own code):
 
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from cloudkit.sun import SunAngles
+from cloudkit.geometry.sun import SunAngles
 
 #: class names of cloud shadow and of cloud, as the models and peers name them
 SHADOW_NAMES = ("cloud shadow", "shadow")

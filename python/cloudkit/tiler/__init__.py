@@ -1,0 +1,1 @@
+"""`cloudkit tile`: scenes into a tile store (`writer`), the twin of `predict.writer`."""
