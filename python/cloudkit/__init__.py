@@ -13,7 +13,7 @@ Importing it is cheap: torch, the Rust extension and the readers load on the fir
 import sys
 import types
 
-from cloudkit import errors
+from cloudkit import api, errors
 from cloudkit.api import (
     EvaluateResult,
     Model,
@@ -45,18 +45,5 @@ class _Package(types.ModuleType):
 
 sys.modules[__name__].__class__ = _Package
 
-__all__ = [
-    "EvaluateResult",
-    "Model",
-    "PredictResult",
-    "TileResult",
-    "TrainResult",
-    "__version__",
-    "errors",
-    "evaluate",
-    "finetune",
-    "load_model",
-    "predict",
-    "pretrain",
-    "tile",
-]
+__all__ = ["__version__", "errors"]
+__all__ += api.__all__  # the API's names, listed once (api.py)

@@ -70,6 +70,8 @@ class PredictResult:
 
     out: Path | str
     scenes: tuple[SceneResult, ...]
+    #: what holds for the whole run (a model with no recorded pixel size), once
+    warnings: tuple[str, ...] = ()
 
     @property
     def masks(self) -> list[Path]:
@@ -145,7 +147,7 @@ def predict(
     ``progress``: a `cloudkit.pipeline.run.Progress`, told of each scene and tile row."""
     from cloudkit.io.location import is_url
     from cloudkit.models.zoo import load_predictor
-    from cloudkit.predict.writer import predict_paths
+    from cloudkit.predict.writer import PREDICTED, predict_paths, unchecked_resolution
 
     paths = _paths(scenes)
     if options.get("sun_angles") is not None:
@@ -157,17 +159,20 @@ def predict(
     load: dict[str, Any] = {"device": device, "precision": precision, "compile": compile}
     if cluster is None:
         predictor = model.predictor if isinstance(model, Model) else load_predictor(model, **load)
-        summary = predict_paths(paths, predictor, target, opts, progress)  # type: ignore[arg-type]
+        summary = predict_paths(paths, predictor, target, opts, progress)
     else:
         from cloudkit.pipeline.cluster import parse_cluster, predict_on_cluster
 
         spec = model.source if isinstance(model, Model) else str(model)
         # a bad model stops here in one line; the device is the workers' (remote: theirs)
         local = parse_cluster(cluster)[0] == "local"
-        load_predictor(spec, **(load if local else {**load, "device": "cpu"}))
+        predictor = load_predictor(spec, **(load if local else {**load, "device": "cpu"}))
         summary = predict_on_cluster(paths, spec, load, target, opts, cluster, progress)
     _raise_failures(summary, keep_going)
-    return PredictResult(target, tuple(summary.results))
+    unchecked = unchecked_resolution(predictor.info)
+    # once a run, where it made masks
+    warnings = (unchecked,) if unchecked and summary.with_status(PREDICTED) else ()
+    return PredictResult(target, tuple(summary.results), warnings)
 
 
 def tile(
@@ -214,12 +219,14 @@ def pretrain(
     method: str = "moco",
     *,
     progress: EpochCallback | None = None,
+    quiet: bool = True,
     **options: Any,
 ) -> TrainResult:
     """`cloudkit pretrain STORES --method METHOD --out OUT`: a MoCo v2 or DeepCluster v2
     encoder; returns ``last.pt``. ``options``: the command's (`config.PretrainConfig`:
     ``epochs``, ``batch_size``, ``crop``, ``queue_size``, ``prototypes``, ``device``,
-    ``resume``, ...; unset ones take the method's defaults)."""
+    ``resume``, ...; unset ones take the method's defaults). ``quiet=False`` prints each
+    epoch's line, as the command does."""
     from cloudkit.config import PretrainConfig
     from cloudkit.train.pretrain import pretrain as run
 
@@ -227,7 +234,7 @@ def pretrain(
         "PretrainConfig", {**options, "stores": _paths(stores), "out": Path(out), "method": method}
     )
     assert isinstance(cfg, PretrainConfig)
-    return _trained(run(cfg, on_epoch_end=progress, quiet=True), cfg.out)
+    return _trained(run(cfg, on_epoch_end=progress, quiet=quiet), cfg.out)
 
 
 def finetune(
@@ -237,20 +244,21 @@ def finetune(
     *,
     fraction: float = 1.0,
     progress: EpochCallback | None = None,
+    quiet: bool = True,
     **options: Any,
 ) -> TrainResult:
     """`cloudkit finetune STORES --init INIT --out OUT`: a segmentation model from random
     weights or a pretraining checkpoint, on ``fraction`` of the labelled tiles; returns
     ``best.pt``, which :func:`load_model` loads. ``options``: the command's
     (`config.FinetuneConfig`: ``task``, ``head``, ``epochs``, ``batch_size``, ``crop``,
-    ``lr``, ``device``, ``resume``, ...)."""
+    ``lr``, ``device``, ``resume``, ...). ``quiet=False`` prints each epoch's line."""
     from cloudkit.config import FinetuneConfig
     from cloudkit.train.finetune import finetune as run
 
     given = {"stores": _paths(stores), "out": Path(out), "init": str(init), "fraction": fraction}
     cfg = _make("FinetuneConfig", {**options, **given})
     assert isinstance(cfg, FinetuneConfig)
-    return _trained(run(cfg, on_epoch_end=progress, quiet=True), cfg.out)
+    return _trained(run(cfg, on_epoch_end=progress, quiet=quiet), cfg.out)
 
 
 def evaluate(
@@ -262,11 +270,14 @@ def evaluate(
     threshold: float | None = None,
     batch_size: int = 16,
     device: str = "auto",
+    shadows: str = "model",
     out: str | Path | None = None,
 ) -> EvaluateResult:
     """`cloudkit evaluate`: a fine-tuned ``checkpoint`` or a ``reference`` (a peer's name,
     "scl", or a mask GeoTIFF) scored against the labels of ``stores``; the metrics are
-    written as JSON to ``out`` when given. ``task`` and ``threshold`` go with a reference."""
+    written as JSON to ``out`` when given. ``task`` and ``threshold`` go with a reference;
+    ``shadows`` with a checkpoint ("model": every pixel it calls shadow; "geometric": only
+    the shadow a cloud of the scene casts, as `cloudkit predict` keeps by default)."""
     from cloudkit.eval.evaluate import evaluate_checkpoint, evaluate_reference, write_json
     from cloudkit.files.disk import require_writable
 
@@ -281,9 +292,13 @@ def evaluate(
     if checkpoint is not None:
         if task is not None or threshold is not None:
             raise OptionError("task and threshold go with reference=; a checkpoint brings its task")
-        metrics = evaluate_checkpoint(Path(checkpoint), paths, batch_size=batch_size, device=device)
+        metrics = evaluate_checkpoint(
+            Path(checkpoint), paths, batch_size=batch_size, device=device, shadows=shadows
+        )
     else:
         assert reference is not None
+        if shadows != "model":
+            raise OptionError("shadows goes with a checkpoint; a reference is scored as it is")
         metrics = evaluate_reference(
             paths, reference=reference, task=task or "cloud", threshold=threshold
         )

@@ -80,10 +80,9 @@ def evaluate(
     confusion matrix."""
     from rich.console import Console
 
+    from cloudkit.api import evaluate as score
     from cloudkit.errors import OptionError
-    from cloudkit.eval.evaluate import evaluate_checkpoint, evaluate_reference, write_json
     from cloudkit.eval.metrics import format_table
-    from cloudkit.files.disk import require_writable
 
     if reference is None:
         if len(paths) < 2:
@@ -97,18 +96,23 @@ def evaluate(
             )
         checkpoint, stores = paths[0], paths[1:]
         target = out or checkpoint.with_name(f"{checkpoint.stem}.eval.json")
-        require_writable(target.parent, "--out")
-        result = evaluate_checkpoint(
-            checkpoint, stores, batch_size=batch_size, device=device.value, shadows=shadows.value
-        )
+        result = score(
+            stores,
+            checkpoint=checkpoint,
+            batch_size=batch_size,
+            device=device.value,
+            shadows=shadows.value,
+            out=target,
+        ).metrics
         title = f"{checkpoint} on {len(stores)} store(s), task {result['task']}"
     else:
         if shadows is not Shadows.model:
             raise OptionError("--shadows goes with a checkpoint; a reference is scored as it is")
         name = (task or TaskName.cloud).value
         target = out or Path("reference.eval.json")
-        require_writable(target.parent, "--out")
-        result = evaluate_reference(paths, reference=reference, task=name, threshold=threshold)
+        result = score(
+            paths, reference=reference, task=name, threshold=threshold, out=target
+        ).metrics
         title = f"reference {result['reference']} on {len(paths)} store(s), task {name}"
     console = Console()
     console.print(format_table({**result, "title": title}), end="", highlight=False, markup=False)
@@ -119,5 +123,4 @@ def evaluate(
             f"shadow pixels removed ({check['removed_percent']:.1f} %): no cloud casts them",
             highlight=False,
         )
-    write_json(result, target)
     console.print(f"{result['tiles']} tiles scored; metrics written to {target}", highlight=False)

@@ -56,9 +56,7 @@ def finetune(
     Prints the path of best.pt. Example: cloudkit finetune tiles.zarr --init runs/moco/last.pt
     --fraction 0.25 --out runs/ft
     """
-    from cloudkit.train.finetune import finetune as run
+    from cloudkit.api import finetune as train
 
-    cfg = FinetuneConfig(
-        stores=tuple(stores), out=out, init=init, fraction=fraction, resume=resume, **options
-    )
-    typer.echo(str(run(cfg)))
+    result = train(stores, out, init, fraction=fraction, quiet=False, resume=resume, **options)
+    typer.echo(str(result.checkpoint))

@@ -154,42 +154,37 @@ def predict(
     A peer model runs through the same readers, windows and writer: cloudkit predict
     S2B_MSIL1C_*.SAFE --model ukis-csmask -o masks
     """
+    from cloudkit.api import predict as predict_scenes
     from cloudkit.cli._progress import RichPredictProgress, report_failures
-    from cloudkit.config import PredictOptions
     from cloudkit.geometry.sun import parse_sun_angles
-    from cloudkit.io.location import is_url
-    from cloudkit.models.zoo import load_predictor
-    from cloudkit.pipeline.run import SKIPPED
-    from cloudkit.predict.writer import PREDICTED, predict_paths, unchecked_resolution
+    from cloudkit.pipeline.run import SKIPPED, Summary
+    from cloudkit.predict.writer import PREDICTED
 
-    paths = scene_paths(scenes, sample)
-    target: Path | str = out if is_url(out) else Path(out)  # s3:// stays a URL
-    options = PredictOptions(
-        resolution=resolution,
-        window=window,
-        overlap=overlap,
-        batch_size=batch_size,
-        workers=workers,
-        decode=decode,
-        probabilities=probabilities,
-        quicklook=quicklook,
-        overwrite=overwrite,
-        shadows=shadows,
-        sun_angles=parse_sun_angles(sun_angles) if sun_angles is not None else None,
-    )
-    load = {"device": device.value, "precision": precision.value, "compile": compile_model}
-    if cluster is None:
-        predictor = load_predictor(model, **load)
-        with RichPredictProgress() as progress:
-            summary = predict_paths(paths, predictor, target, options, progress)
-    else:
-        from cloudkit.pipeline.cluster import parse_cluster, predict_on_cluster
-
-        # a bad --model stops here in one line; the device is the workers' (remote: theirs)
-        local = parse_cluster(cluster)[0] == "local"
-        predictor = load_predictor(model, **(load if local else {**load, "device": "cpu"}))
-        with RichPredictProgress() as progress:
-            summary = predict_on_cluster(paths, model, load, target, options, cluster, progress)
+    with RichPredictProgress() as progress:
+        # every scene is tried; failures come back in the result and are reported below
+        result = predict_scenes(
+            scene_paths(scenes, sample),
+            out,
+            model,
+            device=device.value,
+            precision=precision.value,
+            compile=compile_model,
+            cluster=cluster,
+            keep_going=True,
+            progress=progress,
+            resolution=resolution,
+            window=window,
+            overlap=overlap,
+            batch_size=batch_size,
+            workers=workers,
+            decode=decode,
+            probabilities=probabilities,
+            quicklook=quicklook,
+            overwrite=overwrite,
+            shadows=shadows,
+            sun_angles=parse_sun_angles(sun_angles) if sun_angles is not None else None,
+        )
+    summary = Summary(list(result.scenes))
     for r in summary.results:
         if r.status == PREDICTED:
             s = r.summary
@@ -208,9 +203,8 @@ def predict(
                 typer.echo(f"  warning: {warning}", err=True)
         elif r.status == SKIPPED:
             typer.echo(f"{r.outputs.mask}: exists, skipped (--overwrite predicts it again)")
-    unchecked = unchecked_resolution(predictor.info)
-    if unchecked and summary.with_status(PREDICTED):  # once a run, where it made masks
-        typer.echo(f"warning: {unchecked}", err=True)
+    for warning in result.warnings:
+        typer.echo(f"warning: {warning}", err=True)
     report_failures(summary)
 
 

@@ -232,13 +232,14 @@ def pretrain(
 
     Example: cloudkit pretrain tiles.zarr --method deepcluster --out runs/dc
     """
+    from cloudkit.api import pretrain as train
     from cloudkit.train.distributed import from_env
-    from cloudkit.train.pretrain import pretrain as run
 
-    cfg = PretrainConfig(
-        stores=tuple(stores),
-        out=out,
-        method=method,
+    result = train(
+        stores,
+        out,
+        method,
+        quiet=False,
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,
@@ -262,6 +263,5 @@ def pretrain(
         compile=compile_,
         amp=amp,
     )
-    checkpoint = run(cfg)
     if from_env().is_main:  # one line under torchrun, not one per process
-        typer.echo(str(checkpoint))
+        typer.echo(str(result.checkpoint))
