@@ -124,6 +124,12 @@ def test_heads_benchmark_smoke():
     assert "paper" in out and "unet" in out and "peak RSS MB" in out
 
 
+def test_network_benchmark_smoke():
+    out = _run(str(BENCHES / "bench_network.py"), "--batch", "1", "--window", "64",
+               "--repeat", "1", "--threads", "1")  # fmt: skip
+    assert "default fp32" in out and "s/Mpx" in out and "peak RSS" in out
+
+
 def test_predict_benchmark_smoke(tmp_path):
     out = _run(
         str(BENCHES / "bench_predict.py"),
