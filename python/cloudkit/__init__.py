@@ -13,8 +13,10 @@ Importing it is cheap: torch, the Rust extension and the readers load on the fir
 import sys
 import types
 
-from cloudkit import api, errors
-from cloudkit.api import (
+__version__ = "0.1.0"  # before the imports: modules below read it as they load
+
+from cloudkit import api, errors  # noqa: E402
+from cloudkit.api import (  # noqa: E402, F401 (re-exported: __all__ takes api.__all__)
     EvaluateResult,
     Model,
     PredictResult,
@@ -27,8 +29,6 @@ from cloudkit.api import (
     pretrain,
     tile,
 )
-
-__version__ = "0.1.0"
 
 
 class _Package(types.ModuleType):

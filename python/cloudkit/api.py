@@ -18,8 +18,14 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cloudkit import config as configs
 from cloudkit.arrays.model import Model
-from cloudkit.errors import OptionError, ScenesFailedError
+from cloudkit.bands import esa_order
+from cloudkit.config import FinetuneConfig, PretrainConfig
+from cloudkit.errors import BandMismatchError, OptionError, ScenesFailedError
+from cloudkit.files.disk import require_writable
+from cloudkit.io.location import is_url, location_of
+from cloudkit.train.metrics import read_metrics
 
 if TYPE_CHECKING:
     from cloudkit.pipeline.run import Progress, SceneResult, Summary
@@ -145,7 +151,6 @@ def predict(
     that failed, unless ``keep_going`` (then they are in ``result.failed``). ``cluster``:
     "local:N" or "tcp://HOST:PORT".
     ``progress``: a `cloudkit.pipeline.run.Progress`, told of each scene and tile row."""
-    from cloudkit.io.location import is_url
     from cloudkit.models.zoo import load_predictor
     from cloudkit.predict.writer import PREDICTED, predict_paths, unchecked_resolution
 
@@ -192,7 +197,6 @@ def tile(
     ``result.failed``. On a ``cluster`` ("local:N", "tcp://HOST:PORT") every scene is tried,
     as the command does, and then a ScenesFailedError names those that failed, unless
     ``keep_going``."""
-    from cloudkit.io.location import is_url, location_of
     from cloudkit.tiler.writer import tile_paths
 
     paths = _paths(scenes)
@@ -227,7 +231,6 @@ def pretrain(
     ``epochs``, ``batch_size``, ``crop``, ``queue_size``, ``prototypes``, ``device``,
     ``resume``, ...; unset ones take the method's defaults). ``quiet=False`` prints each
     epoch's line, as the command does."""
-    from cloudkit.config import PretrainConfig
     from cloudkit.train.pretrain import pretrain as run
 
     cfg = _make(
@@ -252,7 +255,6 @@ def finetune(
     ``best.pt``, which :func:`load_model` loads. ``options``: the command's
     (`config.FinetuneConfig`: ``task``, ``head``, ``epochs``, ``batch_size``, ``crop``,
     ``lr``, ``device``, ``resume``, ...). ``quiet=False`` prints each epoch's line."""
-    from cloudkit.config import FinetuneConfig
     from cloudkit.train.finetune import finetune as run
 
     given = {"stores": _paths(stores), "out": Path(out), "init": str(init), "fraction": fraction}
@@ -279,7 +281,6 @@ def evaluate(
     ``shadows`` with a checkpoint ("model": every pixel it calls shadow; "geometric": only
     the shadow a cloud of the scene casts, as `cloudkit predict` keeps by default)."""
     from cloudkit.eval.evaluate import evaluate_checkpoint, evaluate_reference, write_json
-    from cloudkit.files.disk import require_writable
 
     paths = _paths(stores)
     if (checkpoint is None) == (reference is None):
@@ -322,8 +323,6 @@ def _paths(items: str | Path | Sequence[str | Path]) -> list[Path]:
 def _make(config: str, options: dict[str, Any], *, caller: str = "") -> Any:
     """``config.<config>(**options)`` without the options left at None (so the defaults
     stay config.py's, as the CLI's do), an unknown option named in an OptionError."""
-    from cloudkit import config as configs
-
     kind = getattr(configs, config)
     known = {f.name for f in fields(kind)}
     unknown = sorted(set(options) - known)
@@ -336,8 +335,6 @@ def _make(config: str, options: dict[str, Any], *, caller: str = "") -> Any:
 
 
 def _esa_bands(bands: str | Sequence[str]) -> tuple[str, ...]:
-    from cloudkit.bands import esa_order
-    from cloudkit.errors import BandMismatchError
 
     names = bands.split(",") if isinstance(bands, str) else list(bands)
     try:
@@ -357,7 +354,6 @@ def _raise_failures(summary: Summary, keep_going: bool) -> None:
 
 
 def _trained(checkpoint: Path, out: Path) -> TrainResult:
-    from cloudkit.train.metrics import read_metrics
 
     metrics = out / "metrics.jsonl"
     epochs = tuple(read_metrics(metrics)) if metrics.is_file() else ()

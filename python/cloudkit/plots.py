@@ -125,8 +125,8 @@ def quicklook_figure(
     top = 1.0 - 4 / height
     fig.text(4 / width, top, title, va="top", ha="left", fontsize=10, weight="bold")
     handles = [
-        Patch(facecolor=np.asarray(c) / 255 if c else "none", edgecolor="black" if c else "none",
-              label=label)
+        Patch(facecolor=(c[0] / 255, c[1] / 255, c[2] / 255) if c else "none",
+              edgecolor="black" if c else "none", label=label)
         for label, c in legend
     ]  # fmt: skip
     fig.legend(

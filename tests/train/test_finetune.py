@@ -364,7 +364,7 @@ def test_a_val_set_without_the_positive_class_keeps_the_lowest_val_loss(tmp_path
     from cloudkit.config import TileOptions
     from cloudkit.sample.synthetic import write_l1c_safe
     from cloudkit.tiler.writer import tile_paths
-    from tests.test_teacher import _grid_20m, _mask
+    from tests.peers.test_teacher import _grid_20m, _mask
 
     product = write_l1c_safe(tmp_path / "in", size_10m=192, seed=2).path
     scene_id, h, w, transform = _grid_20m(product)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from cloudkit.errors import BandMismatchError, OptionError, TileShapeError
+from cloudkit.io.sun_metadata import scene_place
 
 if TYPE_CHECKING:
     import xarray
@@ -117,7 +118,6 @@ def latitude(like: xarray.DataArray) -> float | None:
     """The latitude of the DataArray's centre, where rioxarray tells its CRS."""
     if not _has_rioxarray() or like.rio.crs is None:
         return None
-    from cloudkit.io.sun_metadata import scene_place
 
     spatial = [d for d in like.dims if d != BAND_DIM]
     height, width = (like.sizes[d] for d in spatial)

@@ -10,6 +10,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
+from cloudkit.config import PredictOptions
 from cloudkit.errors import OptionError, TileShapeError
 
 if TYPE_CHECKING:
@@ -165,7 +166,6 @@ class Model:
 
         from cloudkit.arrays import chunked, labelled, reading, shadowed, values
         from cloudkit.arrays.grid import Windows, to_array_grid
-        from cloudkit.config import PredictOptions
 
         given: dict[str, Any] = {
             "batch_size": batch_size,

@@ -11,6 +11,7 @@ import threading
 
 import typer
 
+from cloudkit import __version__
 from cloudkit.cli import check as _check
 from cloudkit.cli import demo as _demo
 from cloudkit.cli import evaluate as _evaluate
@@ -21,6 +22,7 @@ from cloudkit.cli import models as _models
 from cloudkit.cli import predict as _predict
 from cloudkit.cli import pretrain as _pretrain
 from cloudkit.cli import tile as _tile
+from cloudkit.errors import CloudkitError
 
 app = typer.Typer(
     name="cloudkit",
@@ -55,8 +57,6 @@ for _name, _command in (
 
 def _print_version(value: bool) -> None:
     if value:
-        from cloudkit import __version__
-
         typer.echo(f"cloudkit {__version__}")
         raise typer.Exit()
 
@@ -76,11 +76,10 @@ def main(argv: list[str] | None = None) -> int:
 
     Set CLOUDKIT_DEBUG=1 to see the traceback as well.
     """
-    from cloudkit.errors import CloudkitError
-
     try:
         with _sigterm_as_interrupt():
-            code = app(args=argv, prog_name="cloudkit", standalone_mode=False)
+            # obj: what a command that runs other commands calls (the demo)
+            code = app(args=argv, prog_name="cloudkit", standalone_mode=False, obj={"main": main})
         # without standalone mode typer turns Ctrl-C into Exit(130) and click *returns* an
         # Exit's code instead of raising it; commands themselves return None
         if isinstance(code, int) and code != 0:

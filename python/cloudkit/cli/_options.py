@@ -10,7 +10,10 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from cloudkit.bands import esa_order
 from cloudkit.config import Device
+from cloudkit.errors import BandMismatchError
+from cloudkit.sample.product import sample_product
 
 Command = TypeVar("Command", bound=Callable[..., None])
 
@@ -67,8 +70,6 @@ Bands = Annotated[
 def parse_bands(value: str | None) -> tuple[str, ...] | None:
     if value is None:
         return None
-    from cloudkit.bands import esa_order
-    from cloudkit.errors import BandMismatchError
 
     names = [v.strip().upper() for v in value.split(",") if v.strip()]
     try:
@@ -129,8 +130,6 @@ def scene_paths(scenes: list[Path] | None, sample: bool) -> list[Path]:
     """SCENES, plus the product that ships with cloudkit with ``--sample``; at least one."""
     paths = list(scenes or [])
     if sample:
-        from cloudkit.sample.product import sample_product
-
         paths.append(sample_product())
     if not paths:
         raise typer.BadParameter("give at least one scene, or --sample", param_hint="SCENES")

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import sys
 import time
+from types import TracebackType
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from cloudkit.errors import ScenesFailedError
 from cloudkit.pipeline.run import FAILED, SceneResult, Summary
@@ -30,7 +38,7 @@ class _SceneBars(PipelineProgress):
             disable=not sys.stderr.isatty(),
         )
         self._scenes = self._bar.add_task("scenes", total=None, count=0, rate=0.0)
-        self._rows = None
+        self._rows: TaskID | None = None  # the current scene's bar
         self._count = 0
         self._t0 = time.perf_counter()
 
@@ -38,8 +46,13 @@ class _SceneBars(PipelineProgress):
         self._bar.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self._bar.__exit__(*exc)
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self._bar.__exit__(kind, error, trace)
 
     def scenes_found(self, count: int) -> None:
         self._bar.update(self._scenes, total=count)
@@ -51,7 +64,8 @@ class _SceneBars(PipelineProgress):
 
     def _row(self, count: int, rate: float) -> None:
         self._count += count
-        self._bar.update(self._rows, advance=1, count=self._count, rate=rate)
+        if self._rows is not None:  # rows come only between scene_started calls
+            self._bar.update(self._rows, advance=1, count=self._count, rate=rate)
         self._bar.update(self._scenes, count=self._count, rate=rate)
 
     def _per_second(self, amount: float) -> float:

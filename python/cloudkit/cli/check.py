@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from cloudkit.errors import StoreError
+
 
 def check(
     stores: Annotated[
@@ -19,7 +21,6 @@ def check(
 
     Example: cloudkit check tiles.zarr s3://bucket/tiles.zarr
     """
-    from cloudkit.errors import StoreError
     from cloudkit.io.store import INTEGRITY, damaged_tiles
 
     bad = 0

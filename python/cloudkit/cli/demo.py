@@ -9,9 +9,12 @@ import typer
 
 from cloudkit.cli._options import DeviceChoice
 from cloudkit.config import Device
+from cloudkit.errors import OptionError
+from cloudkit.sample.demo import SIZES, run_demo
 
 
 def demo(
+    ctx: typer.Context,
     out: Annotated[
         Path,
         typer.Option("--out", "-o", help="Folder for everything the demo writes."),
@@ -34,10 +37,7 @@ def demo(
 
     Example: cloudkit demo --out demo
     """
-    from cloudkit.cli import main
-    from cloudkit.errors import OptionError
-    from cloudkit.sample.demo import SIZES, run_demo
-
     if size not in SIZES:
         raise OptionError(f"--size {size}: expected one of {', '.join(SIZES)}")
-    run_demo(out, main, device=device.value, size=size)
+    # each step through the entry point that runs this command: `main` (cli/__init__.py)
+    run_demo(out, ctx.obj["main"], device=device.value, size=size)

@@ -7,8 +7,10 @@ from typing import Annotated
 
 import typer
 
+from cloudkit.api import evaluate as score
 from cloudkit.cli._options import DeviceChoice
 from cloudkit.config import Device, Shadows, TaskName
+from cloudkit.errors import OptionError
 
 
 def evaluate(
@@ -80,8 +82,6 @@ def evaluate(
     confusion matrix."""
     from rich.console import Console
 
-    from cloudkit.api import evaluate as score
-    from cloudkit.errors import OptionError
     from cloudkit.eval.metrics import format_table
 
     if reference is None:

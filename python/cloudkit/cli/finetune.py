@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from cloudkit.api import finetune as train
 from cloudkit.cli._finetune_options import FINETUNE_OPTIONS
 from cloudkit.cli._options import defaults_from, out_option, stores_argument
 from cloudkit.config import FinetuneConfig
@@ -56,7 +57,5 @@ def finetune(
     Prints the path of best.pt. Example: cloudkit finetune tiles.zarr --init runs/moco/last.pt
     --fraction 0.25 --out runs/ft
     """
-    from cloudkit.api import finetune as train
-
     result = train(stores, out, init, fraction=fraction, quiet=False, resume=resume, **options)
     typer.echo(str(result.checkpoint))

@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from cloudkit.errors import OptionError
+
 
 def models(
     name: Annotated[
@@ -21,7 +23,6 @@ def models(
 
     Example: cloudkit models ukis-csmask
     """
-    from cloudkit.errors import OptionError
     from cloudkit.models.zoo import listings, model_names
 
     found = listings()

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from cloudkit.api import predict as predict_scenes
 from cloudkit.cli._options import (
     DeviceChoice,
     Resolution,
@@ -18,6 +19,7 @@ from cloudkit.cli._options import (
     scene_paths,
 )
 from cloudkit.config import Decode, Device, PredictOptions, Shadows
+from cloudkit.geometry.sun import parse_sun_angles
 
 
 class Precision(str, enum.Enum):
@@ -154,9 +156,7 @@ def predict(
     A peer model runs through the same readers, windows and writer: cloudkit predict
     S2B_MSIL1C_*.SAFE --model ukis-csmask -o masks
     """
-    from cloudkit.api import predict as predict_scenes
     from cloudkit.cli._progress import RichPredictProgress, report_failures
-    from cloudkit.geometry.sun import parse_sun_angles
     from cloudkit.pipeline.run import SKIPPED, Summary
     from cloudkit.predict.writer import PREDICTED
 
@@ -187,7 +187,7 @@ def predict(
     summary = Summary(list(result.scenes))
     for r in summary.results:
         if r.status == PREDICTED:
-            s = r.summary
+            s = r.summary or {}  # a predicted scene has its summary
             typer.echo(
                 f"{r.outputs.mask}: cloud {_pct(s['cloud_percent'])}, shadow "
                 f"{_pct(s['shadow_percent'])}, valid {_pct(s['valid_percent'])} "

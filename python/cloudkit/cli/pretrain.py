@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from cloudkit.api import pretrain as train
 from cloudkit.cli._options import MinValid, defaults_from, out_option, stores_argument
 from cloudkit.config import Arch, Device, Method, PretrainConfig, Views, parse_int_list
 
@@ -232,7 +233,6 @@ def pretrain(
 
     Example: cloudkit pretrain tiles.zarr --method deepcluster --out runs/dc
     """
-    from cloudkit.api import pretrain as train
     from cloudkit.train.distributed import from_env
 
     result = train(

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from cloudkit.api import tile as tile_scenes
 from cloudkit.cli._options import (
     Bands,
     Resolution,
@@ -96,7 +97,6 @@ def tile(
 
     Example: cloudkit tile S2A_MSIL1C_*.SAFE tiles.zarr --resolution 10
     """
-    from cloudkit.api import tile as tile_scenes
     from cloudkit.cli._progress import RichTileProgress, report_failures
     from cloudkit.pipeline.run import SKIPPED, Summary
     from cloudkit.tiler.writer import TILED

@@ -10,12 +10,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from cloudkit.data.tasks import IGNORE, get_task, task_targets
 from cloudkit.errors import OptionError, StoreError
 from cloudkit.eval.metrics import ConfusionAccumulator, class_metrics
 from cloudkit.eval.reference import evaluate_reference
 from cloudkit.eval.shadow_check import StoreSuns, TileChecker, require_checkable
 from cloudkit.files.jsonfile import write_json
 from cloudkit.io.store import StoreReader
+from cloudkit.models.band_slots import check_any_band_input
+from cloudkit.models.losses import predict_classes
 
 __all__ = ["evaluate_checkpoint", "evaluate_reference", "write_json"]
 
@@ -36,15 +42,9 @@ def evaluate_checkpoint(
     each tile first (`eval/shadow_check.py`). Returns :func:`class_metrics` output plus ``checkpoint``,
     ``task``, ``stores`` and ``tiles`` (the number of tiles predicted).
     """
-    import torch
-    from torch.utils.data import DataLoader, Subset
-
-    from cloudkit.data.tasks import IGNORE, get_task, task_targets
     from cloudkit.data.tiles import TileDataset
-    from cloudkit.models.band_slots import check_any_band_input
     from cloudkit.models.checkpoint import load_finetuned, resolve_device
     from cloudkit.models.encoder import check_bands
-    from cloudkit.models.losses import predict_classes
 
     if batch_size < 1:
         raise OptionError(f"--batch-size {batch_size}: expected at least 1")
@@ -70,12 +70,12 @@ def evaluate_checkpoint(
             check_bands(model.bands, reader.bands, what=f"store {store}")
         if checker is not None:
             suns.append(StoreSuns.of(reader))
-    dataset = TileDataset(
+    tiles_of = TileDataset(
         [Path(s) for s in stores], min_valid=1e-9, with_labels=True, any_bands=any_bands
     )
-    tiles_of = dataset
+    dataset: Dataset = tiles_of
     if tiles is not None:
-        dataset = Subset(dataset, [int(i) for i in tiles])
+        dataset = Subset(tiles_of, [int(i) for i in tiles])
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
     model.to(dev)
     acc = ConfusionAccumulator(task.num_classes, ignore=IGNORE)
@@ -92,8 +92,8 @@ def evaluate_checkpoint(
                 probs = torch.softmax(logits.float(), dim=1).cpu().numpy()
                 valid = batch["valid"][:, 0].numpy()
                 for j, i in enumerate(batch["index"].tolist()):
-                    store, row = tiles_of.tile_of(int(i))
-                    pred[j] = checker.check(pred[j], probs[j], valid[j], suns[store], row)
+                    at, row = tiles_of.tile_of(int(i))  # the store's place in ``stores``
+                    pred[j] = checker.check(pred[j], probs[j], valid[j], suns[at], row)
             acc.update(pred, targets.numpy())
             count += len(targets)
     result = class_metrics(acc.matrix, task.classes)

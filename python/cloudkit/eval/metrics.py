@@ -15,6 +15,7 @@ Conventions (also in the README):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from io import StringIO
 from typing import Any
 
 import numpy as np
@@ -124,8 +125,6 @@ def class_metrics(cm: np.ndarray, classes: Sequence[str]) -> dict:
 
 def format_table(metrics: dict) -> str:
     """A readable plain-text table of :func:`class_metrics` output (rich, no colours)."""
-    from io import StringIO
-
     from rich.console import Console
     from rich.table import Table
 

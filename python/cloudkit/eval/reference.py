@@ -24,6 +24,7 @@ import numpy as np
 from cloudkit.data.tasks import IGNORE, Task, get_task
 from cloudkit.errors import CloudkitError, InvalidSceneError, OptionError, StoreError
 from cloudkit.eval.metrics import ConfusionAccumulator, class_metrics
+from cloudkit.io.labels import SCL_LUT
 from cloudkit.io.store import StoreReader
 from cloudkit.peers.registry import PEERS
 
@@ -200,8 +201,6 @@ def _to_classes(
     """Reference values -> task class indices, IGNORE where the reference has no value."""
     missing = np.isnan(values)
     if scl:
-        from cloudkit.io.labels import SCL_LUT
-
         codes = np.where(missing | (values < 0) | (values > 255), 255, values).astype(np.uint8)
         return task.lut[SCL_LUT[codes]]
     if threshold is not None:
@@ -298,6 +297,7 @@ def evaluate_reference(
                                 )
                             reader = readers[tile.scene]
                         else:
+                            assert mask is not None  # opened above, the reference not scl
                             reader = mask
                         pred = _to_classes(
                             reader.read(tile), the_task, scl=scl, threshold=threshold

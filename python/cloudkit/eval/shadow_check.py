@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from affine import Affine
 
 from cloudkit.errors import OptionError
 from cloudkit.geometry.shadows import ClassCodes, check_shadows
@@ -47,9 +48,9 @@ class StoreSuns:
         zenith = _column(reader, "sun_zenith", n)
         sources = _column(reader, "sun_source", n)
         suns, latitudes = [], []
-        crs = reader.scenes("crs") if n else []
-        transform = reader.scenes("transform") if n else []
-        shape = reader.scenes("shape") if n else []
+        crs: np.ndarray | list = reader.scenes("crs") if n else []
+        transform: np.ndarray | list = reader.scenes("transform") if n else []
+        shape: np.ndarray | list = reader.scenes("shape") if n else []
         for s in range(n):
             az, zen = float(azimuth[s]), float(zenith[s])
             known = math.isfinite(az) and math.isfinite(zen)
@@ -72,7 +73,6 @@ def _column(reader: StoreReader, name: str, n: int):
 
 
 def _place(crs_wkt, transform, shape) -> tuple[float, float] | None:
-    from affine import Affine
     from rasterio.crs import CRS
     from rasterio.errors import CRSError
 

@@ -3,8 +3,12 @@ was a full disk (the errors of torch and GDAL do not say)."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from pathlib import Path
+
+from cloudkit.errors import OutputError
 
 #: free bytes below which a failed write is put down to a full disk
 FULL_BELOW = 1 << 20
@@ -26,11 +30,6 @@ def disk_full(folder: Path) -> bool:
 def require_writable(folder: Path, what: str) -> Path:
     """Create ``folder`` when needed and check that a file can be written there, before any
     work is done (an evaluation that ran for an hour must not fail at its last write)."""
-    import os
-    import tempfile
-
-    from cloudkit.errors import OutputError
-
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import numpy as np
 from scipy import ndimage
@@ -136,7 +137,10 @@ def decide(
     everywhere = np.ones(masks.shadow.shape, bool)
     nowhere = np.zeros(masks.shadow.shape, bool)
     if not masks.shadow.any():
-        report = {"sun": sun.as_dict() if sun else None, "note": "no shadow to check"}
+        report: dict[str, Any] = {
+            "sun": sun.as_dict() if sun else None,
+            "note": "no shadow to check",
+        }
         return Decision(everywhere, nowhere, factor, report)
     labels, n = ndimage.label(masks.cloud, structure=_EIGHT)
     if sun is not None:
@@ -414,7 +418,8 @@ class Tally:
             shadow &= valid
         if not shadow.any():
             return classes
-        keep, edge = keep_rows(decision, row0, *classes.shape, col0=col0)
+        rows_cols = cast(tuple[int, int], classes.shape)  # a block of the mask: 2-D
+        keep, edge = keep_rows(decision, row0, *rows_cols, col0=col0)
         gone = shadow & ~keep
         self.before += int(shadow.sum())
         self.near_edge += int((shadow & edge).sum())

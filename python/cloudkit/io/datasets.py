@@ -159,7 +159,7 @@ def _folder_metadata(
             stac = _stac_metadata(folder, doc, names)
             if "quantification" in stac:
                 stac["radiometry_file"] = path
-            props = doc.get("properties") if isinstance(doc.get("properties"), dict) else {}
+            props = doc["properties"] if isinstance(doc.get("properties"), dict) else {}
             sun = stac_angles(path, props)
             if sun is not None:
                 stac["sun"] = sun

@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from affine import Affine
 from rasterio.crs import CRS
@@ -116,26 +117,37 @@ def plan_grid(
     factors = [_factor(o.pixel, target, o.path) for o in chosen]
     # The grid's origin and size come from a file already on it, if any (else the first).
     ref_at = factors.index(1) if 1 in factors else 0
-    ref = chosen[ref_at].header
+    # none is absent now: each chosen option has its source and header
+    ref = cast(RasterHeader, chosen[ref_at].header)
     crs, origin = ref.crs, (ref.transform.c, ref.transform.f)
     height, width = _scaled_size(ref, factors[ref_at])
     for option, factor in zip(chosen, factors, strict=True):
-        _check_same_grid(ref.path, crs, origin, (height, width), option.header, factor, target)
+        header = cast(RasterHeader, option.header)
+        _check_same_grid(ref.path, crs, origin, (height, width), header, factor, target)
 
     levels = [0] * len(chosen)
     if decode is Decode.reduced:
-        levels = [_reduced_level(o.header, f) for o, f in zip(chosen, factors, strict=True)]
+        levels = [
+            _reduced_level(cast(RasterHeader, o.header), f)
+            for o, f in zip(chosen, factors, strict=True)
+        ]
         factors = [_after_level(f, j) for f, j in zip(factors, levels, strict=True)]
 
     label, label_factor = _pick_label(scene, target, headers)
-    if label is not None:
+    if label is not None:  # then it has its factor
         _check_same_grid(
-            ref.path, crs, origin, (height, width), headers[label.path], label_factor, target
+            ref.path,
+            crs,
+            origin,
+            (height, width),
+            headers[label.path],
+            cast(int, label_factor),
+            target,
         )
     return GridPlan(
         scene=scene,
         bands=tuple(wanted),
-        sources=tuple(o.source for o in chosen),
+        sources=tuple(cast(BandSource, o.source) for o in chosen),
         factors=tuple(factors),
         label=label,
         label_factor=label_factor,
@@ -371,7 +383,7 @@ def _check_same_grid(
     path = header.path
     if header.crs != crs:
         raise InvalidSceneError(
-            f"{path}: CRS {header.crs.to_string()} differs from {crs.to_string()} of "
+            f"{path}: CRS {cast(CRS, header.crs).to_string()} differs from {crs.to_string()} of "
             f"{ref_path}; expected every band of a scene on one CRS: reproject it first"
         )
     x0, y0 = header.transform.c, header.transform.f

@@ -6,6 +6,7 @@ stray value can never be counted as clear sky.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -85,8 +86,6 @@ def mask_label_source(path: Path, what: str) -> LabelSource:
     """The classes of a cloudkit mask (``SCENE_mask.tif`` as `cloudkit predict` writes it) as
     a scene's labels; a one-line error, naming ``path`` and ``what`` asked for it, when it is
     missing, untagged or holds classes that are not cloudkit's."""
-    import json
-
     import rasterio
 
     if not path.is_file():

@@ -24,6 +24,7 @@ import socket
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -332,7 +333,6 @@ class S3Location(Location):
 
     @_s3_errors
     def _each(self, function, pairs: list[tuple]) -> None:
-        from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(UPLOADS_AT_ONCE) as pool:
             list(pool.map(lambda pair: function(*pair), pairs))

@@ -30,6 +30,8 @@ class SceneRows:
         ]
         self.factors = list(plan.factors)
         if with_labels:
+            # a plan with a label file has its factor (plan_grid)
+            assert plan.label is not None and plan.label_factor is not None
             lanes.append(RasterBand(plan.label.path, plan.label.index, through_lut(plan.label.lut)))
             self.factors.append(plan.label_factor)
         self.with_labels = with_labels

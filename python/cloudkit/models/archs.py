@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from torch import nn
 from torchvision import models as tv
@@ -56,12 +57,13 @@ def _resnet18() -> nn.Module:
 
 
 def _resnet_stages(net: nn.Module) -> list[nn.Module]:
+    resnet = cast(tv.ResNet, net)
     return [
-        nn.Sequential(net.conv1, net.bn1, net.relu),
-        nn.Sequential(net.maxpool, net.layer1),
-        net.layer2,
-        net.layer3,
-        net.layer4,
+        nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu),
+        nn.Sequential(resnet.maxpool, resnet.layer1),
+        resnet.layer2,
+        resnet.layer3,
+        resnet.layer4,
     ]
 
 
@@ -81,15 +83,22 @@ def _slices(*cuts: int) -> Callable[[nn.Module], list[nn.Module]]:
     """Stages of a network whose ``features`` is one Sequential, cut before these indices."""
 
     def stages(net: nn.Module) -> list[nn.Module]:
-        bounds = (0, *cuts, len(net.features))
-        return [net.features[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+        features = _features(net)
+        bounds = (0, *cuts, len(features))
+        return [features[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
 
     return stages
 
 
+def _features(net: nn.Module) -> nn.Sequential:
+    """The ``features`` of a MobileNet or an EfficientNet: one Sequential."""
+    return cast(nn.Sequential, net.features)
+
+
 def _regnet_stages(net: nn.Module) -> list[nn.Module]:
-    trunk = net.trunk_output
-    return [net.stem, trunk.block1, trunk.block2, trunk.block3, trunk.block4]
+    regnet = cast(tv.RegNet, net)
+    trunk = regnet.trunk_output
+    return [regnet.stem, trunk.block1, trunk.block2, trunk.block3, trunk.block4]
 
 
 ARCHS: dict[str, Arch] = {
@@ -108,7 +117,7 @@ ARCHS: dict[str, Arch] = {
         Arch(
             "mobilenet_v3_large",
             _classifier_off(tv.mobilenet_v3_large),
-            lambda net: net.features[0],
+            lambda net: _features(net)[0],
             "0",
             _slices(2, 4, 7, 13),
             (16, 24, 40, 112, 960),
@@ -118,7 +127,7 @@ ARCHS: dict[str, Arch] = {
         Arch(
             "efficientnet_b0",
             _classifier_off(tv.efficientnet_b0),
-            lambda net: net.features[0],
+            lambda net: _features(net)[0],
             "0",
             _slices(2, 3, 4, 6),
             (16, 24, 40, 112, 1280),
@@ -128,7 +137,7 @@ ARCHS: dict[str, Arch] = {
         Arch(
             "regnet_y_400mf",
             _classifier_off(tv.regnet_y_400mf),
-            lambda net: net.stem,
+            lambda net: cast(tv.RegNet, net).stem,
             "0",
             _regnet_stages,
             (32, 48, 104, 208, 440),

@@ -16,10 +16,12 @@ any-band model asks of a product (:data:`REQUIRED_BANDS`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from cloudkit.bands import L1C_BANDS
 from cloudkit.errors import BandMismatchError
@@ -57,9 +59,9 @@ class PresenceStem(nn.Module):
 
     def fold(self, bn: nn.BatchNorm2d) -> PresenceStem:
         """This stem with an eval-mode BatchNorm that follows it folded in (inference only)."""
-        from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-        scale = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach()
+        # an eval-mode BatchNorm's running statistics (fuse_conv_bn_eval needs them too)
+        running_var = cast(Tensor, bn.running_var)
+        scale = (bn.weight / torch.sqrt(running_var + bn.eps)).detach()
         folded = PresenceStem(fuse_conv_bn_eval(self.conv, bn))
         with torch.no_grad():
             folded.presence.weight.copy_(self.presence.weight * scale[:, None])
@@ -94,14 +96,15 @@ def drop_bands(slots: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A random realistic band subset of a (13, H, W) slot image: the others become NaN."""
     present = ~np.isnan(slots).all(axis=(1, 2))
     draw = rng.random()
-    keep: set[str] | None = set(REQUIRED_BANDS)
+    required = set(REQUIRED_BANDS)
+    keep: set[str] | None
     for probability, extra in _SUBSETS:
         if draw < probability:
-            keep = None if extra is None else keep | set(extra)
+            keep = None if extra is None else required | set(extra)
             break
         draw -= probability
     else:
-        keep = keep | {b for b in SLOTS if rng.random() < 0.6}
+        keep = required | {b for b in SLOTS if rng.random() < 0.6}
     out = slots.copy()
     if keep is not None:
         for slot, band in enumerate(SLOTS):

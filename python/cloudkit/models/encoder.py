@@ -10,6 +10,7 @@ slots and takes any subset of them, missing bands as NaN channels (`band_slots.p
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -50,13 +51,14 @@ class Encoder(nn.Module):
         #: channels of the five feature maps of :meth:`features`
         self.channels: tuple[int, ...] = spec.channels
         self.backbone: nn.Module = spec.build()
-        old = stem(spec, self.backbone)
+        old = cast(nn.Conv2d, stem(spec, self.backbone))  # torchvision's own
         conv = nn.Conv2d(
             len(self.bands),
             old.out_channels,
-            kernel_size=old.kernel_size,
-            stride=old.stride,
-            padding=old.padding,
+            # a 2-D convolution's: torch types them as tuples of any length
+            kernel_size=cast(tuple[int, int], old.kernel_size),
+            stride=cast(tuple[int, int], old.stride),
+            padding=cast("str | tuple[int, int]", old.padding),
             bias=False,
         )
         # the init torchvision gives its own first convolution, redone for the channel count
@@ -138,8 +140,8 @@ def as_any_band(encoder: Encoder) -> Encoder:
     stem_keys = {k for k, v in named.items() if id(v) in first}
     state = {k: v for k, v in encoder.backbone.state_dict().items() if k not in stem_keys}
     out.backbone.load_state_dict(state, strict=False)
-    source = encoder.stem().weight.detach()
-    target = out.stem().conv.weight
+    source = cast(nn.Conv2d, encoder.stem()).weight.detach()
+    target = cast(PresenceStem, out.stem()).conv.weight
     with torch.no_grad():
         target.zero_()
         for i, band in enumerate(encoder.bands):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 from cloudkit.errors import CheckpointError
 from cloudkit.models.card import ModelCard, Score
@@ -146,6 +146,14 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+class _PredictorOptions(TypedDict):
+    """What every predictor takes besides its model."""
+
+    device: str
+    precision: str
+    compile: bool
+
+
 def load_predictor(
     model: str | Path, *, device: str = "auto", precision: str = "auto", compile: bool = False
 ) -> Predictor:
@@ -153,7 +161,7 @@ def load_predictor(
     then a peer's; anything else is a one-line CheckpointError listing the names."""
     from cloudkit.predict.model import CheckpointPredictor
 
-    options = {"device": device, "precision": precision, "compile": compile}
+    options: _PredictorOptions = {"device": device, "precision": precision, "compile": compile}
     spec = str(model)
     if Path(spec).is_file():
         return CheckpointPredictor(Path(spec), **options)

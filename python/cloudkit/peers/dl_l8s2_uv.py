@@ -37,6 +37,7 @@ import numpy as np
 
 from cloudkit.errors import MissingDependencyError
 from cloudkit.models.card import ModelCard, Score
+from cloudkit.predict.blend import blend_weights, window_origins
 
 if TYPE_CHECKING:
     import torch
@@ -189,8 +190,6 @@ def _windows(net, x: torch.Tensor) -> torch.Tensor:
     predict blends; sizes padded (reflect, else edge) to the network's multiple."""
     import torch
     import torch.nn.functional as F  # noqa: N812
-
-    from cloudkit.predict.blend import blend_weights, window_origins
 
     h, w = x.shape[-2:]
     size = min(WINDOW, _ceil_to(max(h, w), net.multiple))

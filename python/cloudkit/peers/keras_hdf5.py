@@ -220,6 +220,7 @@ def _build_layer(
         up = nn.ConvTranspose2d(cin_k, cout, (kh, kw), stride=stride, bias="bias" in w)
         _set(up.weight, np.transpose(kernel, (3, 2, 0, 1)), where)
         if "bias" in w:
+            assert up.bias is not None  # made with one
             _set(up.bias, w["bias"], where)
         return _with_activation(up, cfg, where), cout
     if kind == "BatchNormalization":
@@ -234,6 +235,8 @@ def _build_layer(
             _set(bn.weight, w["gamma"], where)
         if cfg.get("center", True):
             _set(bn.bias, w["beta"], where)
+        # a BatchNorm2d tracks its running statistics unless told not to
+        assert bn.running_mean is not None and bn.running_var is not None
         _set(bn.running_mean, w["moving_mean"], where)
         _set(bn.running_var, w["moving_variance"], where)
         return bn, cin[0]
@@ -263,6 +266,7 @@ def _conv(
     conv.padding = _same_padding(cfg, (kh, kw), where)
     _set(conv.weight, np.transpose(kernel, (3, 2, 0, 1)), where)
     if bias is not None:
+        assert conv.bias is not None  # made with one
         _set(conv.bias, bias, where)
     return conv
 

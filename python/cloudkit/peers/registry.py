@@ -30,6 +30,7 @@ import json
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -44,7 +45,7 @@ from cloudkit.io.scene import (
 )
 from cloudkit.models.card import ModelCard, Score
 from cloudkit.peers import dl_l8s2_uv
-from cloudkit.predict.blend import window_origins
+from cloudkit.predict.blend import blend_weights, window_origins
 
 EXTRA = "pip install 'cloudkit[peers]'"
 #: how much coarser than a peer was made for its pixels may be before its classes are
@@ -206,7 +207,9 @@ class UkisCsmask(Peer):
         if "B08" not in have and "B8A" in have:
             # L2A at 60 m has no B08; B8A (865 nm) is the narrow twin of B08 (833 nm)
             have.add("B08")
-        chosen = self.SIX if set(self.SIX) <= have else self.FOUR if set(self.FOUR) <= have else ()
+        chosen: tuple[str, ...] = (
+            self.SIX if set(self.SIX) <= have else self.FOUR if set(self.FOUR) <= have else ()
+        )
         if not chosen:
             lacking = [b for b in self.FOUR if b not in have]
             raise BandMismatchError(
@@ -249,7 +252,6 @@ class UkisCsmask(Peer):
         *,
         resolution: float | None = None,
     ) -> np.ndarray:
-        from cloudkit.predict.blend import blend_weights
 
         level = _level(level)
         session, mean, std = self._session(len(bands), level)
@@ -260,7 +262,7 @@ class UkisCsmask(Peer):
         # smaller than its window: padded; larger: overlapping windows, blended as predict does
         ph, pw = max(0, size - h), max(0, size - w)
         if ph or pw:
-            mode = "reflect" if min(h, w) > max(ph, pw) else "edge"
+            mode: Literal["reflect", "edge"] = "reflect" if min(h, w) > max(ph, pw) else "edge"
             x = np.pad(x, ((0, 0), (0, 0), (0, ph), (0, pw)), mode=mode)
         weights = blend_weights(size, self.overlap)
         total = np.zeros((n, len(self.codes), h + ph, w + pw), np.float32)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
+from typing import cast
 
 import numpy as np
 import zarr
@@ -46,7 +48,9 @@ class LabelShadowCheck:
         self._acc = CoarseAccumulator(plan.height, plan.width, plan.resolution)
         # closed by close(), when the scene is committed or dropped
         self._file = tempfile.TemporaryFile(prefix="cloudkit-fallback-")  # noqa: SIM115
-        self._fallback = np.memmap(self._file, np.uint8, "w+", shape=(self.height, self.width))
+        self._fallback: np.memmap | None = np.memmap(
+            self._file, np.uint8, "w+", shape=(self.height, self.width)
+        )
         self._next_row = 0
         self._tally = Tally(_NAMES)
         self._decision: Decision | None = None
@@ -74,6 +78,7 @@ class LabelShadowCheck:
         )
         cloud = tuple(i for i, code in enumerate(self.codes) if code in self._classes.cloud)
         other = fallback_classes(probabilities, self._shadow, cloud=cloud)
+        assert self._fallback is not None  # until close()
         self._fallback[row0 : row0 + labels.shape[0]] = self.codes[other]
         self._next_row = row0 + labels.shape[0]
 
@@ -82,10 +87,11 @@ class LabelShadowCheck:
         fractions brought up to date."""
         self._decision = decide(self._acc.masks(), self.sun, self._acc.factor, self.latitude)
         # the scratch store is local (staged there for s3:// too) and has its codecs on disk
-        labels = zarr.open_array(str(scratch.path / "labels"), mode="r+")
+        labels = zarr.open_array(str(cast(Path, scratch.path) / "labels"), mode="r+")
+        assert self._fallback is not None  # until close()
         out = []
         for tile in tiles:
-            stored = labels[tile.index, 0]
+            stored = cast(np.ndarray, labels[tile.index, 0])
             rows = min(stored.shape[0], self.height - tile.row)
             cols = min(stored.shape[1], self.width - tile.col)
             inside = stored[:rows, :cols]

@@ -27,6 +27,7 @@ from cloudkit.errors import CloudkitError, OptionError
 from cloudkit.io.discover import discover_scenes
 from cloudkit.io.location import is_url, location_of
 from cloudkit.io.scene import Scene
+from cloudkit.models.zoo import load_predictor
 from cloudkit.pipeline.run import FAILED, Progress, SceneResult, Summary, run_scene
 from cloudkit.tiler.writer import StoreWriter
 
@@ -205,7 +206,6 @@ def _predict_scene(
     scene: Scene, model: str, load_options: dict, out_dir: Path | str, options: PredictOptions
 ) -> SceneResult:
     """One scene on a worker; the worker's model is loaded on its first scene."""
-    from cloudkit.models.zoo import load_predictor
     from cloudkit.predict.writer import PredictionWriter
 
     load_options = {**load_options, "device": _worker_device(load_options.get("device"))}

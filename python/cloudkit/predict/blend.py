@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -99,7 +100,7 @@ class RowBlender:
             self._weight[:, col : col + t] += w
             self._valid[:, col : col + t] |= valid[k, 0] != 0
             if self._pasted is not None:
-                self._pasted[:, :, col : col + t] = pasted[k]
+                self._pasted[:, :, col : col + t] = cast(np.ndarray, pasted)[k]
         last = y0 + t >= self.height
         done = self.height - y0 if last else self.stride
         yield self._finished(min(done, self.height - y0))

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import numpy as np
 import torch
@@ -98,6 +98,7 @@ class CheckpointPredictor:
         precision: str = "auto",
         compile: bool = False,
     ) -> None:
+        model: nn.Module  # a Segmenter, then what folding and compiling make of it
         payload, model = load_finetuned(Path(checkpoint))
         self.info = _model_info(Path(checkpoint), payload, model)
         #: how the windows' store values become the model's reflectance (the checkpoint's)
@@ -121,7 +122,7 @@ class CheckpointPredictor:
             import torch._inductor.config as inductor_config
 
             inductor_config.freezing = True
-            model = torch.compile(model)
+            model = cast(nn.Module, torch.compile(model))  # an OptimizedModule
         self._model = model
         self.compiled = compile
         self._scale, self._offset = self.values.tensors(self.device)
@@ -237,13 +238,14 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
                     module._modules[conv_name] = fuse_conv_bn_eval(conv, bn)
                     module._modules[bn_name] = nn.Identity()
         for suffix in ("", "1", "2", "3"):
-            conv, bn = getattr(module, f"conv{suffix}", None), getattr(module, f"bn{suffix}", None)
-            if not isinstance(bn, nn.BatchNorm2d):
+            layer = getattr(module, f"conv{suffix}", None)
+            norm = getattr(module, f"bn{suffix}", None)
+            if not isinstance(norm, nn.BatchNorm2d):
                 continue
-            if isinstance(conv, nn.Conv2d):
-                setattr(module, f"conv{suffix}", fuse_conv_bn_eval(conv, bn))
-            elif isinstance(conv, PresenceStem):
-                setattr(module, f"conv{suffix}", conv.fold(bn))
+            if isinstance(layer, nn.Conv2d):
+                setattr(module, f"conv{suffix}", fuse_conv_bn_eval(layer, norm))
+            elif isinstance(layer, PresenceStem):
+                setattr(module, f"conv{suffix}", layer.fold(norm))
             else:
                 continue
             setattr(module, f"bn{suffix}", nn.Identity())

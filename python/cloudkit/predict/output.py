@@ -21,6 +21,7 @@ import math
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -35,6 +36,7 @@ from cloudkit.files.disk import disk_full
 from cloudkit.files.jsonfile import write_json
 from cloudkit.files.locks import FileLock
 from cloudkit.io.labels import CLASSES_TAG, NODATA_TAG
+from cloudkit.plots import quicklook_figure, save_png
 from cloudkit.predict.paths import OutputPaths, is_complete, output_paths
 from cloudkit.predict.quicklook import (
     OTHER_COLOUR,
@@ -133,8 +135,9 @@ class MaskWriter:
         self._next_row = 0
         self._closed = False
         self._moves: list[tuple[Path, Path]] | None = None  # set by build()
-        self._mask_ds = None
-        self._prob_ds = None
+        # rasterio's datasets (untyped), opened below: the mask's always, once constructed
+        self._mask_ds: Any = None
+        self._prob_ds: Any = None
         # quicklook: keep every q-th row and column, so the long side is <= QUICKLOOK_SIZE
         self._q = math.ceil(max(self.height, self.width) / QUICKLOOK_SIZE) if quicklook else 0
         self._ql_classes: list[np.ndarray] = []
@@ -251,6 +254,7 @@ class MaskWriter:
             if self._prob_ds is not None:
                 self._prob_ds.write(probabilities, window=window)
             if self._fallback is not None:
+                assert fallback is not None  # refused above
                 self._fallback[row0 : row0 + rows] = self._check_classes(fallback, row0)
         except OSError as err:  # a full disk, a folder gone read-only
             error = self._cannot_write(err)  # before the partial files free their space
@@ -386,6 +390,7 @@ class MaskWriter:
             # an earlier run's summary would vouch for a mix of old and new files if this
             # run died between the moves below: the scene is incomplete until the new one
             self.paths.summary.unlink(missing_ok=True)
+            assert self._moves is not None  # set by build()
             for partial, final in self._moves:
                 os.replace(partial, final)
             with_probabilities, with_quicklook = self._prob_ds is not None, bool(self._q)
@@ -432,8 +437,6 @@ class MaskWriter:
     def _write_quicklook(self) -> Path:
         """True colour and the classes over it, side by side, under the scene's name and a
         legend with each class's share of the valid pixels (counted on the whole mask)."""
-        from cloudkit.plots import quicklook_figure, save_png
-
         classes = np.concatenate(self._ql_classes)
         background = np.concatenate(self._ql_background, axis=1)
         self._ql_classes, self._ql_background = [], []

@@ -12,9 +12,10 @@ import shutil
 import tempfile
 from dataclasses import fields
 from pathlib import Path
+from typing import cast
 
 from cloudkit.files.jsonfile import write_json
-from cloudkit.io.location import location_of
+from cloudkit.io.location import S3Location, location_of
 from cloudkit.predict.output import OutputPaths, output_paths
 from cloudkit.predict.seal import object_damage, with_objects
 
@@ -24,7 +25,8 @@ class RemoteOutputs:
     folder of this run's own."""
 
     def __init__(self, url: str) -> None:
-        self.location = location_of(url)
+        # an s3:// URL: location_of refuses every other URL
+        self.location = cast(S3Location, location_of(url))
         # a missing bucket or credentials: one line now, not one per scene after decoding it
         self.location.check_reachable()
         self.staging = Path(tempfile.mkdtemp(prefix="cloudkit-predict-"))

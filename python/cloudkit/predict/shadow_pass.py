@@ -48,6 +48,7 @@ class ShadowPass:
     ) -> np.ndarray:
         """Rows of the mask and their (K, rows, width) probabilities -> the fallback classes."""
         shadow = self.codes.shadow
+        assert shadow is not None  # rows are added to an active check only
         self._acc.add(
             row0,
             np.isin(classes, self.codes.cloud),

@@ -63,6 +63,7 @@ class PredictionWriter(SceneWriter):
     probabilities, quicklook) with a JSON summary, all atomically (`output.py`)."""
 
     wrote = PREDICTED
+    options: PredictOptions
 
     def __init__(self, predictor: Predictor, out_dir: Path | str, options: PredictOptions) -> None:
         self.predictor = predictor
@@ -164,7 +165,9 @@ class PredictionWriter(SceneWriter):
         self._shadow_check = {"method": "model", "sun": sun_report(sun)}
 
     def write_row(self, row: int, bands: list[np.ndarray], labels: np.ndarray | None) -> int:
-        job, windows = self._job, self._job.windows
+        job, blender = self._job, self._blender
+        assert job is not None and blender is not None  # set by begin_scene
+        windows = job.windows
         plan, tally = job.plan, job.tally
         with tally.stage("preprocess"):
             images, valid, _, valid_fraction, _ = kernels.cut_stripe(
@@ -179,21 +182,25 @@ class PredictionWriter(SceneWriter):
         with tally.stage("write"):
             cols = [windows.columns[row][k] for k in keep]
             pasted = images[keep[:, None], self._rgb] if self._rgb else None
-            for rows in self._blender.add_row(row, cols, probs, valid[keep], pasted):
+            for rows in blender.add_row(row, cols, probs, valid[keep], pasted):
                 self._write_rows(rows)
         return len(keep)
 
     def commit_scene(self, job: SceneJob) -> Written:
+        masks, counts = self._masks, self._counts
+        assert masks is not None and counts is not None  # set by begin_scene
         if self._shadows is not None:
             with job.tally.stage("shadows"):
                 self._shadows.decide()
-                self._masks.rewrite_classes(self._shadows.apply)
-                self._counts.move_shadow(self._shadows.codes.shadow, self._shadows.changes)
+                masks.rewrite_classes(self._shadows.apply)
+                shadow = self._shadows.codes.shadow
+                assert shadow is not None  # a check is kept only where there is a shadow class
+                counts.move_shadow(shadow, self._shadows.changes)
                 self._shadow_check = self._shadows.report()
             self._shadows = None
         with job.tally.stage("write"):
-            self._masks.build()  # compress, overviews: timed as writing
-        summary = _summary(job, self.predictor, self.options, self._counts)
+            masks.build()  # compress, overviews: timed as writing
+        summary = _summary(job, self.predictor, self.options, counts)
         summary["shadow_check"] = self._shadow_check
         problem = self._damaged.pop(job.scene.scene_id, None)
         if problem is not None:
@@ -201,7 +208,7 @@ class PredictionWriter(SceneWriter):
                 f"its earlier outputs were damaged ({problem}): predicted again"
             )
         summary["timings"] = _timing_summary(job.tally)
-        outputs = self._masks.finish(summary)
+        outputs = masks.finish(summary)
         self._masks = None
         if self._remote is not None:
             outputs = self._remote.publish(outputs)
@@ -218,6 +225,8 @@ class PredictionWriter(SceneWriter):
             self._remote.close()
 
     def _write_rows(self, rows: BlendedRows) -> None:
+        masks, counts = self._masks, self._counts
+        assert masks is not None and counts is not None  # set by begin_scene
         info, p = self.predictor.info, rows.probabilities
         with_probs = self.options.probabilities
         if info.binary:
@@ -227,14 +236,14 @@ class PredictionWriter(SceneWriter):
             classes = mask_classes(info.task, np.nan_to_num(p, nan=0.0))
             per_class = p if with_probs else None
         classes[~rows.valid] = NODATA
-        self._counts.add(classes)
+        counts.add(classes)
         fallback = None
         if self._shadows is not None:
             fallback = self._shadows.add(rows.row0, classes, p, rows.valid)
         rgb = None
         if rows.pasted is not None:
             rgb = self.predictor.values_for(_RGB).reflectance(rows.pasted)
-        self._masks.write_rows(rows.row0, classes, per_class, rgb, fallback)
+        masks.write_rows(rows.row0, classes, per_class, rgb, fallback)
 
 
 def mask_classes(task: str, probabilities: np.ndarray) -> np.ndarray:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from cloudkit.errors import CloudkitError
+from cloudkit.files.disk import require_writable
 
 SYNTHETIC_NOTE = (
     "The sample is synthetic: made-up surfaces (water, vegetation, soil, snow), cumulus with "
@@ -60,7 +61,6 @@ def run_demo(
     """Run every step into ``out``, each command through ``cli`` (argv in, exit code out:
     ``cloudkit.cli.main``, in this process); returns the closing table's rows and the paths
     written."""
-    from cloudkit.files.disk import require_writable
     from cloudkit.sample.synthetic import write_l1c_safe
 
     run = functools.partial(_run, cli)

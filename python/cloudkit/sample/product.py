@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cloudkit.errors import SceneNotFoundError
+
 SAMPLE_DIR = Path(__file__).parents[1] / "_sample"
 SAMPLE_SEED = 20230615
 
@@ -19,8 +21,6 @@ def sample_product() -> Path:
     """Path of the shipped sample ``.SAFE``."""
     found = sorted(SAMPLE_DIR.glob("*.SAFE"))
     if not found:
-        from cloudkit.errors import SceneNotFoundError
-
         raise SceneNotFoundError(
             f"{SAMPLE_DIR}: the sample product is missing from this installation"
         )

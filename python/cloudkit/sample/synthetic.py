@@ -13,15 +13,20 @@ stores as labels.
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
 
 from cloudkit.bands import BANDS
 from cloudkit.io.datasets import baseline_offset
+from cloudkit.io.labels import CLASSES_TAG, NODATA_TAG
 
 # Typical top-of-atmosphere reflectance per band (B01..B12, ESA order) of each surface.
 _SPECTRA = {
@@ -76,9 +81,6 @@ def write_l1c_safe(
     """
     if size_10m % 6:
         raise ValueError(f"size_10m must be a multiple of 6, got {size_10m}")
-    import rasterio
-    from affine import Affine
-    from rasterio.crs import CRS
 
     offset = baseline_offset(baseline)
     pb = baseline.replace(".", "")
@@ -139,13 +141,6 @@ def write_l1c_safe(
 
 def _write_mask(path: Path, scene: _Scene, crs, x0: float, y0: float) -> None:
     """The scene's exact classes at 20 m, tagged like a `cloudkit predict` mask."""
-    import json
-
-    import rasterio
-    from affine import Affine
-
-    from cloudkit.io.labels import CLASSES_TAG, NODATA_TAG
-
     codes = _repeat(scene.labels(), 3)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.partial")

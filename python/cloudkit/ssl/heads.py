@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -38,8 +39,9 @@ class PrototypeHeads(nn.Module):
         if not n_prototypes or min(n_prototypes) < 1:
             raise ValueError(f"need at least one head of at least 1 prototype, got {n_prototypes}")
         self.n_prototypes = n_prototypes
-        self.heads = nn.ModuleList(nn.Linear(dim, k, bias=False) for k in n_prototypes)
-        for head in self.heads:
+        heads = [nn.Linear(dim, k, bias=False) for k in n_prototypes]
+        self.heads = nn.ModuleList(heads)
+        for head in heads:
             with torch.no_grad():
                 head.weight.copy_(F.normalize(head.weight, dim=1))
             head.weight.requires_grad_(False)
@@ -50,7 +52,7 @@ class PrototypeHeads(nn.Module):
     @torch.no_grad()
     def set_prototypes(self, head: int, centroids: Tensor) -> None:
         """Replace the prototypes of ``head`` by ``centroids`` (k, dim)."""
-        weight = self.heads[head].weight
+        weight = cast(nn.Linear, self.heads[head]).weight
         if centroids.shape != weight.shape:
             raise ValueError(
                 f"head {head} holds {tuple(weight.shape)} prototypes, got centroids "

@@ -83,7 +83,8 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
     Frozen parameters (``requires_grad`` False) are left out; empty groups are dropped.
     """
-    regular, excluded = [], []
+    regular: list[nn.Parameter] = []
+    excluded: list[nn.Parameter] = []
     for p in model.parameters():
         if not p.requires_grad:
             continue

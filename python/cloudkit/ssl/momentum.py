@@ -24,8 +24,8 @@ def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
         )
     for t, o in zip(t_params, o_params, strict=True):
         t.mul_(momentum).add_(o.detach(), alpha=1.0 - momentum)
-    for t, o in zip(target.buffers(), online.buffers(), strict=True):
-        t.copy_(o)
+    for buffer, source in zip(target.buffers(), online.buffers(), strict=True):
+        buffer.copy_(source)
 
 
 def freeze(module: nn.Module) -> None:

@@ -11,7 +11,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -69,6 +69,7 @@ class StoreWriter(SceneWriter):
 
     wrote = TILED
     reads_labels = True
+    options: TileOptions
 
     def __init__(self, out: Path | str, options: TileOptions) -> None:
         self.out = out if is_url(out) else Path(out)  # an s3:// store stays a URL
@@ -167,6 +168,7 @@ class StoreWriter(SceneWriter):
     def write_row(self, row: int, bands: list[np.ndarray], labels: np.ndarray | None) -> int:
         if self._labeller is not None:
             labels = self._labeller.labels(row, bands)
+        assert self._rust is not None, "begin_scene made it"
         with self._tally.stage("write"):  # Rust: resample, cut, zstd + CRC-32C, scratch files
             written = self._rust.write_row(row, bands, labels)
         self._records.extend(TileRecord(*w) for w in written)
@@ -258,7 +260,11 @@ def _record_of(job: SceneJob, label_kind: str | None) -> SceneRecord:
         path=str(Path(scene.path).absolute()),  # what "already in the store" is checked by
         layout=scene.layout,
         crs_wkt=plan.crs.to_wkt(),
-        transform=tuple(float(v) for v in plan.transform[:6]),
+        # an Affine's six coefficients
+        transform=cast(
+            tuple[float, float, float, float, float, float],
+            tuple(float(v) for v in plan.transform[:6]),
+        ),
         height=plan.height,
         width=plan.width,
         add_offset=tuple(scene.offset_of(b) for b in plan.bands),

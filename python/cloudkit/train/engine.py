@@ -29,10 +29,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
 from cloudkit import __version__
@@ -47,11 +48,15 @@ from cloudkit.models.checkpoint import (
     resolve_device,
     save_checkpoint,
 )
+from cloudkit.plots import METRICS_PNG, training_figure, write_figure
 from cloudkit.train import distributed
 from cloudkit.train.display import TrainingDisplay
 from cloudkit.train.loader import SeededViews, default_workers, epoch_sampler, seeded_loader
 from cloudkit.train.metrics import MetricsWriter, read_metrics
 from cloudkit.train.seeding import rng_state, seed_everything, set_rng_state
+
+if TYPE_CHECKING:
+    from torch.nn.parallel import DistributedDataParallel
 
 #: ``on_epoch_end(epoch, record)``: called on every rank once the epoch's files are written
 EpochCallback = Callable[[int, dict[str, Any]], None]
@@ -151,7 +156,7 @@ class Engine(abc.ABC):
             if cfg.amp
             else contextlib.nullcontext()
         )
-        self.ddp: nn.Module | None = None
+        self.ddp: DistributedDataParallel | None = None
 
     # -- what a method supplies --------------------------------------------------------------
 
@@ -331,13 +336,12 @@ class Engine(abc.ABC):
         """Wrap the model in DDP under torchrun; after any state loading."""
         if not self.dist.enabled or self.ddp is not None:
             return
-        from torch.nn.parallel import DistributedDataParallel
 
         # the methods keep their buffers (MoCo's queue, DeepCluster's bank) equal on every rank
         # themselves; broadcasting buffers from rank 0 before every forward would only cost
         # bandwidth (newer torch renames the option; the sync at construction is harmless)
         accepted = inspect.signature(DistributedDataParallel.__init__).parameters
-        no_buffer_sync = (
+        no_buffer_sync: dict[str, Any] = (
             {"forward_sync_buffers": False}
             if "forward_sync_buffers" in accepted
             else {"broadcast_buffers": False}
@@ -469,8 +473,6 @@ class Engine(abc.ABC):
 def _plot_metrics(path: Path, display: TrainingDisplay) -> None:
     """metrics.png beside metrics.jsonl, drawn from the file itself. A figure that fails to
     draw is a warning, not the end of a run."""
-    from cloudkit.plots import METRICS_PNG, training_figure, write_figure
-
     try:
         figure = training_figure(read_metrics(path), title=str(path.parent))
         write_figure(figure, path.with_name(METRICS_PNG))

@@ -23,6 +23,7 @@ from cloudkit.files.atomic import write_text
 from cloudkit.files.disk import require_writable
 from cloudkit.models.checkpoint import BEST, LAST
 from cloudkit.plots import RESULTS_PNG, label_fraction_figure, write_figure
+from cloudkit.train.metrics import read_metrics
 
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
@@ -92,7 +93,6 @@ def run_experiment(cfg: ExperimentConfig) -> Path:
     """Run the grid; returns ``cfg.out / "results.md"``."""
     from cloudkit.eval.evaluate import evaluate_checkpoint
     from cloudkit.train.finetune import finetune, load_init
-    from cloudkit.train.metrics import read_metrics
 
     cfg.validate()
     for init in cfg.inits:  # fail before hours of training, not in the middle

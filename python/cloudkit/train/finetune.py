@@ -39,6 +39,7 @@ from cloudkit.models.checkpoint import BEST, FINE_TUNING, LAST, PRETRAINING, loa
 from cloudkit.models.encoder import ARCH, Encoder, as_any_band, check_bands, load_encoder
 from cloudkit.models.losses import dice_bce_loss, dice_ce_loss, predict_classes
 from cloudkit.models.segmentation import (
+    Segmenter,
     backbone_parameters,
     build_segmenter,
     freeze_backbone,
@@ -159,6 +160,7 @@ class FineTuning(Engine):
 
     kind = FINE_TUNING
     result = BEST
+    model: Segmenter  # build_model's
 
     def __init__(
         self,
@@ -175,6 +177,7 @@ class FineTuning(Engine):
         cfg = cfg.resolved(tile_size=tiles.tile_size, device_type=device.type)
         self.tiles = tiles
         self.task = get_task(cfg.task.value)
+        assert cfg.crop is not None  # resolved with the tile size
         if cfg.crop > tiles.tile_size:
             raise TileShapeError(
                 f"--crop {cfg.crop} but the tiles of {self.stores} are {tiles.tile_size} px; "

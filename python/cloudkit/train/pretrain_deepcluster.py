@@ -26,6 +26,7 @@ from cloudkit.train.pretraining import Pretraining
 
 class DeepClusterPretraining(Pretraining):
     method = Method.deepcluster
+    model: DeepClusterV2  # ssl_model()'s
 
     _has_targets = False
     _clusters: list[dict[str, Any]] | None = None
@@ -84,6 +85,7 @@ class DeepClusterPretraining(Pretraining):
     def check_data(self, cfg: PretrainConfig, dist: distributed.Dist) -> None:
         super().check_data(cfg, dist)
         n = len(self.tiles)
+        assert cfg.prototypes is not None and cfg.batch_size is not None  # cfg is resolved
         k = max(cfg.prototypes)
         flag = f"--prototypes {','.join(map(str, cfg.prototypes))}"
         per_step = cfg.batch_size * dist.world_size

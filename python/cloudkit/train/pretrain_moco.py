@@ -17,6 +17,7 @@ from cloudkit.train.pretraining import Pretraining, processes
 
 class MoCoPretraining(Pretraining):
     method = Method.moco
+    model: MoCo  # ssl_model()'s
 
     def ssl_model(self) -> nn.Module:
         cfg = self.cfg
@@ -44,6 +45,7 @@ class MoCoPretraining(Pretraining):
     def check_data(self, cfg: PretrainConfig, dist: distributed.Dist) -> None:
         super().check_data(cfg, dist)
         # every step replaces a whole slice of the queue with the keys of all ranks
+        assert cfg.batch_size is not None and cfg.queue_size is not None  # cfg is resolved
         per_step = cfg.batch_size * dist.world_size
         if cfg.queue_size < per_step or cfg.queue_size % per_step:
             multiple = max(per_step, cfg.queue_size // per_step * per_step)

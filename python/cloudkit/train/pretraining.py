@@ -23,7 +23,7 @@ import abc
 import math
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -44,6 +44,10 @@ from cloudkit.ssl.monitor import collapse_threshold, embedding_std, knn_accuracy
 from cloudkit.train import distributed
 from cloudkit.train.engine import Engine, EpochStats
 
+if TYPE_CHECKING:
+    from cloudkit.ssl.deepcluster import DeepClusterV2
+    from cloudkit.ssl.moco import MoCo
+
 #: embeddings kept per epoch for the collapse and kNN monitors (the first batches, which the
 #: shuffle makes a random sample); kNN is O(n^2)
 MONITOR_SAMPLES = 4096
@@ -58,6 +62,7 @@ class Pretraining(Engine):
 
     kind = PRETRAINING
     multi_process = True
+    model: MoCo | DeepClusterV2  # ssl_model()'s
     #: the ``--method`` this class runs
     method: ClassVar[Method]
 
@@ -75,6 +80,7 @@ class Pretraining(Engine):
         cfg = cfg.resolved(tile_size=self.tiles.tile_size, device_type=device.type)
         self.stores = ", ".join(str(s) for s in cfg.stores)
         self.check_data(cfg, dist)
+        assert cfg.crop is not None  # resolved with the tile size
         transform = ssl_view_transform(cfg.crop, any_bands=cfg.any_bands)
         if cfg.views is Views.cloudiness_pair:
             views: Dataset = CloudinessPairs(self.tiles, transform, seed=cfg.seed)
@@ -105,6 +111,7 @@ class Pretraining(Engine):
     def check_data(self, cfg: PretrainConfig, dist: distributed.Dist) -> None:
         """Refuse options the data cannot serve (CloudkitError naming the option)."""
         n = len(self.tiles)
+        assert cfg.crop is not None and cfg.batch_size is not None  # cfg is resolved
         if cfg.crop > self.tiles.tile_size:
             raise TileShapeError(
                 f"--crop {cfg.crop} but the tiles of {self.stores} are {self.tiles.tile_size} "
@@ -278,7 +285,7 @@ def _inherit(cfg: PretrainConfig, checkpoint: dict[str, Any]) -> PretrainConfig:
         "final_lr",
         "crop",
     )
-    changes = {}
+    changes: dict[str, Any] = {}
     for name in inherited:
         if getattr(cfg, name) is None and saved.get(name) is not None:
             value = saved[name]

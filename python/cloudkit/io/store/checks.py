@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import zarr
 
@@ -21,13 +22,14 @@ from cloudkit.io.store.layout import (
     INTEGRITY,
     StoreLayout,
     _chunk_key,
+    _StoreGroup,
     layout_of,
 )
 
 
 def _check_store(
     where: Location,
-    group: zarr.Group,
+    group: _StoreGroup,
     *,
     remedy: str,
     damage: list[str] | None = None,
@@ -40,7 +42,7 @@ def _check_store(
     _check_attributes(where, group, damage, recent=recent)
 
 
-def _check_format(path: Path, attrs, *, remedy: str) -> None:
+def _check_format(path: Path | Location, attrs, *, remedy: str) -> None:
     if attrs.get("format") != FORMAT:
         raise StoreError(f"{path}: is a Zarr group but not a cloudkit tile store")
     if attrs.get("format_version") != FORMAT_VERSION:
@@ -50,7 +52,7 @@ def _check_format(path: Path, attrs, *, remedy: str) -> None:
         )
 
 
-def _open_group(path: Path | Location, mode: str) -> zarr.Group:
+def _open_group(path: Path | Location, mode: Literal["r", "r+"]) -> zarr.Group:
     """The store's group, or StoreError when its metadata cannot be read (truncated JSON)."""
     where = path.zarr_store(read_only=mode == "r") if isinstance(path, Location) else str(path)
     try:
@@ -62,7 +64,7 @@ def _open_group(path: Path | Location, mode: str) -> zarr.Group:
         ) from None
 
 
-def _member(group: zarr.Group, name: str, where: Location):
+def _member(group: _StoreGroup, name: str, where: Location):
     """The array (or group) ``name`` of ``group``, or None when there is none: one metadata
     read (``in`` and ``[]`` are two; a dataset over thousands of stores opens each).
     StoreError naming it when its ``zarr.json`` is there but cannot be read (torn, edited)."""
@@ -89,7 +91,7 @@ def _member(group: zarr.Group, name: str, where: Location):
 
 
 def _check_attributes(
-    path: Location, group: zarr.Group, damage: list[str] | None = None, *, recent: bool = False
+    path: Location, group: _StoreGroup, damage: list[str] | None = None, *, recent: bool = False
 ) -> None:
     """The attributes every reader and the appender rely on, against each other and against
     the arrays, and every chunk of the index and scene columns: a tampered or damaged store
@@ -192,7 +194,7 @@ def _chunk_keys(name: str, array, first: int, rows: int) -> list[tuple[str, int,
 
 def _column_problems(
     where: Location,
-    group: zarr.Group,
+    group: _StoreGroup,
     num_tiles: int,
     num_scenes: int,
     from_tile: int = 0,
@@ -243,7 +245,7 @@ def _lost_tile_chunks(where: Location, names: Sequence[str], num_tiles: int) -> 
     return problems
 
 
-def check_layout(where: Location, group: zarr.Group, layout: StoreLayout) -> None:
+def check_layout(where: Location, group: _StoreGroup, layout: StoreLayout) -> None:
     """StoreError (BandMismatchError for the bands) unless the store at ``where`` is sound
     and holds tiles of ``layout``, naming the option that would match it."""
     _check_store(where, group, remedy="write to a new store")

@@ -10,7 +10,9 @@ import secrets
 import shutil
 import socket
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, cast
 
 import zarr
 
@@ -32,6 +34,7 @@ from cloudkit.io.store.layout import (
     STORE_ADD_OFFSET,
     StoreLayout,
     _compressors,
+    _StoreGroup,
 )
 
 
@@ -64,6 +67,7 @@ def _create(
         "in_progress": None,
         **({"integrity": INTEGRITY} if checksummed else {}),
     }
+    fill: float | str | None  # a table's fill value (None: zarr's default)
     try:
         group = zarr.create_group(str(tmp), attributes=attrs)
         codecs = _compressors(group)
@@ -81,13 +85,14 @@ def _create(
         scenes = group.create_group("scenes")
         for name, (dtype, row, fill) in _SCENE_ARRAYS.items():
             row = tuple(c if n == _BANDS else n for n in row)
+            fill_value: dict[str, Any] = {} if fill is None else {"fill_value": fill}
             scenes.create_array(
                 name,
                 shape=(0, *row),
                 chunks=(_SCENE_CHUNK, *row),
                 dtype=dtype,
                 compressors=codecs,
-                **({} if fill is None else {"fill_value": fill}),
+                **fill_value,
             )
         for name, (dtype, fill) in _SUN_ARRAYS.items():
             scenes.create_array(
@@ -150,10 +155,10 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _create_tile_array(group: zarr.Group, name: str, rows: int) -> None:
+def _create_tile_array(group: _StoreGroup, name: str, rows: int) -> None:
     dtype, fill, axis = _TILE_ARRAYS[name]
-    c = len(group.attrs["bands"]) if name == "images" else 1
-    t = int(group.attrs["tile_size"])
+    c = len(cast(Sequence[str], group.attrs["bands"])) if name == "images" else 1
+    t = int(cast(int, group.attrs["tile_size"]))
     group.create_array(
         name,
         shape=(rows, c, t, t),

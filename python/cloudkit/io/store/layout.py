@@ -6,12 +6,19 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from cloudkit.io.scene import LABEL_NODATA
+
+if TYPE_CHECKING:
+    from cloudkit.io.store.writer import _Members
+
+#: a store's group, or a writer's view of it that looks each member up once (writer.py)
+_StoreGroup: TypeAlias = "zarr.Group | _Members"
 
 FORMAT = "cloudkit-tiles"
 
@@ -107,7 +114,7 @@ def dn_shift_for(add_offset: Sequence[int]) -> tuple[int, ...]:
 
 
 #: pixels, written by the Rust writer one chunk per tile: dtype, fill value, name of axis 1
-_TILE_ARRAYS = {
+_TILE_ARRAYS: dict[str, tuple[type, int, str]] = {
     "images": (np.uint16, 0, "band"),
     "valid": (np.uint8, 0, "layer"),
     "labels": (np.uint8, LABEL_NODATA, "layer"),  # created with the first labelled scene
@@ -115,7 +122,7 @@ _TILE_ARRAYS = {
 
 
 #: per-tile index columns (N,): dtype, fill value
-_INDEX_ARRAYS = {
+_INDEX_ARRAYS: dict[str, tuple[type, float]] = {
     "tile_scene": (np.int32, -1),
     "tile_row": (np.int32, 0),
     "tile_col": (np.int32, 0),
@@ -128,7 +135,7 @@ _BANDS = -1  # a scenes/ column with one value per band
 
 
 #: scenes/ columns (S, *row): dtype, row shape, fill value (None: zarr's default)
-_SCENE_ARRAYS = {
+_SCENE_ARRAYS: dict[str, tuple[type, tuple[int, ...], float | None]] = {
     "id": (str, (), None),
     "path": (str, (), None),
     "layout": (str, (), None),
@@ -149,7 +156,7 @@ _SCENE_ARRAYS = {
 
 #: scenes/ columns of the sun (S,): dtype, fill value; stores made before them lack them,
 #: and readers take a missing one as "not known"
-_SUN_ARRAYS = {
+_SUN_ARRAYS: dict[str, tuple[type, float | str]] = {
     "sun_azimuth": (np.float32, math.nan),
     "sun_zenith": (np.float32, math.nan),
     "sun_source": (str, ""),
@@ -172,7 +179,7 @@ def _tile_folder(name: str, row: int) -> str:
     return f"{name}/c/{row}"
 
 
-def _compressors(group: zarr.Group) -> tuple:
+def _compressors(group: _StoreGroup) -> tuple:
     """The bytes codecs of a store's new arrays: zstd, then a CRC-32C where the store
     checksums its chunks."""
     checked = group.attrs.get("integrity") in _CHECKSUMMED

@@ -4,6 +4,7 @@ the scene table as plain rows; every chunk read for `cloudkit check`."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import zarr
@@ -34,7 +35,7 @@ class StoreReader:
         # a local store's folder; an s3:// store's URL
         self.path = str(location) if location.is_remote else location.root
         self._group = group
-        self._attrs = dict(group.attrs)
+        self._attrs: dict[str, Any] = dict(group.attrs)
         # tile arrays are read one tile at a time: keep their handles, not just the group
         arrays = {name: _member(group, name, location) for name in _TILE_ARRAYS}
         self._arrays = {name: array for name, array in arrays.items() if array is not None}
@@ -113,6 +114,7 @@ class StoreReader:
         tile, problem = self._read_tile(name, row)
         if problem is not None:
             raise StoreError(self._damaged(problem))
+        assert tile is not None  # _read_tile gives a tile or a problem
         return tile
 
     def tiles(self, name: str, rows: np.ndarray) -> np.ndarray:
@@ -184,7 +186,7 @@ class StoreReader:
         """The first ``rows`` of a column (read whole on opening: damage since then is
         still one line)."""
         try:
-            return self._group[name][:rows]
+            return cast(np.ndarray, cast(zarr.Array, self._group[name])[:rows])
         except KeyError:
             raise
         except Exception as err:  # noqa: BLE001 - zarr's and its codecs' errors vary

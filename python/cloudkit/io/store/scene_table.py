@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from datetime import datetime, timezone
+from typing import cast
 
 import numpy as np
 import zarr
@@ -15,11 +16,12 @@ from cloudkit.io.store.layout import (
     SceneRecord,
     TileRecord,
     _every_chunk,
+    _StoreGroup,
 )
 
 
 def append_scene_row(
-    group: zarr.Group, row: int, record: SceneRecord, tiles: Sequence[TileRecord], start: int
+    group: _StoreGroup, row: int, record: SceneRecord, tiles: Sequence[TileRecord], start: int
 ) -> None:
     """Write row ``row`` of the ``scenes/`` table: the scene ``record`` whose ``tiles`` were
     committed from tile ``start`` on (every chunk written, as every column's)."""
@@ -51,21 +53,21 @@ def append_scene_row(
         _every_chunk(column)[row] = value
 
 
-def _scene_column(group: zarr.Group, name: str, rows: int):
+def _scene_column(group: _StoreGroup, name: str, rows: int) -> zarr.Array:
     """The ``scenes/`` column ``name``; a sun column absent from a store made before
     cloudkit recorded the sun is made now, its ``rows`` earlier scenes not known."""
     try:
-        return group[f"scenes/{name}"]
+        return cast(zarr.Array, group[f"scenes/{name}"])
     except KeyError:
         if name not in _SUN_ARRAYS:
             raise
     dtype, fill = _SUN_ARRAYS[name]
-    column = group["scenes"].create_array(
+    column = cast(zarr.Group, group["scenes"]).create_array(
         name,
         shape=(rows,),
         chunks=(_SCENE_CHUNK,),
         dtype=dtype,
-        compressors=group["scenes/id"].compressors,
+        compressors=cast(zarr.Array, group["scenes/id"]).compressors,
         fill_value=fill,
     )
     if rows:

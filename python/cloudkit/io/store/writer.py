@@ -12,13 +12,14 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import zarr
 
 from cloudkit.errors import CloudkitError, StoreError
 from cloudkit.files.locks import FileLock
-from cloudkit.io.location import Location, is_url, location_of
+from cloudkit.io.location import Location, S3Location, is_url, location_of
 from cloudkit.io.scene import LABEL_CLASSES
 from cloudkit.io.store.checks import (
     _check_store,
@@ -50,6 +51,9 @@ from cloudkit.io.store.layout import (
     layout_of,
 )
 from cloudkit.io.store.scene_table import append_scene_row
+
+if TYPE_CHECKING:
+    from zarr.core.metadata import ArrayV3Metadata
 
 
 class _Members:
@@ -117,7 +121,8 @@ class TileStore:
         store in object storage, always shared.
         """
         if is_url(path):
-            return cls._open_remote(location_of(path), layout)
+            # an s3:// URL (location_of refuses every other URL)
+            return cls._open_remote(cast(S3Location, location_of(path)), layout)
         path = Path(path)
         if path.exists() and not (path / "zarr.json").is_file():
             if path.is_dir() and not any(path.iterdir()):
@@ -152,7 +157,7 @@ class TileStore:
         return store
 
     @classmethod
-    def _open_remote(cls, location: Location, layout: StoreLayout) -> TileStore:
+    def _open_remote(cls, location: S3Location, layout: StoreLayout) -> TileStore:
         """A store in object storage, created when absent: made locally and uploaded under
         its lock, the group's own metadata last (until then there is no store)."""
         if not location.exists("zarr.json"):
@@ -212,7 +217,8 @@ class TileStore:
         n = self.num_scenes
         if n == 0:
             return {}
-        ids, paths = self._group["scenes/id"][:n], self._group["scenes/path"][:n]
+        ids = cast(np.ndarray, self._array("scenes/id")[:n])
+        paths = cast(np.ndarray, self._array("scenes/path")[:n])
         return {str(i): str(p) for i, p in zip(ids, paths, strict=True)}
 
     # ------------------------------------------------------------------ writing
@@ -234,7 +240,7 @@ class TileStore:
         attrs.update({"in_progress": scene_id})
         start = self.num_tiles
         for name in self._tile_arrays():
-            arr = self._group[name]
+            arr = self._array(name)
             arr.resize((start + max_tiles, *arr.shape[1:]))
         return start
 
@@ -259,7 +265,7 @@ class TileStore:
             "cloud_fraction": np.array([t.cloud_fraction for t in tiles], dtype=np.float32),
         }
         for name, values in columns.items():
-            self._group[name].resize((end,))
+            self._array(name).resize((end,))
             if n:
                 _every_chunk(self._group[name])[start:end] = values
         for name in self._tile_arrays():
@@ -312,7 +318,8 @@ class TileStore:
         with self._writing(record.scene_id):
             # in object storage the pixels travel now, before the lock (which then waits
             # only for copies inside the bucket); on disk nothing moves yet
-            staged = self.location.stage([scratch.path / moved(*c) for c in chunks])
+            scratch_root = cast(Path, scratch.path)  # a scratch store is a local folder
+            staged = self.location.stage([scratch_root / moved(*c) for c in chunks])
             try:
                 with self._exclusive():
                     return self._commit_staged(record, tiles, ours, chunks, staged, moved)
@@ -345,7 +352,7 @@ class TileStore:
                     f"{self.path}: its {name} chunks are encoded unlike a new store's; "
                     "tile into a new store"
                 )
-            self._group[name].resize((start + n, *self._group[name].shape[1:]))
+            self._array(name).resize((start + n, *self._array(name).shape[1:]))
         row_of = {tile.index: start + i for i, tile in enumerate(tiles)}
         self.location.place(staged, [moved(name, row_of[row]) for name, row in chunks])
         for name in theirs:
@@ -385,14 +392,19 @@ class TileStore:
 
     def _fill_rows(self, name: str, start: int, end: int) -> None:
         """Fill-value chunks for rows [start, end) of a tile array, written out."""
-        arr = self._group[name].with_config({"write_empty_chunks": True})
+        arr = self._array(name).with_config({"write_empty_chunks": True})
         fill = _TILE_ARRAYS[name][1]
         for lo in range(start, end, _FILL_BLOCK):
             hi = min(end, lo + _FILL_BLOCK)
             arr[lo:hi] = np.full((hi - lo, *arr.shape[1:]), fill, dtype=arr.dtype)
 
     def _codecs(self, name: str) -> tuple:
-        return tuple(self._group[name].metadata.codecs)
+        # every store is Zarr v3 (made by _create)
+        return tuple(cast("ArrayV3Metadata", self._array(name).metadata).codecs)
+
+    def _array(self, name: str) -> zarr.Array:
+        """The array ``name`` of the store (every name asked for is an array's)."""
+        return cast(zarr.Array, self._group[name])
 
     @contextlib.contextmanager
     def _exclusive(self):
@@ -437,7 +449,7 @@ class TileStore:
             self._truncate(name, n_tiles, listed=listed)
         for name in (*_SCENE_ARRAYS, *_SUN_ARRAYS):
             try:
-                arr = self._group[f"scenes/{name}"]
+                arr = self._array(f"scenes/{name}")
             except KeyError:  # a sun column of a store made before them
                 continue
             if arr.shape[0] != n_scenes:
@@ -452,9 +464,10 @@ class TileStore:
         (on disk): the chunks found by listing the array, those past its shape that older
         cloudkit versions left included; else those inside its shape (all there can be
         since this store was opened and repaired)."""
-        arr = self._group[name]
+        arr = self._array(name)
         old, chunk_rows = arr.shape[0], arr.chunks[0]
         first_stale = -(-n // chunk_rows)  # chunks at or past this index hold only stale rows
+        stale: Sequence[int]
         if self.location.is_remote or not listed:  # a listing of every chunk costs more
             stale = range(first_stale, -(-old // chunk_rows))
         else:
