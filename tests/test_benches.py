@@ -223,3 +223,21 @@ def test_store_commit_benchmark_smoke():
                "--skip-s3")  # fmt: skip
     assert "local store (rename)" in out and "scenes/hour into one store" in out
     assert "peak RSS" in out
+
+
+def test_quality_seeds_gives_the_mean_and_spread_of_runs(tmp_path):
+    def run(name: str, f1: float) -> Path:
+        figures = {"cloud_f1": f1, "shadow_f1": 0.5, "mean_iou": 0.3}
+        methods = {
+            f"cloudkit ({name})": figures,
+            f"cloudkit ({name}), no shadow check": {**figures, "cloud_f1": 0.0},
+            "all cloud": {"cloud_f1": 0.9},
+        }
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"results": {"T29UNU L2A 60 m": methods}}))
+        return path
+
+    a, b = run("a", 0.8), run("b", 0.9)
+    out = _run(str(BENCHES / "quality_seeds.py"), f"light={a},{b}", f"one={a}")
+    assert "| light (2) | 0.850 ± 0.071 | 0.500 ± 0.000 |" in out
+    assert "| one (1) | 0.800 | 0.500 |" in out
