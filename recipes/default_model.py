@@ -64,6 +64,22 @@ SCALES = {
 }
 
 
+#: options of each self-supervised method beyond the shared ones. MoCo's queue of negatives is
+#: kept below the ~450 tiles, so that it never holds an older view of the tile it contrasts
+PRETRAINING = {
+    "deepcluster": ("--prototypes", "64,64,64"),
+    "moco": ("--queue-size", "128"),
+}
+
+
+def run_name(init: str, fraction: int) -> str:
+    """The run folder of a fine-tuning: ``finetune`` (from DeepCluster, as the shipped recipe
+    has always named it), ``finetune-random``, ``finetune-moco``; ``-fNN`` for NN % of the
+    labelled tiles."""
+    name = "finetune" if init == "deepcluster" else f"finetune-{init}"
+    return name if fraction == 100 else f"{name}-f{fraction}"
+
+
 class StepFailed(Exception):
     pass
 
@@ -164,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arch", default="resnet18")
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--inits", default="random,deepcluster")
+    parser.add_argument("--fractions", default="100")
     args = parser.parse_args(argv)
     data, out = args.data.resolve(), args.out
     if not data.is_dir():
@@ -172,42 +189,47 @@ def main(argv: list[str] | None = None) -> int:
     pre_epochs, pre_batch, ft_epochs, ft_batch = SCALES[(args.size, args.device)]
     common = ["--device", args.device, "--seed", str(args.seed), "--arch", args.arch]
     wanted = set(args.inits.split(","))
-    if not wanted or wanted - {"random", "deepcluster"}:
-        print(f"recipe: --inits {args.inits}: name random, deepcluster or both", file=sys.stderr)
+    if not wanted or wanted - {"random", *PRETRAINING}:
+        print(f"recipe: --inits {args.inits}: name random, deepcluster, moco", file=sys.stderr)
+        return 1
+    try:
+        fractions = sorted({int(f) for f in args.fractions.split(",")})
+    except ValueError:
+        fractions = []
+    if not fractions or not all(0 < f <= 100 for f in fractions):
+        print(f"recipe: --fractions {args.fractions}: whole percentages in 1..100", file=sys.stderr)
         return 1
 
     labelled, unlabelled = tile_sources(data, out)
     if (args.arch, args.seed) != ("resnet18", SEED):  # the shipped model's run stays at OUT
         out = out / "runs" / f"{args.arch}-s{args.seed}"
 
-    pretrained = out / "pretrain-deepcluster"
-    if "deepcluster" in wanted and not (pretrained / "last.pt").exists():
-        run("pretrain", *map(str, labelled + unlabelled), "--out", str(pretrained),
-            "--method", "deepcluster", "--any-bands", "--epochs", str(pre_epochs),
-            "--batch-size", str(pre_batch), "--crop", "96", "--prototypes", "64,64,64",
-            "--warmup-epochs", str(max(1, pre_epochs // 10)), "--workers", "1",
-            *common)  # fmt: skip
-
     finetune = ["--task", "multi", "--any-bands", "--synthetic", "0.8", "--resolutions", "10,60",
                 "--epochs", str(ft_epochs), "--batch-size", str(ft_batch), "--crop", str(TILE),
                 "--lr", "1e-3", "--freeze-epochs", "2", "--backbone-lr-scale", "0.5",
                 "--patience", "0", "--val-fraction", "0.1", "--workers", "0",
                 *common]  # fmt: skip
-    inits = {
-        name: init
-        for name, init, kind in (
-            ("finetune", str(pretrained / "last.pt"), "deepcluster"),
-            ("finetune-random", "random", "random"),
-        )
-        if kind in wanted
-    }
-    for name, init in inits.items():
-        if not (out / name / "best.pt").exists():
-            run("finetune", *map(str, labelled), "--out", str(out / name), "--init", init,
-                *finetune)  # fmt: skip
-        run("export", str(out / name / "best.pt"), str(out / f"{name}.pt"), "--resolution", "20")
+    for init in [i for i in ("random", *PRETRAINING) if i in wanted]:  # a start's runs together
+        start = "random" if init == "random" else str(out / f"pretrain-{init}" / "last.pt")
+        if init != "random" and not Path(start).exists():
+            run("pretrain", *map(str, labelled + unlabelled), "--out", str(Path(start).parent),
+                "--method", init, "--any-bands", "--epochs", str(pre_epochs),
+                "--batch-size", str(pre_batch), "--crop", "96", *PRETRAINING[init],
+                "--warmup-epochs", str(max(1, pre_epochs // 10)), "--workers", "1",
+                *common)  # fmt: skip
+        for fraction in fractions:
+            name = run_name(init, fraction)
+            if not (out / name / "best.pt").exists():
+                run("finetune", *map(str, labelled), "--out", str(out / name), "--init", start,
+                    "--fraction", f"{fraction / 100:g}", *finetune)  # fmt: skip
+            if not (out / f"{name}.pt").exists():
+                run("export", str(out / name / "best.pt"), str(out / f"{name}.pt"),
+                    "--resolution", "20")  # fmt: skip
+    if 100 not in fractions:  # the shipped model learns from every label
+        print(f"recipe done: runs in {out}")
+        return 0
 
-    losses = {name: best_val_loss(out / name) for name in inits}
+    losses = {run_name(i, 100): best_val_loss(out / run_name(i, 100)) for i in sorted(wanted)}
     chosen = min(losses, key=losses.__getitem__)
     print("validation loss: " + ", ".join(f"{k} {v:.4f}" for k, v in losses.items()))
     print(f"shipping {chosen}")

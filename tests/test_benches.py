@@ -241,3 +241,22 @@ def test_quality_seeds_gives_the_mean_and_spread_of_runs(tmp_path):
     out = _run(str(BENCHES / "quality_seeds.py"), f"light={a},{b}", f"one={a}")
     assert "| light (2) | 0.850 ± 0.071 | 0.500 ± 0.000 |" in out
     assert "| one (1) | 0.800 | 0.500 |" in out
+
+
+def test_label_fractions_gives_mean_and_spread_per_start_and_fraction(tmp_path):
+    def score(name: str, f1: float) -> None:
+        figures = {"cloud_f1": f1, "mean_iou": 0.3}
+        methods = {f"cloudkit ({name})": figures, "all cloud": {"cloud_f1": 0.9}}
+        held_out = {"CloudSEN12 dense (6 patches)": methods, "s2cloudless test arrays L1C": methods}
+        (tmp_path / f"{name}.json").write_text(json.dumps({"results": held_out}))
+
+    score("random-f10-s0", 0.4)
+    score("random-f10-s1", 0.6)
+    score("moco-f100-s0", 0.8)
+    (tmp_path / "notes.json").write_text("{}")  # not a grid run's name: left alone
+    out = _run(
+        str(BENCHES / "label_fractions.py"), str(tmp_path), "--figure", str(tmp_path / "r.png")
+    )
+    assert "| moco | 100 % | 1 | 0.800 ± 0.000 | 0.300 ± 0.000 | – | 0.800 ± 0.000 |" in out
+    assert "| random | 10 % | 2 | 0.500 ± 0.141 |" in out
+    assert (tmp_path / "r.png").stat().st_size > 1000

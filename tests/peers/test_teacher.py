@@ -20,7 +20,7 @@ from cloudkit.errors import CloudkitError
 from cloudkit.io.scene import LABEL_CLEAR, LABEL_CLOUD_SHADOW, LABEL_NODATA, LABEL_THICK_CLOUD
 from cloudkit.io.store import read_scene_table
 from cloudkit.peers.registry import S2Cloudless, UkisCsmask
-from cloudkit.peers.teacher import _stripe
+from cloudkit.peers.teacher import _stripe, vote
 from cloudkit.tiler.writer import tile_paths
 from tests.helpers.shared_data import DERIVED, L2A_T29UNU, T29UNU_60M_BANDS
 
@@ -116,6 +116,48 @@ def test_teacher_replaces_a_datasets_own_labels(cloudsen12_root, tmp_path):
     assert kinds == {S2Cloudless.label_kind()}
 
 
+def test_two_teachers_vote(shared_data, tmp_path):
+    """ukis-csmask + s2cloudless: where both say cloud, or both not, ukis-csmask's label (its
+    shadow checked as when it teaches alone); where they disagree, no label. s2cloudless
+    is a pixel classifier, so "disagree" is checked against its own mask."""
+    needs(UkisCsmask)
+    needs(S2Cloudless)
+    alone = _labels_on_grid(
+        _tile([T19UDP], tmp_path / "u.zarr", labels_from="ukis-csmask", tile_size=256), 687, 687
+    )
+    summary = tile_paths(
+        [T19UDP], tmp_path / "v.zarr", TileOptions(labels_from="ukis-csmask+s2cloudless",
+                                                   tile_size=256),
+    )  # fmt: skip
+    voted = _labels_on_grid(tmp_path / "v.zarr", 687, 687)
+    s2c = np.load(S2CLOUDLESS_MASK)["mask"] > 0
+    with rasterio.open(T19UDP) as src:
+        valid = (src.read() != 0).all(axis=0)
+    ukis_cloud = np.isin(alone, (1, 2))
+    kept = voted != LABEL_NODATA
+    np.testing.assert_array_equal(voted[kept], alone[kept])
+    np.testing.assert_array_equal(np.isin(voted[kept], (1, 2)), s2c[kept])
+    # left out: where they disagree (a shadow the check turned into cloud may differ)
+    dropped = valid & ~kept
+    assert (ukis_cloud[dropped] != s2c[dropped]).mean() > 0.99
+    assert (ukis_cloud[valid & kept] == s2c[valid & kept]).all()
+    (result,) = summary.results
+    vote = result.summary["teacher_vote"]
+    assert vote["teachers"] == ["ukis-csmask", "s2cloudless"]
+    assert vote["disputed"] == pytest.approx(dropped.sum() / valid.sum(), abs=0.02)
+    assert result.summary["shadow_check"]["removed_pixels"] > 0
+    (scene,) = read_scene_table(tmp_path / "v.zarr")
+    assert scene["label_kind"] == f"{UkisCsmask.label_kind()} + {S2Cloudless.label_kind()}"
+
+
+def test_vote_rule():
+    first = np.array([[0, 1, 3, 1, 255, 2]], np.uint8)
+    other = np.array([[0, 1, 0, 0, 1, 255]], np.uint8)
+    codes, disputed = vote(first, [other])
+    np.testing.assert_array_equal(codes, [[0, 1, 3, 255, 255, 255]])
+    np.testing.assert_array_equal(disputed, [[False, False, False, True, False, False]])
+
+
 def test_stripe_from_overlapping_windows():
     windows = np.arange(3 * 1 * 4 * 4).reshape(3, 1, 4, 4)
     stripe = _stripe(windows, [0, 3, 6], 9)
@@ -138,7 +180,11 @@ def test_one_line_errors(shared_data, tmp_path, capsys, make_raster):
     assert "--labels-from ukis-csmask and --scl-labels both say where the labels come" in err
     with pytest.raises(CloudkitError, match="--labels-from fmask: neither a peer model"):
         tile_paths([L2A_T29UNU], Path(out), TileOptions(labels_from="fmask"))
+    with pytest.raises(CloudkitError, match="--labels-from ukis-csmask\\+fmask: neither a peer"):
+        tile_paths([L2A_T29UNU], Path(out), TileOptions(labels_from="ukis-csmask+fmask"))
     needs(UkisCsmask)
+    twice = ["--labels-from", "ukis-csmask+ukis-csmask"]
+    assert "a teacher named twice" in _one_line(capsys, ["tile", scene, out, *twice])
     rgb = ["--resolution", "60", "--bands", "B02,B03,B04"]
     err = _one_line(capsys, ["tile", scene, out, "--labels-from", "ukis-csmask", *rgb])
     assert "ukis-csmask needs at least B02,B03,B04,B08" in err and "lacks B08" in err

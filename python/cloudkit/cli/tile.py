@@ -55,8 +55,11 @@ def tile(
         typer.Option(
             "--labels-from",
             help="Store a peer model's classes as labels: ukis-csmask (clear, cloud, cloud "
-            "shadow; Apache-2.0) or s2cloudless (cloud where its probability > 0.4; CC BY-SA "
-            "4.0, and so are the labels); pip install 'cloudkit\\[peers]'. Or a folder of "
+            "shadow; Apache-2.0), dl-l8s2-uv (clear, cloud; MIT) or s2cloudless (cloud where "
+            "its probability > 0.4; CC BY-SA 4.0, and so are the labels); pip install "
+            "'cloudkit\\[peers]'. Several joined by + vote: the first one's label where all "
+            "agree on cloud or not, none where they disagree (ukis-csmask+dl-l8s2-uv). Or a "
+            "folder of "
             "masks, one SCENE_mask.tif per scene as `cloudkit predict` writes them (any "
             "cloudkit model as teacher).",
             show_default=False,
@@ -135,5 +138,11 @@ def tile(
             typer.echo(
                 f"  {r.scene_id}: the teacher's shadow checked against its clouds: "
                 f"{check['removed_percent']:.1f} % of it removed (no cloud casts it)"
+            )
+        vote = (r.summary or {}).get("teacher_vote")
+        if vote:
+            typer.echo(
+                f"  {r.scene_id}: {' and '.join(vote['teachers'])} disagree on cloud at "
+                f"{100 * vote['disputed']:.1f} % of the pixels, left unlabelled"
             )
     report_failures(summary)

@@ -32,7 +32,7 @@ from cloudkit.pipeline.writer import SceneJob, SceneTally, SceneWriter, Written
 from cloudkit.predict.output import output_paths
 
 if TYPE_CHECKING:
-    from cloudkit.peers.teacher import SceneLabeller, Teacher
+    from cloudkit.peers.teacher import Labeller, Teacher
 
 TILED = "tiled"
 
@@ -80,10 +80,10 @@ class StoreWriter(SceneWriter):
         self._records: list[TileRecord] = []
         source = options.labels_from
         self._mask_folder = Path(source) if source and Path(source).is_dir() else None
-        if source and self._mask_folder is None and source not in PEERS:
+        if source and self._mask_folder is None and not set(source.split("+")) <= set(PEERS):
             raise OptionError(
-                f"--labels-from {source}: neither a peer model ({', '.join(PEERS)}) nor a "
-                "folder of masks"
+                f"--labels-from {source}: neither a peer model ({', '.join(PEERS)}; several "
+                "joined by + vote) nor a folder of masks"
             )
         self._teacher: Teacher | None = None
         if source and self._mask_folder is None:
@@ -92,7 +92,7 @@ class StoreWriter(SceneWriter):
             from cloudkit.peers.teacher import Teacher
 
             self._teacher = Teacher(source, threads=options.threads)
-        self._labeller: SceneLabeller | None = None
+        self._labeller: Labeller | None = None
         self._tally = SceneTally()  # the scene's: begin_scene takes its job's
 
     def plan(self, scene: Scene) -> GridPlan:
@@ -188,6 +188,8 @@ class StoreWriter(SceneWriter):
             if check is not None:  # the teacher's shadow, checked before anyone sees it
                 self._records = check.rewrite(self._scratch, self._records)
                 summary["shadow_check"] = check.report()
+            if self._labeller is not None and self._labeller.report():
+                summary["teacher_vote"] = self._labeller.report()
             with tally.stage("commit"):  # under the lock: chunk renames, index rows
                 held = self._open_store().commit_from(
                     self._scratch, _record_of(job, label_kind), self._records
