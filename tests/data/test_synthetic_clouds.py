@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from cloudkit.bands import L1C_BANDS, L2A_BANDS
-from cloudkit.data.synthetic_clouds import PATH_REFLECTANCE, composite
+from cloudkit.data.synthetic_clouds import PATH_REFLECTANCE, _cast_shadow, composite, shadow_shift
+from cloudkit.geometry.sun import SunAngles
 from cloudkit.io.scene import (
     LABEL_CLEAR,
     LABEL_CLOUD_SHADOW,
@@ -99,3 +100,40 @@ def test_rejects_non_square_crops():
             toa=True,
             rng=np.random.default_rng(0),
         )
+
+
+SOUTH_EAST_SUN = SunAngles(135.0, 45.0, source="test")  # shadows fall to the north-west
+
+
+def test_shadow_shift_is_the_suns():
+    """Away from the sun by height x tan(zenith), heights 0.2 to 12 km as the geometric check
+    searches; None once the shadow is more than a crop away."""
+    shifts = [shadow_shift(128, np.random.default_rng(s), SOUTH_EAST_SUN, 60.0) for s in range(200)]
+    cast = [s for s in shifts if s is not None]
+    for rows, cols in cast:
+        assert rows < 0 and cols < 0 and rows == pytest.approx(cols)  # up and left, at 45 deg
+        assert 200 / 60 - 1e-6 <= np.hypot(rows, cols) <= 128 * np.sqrt(2)
+    assert 0 < len(shifts) - len(cast) < len(shifts) / 2  # the highest clouds' fall outside
+    at_10m = [shadow_shift(128, np.random.default_rng(s), SOUTH_EAST_SUN, 10.0) for s in range(200)]
+    assert sum(s is None for s in at_10m) > len(shifts) - len(cast)
+    # unknown sun: any direction, at most about half the crop
+    free = [shadow_shift(128, np.random.default_rng(s), None, None) for s in range(200)]
+    assert all(s is not None and np.hypot(*s) <= 0.45 * 128 + 1e-6 for s in free)
+    assert {np.sign(s[0]) for s in free if s} == {-1.0, 1.0}
+
+
+def test_a_cloud_casts_its_shadow_by_the_shift():
+    """One square cloud in the field: its shadow in the crop is the square moved by the shift
+    (up and to the left for a south-east sun), whether the cloud is in the crop or not."""
+    size, margin = 64, 48
+    field = np.zeros((size + 2 * margin, size + 2 * margin), np.float32)
+    field[margin + 40 : margin + 50, margin + 40 : margin + 50] = 1.0  # crop rows/cols 40..49
+    shadow = _cast_shadow(field, margin, size, (-30.0, -20.0), np.random.default_rng(0))
+    rows, cols = np.nonzero(shadow > 0.5)
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (10, 19, 20, 29)
+    field[:] = 0.0
+    field[margin + 70 : margin + 80, margin + 70 : margin + 80] = 1.0  # below right, outside
+    rows, cols = np.nonzero(
+        _cast_shadow(field, margin, size, (-30.0, -20.0), np.random.default_rng(0)) > 0.5
+    )
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (40, 49, 50, 59)

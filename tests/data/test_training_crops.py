@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from cloudkit.data.tiles import TileDataset
-from cloudkit.data.training_crops import TrainingCrops
+from cloudkit.data.training_crops import TrainingCrops, _sun
 from cloudkit.errors import BandMismatchError
+from cloudkit.geometry.sun import SunAngles
 from cloudkit.models.band_slots import REQUIRED_BANDS, SLOTS
 from tests.helpers.pretrain_stores import BANDS, real_store, subset_store
 from tests.helpers.shared_data import L2A_T29UNU
@@ -60,7 +61,12 @@ def test_processing_level_of_stored_scenes(tmp_path):
 
     options = TileOptions(resolution=60, bands=RGB_BANDS, tile_size=128)
     tile_paths([L2A_T29UNU], tmp_path / "t.zarr", options)
-    assert TileDataset([tmp_path / "t.zarr"])[0]["toa"] is False
+    item = TileDataset([tmp_path / "t.zarr"])[0]
+    assert item["toa"] is False
+    # the scene's sun, from its metadata, for the synthetic shadows (tile store's sun columns)
+    assert item["sun"] == pytest.approx((172.8, 57.8), abs=0.1)
+    assert _sun(item) == SunAngles(*item["sun"], source="tile store")
+    assert _sun({**item, "sun": (float("nan"), float("nan"))}) is None
 
 
 def _draw(crops, n, seed=0):

@@ -7,8 +7,13 @@ the real samples lack, at whatever resolution the crop is seen at.
 
 A cloud field is fractal noise (power spectrum ``1/f^beta``) cut at the quantile of the cover
 drawn, with soft edges; thick clouds are opaque where it is dense, thin clouds a faint layer.
-The shadow is the thick field shifted along a random sun azimuth by a random offset (cloud
-height x tan(sun zenith)), so shadows can fall inside the crop from clouds outside it.
+The shadow is the thick field shifted away from the sun by cloud height x tan(sun zenith), so
+shadows can fall inside the crop from clouds outside it. Where the crop's scene's sun angles and
+pixel size are known, the shift is the one the sun casts (a height drawn log-uniformly over
+the 0.2 to 12 km the geometric shadow check searches): synthetic shadows then lie where that
+check looks for a real cloud's, in the direction of the scene's own shadows, and a cloud too
+high for its shadow to reach the crop casts none in it. Otherwise the direction is random and
+the shift up to about half the crop.
 Radiometry is per band, by ESA name:
 
 - clouds replace the surface by ``alpha * cloud + (1 - alpha) * surface``; a cloud's
@@ -36,6 +41,8 @@ import numpy as np
 from scipy import ndimage
 
 from cloudkit.bands import L1C_BANDS
+from cloudkit.geometry.shadows import MAX_HEIGHT_KM, MIN_HEIGHT_KM
+from cloudkit.geometry.sun import SunAngles
 from cloudkit.io.scene import (
     LABEL_CLEAR,
     LABEL_CLOUD_SHADOW,
@@ -88,14 +95,19 @@ def composite(
     *,
     toa: bool,
     rng: np.random.Generator,
+    sun: SunAngles | None = None,
+    resolution: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Clouds and shadows over ``image`` (C, S, S) reflectance in ``bands`` order (NaN
     channels stay NaN); ``labels`` (S, S) store codes. ``toa``: the image is top-of-
-    atmosphere (L1C), so shadows keep the path reflectance. Returns new arrays."""
+    atmosphere (L1C), so shadows keep the path reflectance. ``sun`` and ``resolution`` (metres
+    per pixel of the crop as seen): the shadows' shift follows them. Returns new arrays."""
     size = image.shape[-1]
     if image.shape[-2] != size or labels.shape != image.shape[-2:]:
         raise ValueError(f"composite needs square (C, S, S) crops, got {image.shape}")
-    margin = size // 2
+    shift = shadow_shift(size, rng, sun, resolution)
+    # the field holds every cloud whose shadow may fall into the crop
+    margin = max(size // 2, int(np.ceil(np.abs(shift).max())) + 8) if shift else size // 2
     field = size + 2 * margin
     kind = KINDS[rng.integers(len(KINDS))]
     thick = np.zeros((field, field), np.float32)
@@ -109,8 +121,8 @@ def composite(
         thin = np.clip(haze / rng.uniform(0.3, 1.5), 0.0, 1.0) * rng.uniform(0.15, 0.55)
 
     shadow = np.zeros((size, size), np.float32)
-    if thick.max() > 0 and rng.random() < 0.85:
-        shadow = _cast_shadow(thick, margin, size, rng)
+    if shift is not None and thick.max() > 0 and rng.random() < 0.85:
+        shadow = _cast_shadow(thick, margin, size, shift, rng)
     inner = slice(margin, margin + size)
     thick, thin = thick[inner, inner], thin[inner, inner]
 
@@ -220,10 +232,25 @@ def _soft_cover(noise: np.ndarray, cover: float, softness: float) -> np.ndarray:
     return np.clip((noise - level) / softness, 0.0, None).astype(np.float32)
 
 
-def _cast_shadow(thick: np.ndarray, margin: int, size: int, rng: np.random.Generator) -> np.ndarray:
-    offset = rng.uniform(0.1, 0.9) * margin
-    azimuth = rng.uniform(0.0, 2.0 * np.pi)
-    dy, dx = int(offset * np.sin(azimuth)), int(offset * np.cos(azimuth))
+def shadow_shift(
+    size: int, rng: np.random.Generator, sun: SunAngles | None, resolution: float | None
+) -> tuple[float, float] | None:
+    """(rows, columns) from a cloud to its shadow in a crop of ``size`` pixels; None when the
+    shadow falls more than a crop away (no cloud of the field casts it into the crop)."""
+    if sun is None or resolution is None:
+        offset = rng.uniform(0.1, 0.9) * size / 2
+        azimuth = rng.uniform(0.0, 2.0 * np.pi)
+        return offset * np.sin(azimuth), offset * np.cos(azimuth)
+    east, north = sun.shadow_offset()  # metres per metre of height
+    height = np.exp(rng.uniform(np.log(MIN_HEIGHT_KM), np.log(MAX_HEIGHT_KM))) * 1000.0
+    rows, cols = -north * height / resolution, east * height / resolution
+    return None if max(abs(rows), abs(cols)) > size else (rows, cols)
+
+
+def _cast_shadow(
+    thick: np.ndarray, margin: int, size: int, shift: tuple[float, float], rng: np.random.Generator
+) -> np.ndarray:
+    dy, dx = int(round(shift[0])), int(round(shift[1]))
     blurred = ndimage.gaussian_filter(thick, rng.uniform(0.3, 2.0))
     window = blurred[margin - dy : margin - dy + size, margin - dx : margin - dx + size]
     return np.clip(window * rng.uniform(1.0, 1.6), 0.0, 1.0).astype(np.float32)

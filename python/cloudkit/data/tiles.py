@@ -51,6 +51,7 @@ class _StoreInfo:
     rows: np.ndarray  # (n,) int64, the kept rows of the store
     cloud_fraction: np.ndarray  # (n,) float32 of the kept rows
     top_of_atmosphere: np.ndarray  # (n,) bool: the tile's scene is L1C (not L2A)
+    sun: np.ndarray  # (n, 2) float32 sun azimuth and zenith (degrees) of its scene; NaN unknown
 
 
 class TileDataset(Dataset):
@@ -63,6 +64,8 @@ class TileDataset(Dataset):
     ``cloud_bin``  ``int(percent cloud) // 10`` in 0..9, -1 when the tile has no labels
     ``resolution`` the store's pixel size in metres
     ``toa``        the tile's scene is top-of-atmosphere (L1C), not surface (L2A) reflectance
+    ``sun``        (azimuth, zenith) in degrees of the tile's scene as the store recorded them,
+                   NaN where it did not
     ``labels``     uint8 (1, T, T), only with ``with_labels=True``
 
     With ``any_bands=True`` stores may hold different bands: ``image`` is (13, T, T) in the
@@ -108,6 +111,7 @@ class TileDataset(Dataset):
         i = int(i) % len(self)
         k, row = int(self._store_of[i]), int(self._row_of[i])
         info, reader = self._stores[k], self._reader(k)
+        kept = np.searchsorted(info.rows, row)  # the row's place among the store's kept rows
         dn = reader.tile("images", row)  # (C, T, T) uint16
         valid = reader.tile("valid", row) != 0  # (1, T, T)
         valid_t = torch.from_numpy(valid)
@@ -119,7 +123,8 @@ class TileDataset(Dataset):
             "index": i,
             "cloud_bin": int(self._cloud_bins[i]),
             "resolution": info.resolution,
-            "toa": bool(info.top_of_atmosphere[np.searchsorted(info.rows, row)]),
+            "toa": bool(info.top_of_atmosphere[kept]),
+            "sun": (float(info.sun[kept, 0]), float(info.sun[kept, 1])),
         }
         if self.with_labels:
             item["labels"] = torch.from_numpy(reader.tile("labels", row))
@@ -199,6 +204,11 @@ def _read_store_info(path: Path, min_valid: float, with_labels: bool) -> _StoreI
     values = ValueScale(tuple(reader.scale), tuple(reader.offset))
     scale, offset = values.tensors()
     toa = _top_of_atmosphere(reader)
+    scene_of = reader.index("tile_scene")[rows]
+    sun = np.full((len(rows), 2), np.nan, np.float32)
+    if reader.num_scenes:
+        angles = np.stack([reader.scenes("sun_azimuth"), reader.scenes("sun_zenith")], axis=1)
+        sun = angles.astype(np.float32)[scene_of]
     return _StoreInfo(
         path=path,
         bands=reader.bands,
@@ -209,9 +219,8 @@ def _read_store_info(path: Path, min_valid: float, with_labels: bool) -> _StoreI
         offset=offset,
         rows=rows,
         cloud_fraction=reader.index("cloud_fraction")[rows],
-        top_of_atmosphere=toa[reader.index("tile_scene")[rows]]
-        if len(toa)
-        else np.ones(len(rows), bool),
+        top_of_atmosphere=toa[scene_of] if len(toa) else np.ones(len(rows), bool),
+        sun=sun,
     )
 
 

@@ -13,7 +13,8 @@ augmentations' through one ``numpy.random.Generator`` per item drawn from it.
   60 m then teach a model what a cloud looks like at 20 m, and 10 m crops what it looks like
   at 30 m.
 - ``synthetic=p``: with probability ``p`` the crop gets synthetic clouds, thin clouds and cast
-  shadows (`synthetic_clouds.composite`, exact labels); before that, a crop without cloud
+  shadows (`synthetic_clouds.composite`, exact labels), the shadows cast as the sun of the
+  tile's scene casts them where its store recorded it; before that, a crop without cloud
   labels gets with probability ``p / 2`` another surface brightness and colour (so bright
   soils are not taken for haze) and with ``p / 7`` snow (so bright is not always cloud), and an
   L2A crop with probability ``p / 2`` the atmosphere's path reflectance (so the model sees
@@ -34,6 +35,7 @@ from torch.utils.data import Dataset
 from cloudkit.data.augment import random_crop
 from cloudkit.data.synthetic_clouds import PATH_REFLECTANCE, composite, snow
 from cloudkit.data.tiles import TileDataset
+from cloudkit.geometry.sun import MAX_SUN_ZENITH, SunAngles
 from cloudkit.io.scene import LABEL_THICK_CLOUD, LABEL_THIN_CLOUD
 from cloudkit.models.band_slots import drop_bands
 
@@ -74,8 +76,8 @@ class TrainingCrops(Dataset):
             stack = random_crop(stack, self.crop)
         else:
             rng = np.random.default_rng(int(torch.randint(0, 2**62, ())))
-            image, valid, labels = self._window(item, rng)
-            image, labels = self._augment(image, labels, item, rng)
+            image, valid, labels, seen = self._window(item, rng)
+            image, labels = self._augment(image, labels, item, seen, rng)
             stack = torch.cat([image, valid.float(), labels.float()])
             stack = torch.rot90(stack, int(rng.integers(4)), dims=(-2, -1))
         if float(torch.rand(())) < FLIP_PROBABILITY:
@@ -92,14 +94,16 @@ class TrainingCrops(Dataset):
     def _plain(self) -> bool:
         return self.resolutions is None and self.synthetic == 0 and not self.tiles.any_bands
 
-    def _window(self, item: dict, rng: np.random.Generator) -> tuple[Tensor, Tensor, Tensor]:
+    def _window(self, item: dict, rng: np.random.Generator) -> tuple[Tensor, Tensor, Tensor, float]:
+        """(image, valid, labels, metres per pixel as seen) of a random window."""
         image, valid, labels = item["image"], item["valid"], item["labels"]
         tile = image.shape[-1]
         if self.resolutions is None:
             c = image.shape[0]
             stack = torch.cat([image, valid.float(), labels.float()])
             stack = random_crop(stack, self.crop, _torch_generator(rng))
-            return stack[:c], stack[c : c + 1] > 0.5, stack[c + 1 :].round().to(torch.uint8)
+            mask = stack[c + 1 :].round().to(torch.uint8)
+            return stack[:c], stack[c : c + 1] > 0.5, mask, float(item["resolution"])
         lo, hi = self.resolutions
         seen = math.exp(rng.uniform(math.log(lo), math.log(hi)))
         size = int(round(self.crop * seen / float(item["resolution"])))
@@ -110,10 +114,11 @@ class TrainingCrops(Dataset):
         image = F.interpolate(image[box][None], size=out, mode="bilinear", align_corners=False)[0]
         valid = F.interpolate(valid[box][None].float(), size=out, mode="nearest")[0] > 0.5
         labels = F.interpolate(labels[box][None].float(), size=out, mode="nearest")[0]
-        return image, valid, labels.round().to(torch.uint8)
+        seen_exactly = float(item["resolution"]) * size / self.crop  # the window is whole pixels
+        return image, valid, labels.round().to(torch.uint8), seen_exactly
 
     def _augment(
-        self, image: Tensor, labels: Tensor, item: dict, rng: np.random.Generator
+        self, image: Tensor, labels: Tensor, item: dict, seen: float, rng: np.random.Generator
     ) -> tuple[Tensor, Tensor]:
         bands = self.tiles.bands
         x, y = image.numpy().copy(), labels[0].numpy().copy()
@@ -128,7 +133,8 @@ class TrainingCrops(Dataset):
             x = x + np.array([PATH_REFLECTANCE[b] for b in bands], np.float32)[:, None, None]
             toa = True
         if rng.random() < p:
-            x, y = composite(x, y, bands, toa=toa, rng=rng)
+            sun = _sun(item)
+            x, y = composite(x, y, bands, toa=toa, rng=rng, sun=sun, resolution=seen)
         if self.tiles.any_bands:
             x = drop_bands(x, rng)
         return torch.from_numpy(x), torch.from_numpy(y[None].astype(np.uint8))
@@ -143,6 +149,14 @@ def _surface_jitter(
     gain = math.exp(rng.uniform(math.log(low), math.log(high)))
     colour = np.exp(rng.normal(0.0, SURFACE_COLOUR_SIGMA, len(bands))).astype(np.float32)
     return (path + (x - path) * (gain * colour)[:, None, None]).astype(np.float32)
+
+
+def _sun(item: dict) -> SunAngles | None:
+    """The tile's scene's sun as its store recorded it; None when it did not."""
+    azimuth, zenith = item.get("sun", (math.nan, math.nan))
+    if not (0.0 <= azimuth <= 360.0 and 0.0 <= zenith <= MAX_SUN_ZENITH):  # NaN: unknown
+        return None
+    return SunAngles(azimuth, zenith, source="tile store")
 
 
 def _torch_generator(rng: np.random.Generator) -> torch.Generator:
