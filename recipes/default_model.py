@@ -35,8 +35,13 @@ minutes on 2 cores: tiling 5, pretraining 10, each fine-tuning 20). ``--size qui
 minutes-long run of the same steps (CI); ``--device cuda`` runs the full recipe at a larger
 scale (longer training, bigger batches). ``--arch`` picks the encoder (``cloudkit finetune
 --arch``; the light ones are several times cheaper per pixel), ``--seed`` the seed of every
-step, and ``--inits`` which of the two starts to train (the stores are shared: several seeds
-or architectures may use one OUT's ``stores/``, each run in its own ``runs/ARCH-sSEED``).
+step, ``--inits`` which starts to train (random, deepcluster, moco) and ``--fractions`` at
+which percentages of the labelled tiles (10,25,50,100: the paper's label-fraction grid; the
+runs below 100 % are named ``-fNN``); ``--teacher ukis-csmask+dl-l8s2-uv`` labels the L1C
+sources by the two teachers' vote (into ``stores-TEACHER/``), ``--hard-negatives W`` shows tiles
+of dark or bright clear ground more often (``cloudkit finetune --hard-negatives``). The
+stores are shared: several seeds or architectures may use one OUT's ``stores/``, each run in
+its own ``runs/ARCH-sSEED[-TEACHER][-hardW]``.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ import numpy as np
 
 TILE = 128
 SEED = 0
+TEACHER = "ukis-csmask"
 T29UNU_BANDS = "B01,B02,B03,B04,B05,B06,B07,B8A,B09,B11,B12"
 L1C = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
 
@@ -128,9 +134,11 @@ def write_eolearn_geotiffs(data: Path, folder: Path) -> list[Path]:
     return paths
 
 
-def tile_sources(data: Path, out: Path) -> tuple[list[Path], list[Path]]:
-    """(labelled stores, unlabelled stores)."""
+def tile_sources(data: Path, out: Path, l1c_teacher: str) -> tuple[list[Path], list[Path]]:
+    """(labelled stores, unlabelled stores); ``l1c_teacher`` labels the L1C sources (the L2A
+    ones are ukis-csmask's: DL-L8S2-UV reads top-of-atmosphere reflectance only)."""
     stores = out / "stores"
+    voted = out / f"stores-{l1c_teacher}"  # only what another teacher labels is tiled again
     (t29unu,) = (data / "safe").glob("*_T29UNU_*.SAFE")
     plans = [
         ("t29unu", [t29unu], ["--resolution", "60", "--bands", T29UNU_BANDS, "--scl-labels"]),
@@ -138,7 +146,7 @@ def tile_sources(data: Path, out: Path) -> tuple[list[Path], list[Path]]:
         (
             "t19udp-preview",
             [data / "derived" / "S2A_MSIL1C_20170729_T19UDP_preview_13band.tif"],
-            ["--labels-from", "ukis-csmask"],
+            ["--labels-from", l1c_teacher],
         ),
         (
             "bigearthnet",
@@ -148,12 +156,13 @@ def tile_sources(data: Path, out: Path) -> tuple[list[Path], list[Path]]:
         (
             "eolearn",
             write_eolearn_geotiffs(data, out / "sources" / "eolearn"),
-            ["--labels-from", "ukis-csmask"],
+            ["--labels-from", l1c_teacher],
         ),
     ]
     labelled = []
     for name, paths, options in plans:
-        store = stores / f"{name}.zarr"
+        store = (voted if l1c_teacher != TEACHER and l1c_teacher in options else stores) / name
+        store = store.with_suffix(".zarr")
         run("tile", *map(str, paths), str(store), "--tile-size", str(TILE), *options)
         labelled.append(store)
     unlabelled = stores / "t19udp-aws.zarr"
@@ -181,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--inits", default="random,deepcluster")
     parser.add_argument("--fractions", default="100")
+    parser.add_argument("--teacher", default=TEACHER, help="of the L1C sources, e.g. "
+                        "ukis-csmask+dl-l8s2-uv (the two vote)")  # fmt: skip
+    parser.add_argument("--hard-negatives", type=float, default=0.0)
     args = parser.parse_args(argv)
     data, out = args.data.resolve(), args.out
     if not data.is_dir():
@@ -200,15 +212,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"recipe: --fractions {args.fractions}: whole percentages in 1..100", file=sys.stderr)
         return 1
 
-    labelled, unlabelled = tile_sources(data, out)
-    if (args.arch, args.seed) != ("resnet18", SEED):  # the shipped model's run stays at OUT
-        out = out / "runs" / f"{args.arch}-s{args.seed}"
+    labelled, unlabelled = tile_sources(data, out, args.teacher)
+    variant = "".join(
+        [f"-{args.teacher}" if args.teacher != TEACHER else "",
+         f"-hard{args.hard_negatives:g}" if args.hard_negatives else ""]
+    )  # fmt: skip
+    if (args.arch, args.seed, variant) != ("resnet18", SEED, ""):  # the shipped model's stays
+        out = out / "runs" / f"{args.arch}-s{args.seed}{variant}"
 
     finetune = ["--task", "multi", "--any-bands", "--synthetic", "0.8", "--resolutions", "10,60",
                 "--epochs", str(ft_epochs), "--batch-size", str(ft_batch), "--crop", str(TILE),
                 "--lr", "1e-3", "--freeze-epochs", "2", "--backbone-lr-scale", "0.5",
                 "--patience", "0", "--val-fraction", "0.1", "--workers", "0",
-                *common]  # fmt: skip
+                "--hard-negatives", f"{args.hard_negatives:g}", *common]  # fmt: skip
     for init in [i for i in ("random", *PRETRAINING) if i in wanted]:  # a start's runs together
         start = "random" if init == "random" else str(out / f"pretrain-{init}" / "last.pt")
         if init != "random" and not Path(start).exists():

@@ -20,7 +20,8 @@ from cloudkit.models.checkpoint import FINE_TUNING, PRETRAINING, load_finetuned,
 from cloudkit.models.encoder import Encoder, encoder_state
 from cloudkit.models.segmentation import load_segmenter
 from cloudkit.plots import training_figure
-from cloudkit.train.finetune import finetune, load_init, targets_of
+from cloudkit.train.distributed import Dist
+from cloudkit.train.finetune import FineTuning, finetune, load_init, targets_of
 from cloudkit.train.metrics import read_metrics
 from tests.helpers.cli import fails_with_one_line
 from tests.helpers.finetune_stores import real_store_64, spatial_split
@@ -253,6 +254,15 @@ class TestCli:
         config = torch.load(out / "best.pt", weights_only=True)["config"]
         assert config["class_weights"] == [1.0, 1.0, 2.0, 3.0]
 
+    def test_hard_negatives_lengthen_the_epoch(self, store, tmp_path):
+        plain = FineTuning(_cfg(store, tmp_path / "a"), device=torch.device("cpu"), dist=Dist())
+        cfg = _cfg(store, tmp_path / "b", hard_negatives=3.0)
+        hard = FineTuning(cfg, device=torch.device("cpu"), dist=Dist())
+        assert len(plain.sampled.indices) == len(plain.train_idx) and "hard" not in plain.summary()
+        assert len(hard.sampled.indices) > len(hard.train_idx)
+        assert hard.steps_per_epoch > plain.steps_per_epoch
+        assert f"{len(hard.sampled.indices)} crops/epoch" in hard.summary()
+
     @pytest.mark.parametrize(
         ("extra", "message"),
         [
@@ -350,6 +360,8 @@ def test_real_data_cloud_f1_beats_trivial_predictors(tmp_path_factory):
         ({"lr": float("nan")}, "--lr must be positive, got nan"),
         ({"backbone_lr_scale": float("nan")}, "--backbone-lr-scale must be >= 0, got nan"),
         ({"batch_size": 1}, "--batch-size 1: training needs at least 2 samples"),
+        ({"hard_negatives": -1.0}, "--hard-negatives must be 0 or more, got -1"),
+        ({"hard_negatives": float("inf")}, "--hard-negatives must be 0 or more, got inf"),
         ({"workers": 100_000}, "--workers 100000: more than 4 DataLoader processes per"),
     ],
 )

@@ -148,6 +148,18 @@ FINETUNE_OPTIONS: dict[str, Any] = {
             rich_help_panel=_HP,
         ),
     ],
+    "hard_negatives": Annotated[
+        float,
+        typer.Option(
+            "--hard-negatives",
+            min=0.0,
+            help="Show tiles rich in clear ground that is dark (vegetation, water, shade, burn "
+            "scars) or bright (soil, desert, snow) more often: each is seen 1 + round(W x its "
+            "share of such pixels) times per epoch.",
+            show_default="0: every tile once",
+            rich_help_panel=_HP,
+        ),
+    ],
     "resolutions": Annotated[
         str | None,
         typer.Option(

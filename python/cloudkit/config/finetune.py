@@ -50,6 +50,9 @@ class FinetuneOptions:
     arch: Arch | None = None
     # share of training crops that get synthetic clouds and shadows (data/training_crops.py)
     synthetic: float = 0.0
+    # weight of hard negatives: a tile is seen 1 + round(w * hard share) times per epoch
+    # (data/hard_negatives.py)
+    hard_negatives: float = 0.0
     # (lo, hi) metres: each training crop is seen at a resolution drawn in this range
     resolutions: tuple[float, float] | None = None
     # how much a pixel of each class counts in the cross-entropy (None: all alike)
@@ -96,6 +99,8 @@ class FinetuneOptions:
             raise OptionError(
                 f"--synthetic must be a share of the crops in [0, 1], got {self.synthetic}"
             )
+        if not (self.hard_negatives >= 0.0 and math.isfinite(self.hard_negatives)):
+            raise OptionError(f"--hard-negatives must be 0 or more, got {self.hard_negatives}")
         if self.resolutions is not None:
             lo, hi = self.resolutions
             if not (0.0 < lo <= hi and math.isfinite(hi)):

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from cloudkit.config import RANDOM_INIT, FinetuneConfig
+from cloudkit.data.hard_negatives import oversample
 from cloudkit.data.sampling import stratified_fraction, stratified_split
 from cloudkit.data.tasks import IGNORE, Task, get_task, task_targets
 from cloudkit.data.tiles import TileDataset
@@ -67,8 +68,11 @@ _RESUME_FIXED = (
     "any_bands",
     "arch",
     "synthetic",
+    "hard_negatives",
     "resolutions",
 )
+#: what a run written before an option existed used
+_RESUME_BEFORE = {"hard_negatives": 0.0}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -215,9 +219,11 @@ class FineTuning(Engine):
         self.best_epoch = 0
         self.stopped = False
         self.frozen = False
+        # the tiles seen per epoch: hard negatives repeated (data/hard_negatives.py)
+        self.sampled = oversample(tiles, self.train_idx, cfg.hard_negatives)
         crops = TrainingCrops(
             tiles,
-            self.train_idx,
+            self.sampled.indices,
             cfg.crop,
             resolutions=cfg.resolutions,
             synthetic=cfg.synthetic,
@@ -272,7 +278,7 @@ class FineTuning(Engine):
     def check_resume(self, checkpoint: dict[str, Any], path: Path) -> None:
         saved = checkpoint.get("config", {})
         now = self.cfg.to_dict()
-        differ = [k for k in _RESUME_FIXED if saved.get(k) != now.get(k)]
+        differ = [k for k in _RESUME_FIXED if saved.get(k, _RESUME_BEFORE.get(k)) != now.get(k)]
         if differ:
             shown = ", ".join(f"--{k.replace('_', '-')} {saved.get(k)!r}" for k in differ)
             raise CheckpointError(
@@ -390,6 +396,16 @@ class FineTuning(Engine):
             f"{len(self.train_idx)} train + {len(self.val_idx)} val tiles "
             f"(fraction {cfg.fraction:g} of {len(self.tiles)}), crops {cfg.crop} px, batch "
             f"{cfg.batch_size}, {self.steps_per_epoch} steps/epoch on {self.device}"
+            + self._hard_note()
+        )
+
+    def _hard_note(self) -> str:
+        s = self.sampled
+        if not self.cfg.hard_negatives:
+            return ""
+        return (
+            f"; hard negatives: {s.hard_tiles} of {s.tiles} tiles seen more often (mean hard "
+            f"share {s.mean_share:.2f}), {len(s.indices)} crops/epoch"
         )
 
     # -- state ---------------------------------------------------------------------------------
