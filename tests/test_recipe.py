@@ -55,3 +55,22 @@ def test_recipe_without_the_samples_is_one_line(tmp_path):
     )
     assert done.returncode == 1
     assert done.stderr.strip().count("\n") == 0 and "the real samples are not at" in done.stderr
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--fractions", "0,100"], "--fractions 0,100: whole percentages in 1..100"),
+        (["--fractions", "ten"], "--fractions ten: whole percentages in 1..100"),
+        (["--inits", "random,simclr"], "--inits random,simclr: name random, deepcluster, moco"),
+    ],
+)
+def test_recipe_options_are_checked_before_any_step(tmp_path, option, message):
+    done = subprocess.run(
+        [sys.executable, str(RECIPE), str(tmp_path / "out"), "--data", str(DATA), *option],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 1 and done.stderr.strip() == f"recipe: {message}"
+    assert "$ cloudkit" not in done.stdout and not (tmp_path / "out").exists()
