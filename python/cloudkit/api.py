@@ -289,7 +289,7 @@ def evaluate(
         )
     target = None if out is None else Path(out)
     if target is not None:  # before the scoring, not after it
-        require_writable(target.parent, "out")
+        require_writable(target.parent, "the scores (--out, out=)")
     if checkpoint is not None:
         if task is not None or threshold is not None:
             raise OptionError("task and threshold go with reference=; a checkpoint brings its task")
@@ -335,7 +335,6 @@ def _make(config: str, options: dict[str, Any], *, caller: str = "") -> Any:
 
 
 def _esa_bands(bands: str | Sequence[str]) -> tuple[str, ...]:
-
     names = bands.split(",") if isinstance(bands, str) else list(bands)
     try:
         return tuple(esa_order([b.strip().upper() for b in names if b.strip()]))
@@ -354,7 +353,6 @@ def _raise_failures(summary: Summary, keep_going: bool) -> None:
 
 
 def _trained(checkpoint: Path, out: Path) -> TrainResult:
-
     metrics = out / "metrics.jsonl"
     epochs = tuple(read_metrics(metrics)) if metrics.is_file() else ()
     return TrainResult(Path(checkpoint), out, epochs)
