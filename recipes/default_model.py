@@ -28,8 +28,9 @@
    ``OUT/finetune-random.pt``. For the shipped weights that was the random start: at this
    scale (226 tiles) the DeepCluster encoder scored lower, there and on every held-out set.
 
-Every step is a cloudkit command, printed before it runs; a step whose output exists is skipped,
-so an interrupted recipe continues where it stopped. Seeded: the same data and options give
+Every step is a cloudkit command, printed before it runs; an interrupted recipe continues where
+it stopped (tiling skips the scenes a store holds, a training run resumes from its last epoch
+and is left alone once complete, an exported model is not exported again). Seeded: the same data and options give
 the same weights on the CPU (the shipped ones were made with OMP_NUM_THREADS=1; about 55
 minutes on 2 cores: tiling 5, pretraining 10, each fine-tuning 20). ``--size quick`` is a
 minutes-long run of the same steps (CI); ``--device cuda`` runs the full recipe at a larger
@@ -95,6 +96,14 @@ def run(*args: str) -> None:
     # the cloudkit of this interpreter, whether or not its environment is on PATH
     if subprocess.run([sys.executable, "-m", "cloudkit.cli", *args]).returncode != 0:
         raise StepFailed(f"recipe: `cloudkit {args[0]}` failed (its error is above)")
+
+
+def train(command: str, *args: str) -> None:
+    """``cloudkit pretrain|finetune ... --out DIR``, run to its end: a run DIR already holds
+    is continued (``--resume``; a complete one is left as it is), so a recipe killed mid-run
+    never ships the best epoch of half a run."""
+    out = Path(args[list(args).index("--out") + 1])
+    run(command, *args, *(["--resume"] if (out / "last.pt").exists() else []))
 
 
 def write_eolearn_geotiffs(data: Path, folder: Path) -> list[Path]:
@@ -227,17 +236,16 @@ def main(argv: list[str] | None = None) -> int:
                 "--hard-negatives", f"{args.hard_negatives:g}", *common]  # fmt: skip
     for init in [i for i in ("random", *PRETRAINING) if i in wanted]:  # a start's runs together
         start = "random" if init == "random" else str(out / f"pretrain-{init}" / "last.pt")
-        if init != "random" and not Path(start).exists():
-            run("pretrain", *map(str, labelled + unlabelled), "--out", str(Path(start).parent),
-                "--method", init, "--any-bands", "--epochs", str(pre_epochs),
-                "--batch-size", str(pre_batch), "--crop", "96", *PRETRAINING[init],
-                "--warmup-epochs", str(max(1, pre_epochs // 10)), "--workers", "1",
-                *common)  # fmt: skip
+        if init != "random":
+            train("pretrain", *map(str, labelled + unlabelled), "--out", str(Path(start).parent),
+                  "--method", init, "--any-bands", "--epochs", str(pre_epochs),
+                  "--batch-size", str(pre_batch), "--crop", "96", *PRETRAINING[init],
+                  "--warmup-epochs", str(max(1, pre_epochs // 10)), "--workers", "1",
+                  *common)  # fmt: skip
         for fraction in fractions:
             name = run_name(init, fraction)
-            if not (out / name / "best.pt").exists():
-                run("finetune", *map(str, labelled), "--out", str(out / name), "--init", start,
-                    "--fraction", f"{fraction / 100:g}", *finetune)  # fmt: skip
+            train("finetune", *map(str, labelled), "--out", str(out / name), "--init", start,
+                  "--fraction", f"{fraction / 100:g}", *finetune)  # fmt: skip
             if not (out / f"{name}.pt").exists():
                 run("export", str(out / name / "best.pt"), str(out / f"{name}.pt"),
                     "--resolution", "20")  # fmt: skip

@@ -46,6 +46,17 @@ def test_quick_recipe_makes_a_model_predict_takes(tmp_path, capsys):
     assert code == 0, err
     assert (tmp_path / "m" / f"{AWS_T19UDP.name}_mask.tif").is_file()
 
+    # run again, it continues: complete training runs are resumed and have nothing to do
+    again = subprocess.run(
+        [sys.executable, str(RECIPE), str(out), "--size", "quick", "--data", str(DATA)],
+        capture_output=True,
+        text=True,
+    )
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    said = again.stdout + again.stderr
+    assert said.count("--resume") == 3 and said.count("nothing to do") == 3  # pretrain, 2 runs
+    assert "$ cloudkit export" not in again.stdout
+
 
 def test_recipe_without_the_samples_is_one_line(tmp_path):
     done = subprocess.run(
