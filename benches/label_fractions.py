@@ -13,6 +13,7 @@ here: the human CloudSEN12 patches and the s2cloudless arrays.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import statistics
 import sys
@@ -25,9 +26,11 @@ from quality_seeds import model_figures
 COLUMNS = (
     ("CloudSEN12 dense (6 patches)", "cloud_f1", "CloudSEN12 dense cloud F1"),
     ("CloudSEN12 dense (6 patches)", "mean_iou", "dense mean IoU"),
-    ("CloudSEN12 scribbles (10 patches)", "cloud_f1", "scribbles cloud F1"),
+    ("CloudSEN12 scribbles (10 patches)", "cloud_f1", "CloudSEN12 scribbles cloud F1"),
     ("s2cloudless test arrays L1C", "cloud_f1", "s2cloudless arrays cloud F1"),
 )
+#: the trivial masks every run's file also scores, shown under the grid
+BASELINES = ("all cloud", "brightness B02 > 0.09", "brightness, best on this set (oracle)")
 NAME = re.compile(r"(?P<init>[a-z0-9]+)-f(?P<fraction>\d+)-s(?P<seed>\d+)\.json")
 
 Cell = tuple[float, float, int]  # mean, sample standard deviation, runs
@@ -53,7 +56,22 @@ def grid(folder: Path) -> dict[tuple[str, int], dict[str, Cell]]:
     return dict(sorted(out.items()))
 
 
-def markdown(table: dict[tuple[str, int], dict[str, Cell]]) -> str:
+def baselines(folder: Path) -> dict[str, dict[str, float]]:
+    """Baseline -> header -> figure, from the first score file (they do not depend on the run)."""
+    paths = sorted(p for p in folder.glob("*.json") if NAME.fullmatch(p.name))
+    results = json.loads(paths[0].read_text())["results"] if paths else {}
+    out: dict[str, dict[str, float]] = {}
+    for set_name, figure, header in COLUMNS:
+        for name in BASELINES:
+            value = results.get(set_name, {}).get(name, {}).get(figure)
+            if value is not None:
+                out.setdefault(name, {})[header] = value
+    return out
+
+
+def markdown(
+    table: dict[tuple[str, int], dict[str, Cell]], trivial: dict[str, dict[str, float]]
+) -> str:
     headers = [h for _, _, h in COLUMNS]
     lines = [
         "| start | labels | seeds | " + " | ".join(headers) + " |",
@@ -63,10 +81,17 @@ def markdown(table: dict[tuple[str, int], dict[str, Cell]]) -> str:
         n = max((c[2] for c in cells.values()), default=0)
         text = [f"{cells[h][0]:.3f} ± {cells[h][1]:.3f}" if h in cells else "–" for h in headers]
         lines.append(f"| {init} | {fraction} % | {n} | " + " | ".join(text) + " |")
+    for name, figures in trivial.items():
+        text = [f"{figures[h]:.3f}" if h in figures else "–" for h in headers]
+        lines.append(f"| {name} | – | – | " + " | ".join(text) + " |")
     return "\n".join(lines) + "\n"
 
 
-def figure(table: dict[tuple[str, int], dict[str, Cell]], path: Path) -> None:
+def figure(
+    table: dict[tuple[str, int], dict[str, Cell]],
+    trivial: dict[str, dict[str, float]],
+    path: Path,
+) -> None:
     from matplotlib.figure import Figure
 
     headers = [h for _, figure_name, h in COLUMNS if figure_name == "cloud_f1"]
@@ -87,13 +112,16 @@ def figure(table: dict[tuple[str, int], dict[str, Cell]], path: Path) -> None:
                     capsize=3,
                     label=init,
                 )
+        for (name, figures), style in zip(trivial.items(), (":", "-.", "--"), strict=False):
+            if header in figures:
+                ax.axhline(figures[header], color="grey", linestyle=style, lw=1, label=name)
         ax.set_xscale("log")
         ax.set_xticks([10, 25, 50, 100], ["10", "25", "50", "100"])
         ax.set_xlabel("labelled tiles used (%)")
         ax.set_title(header.replace(" cloud F1", ""), fontsize="medium")
         ax.set_ylim(0.0, 1.0)
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize="small")
+        ax.legend(fontsize="x-small")
     fig.savefig(path, dpi=100)
 
 
@@ -107,12 +135,13 @@ def main(argv: list[str] | None = None) -> int:
     if not table:
         print(f"{args.scores}: no INIT-fFRACTION-sSEED.json scores", file=sys.stderr)
         return 1
-    text = markdown(table)
+    trivial = baselines(args.scores)
+    text = markdown(table, trivial)
     print(text, end="")
     if args.markdown:
         args.markdown.write_text(text)
     if args.figure:
-        figure(table, args.figure)
+        figure(table, trivial, args.figure)
     return 0
 
 

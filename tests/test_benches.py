@@ -246,7 +246,7 @@ def test_quality_seeds_gives_the_mean_and_spread_of_runs(tmp_path):
 def test_label_fractions_gives_mean_and_spread_per_start_and_fraction(tmp_path):
     def score(name: str, f1: float) -> None:
         figures = {"cloud_f1": f1, "mean_iou": 0.3}
-        methods = {f"cloudkit ({name})": figures, "all cloud": {"cloud_f1": 0.9}}
+        methods = {f"cloudkit ({name})": figures, "all cloud": {"cloud_f1": 0.6}}
         held_out = {"CloudSEN12 dense (6 patches)": methods, "s2cloudless test arrays L1C": methods}
         (tmp_path / f"{name}.json").write_text(json.dumps({"results": held_out}))
 
@@ -259,4 +259,5 @@ def test_label_fractions_gives_mean_and_spread_per_start_and_fraction(tmp_path):
     )
     assert "| moco | 100 % | 1 | 0.800 ± 0.000 | 0.300 ± 0.000 | – | 0.800 ± 0.000 |" in out
     assert "| random | 10 % | 2 | 0.500 ± 0.141 |" in out
+    assert "| all cloud | – | – | 0.600 | – | – | 0.600 |" in out
     assert (tmp_path / "r.png").stat().st_size > 1000
