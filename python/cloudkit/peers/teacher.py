@@ -14,8 +14,9 @@ or thin) or not at every pixel. Where they all agree the first one's label is ke
 cloud or shadow); where they disagree the pixel is left unlabelled (255), so a model learns
 neither teacher's mistake there and no metric counts it. The first teacher's shadow is checked
 against its own clouds, as with one teacher. Rules that pick a winner were left out on
-purpose: each teacher fails on other ground (ukis-csmask on bright desert, DL-L8S2-UV on
-terrain shade), and no label here says which is right where.
+purpose: each teacher fails on other ground (ukis-csmask missed most clouds of the T19UDP
+preview at 160 m, DL-L8S2-UV half of an overcast eo-learn scene at 10 m: docs/models.md), and
+no label here says which is right where.
 
 The store records where the labels came from in each scene's ``label_kind``:
 ``teacher:NAME VERSION, LICENCE`` (several joined by `` + ``). Labels from s2cloudless are
@@ -49,7 +50,6 @@ class Teacher:
         if len(set(names)) != len(names):
             raise OptionError(f"--labels-from {name}: a teacher named twice")
         self.peers = [get_peer(n, option="--labels-from") for n in names]
-        self.name = name
         self.threads = threads
         #: what the store records of these labels
         self.kind = " + ".join(peer.label_kind() for peer in self.peers)
