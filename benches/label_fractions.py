@@ -15,12 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
 
-from quality_seeds import model_figures
+from quality_seeds import summarise
 
 #: (set, figure, header): the held-out sets only
 COLUMNS = (
@@ -43,16 +42,7 @@ def grid(folder: Path) -> dict[tuple[str, int], dict[str, Cell]]:
         match = NAME.fullmatch(path.name)
         if match:
             runs[(match["init"], int(match["fraction"]))].append(path)
-    out = {}
-    for key, paths in runs.items():
-        figures = [model_figures(p) for p in paths]
-        cells = {}
-        for set_name, figure, header in COLUMNS:
-            values = [f[set_name][figure] for f in figures if figure in f.get(set_name, {})]
-            if values:
-                spread = statistics.stdev(values) if len(values) > 1 else 0.0
-                cells[header] = (statistics.fmean(values), spread, len(values))
-        out[key] = cells
+    out = {key: summarise(paths, COLUMNS) for key, paths in runs.items()}
     return dict(sorted(out.items()))
 
 

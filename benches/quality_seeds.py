@@ -44,11 +44,13 @@ def model_figures(path: Path) -> dict[str, dict[str, float]]:
     return out
 
 
-def summarise(runs: list[Path]) -> dict[str, tuple[float, float, int]]:
-    """Header -> (mean, spread, runs) over ``runs``."""
+def summarise(
+    runs: list[Path], columns: tuple[tuple[str, str, str], ...] = COLUMNS
+) -> dict[str, tuple[float, float, int]]:
+    """Header -> (mean, spread, runs) over ``runs``, for each of ``columns`` they have."""
     figures = [model_figures(r) for r in runs]
     table = {}
-    for set_name, figure, header in COLUMNS:
+    for set_name, figure, header in columns:
         values = [f[set_name][figure] for f in figures if figure in f.get(set_name, {})]
         if values:
             spread = statistics.stdev(values) if len(values) > 1 else 0.0
