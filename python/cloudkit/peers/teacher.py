@@ -59,10 +59,11 @@ class Teacher:
         naming what one needs when the scene, as tiled, lacks it or has no known level."""
         scene = plan.scene
         what = f"{scene.scene_id} (tiled bands {','.join(plan.bands)})"
+        found = processing_level(scene)
         needs = []
         for peer in self.peers:
             option = f"--labels-from {peer.name}"
-            level = require_level(processing_level(scene), scene.scene_id, option)
+            level = require_level(found, scene.scene_id, option)
             bands = peer.bands_for(plan.bands, level, what=what)
             problem = peer.out_of_domain(plan.resolution)
             if problem is not None:  # its labels would be stored as truth, with no warning

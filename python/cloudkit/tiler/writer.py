@@ -188,8 +188,9 @@ class StoreWriter(SceneWriter):
             if check is not None:  # the teacher's shadow, checked before anyone sees it
                 self._records = check.rewrite(self._scratch, self._records)
                 summary["shadow_check"] = check.report()
-            if self._labeller is not None and self._labeller.report():
-                summary["teacher_vote"] = self._labeller.report()
+            vote = self._labeller.report() if self._labeller is not None else {}
+            if vote:  # several teachers: how much they disputed
+                summary["teacher_vote"] = vote
             with tally.stage("commit"):  # under the lock: chunk renames, index rows
                 held = self._open_store().commit_from(
                     self._scratch, _record_of(job, label_kind), self._records
