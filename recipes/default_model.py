@@ -30,13 +30,13 @@
 
 Every step is a cloudkit command, printed before it runs; an interrupted recipe continues where
 it stopped (tiling skips the scenes a store holds, a training run resumes from its last epoch
-and is left alone once complete, an exported model is not exported again). Seeded: the same data and options give
-the same weights on the CPU (the shipped ones were made with OMP_NUM_THREADS=1; about 55
-minutes on 2 cores: tiling 5, pretraining 10, each fine-tuning 20). ``--size quick`` is a
-minutes-long run of the same steps (CI); ``--device cuda`` runs the full recipe at a larger
-scale (longer training, bigger batches). ``--arch`` picks the encoder (``cloudkit finetune
---arch``; the light ones are several times cheaper per pixel), ``--seed`` the seed of every
-step, ``--inits`` which starts to train (random, deepcluster, moco) and ``--fractions`` at
+and is left alone once complete, an exported model is not exported again). Seeded: the same
+data and options give the same weights on the CPU (the shipped ones were made with
+OMP_NUM_THREADS=1; about 55 minutes on 2 cores: tiling 5, pretraining 10, each fine-tuning
+20). ``--size quick`` is a minutes-long run of the same steps (CI); ``--device cuda`` runs the
+full recipe at a larger scale (longer training, bigger batches). ``--arch`` picks the encoder
+(``cloudkit finetune --arch``; the light ones are several times cheaper per pixel), ``--seed``
+the seed of every step, ``--inits`` which starts to train (random, deepcluster, moco) and ``--fractions`` at
 which percentages of the labelled tiles (10,25,50,100: the paper's label-fraction grid; the
 runs below 100 % are named ``-fNN``); ``--teacher ukis-csmask+dl-l8s2-uv`` labels the L1C
 sources by the two teachers' vote (into ``stores-TEACHER/``), ``--hard-negatives W`` shows tiles
@@ -98,12 +98,12 @@ def run(*args: str) -> None:
         raise StepFailed(f"recipe: `cloudkit {args[0]}` failed (its error is above)")
 
 
-def train(command: str, *args: str) -> None:
-    """``cloudkit pretrain|finetune ... --out DIR``, run to its end: a run DIR already holds
+def train(command: str, out: Path, *args: str) -> None:
+    """``cloudkit pretrain|finetune ARGS --out OUT``, run to its end: a run OUT already holds
     is continued (``--resume``; a complete one is left as it is), so a recipe killed mid-run
     never ships the best epoch of half a run."""
-    out = Path(args[list(args).index("--out") + 1])
-    run(command, *args, *(["--resume"] if (out / "last.pt").exists() else []))
+    resume = ["--resume"] if (out / "last.pt").exists() else []
+    run(command, *args, "--out", str(out), *resume)
 
 
 def write_eolearn_geotiffs(data: Path, folder: Path) -> list[Path]:
@@ -237,14 +237,14 @@ def main(argv: list[str] | None = None) -> int:
     for init in [i for i in ("random", *PRETRAINING) if i in wanted]:  # a start's runs together
         start = "random" if init == "random" else str(out / f"pretrain-{init}" / "last.pt")
         if init != "random":
-            train("pretrain", *map(str, labelled + unlabelled), "--out", str(Path(start).parent),
+            train("pretrain", Path(start).parent, *map(str, labelled + unlabelled),
                   "--method", init, "--any-bands", "--epochs", str(pre_epochs),
                   "--batch-size", str(pre_batch), "--crop", "96", *PRETRAINING[init],
                   "--warmup-epochs", str(max(1, pre_epochs // 10)), "--workers", "1",
                   *common)  # fmt: skip
         for fraction in fractions:
             name = run_name(init, fraction)
-            train("finetune", *map(str, labelled), "--out", str(out / name), "--init", start,
+            train("finetune", out / name, *map(str, labelled), "--init", start,
                   "--fraction", f"{fraction / 100:g}", *finetune)  # fmt: skip
             if not (out / f"{name}.pt").exists():
                 run("export", str(out / name / "best.pt"), str(out / f"{name}.pt"),
