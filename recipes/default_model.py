@@ -32,17 +32,18 @@ Every step is a cloudkit command, printed before it runs; an interrupted recipe 
 it stopped (tiling skips the scenes a store holds, a training run resumes from its last epoch
 and is left alone once complete, an exported model is not exported again). Seeded: the same
 data and options give the same weights on the CPU (the shipped ones were made with
-OMP_NUM_THREADS=1; about 55 minutes on 2 cores: tiling 5, pretraining 10, each fine-tuning
-20). ``--size quick`` is a minutes-long run of the same steps (CI); ``--device cuda`` runs the
-full recipe at a larger scale (longer training, bigger batches). ``--arch`` picks the encoder
+OMP_NUM_THREADS=1; about 55 minutes on 2 cores: tiling 5, pretraining 10, each fine-tuning 20).
+``--size quick`` is a minutes-long run of the same steps (CI); ``--device cuda`` runs the full
+recipe at a larger scale (longer training, bigger batches). ``--arch`` picks the encoder
 (``cloudkit finetune --arch``; the light ones are several times cheaper per pixel), ``--seed``
-the seed of every step, ``--inits`` which starts to train (random, deepcluster, moco) and ``--fractions`` at
-which percentages of the labelled tiles (10,25,50,100: the paper's label-fraction grid; the
-runs below 100 % are named ``-fNN``); ``--teacher ukis-csmask+dl-l8s2-uv`` labels the L1C
-sources by the two teachers' vote (into ``stores-TEACHER/``), ``--hard-negatives W`` shows tiles
-of dark or bright clear ground more often (``cloudkit finetune --hard-negatives``). The
-stores are shared: several seeds or architectures may use one OUT's ``stores/``, each run in
-its own ``runs/ARCH-sSEED[-TEACHER][-hardW]``.
+the seed of every step, ``--inits`` which starts to train (random, deepcluster, moco) and
+``--fractions`` at which percentages of the labelled tiles (10,25,50,100: the paper's
+label-fraction grid; the runs below 100 % are named ``-fNN``); ``--teacher
+ukis-csmask+dl-l8s2-uv`` labels the L1C sources by the two teachers' vote (into
+``stores-TEACHER/``), ``--hard-negatives W`` shows tiles of dark or bright clear ground more
+often (``cloudkit finetune --hard-negatives``). The stores are shared: several seeds or
+architectures may use one OUT's ``stores/``, each run in its own
+``runs/ARCH-sSEED[-TEACHER][-hardW]``.
 """
 
 from __future__ import annotations
