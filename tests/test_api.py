@@ -297,6 +297,12 @@ class TestBadArrays:
                 scene.dn.astype(np.int32) - 5, bands=L1C_BANDS, resolution=20, dn_offset=0
             )
 
+    def test_dn_as_floats(self, model, scene):
+        # CloudSEN12's GeoTIFFs hold DN as float32: read as reflectance they would clip to
+        # bright cloud everywhere
+        with pytest.raises(InvalidSceneError, match="floats up to .*divide them by 10000"):
+            model.predict_array(scene.dn.astype(np.float32), bands=L1C_BANDS, resolution=20)
+
     def test_no_resolution(self, model, scene):
         with pytest.raises(OptionError, match="pixel size in metres"):
             model.predict_array(scene.reflectance, bands=L1C_BANDS)

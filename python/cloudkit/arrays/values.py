@@ -27,6 +27,9 @@ from cloudkit.io.store import QUANTIFICATION, STORE_ADD_OFFSET, dn_shift_for
 #: the largest radiometric offset read: as `pipeline.writer.MAX_OFFSET` for products
 MAX_OFFSET = 2000
 _DN_MAX = 65535
+#: the highest reflectance a Sentinel-2 product can hold (DN 65535, no offset): floats above
+#: it are not reflectance, most often DN as floats (CloudSEN12's GeoTIFFs hold those)
+MAX_REFLECTANCE = _DN_MAX / QUANTIFICATION
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,7 @@ def to_dn(block: np.ndarray, pixels: Pixels) -> np.ndarray:
             missing = ~np.isfinite(values)
             if pixels.nodata is not None:
                 missing |= values == pixels.nodata
+            _require_reflectance(values, missing)
             # the store's rounding of reflectance: value = reflectance * 10000 - STORE_ADD_OFFSET
             stored = np.rint(np.where(missing, 0.0, values) * QUANTIFICATION) - STORE_ADD_OFFSET
             out[...] = np.clip(stored, 1, _DN_MAX)
@@ -125,6 +129,18 @@ def to_dn(block: np.ndarray, pixels: Pixels) -> np.ndarray:
     if pixels.nodata is not None:
         dn[np.asarray(block) == pixels.nodata] = 0
     return dn
+
+
+def _require_reflectance(values: np.ndarray, missing: np.ndarray) -> None:
+    """InvalidSceneError for floats no product's reflectance reaches: clipped, they would
+    become a mask of bright cloud everywhere instead of an error."""
+    high = float(np.max(values, where=~missing, initial=-np.inf))
+    if high > MAX_REFLECTANCE:
+        raise InvalidSceneError(
+            f"floats up to {high:g}: read as reflectance (0-1), and Sentinel-2 reflectance "
+            f"never exceeds {MAX_REFLECTANCE:g}; DN held as floats are reflectance x 10000: "
+            "divide them by 10000, or pass integer DN with dn_offset"
+        )
 
 
 def require_some_valid(classes: np.ndarray, nodata: int) -> None:
