@@ -20,9 +20,9 @@ from cloudkit.errors import CloudkitError
 from cloudkit.io.scene import LABEL_CLEAR, LABEL_CLOUD_SHADOW, LABEL_NODATA, LABEL_THICK_CLOUD
 from cloudkit.io.store import read_scene_table
 from cloudkit.peers.registry import S2Cloudless, UkisCsmask
-from cloudkit.peers.teacher import _stripe, vote
+from cloudkit.peers.teacher import _stripe, labels_on_grid, vote
 from cloudkit.tiler.writer import tile_paths
-from tests.helpers.shared_data import DERIVED, L2A_T29UNU, T29UNU_60M_BANDS
+from tests.helpers.shared_data import COGS_L2A, DERIVED, L2A_T29UNU, T29UNU_60M_BANDS
 
 T19UDP = DERIVED / "S2A_MSIL1C_20170729_T19UDP_preview_13band.tif"
 S2CLOUDLESS_MASK = DERIVED / "T19UDP_preview_s2cloudless_mask_thr0.4.npz"
@@ -150,6 +150,53 @@ def test_two_teachers_vote(shared_data, tmp_path):
     assert scene["label_kind"] == f"{UkisCsmask.label_kind()} + {S2Cloudless.label_kind()}"
 
 
+def test_scl_votes_first_with_the_teacher(shared_data, tmp_path):
+    """--scl-labels --labels-from ukis-csmask on the Sahara tile (SCL at 200 m on the 100 m
+    grid): SCL's own label where ukis-csmask agrees on cloud or not, none where it does not
+    (ukis-csmask calls much of the bright sand cloud); the summary and the store say so."""
+    needs(UkisCsmask)
+    scl_store = _tile([COGS_L2A], tmp_path / "scl.zarr", scl_labels=True, tile_size=128)
+    (scene,) = read_scene_table(scl_store)
+    height, width = (int(n) for n in scene["shape"])
+    scl = _labels_on_grid(scl_store, height, width)
+    ukis_store = _tile([COGS_L2A], tmp_path / "u.zarr", labels_from="ukis-csmask", tile_size=128)
+    ukis_cloud = np.isin(_labels_on_grid(ukis_store, height, width), (1, 2))
+    summary = tile_paths(
+        [COGS_L2A], tmp_path / "v.zarr",
+        TileOptions(scl_labels=True, labels_from="ukis-csmask", tile_size=128),
+    )  # fmt: skip
+    voted = _labels_on_grid(tmp_path / "v.zarr", height, width)
+    kept = voted != LABEL_NODATA
+    np.testing.assert_array_equal(voted[kept], scl[kept])
+    scl_cloud = np.isin(scl, (1, 2))
+    # the teacher alone had its shadow checked (a shadow turned cloud may differ); voting, not
+    assert (scl_cloud[kept] == ukis_cloud[kept]).mean() > 0.99
+    dropped = (scl != LABEL_NODATA) & ~kept
+    assert dropped.mean() > 0.05  # the sand ukis-csmask calls cloud
+    assert (scl_cloud[dropped] != ukis_cloud[dropped]).mean() > 0.99
+    (result,) = summary.results
+    vote_report = result.summary["teacher_vote"]
+    assert vote_report["teachers"] == ["scl", "ukis-csmask"]
+    labelled = (scl != LABEL_NODATA).sum()
+    assert vote_report["disputed"] == pytest.approx(dropped.sum() / labelled, abs=0.02)
+    assert "shadow_check" not in result.summary  # SCL's shadow is Sen2Cor's
+    (scene,) = read_scene_table(tmp_path / "v.zarr")
+    (alone,) = read_scene_table(scl_store)
+    assert scene["label_kind"] == f"{alone['label_kind']} + {UkisCsmask.label_kind()}"
+
+
+def test_labels_on_grid_repeat_native_pixels():
+    native = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    # target rows 2..4 of a grid with 2 target pixels per native one: native rows 1 and 2
+    got = labels_on_grid(native[1:], 2, 3, 7, 2)
+    np.testing.assert_array_equal(
+        got, [[4, 4, 5, 5, 6, 6, 7], [4, 4, 5, 5, 6, 6, 7], [8, 8, 9, 9, 10, 10, 11]]
+    )
+    # past the native raster: no label
+    np.testing.assert_array_equal(labels_on_grid(native[2:], 4, 3, 3, 2)[2], [255] * 3)
+    np.testing.assert_array_equal(labels_on_grid(native, 0, 3, 4, 1), native)
+
+
 def test_vote_rule():
     first = np.array([[0, 1, 3, 1, 255, 2]], np.uint8)
     other = np.array([[0, 1, 0, 0, 1, 255]], np.uint8)
@@ -176,8 +223,11 @@ def _one_line(capsys, args) -> str:
 def test_one_line_errors(shared_data, tmp_path, capsys, make_raster):
     out = str(tmp_path / "x.zarr")
     scene = str(L2A_T29UNU)
-    err = _one_line(capsys, ["tile", scene, out, "--labels-from", "ukis-csmask", "--scl-labels"])
-    assert "--labels-from ukis-csmask and --scl-labels both say where the labels come" in err
+    mask_folder = tmp_path / "masks"
+    mask_folder.mkdir()
+    err = _one_line(capsys, ["tile", scene, out, "--labels-from", str(mask_folder), "--scl-labels"])
+    assert "and --scl-labels both say where the labels come from" in err
+    assert "SCL votes with peer models only" in err
     with pytest.raises(CloudkitError, match="--labels-from fmask: neither a peer model"):
         tile_paths([L2A_T29UNU], Path(out), TileOptions(labels_from="fmask"))
     with pytest.raises(CloudkitError, match="--labels-from ukis-csmask\\+fmask: neither a peer"):
@@ -185,6 +235,9 @@ def test_one_line_errors(shared_data, tmp_path, capsys, make_raster):
     needs(UkisCsmask)
     twice = ["--labels-from", "ukis-csmask+ukis-csmask"]
     assert "a teacher named twice" in _one_line(capsys, ["tile", scene, out, *twice])
+    coarse = ["--resolution", "120", "--bands", ",".join(T29UNU_60M_BANDS), "--scl-labels"]
+    err = _one_line(capsys, ["tile", scene, out, "--labels-from", "ukis-csmask", *coarse])
+    assert "its SCL layer is finer than the 120 m grid" in err
     rgb = ["--resolution", "60", "--bands", "B02,B03,B04"]
     err = _one_line(capsys, ["tile", scene, out, "--labels-from", "ukis-csmask", *rgb])
     assert "ukis-csmask needs at least B02,B03,B04,B08" in err and "lacks B08" in err

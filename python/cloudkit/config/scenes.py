@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from cloudkit.config.choices import Decode, Shadows
 from cloudkit.errors import OptionError, TileShapeError
@@ -58,10 +59,10 @@ class TileOptions(SceneOptions):
 
     def validate(self) -> None:
         super().validate()
-        if self.scl_labels and self.labels_from:
+        if self.scl_labels and self.labels_from and Path(self.labels_from).is_dir():
             raise OptionError(
                 f"--labels-from {self.labels_from} and --scl-labels both say where the labels "
-                "come from; pass one of them"
+                "come from; pass one of them (SCL votes with peer models only)"
             )
         t, o = self.tile_size, self.overlap
         if t < 16 or t > 4096:

@@ -18,13 +18,22 @@ purpose: each teacher fails on other ground (ukis-csmask missed most clouds of t
 preview at 160 m, DL-L8S2-UV half of an overcast eo-learn scene at 10 m: docs/models.md), and
 no label here says which is right where.
 
+With ``--scl-labels`` on L2A products, Sen2Cor's scene classification votes first: its label
+(clear, thick cloud, thin cirrus, cloud shadow) is kept where the teachers agree with it on
+cloud or not, and none where any of them does not. The same rule, for the same reason: SCL
+calls bright desert and snow cloud where ukis-csmask does not, ukis-csmask calls the Sahara's
+bright sand cloud where SCL does not (docs/models.md). SCL's shadow is kept as Sen2Cor drew
+it; the teachers' shadow is not checked, as none of it is stored.
+
 The store records where the labels came from in each scene's ``label_kind``:
-``teacher:NAME VERSION, LICENCE`` (several joined by `` + ``). Labels from s2cloudless are
+``teacher:NAME VERSION, LICENCE`` (several joined by `` + ``, after the SCL's own kind when it
+votes). Labels from s2cloudless are
 CC BY-SA 4.0 like the model, and so is what is trained on them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -75,6 +84,8 @@ class Teacher:
         return needs
 
     def begin_scene(self, job: SceneJob) -> Labeller:
+        """The scene's labeller: the teachers', or the scene's own labels (its plan's label
+        file: SCL) voting first with them."""
         needs = self.bands_for(job.plan)
         labellers = [
             SceneLabeller(
@@ -82,20 +93,34 @@ class Teacher:
             )  # fmt: skip
             for peer, (bands, level) in zip(self.peers, needs, strict=True)
         ]
+        if job.plan.label is not None:
+            return Vote([OwnLabels(job), *labellers])  # SCL's shadow stays Sen2Cor's
         # the first teacher's shadow is checked against its clouds, as predict checks a model's
         codes = self.peers[0].codes
         if LabelShadowCheck.wanted(codes):
             labellers[0].shadow_check = LabelShadowCheck(job.plan, codes)
         return labellers[0] if len(labellers) == 1 else Vote(labellers)
 
+    def kind_with(self, plan: GridPlan) -> str:
+        """What the store records of a scene's labels: the scene's own kind first when they
+        vote."""
+        return self.kind if plan.label is None else f"{plan.label.kind} + {self.kind}"
+
 
 class Labeller(Protocol):
-    """One scene's labels, a tile row at a time: one teacher's, or several voting."""
+    """One scene's labels, a tile row at a time: one teacher's, the scene's own, or several
+    voting. ``native``: the scene's own label rows as the pipeline reads them (from
+    ``kernels.band_window``'s first row), when its plan has a label file."""
+
+    @property
+    def name(self) -> str: ...
 
     @property
     def shadow_check(self) -> LabelShadowCheck | None: ...
 
-    def labels(self, row: int, bands: list[np.ndarray]) -> np.ndarray: ...
+    def labels(
+        self, row: int, bands: list[np.ndarray], native: np.ndarray | None = None
+    ) -> np.ndarray: ...
 
     def report(self) -> dict: ...
 
@@ -112,7 +137,13 @@ class SceneLabeller:
     threads: int
     shadow_check: LabelShadowCheck | None = None
 
-    def labels(self, row: int, bands: list[np.ndarray]) -> np.ndarray:
+    @property
+    def name(self) -> str:
+        return self.peer.name
+
+    def labels(
+        self, row: int, bands: list[np.ndarray], native: np.ndarray | None = None
+    ) -> np.ndarray:
         """uint8 ``(rows, width)`` label codes of the tile row at ``row`` on the target grid,
         from each band's native DN rows (the plan's bands)."""
         plan, windows = self.job.plan, self.job.windows
@@ -145,20 +176,61 @@ class SceneLabeller:
 
 
 @dataclass
+class OwnLabels:
+    """The scene's own label file (SCL) on the target grid, nearest, as the Rust writer
+    resamples labels; a file finer than the grid is refused when the scene is planned."""
+
+    job: SceneJob
+    shadow_check: LabelShadowCheck | None = None
+    name: str = "scl"
+
+    def labels(
+        self, row: int, bands: list[np.ndarray], native: np.ndarray | None = None
+    ) -> np.ndarray:
+        plan = self.job.plan
+        assert native is not None and plan.label_factor is not None, "the plan has a label file"
+        return labels_on_grid(
+            native, row, self.job.windows.row_height(row), plan.width, plan.label_factor
+        )
+
+    def report(self) -> dict:
+        return {}
+
+
+def labels_on_grid(native: np.ndarray, y0: int, rows: int, width: int, factor: int) -> np.ndarray:
+    """Label codes of target rows ``[y0, y0 + rows)`` from native rows starting at
+    ``band_window``'s first row, each target pixel the native pixel it lies in (``factor``: 1,
+    or k > 1 target pixels per native one); 255 past the native raster."""
+    if factor < -1 or factor == 0:
+        raise ValueError(f"labels at factor {factor}: only the same grid or a coarser one")
+    k = max(factor, 1)
+    first, _ = kernels.band_window(y0, rows, k, y0 // k + native.shape[0])
+    ys = np.arange(y0, y0 + rows) // k - first
+    xs = np.arange(width) // k
+    out = np.full((rows, width), LABEL_NODATA, np.uint8)
+    inside_y, inside_x = ys < native.shape[0], xs < native.shape[1]
+    out[np.ix_(inside_y, inside_x)] = native[np.ix_(ys[inside_y], xs[inside_x])]
+    return out
+
+
+@dataclass
 class Vote:
     """Several teachers' labels of one scene: the first one's where all agree on cloud or
     not, unlabelled where they do not (module docstring)."""
 
-    labellers: list[SceneLabeller]
+    labellers: Sequence[Labeller]
     labelled: int = 0
     disputed: int = 0
+    name: str = "vote"
 
     @property
     def shadow_check(self) -> LabelShadowCheck | None:
         return self.labellers[0].shadow_check
 
-    def labels(self, row: int, bands: list[np.ndarray]) -> np.ndarray:
-        first, *others = (labeller.labels(row, bands) for labeller in self.labellers)
+    def labels(
+        self, row: int, bands: list[np.ndarray], native: np.ndarray | None = None
+    ) -> np.ndarray:
+        first, *others = (labeller.labels(row, bands, native) for labeller in self.labellers)
         codes, disputed = vote(first, others)
         self.labelled += int((codes != LABEL_NODATA).sum()) + int(disputed.sum())
         self.disputed += int(disputed.sum())
@@ -168,7 +240,7 @@ class Vote:
         """The share of the scene's labelled pixels the teachers disputed (tile rows overlap,
         so their shared rows count twice: a share, not a pixel count)."""
         share = self.disputed / self.labelled if self.labelled else 0.0
-        return {"teachers": [lab.peer.name for lab in self.labellers], "disputed": share}
+        return {"teachers": [lab.name for lab in self.labellers], "disputed": share}
 
 
 _CLOUD = np.zeros(256, bool)

@@ -115,7 +115,16 @@ class StoreWriter(SceneWriter):
             )
         if self._teacher is not None:
             self._teacher.bands_for(plan)  # a scene it cannot label stops here, in one line
-            plan = replace(plan, label=None, label_factor=None)  # its labels replace the scene's
+            if not self.options.scl_labels:
+                plan = replace(
+                    plan, label=None, label_factor=None
+                )  # its labels replace the scene's
+            elif plan.label_factor is not None and plan.label_factor < -1:
+                # the vote puts SCL on the target grid by repeating its pixels, never averaging
+                raise InvalidSceneError(
+                    f"{scene.scene_id}: --scl-labels with --labels-from: its SCL layer is finer "
+                    f"than the {plan.resolution:g} m grid; tile at the SCL's resolution or finer"
+                )
         if self._store is None:
             self._store = TileStore.open(self.out, _layout_of(plan, self.options), shared=True)
         return plan
@@ -167,7 +176,7 @@ class StoreWriter(SceneWriter):
 
     def write_row(self, row: int, bands: list[np.ndarray], labels: np.ndarray | None) -> int:
         if self._labeller is not None:
-            labels = self._labeller.labels(row, bands)
+            labels = self._labeller.labels(row, bands, labels)
         assert self._rust is not None, "begin_scene made it"
         with self._tally.stage("write"):  # Rust: resample, cut, zstd + CRC-32C, scratch files
             written = self._rust.write_row(row, bands, labels)
@@ -175,7 +184,7 @@ class StoreWriter(SceneWriter):
         return len(written)
 
     def commit_scene(self, job: SceneJob) -> Written:
-        label_kind = self._teacher.kind if self._teacher is not None else None
+        label_kind = self._teacher.kind_with(job.plan) if self._teacher is not None else None
         assert self._scratch is not None, "begin_scene made it"
         if self._rust is not None:  # what the Rust writer's time went on
             cutting, storing = self._rust.seconds
@@ -189,7 +198,7 @@ class StoreWriter(SceneWriter):
                 self._records = check.rewrite(self._scratch, self._records)
                 summary["shadow_check"] = check.report()
             vote = self._labeller.report() if self._labeller is not None else {}
-            if vote:  # several teachers: how much they disputed
+            if vote:  # several teachers (or SCL and teachers): how much they disputed
                 summary["teacher_vote"] = vote
             with tally.stage("commit"):  # under the lock: chunk renames, index rows
                 held = self._open_store().commit_from(
