@@ -40,10 +40,11 @@ the seed of every step, ``--inits`` which starts to train (random, deepcluster, 
 ``--fractions`` at which percentages of the labelled tiles (10,25,50,100: the paper's
 label-fraction grid; the runs below 100 % are named ``-fNN``); ``--teacher
 ukis-csmask+dl-l8s2-uv`` labels the L1C sources by the two teachers' vote (into
-``stores-TEACHER/``), ``--hard-negatives W`` shows tiles of dark or bright clear ground more
+``stores-TEACHER/``), ``--scl-vote ukis-csmask`` the L2A scenes by SCL voting with that
+teacher (``tile --scl-labels --labels-from``, into ``stores-scl+TEACHER/``), ``--hard-negatives W`` shows tiles of dark or bright clear ground more
 often (``cloudkit finetune --hard-negatives``). The stores are shared: several seeds or
 architectures may use one OUT's ``stores/``, each run in its own
-``runs/ARCH-sSEED[-TEACHER][-hardW]``.
+``runs/ARCH-sSEED[-TEACHER][-scl+TEACHER][-hardW]``.
 """
 
 from __future__ import annotations
@@ -144,15 +145,19 @@ def write_eolearn_geotiffs(data: Path, folder: Path) -> list[Path]:
     return paths
 
 
-def tile_sources(data: Path, out: Path, l1c_teacher: str) -> tuple[list[Path], list[Path]]:
+def tile_sources(
+    data: Path, out: Path, l1c_teacher: str, scl_vote: str = ""
+) -> tuple[list[Path], list[Path]]:
     """(labelled stores, unlabelled stores); ``l1c_teacher`` labels the L1C sources (the L2A
-    ones are ukis-csmask's: DL-L8S2-UV reads top-of-atmosphere reflectance only)."""
+    ones are ukis-csmask's: DL-L8S2-UV reads top-of-atmosphere reflectance only); SCL labels
+    the L2A scenes, alone or voting with the teacher ``scl_vote``."""
     stores = out / "stores"
     voted = out / f"stores-{l1c_teacher}"  # only what another teacher labels is tiled again
+    scl = ["--scl-labels", *(["--labels-from", scl_vote] if scl_vote else [])]
     (t29unu,) = (data / "safe").glob("*_T29UNU_*.SAFE")
     plans = [
-        ("t29unu", [t29unu], ["--resolution", "60", "--bands", T29UNU_BANDS, "--scl-labels"]),
-        ("sahara", [data / "cogs-l2a" / "S2A_29RKH_20200219_0_L2A"], ["--scl-labels"]),
+        ("t29unu", [t29unu], ["--resolution", "60", "--bands", T29UNU_BANDS, *scl]),
+        ("sahara", [data / "cogs-l2a" / "S2A_29RKH_20200219_0_L2A"], scl),
         (
             "t19udp-preview",
             [data / "derived" / "S2A_MSIL1C_20170729_T19UDP_preview_13band.tif"],
@@ -172,6 +177,8 @@ def tile_sources(data: Path, out: Path, l1c_teacher: str) -> tuple[list[Path], l
     labelled = []
     for name, paths, options in plans:
         store = (voted if l1c_teacher != TEACHER and l1c_teacher in options else stores) / name
+        if scl_vote and "--scl-labels" in options:
+            store = out / f"stores-scl+{scl_vote}" / name
         store = store.with_suffix(".zarr")
         run("tile", *map(str, paths), str(store), "--tile-size", str(TILE), *options)
         labelled.append(store)
@@ -203,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--teacher", default=TEACHER, help="of the L1C sources, e.g. "
                         "ukis-csmask+dl-l8s2-uv (the two vote)")  # fmt: skip
     parser.add_argument("--hard-negatives", type=float, default=0.0)
+    parser.add_argument("--scl-vote", default="", help="a teacher that votes with SCL on the "
+                        "L2A scenes, e.g. ukis-csmask (default: SCL alone)")  # fmt: skip
     args = parser.parse_args(argv)
     data, out = args.data.resolve(), args.out
     if not data.is_dir():
@@ -222,9 +231,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"recipe: --fractions {args.fractions}: whole percentages in 1..100", file=sys.stderr)
         return 1
 
-    labelled, unlabelled = tile_sources(data, out, args.teacher)
+    labelled, unlabelled = tile_sources(data, out, args.teacher, args.scl_vote)
     variant = "".join(
         [f"-{args.teacher}" if args.teacher != TEACHER else "",
+         f"-scl+{args.scl_vote}" if args.scl_vote else "",
          f"-hard{args.hard_negatives:g}" if args.hard_negatives else ""]
     )  # fmt: skip
     if (args.arch, args.seed, variant) != ("resnet18", SEED, ""):  # the shipped model's stays

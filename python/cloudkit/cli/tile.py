@@ -47,7 +47,9 @@ def tile(
         bool,
         typer.Option(
             "--scl-labels",
-            help="Store the Sen2Cor SCL layer of L2A products as labels (cloud/shadow).",
+            help="Store the Sen2Cor SCL layer of L2A products as labels (cloud/shadow); with "
+            "--labels-from PEER, SCL votes first: its label where the peers agree on cloud or "
+            "not, none where they disagree.",
         ),
     ],
     labels_from: Annotated[
