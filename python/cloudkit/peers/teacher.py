@@ -27,8 +27,8 @@ it; the teachers' shadow is not checked, as none of it is stored.
 
 The store records where the labels came from in each scene's ``label_kind``:
 ``teacher:NAME VERSION, LICENCE`` (several joined by `` + ``, after the SCL's own kind when it
-votes). Labels from s2cloudless are
-CC BY-SA 4.0 like the model, and so is what is trained on them.
+votes). Labels from s2cloudless are CC BY-SA 4.0 like the model, and so is what is trained on
+them.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ class Teacher:
             for peer, (bands, level) in zip(self.peers, needs, strict=True)
         ]
         if job.plan.label is not None:
-            return Vote([OwnLabels(job), *labellers])  # SCL's shadow stays Sen2Cor's
+            return Vote([SclLabels(job), *labellers])  # SCL's shadow stays Sen2Cor's
         # the first teacher's shadow is checked against its clouds, as predict checks a model's
         codes = self.peers[0].codes
         if LabelShadowCheck.wanted(codes):
@@ -176,9 +176,10 @@ class SceneLabeller:
 
 
 @dataclass
-class OwnLabels:
-    """The scene's own label file (SCL) on the target grid, nearest, as the Rust writer
-    resamples labels; a file finer than the grid is refused when the scene is planned."""
+class SclLabels:
+    """The scene's SCL (its plan's label file, `tile --scl-labels`) on the target grid,
+    nearest, as the Rust writer resamples labels; an SCL finer than the grid is refused when
+    the scene is planned."""
 
     job: SceneJob
     shadow_check: LabelShadowCheck | None = None
