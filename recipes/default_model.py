@@ -205,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", choices=("full", "quick"), default="full")
     parser.add_argument("--arch", default="resnet18")
     parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--seeds", default=None, help="several seeds, e.g. 0,1,2: each is "
+                        "trained, all validated on the first one's tiles, and the run with the "
+                        "lowest val loss is shipped (default: --seed)")  # fmt: skip
     parser.add_argument("--inits", default="random,deepcluster")
     parser.add_argument("--fractions", default="100")
     parser.add_argument("--teacher", default=TEACHER, help="of the L1C sources, e.g. "
@@ -218,7 +221,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"recipe: the real samples are not at {data}", file=sys.stderr)
         return 1
     pre_epochs, pre_batch, ft_epochs, ft_batch = SCALES[(args.size, args.device)]
-    common = ["--device", args.device, "--seed", str(args.seed), "--arch", args.arch]
     wanted = set(args.inits.split(","))
     if not wanted or wanted - {"random", *PRETRAINING}:
         print(f"recipe: --inits {args.inits}: name random, deepcluster, moco", file=sys.stderr)
@@ -230,6 +232,13 @@ def main(argv: list[str] | None = None) -> int:
     if not fractions or not all(0 < f <= 100 for f in fractions):
         print(f"recipe: --fractions {args.fractions}: whole percentages in 1..100", file=sys.stderr)
         return 1
+    try:
+        seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [args.seed]
+    except ValueError:
+        seeds = []
+    if not seeds or len(set(seeds)) != len(seeds):
+        print(f"recipe: --seeds {args.seeds}: distinct whole numbers, e.g. 0,1,2", file=sys.stderr)
+        return 1
 
     labelled, unlabelled = tile_sources(data, out, args.teacher, args.scl_vote)
     variant = "".join(
@@ -237,40 +246,62 @@ def main(argv: list[str] | None = None) -> int:
          f"-scl+{args.scl_vote}" if args.scl_vote else "",
          f"-hard{args.hard_negatives:g}" if args.hard_negatives else ""]
     )  # fmt: skip
-    if (args.arch, args.seed, variant) != ("resnet18", SEED, ""):  # the shipped model's stays
-        out = out / "runs" / f"{args.arch}-s{args.seed}{variant}"
-
-    finetune = ["--task", "multi", "--any-bands", "--synthetic", "0.8", "--resolutions", "10,60",
-                "--epochs", str(ft_epochs), "--batch-size", str(ft_batch), "--crop", str(TILE),
-                "--lr", "1e-3", "--freeze-epochs", "2", "--backbone-lr-scale", "0.5",
-                "--patience", "0", "--val-fraction", "0.1", "--workers", "0",
-                "--hard-negatives", f"{args.hard_negatives:g}", *common]  # fmt: skip
-    for init in [i for i in ("random", *PRETRAINING) if i in wanted]:  # a start's runs together
-        start = "random" if init == "random" else str(out / f"pretrain-{init}" / "last.pt")
-        if init != "random":
-            train("pretrain", Path(start).parent, *map(str, labelled + unlabelled),
-                  "--method", init, "--any-bands", "--epochs", str(pre_epochs),
-                  "--batch-size", str(pre_batch), "--crop", "96", *PRETRAINING[init],
-                  "--warmup-epochs", str(max(1, pre_epochs // 10)), "--workers", "1",
-                  *common)  # fmt: skip
-        for fraction in fractions:
-            name = run_name(init, fraction)
-            train("finetune", out / name, *map(str, labelled), "--init", start,
-                  "--fraction", f"{fraction / 100:g}", *finetune)  # fmt: skip
-            if not (out / f"{name}.pt").exists():
-                run("export", str(out / name / "best.pt"), str(out / f"{name}.pt"),
-                    "--resolution", "20")  # fmt: skip
-    if 100 not in fractions:  # the shipped model learns from every label
+    # several seeds are validated on the first one's tiles, so their val losses compare
+    split_seed = seeds[0] if len(seeds) > 1 else None
+    losses: dict[Path, float] = {}
+    for seed in seeds:
+        runs = out
+        if (args.arch, seed, variant) != ("resnet18", SEED, ""):  # the shipped model's stays
+            split = f"-split{split_seed}" if split_seed not in (None, seed) else ""
+            runs = out / "runs" / f"{args.arch}-s{seed}{variant}{split}"
+        common = ["--device", args.device, "--seed", str(seed), "--arch", args.arch]
+        split_tiles = [] if split_seed in (None, seed) else ["--split-seed", str(split_seed)]
+        finetune = ["--task", "multi", "--any-bands", "--synthetic", "0.8",
+                    "--resolutions", "10,60", "--epochs", str(ft_epochs),
+                    "--batch-size", str(ft_batch), "--crop", str(TILE), "--lr", "1e-3",
+                    "--freeze-epochs", "2", "--backbone-lr-scale", "0.5", "--patience", "0",
+                    "--val-fraction", "0.1", "--best-by", "loss", "--workers", "0",
+                    "--hard-negatives", f"{args.hard_negatives:g}", *common,
+                    *split_tiles]  # fmt: skip
+        for init in [i for i in ("random", *PRETRAINING) if i in wanted]:  # a start's runs together
+            start = "random" if init == "random" else str(runs / f"pretrain-{init}" / "last.pt")
+            if init != "random":
+                train("pretrain", Path(start).parent, *map(str, labelled + unlabelled),
+                      "--method", init, "--any-bands", "--epochs", str(pre_epochs),
+                      "--batch-size", str(pre_batch), "--crop", "96", *PRETRAINING[init],
+                      "--warmup-epochs", str(max(1, pre_epochs // 10)), "--workers", "1",
+                      *common)  # fmt: skip
+            for fraction in fractions:
+                name = run_name(init, fraction)
+                train("finetune", runs / name, *map(str, labelled), "--init", start,
+                      "--fraction", f"{fraction / 100:g}", *finetune)  # fmt: skip
+                if not (runs / f"{name}.pt").exists():
+                    run("export", str(runs / name / "best.pt"), str(runs / f"{name}.pt"),
+                        "--resolution", "20")  # fmt: skip
+                if fraction == 100:  # the shipped model learns from every label
+                    losses[runs / name] = best_val_loss(runs / name)
+    if not losses:
         print(f"recipe done: runs in {out}")
         return 0
 
-    losses = {run_name(i, 100): best_val_loss(out / run_name(i, 100)) for i in sorted(wanted)}
     chosen = min(losses, key=losses.__getitem__)
-    print("validation loss: " + ", ".join(f"{k} {v:.4f}" for k, v in losses.items()))
-    print(f"shipping {chosen}")
-    shutil.copyfile(out / f"{chosen}.pt", out / "default.pt")
-    print(f"recipe done: {out / 'default.pt'}")
+    print("validation loss: " + ", ".join(f"{_label(k, out)} {v:.4f}" for k, v in losses.items()))
+    print(f"shipping {_label(chosen, out)}")
+    shipped = chosen.parent / "default.pt"
+    if len(seeds) > 1:  # one model for all the seeds, beside their folders
+        shipped = (
+            out / "default.pt"
+            if (args.arch, variant) == ("resnet18", "")
+            else (out / "runs" / f"{args.arch}{variant}-default.pt")
+        )
+    shutil.copyfile(chosen.parent / f"{chosen.name}.pt", shipped)
+    print(f"recipe done: {shipped}")
     return 0
+
+
+def _label(run: Path, out: Path) -> str:
+    """A fine-tuning's folder relative to OUT, e.g. runs/resnet18-s1-split0/finetune-random."""
+    return str(run.relative_to(out))
 
 
 if __name__ == "__main__":

@@ -57,6 +57,28 @@ def test_quick_recipe_makes_a_model_predict_takes(tmp_path, capsys):
     assert said.count("--resume") == 3 and said.count("nothing to do") == 3  # pretrain, 2 runs
     assert "$ cloudkit export" not in again.stdout
 
+    # more seeds: each validated on the first one's tiles, the lowest val loss shipped
+    seeds = subprocess.run(
+        [sys.executable, str(RECIPE), str(out), "--size", "quick", "--data", str(DATA),
+         "--inits", "random", "--seeds", "0,1"],
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert seeds.returncode == 0, seeds.stdout[-3000:] + seeds.stderr[-3000:]
+    assert "--seed 1 --arch resnet18 --split-seed 0 --out" in seeds.stdout
+    assert (out / "runs" / "resnet18-s1-split0" / "finetune-random.pt").is_file()
+    said = seeds.stdout.splitlines()
+    losses = dict(
+        item.rsplit(" ", 1)
+        for line in said
+        if line.startswith("validation loss: ")
+        for item in line.removeprefix("validation loss: ").split(", ")
+    )
+    assert set(losses) == {"finetune-random", "runs/resnet18-s1-split0/finetune-random"}
+    chosen = min(losses, key=lambda k: float(losses[k]))
+    assert f"shipping {chosen}" in said
+    assert (out / "default.pt").read_bytes() == (out / f"{chosen}.pt").read_bytes()
+
 
 def test_recipe_without_the_samples_is_one_line(tmp_path):
     done = subprocess.run(
@@ -75,6 +97,8 @@ def test_recipe_without_the_samples_is_one_line(tmp_path):
         (["--fractions", "0,100"], "--fractions 0,100: whole percentages in 1..100"),
         (["--fractions", "ten"], "--fractions ten: whole percentages in 1..100"),
         (["--inits", "random,simclr"], "--inits random,simclr: name random, deepcluster, moco"),
+        (["--seeds", "0,0"], "--seeds 0,0: distinct whole numbers, e.g. 0,1,2"),
+        (["--seeds", "0,a"], "--seeds 0,a: distinct whole numbers, e.g. 0,1,2"),
     ],
 )
 def test_recipe_options_are_checked_before_any_step(tmp_path, option, message):

@@ -99,6 +99,30 @@ def test_augmented_crops(eleven, rgb):
     assert {0, 1, 3} <= seen_codes  # synthetic shadows appear
 
 
+@pytest.mark.parametrize("sun_cast", [True, False])
+def test_synthetic_shadows_follow_the_sun_unless_placed_at_random(rgb, monkeypatch, sun_cast):
+    """--synthetic-shadows sun casts each crop's shadows by its scene's sun (T29UNU's, from
+    the store); random leaves the direction and offset to chance, as before the sun was known."""
+    from cloudkit.data import training_crops
+
+    suns = []
+    composite = training_crops.composite
+
+    def spy(*args, sun=None, **kwargs):
+        suns.append(sun)
+        return composite(*args, sun=sun, **kwargs)
+
+    monkeypatch.setattr(training_crops, "composite", spy)
+    tiles = TileDataset([rgb.parent / "all.zarr"], with_labels=True)  # the subset has no sun
+    crops = TrainingCrops(tiles, np.arange(8), 24, synthetic=1.0, sun_cast=sun_cast)
+    _draw(crops, 8)
+    assert len(suns) == 8
+    if sun_cast:
+        assert all(s == SunAngles(*tiles[0]["sun"], source="tile store") for s in suns)
+    else:
+        assert all(s is None for s in suns)
+
+
 def test_any_band_finetune_and_predictor(eleven, rgb, tmp_path):
     """An any-band model trains on stores of different bands and reads any product holding
     true colour: the checkpoint says so, and the predictor picks each scene's bands."""

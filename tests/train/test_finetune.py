@@ -263,6 +263,29 @@ class TestCli:
         assert hard.steps_per_epoch > plain.steps_per_epoch
         assert f"{len(hard.sampled.indices)} crops/epoch" in hard.summary()
 
+    def test_best_by_loss_keeps_the_epoch_of_the_lowest_val_loss(self, store, tmp_path, capsys):
+        out = tmp_path / "by-loss"
+        args = [store, "--out", out, "--epochs", "4", "--batch-size", "4", "--crop", "32"]
+        args += ["--freeze-epochs", "0", "--workers", "0", "--device", "cpu", "--best-by", "loss"]
+        assert main([str(a) for a in ["finetune", *args]]) == 0
+        records = read_metrics(out)
+        lowest_so_far = float("inf")
+        for r in records:  # an epoch is best exactly when its val loss is a new low
+            assert r["best"] == (r["val_loss"] < lowest_so_far), r
+            lowest_so_far = min(lowest_so_far, r["val_loss"])
+        lowest = min(records, key=lambda r: r["val_loss"])["epoch"]
+        saved = torch.load(out / "best.pt", weights_only=True)
+        assert saved["epoch"] == lowest and saved["config"]["best_by"] == "loss"
+
+    def test_split_seed_validates_seeds_on_the_same_tiles(self, store, tmp_path):
+        def split(**changes):
+            cfg = _cfg(store, tmp_path / str(changes), **changes)
+            run = FineTuning(cfg, device=torch.device("cpu"), dist=Dist())
+            return sorted(run.val_idx.tolist())
+
+        assert split(seed=1, split_seed=0) == split(seed=0) == split(seed=2, split_seed=0)
+        assert any(split(seed=s) != split(seed=0) for s in (1, 2, 3))  # each its own, without
+
     @pytest.mark.parametrize(
         ("extra", "message"),
         [

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from cloudkit.cli._options import DeviceChoice, MinValid
-from cloudkit.config import Arch, Head, TaskName
+from cloudkit.config import Arch, BestBy, Head, ShadowPlacement, TaskName
 
 _HP = "Fine-tuning (default: the paper's protocol)"
 
@@ -91,6 +91,16 @@ FINETUNE_OPTIONS: dict[str, Any] = {
             rich_help_panel=_HP,
         ),
     ],
+    "best_by": Annotated[
+        BestBy,
+        typer.Option(
+            "--best-by",
+            help="Which epoch is best.pt: iou, the highest val IoU (the paper's); loss, the "
+            "lowest val loss (steadier when the val set is a few tiles).",
+            case_sensitive=False,
+            rich_help_panel=_HP,
+        ),
+    ],
     "val_fraction": Annotated[
         float,
         typer.Option(
@@ -105,6 +115,15 @@ FINETUNE_OPTIONS: dict[str, Any] = {
         typer.Option(
             "--seed",
             help="Seed of the fraction, the split, the weights, the shuffle and the crops.",
+        ),
+    ],
+    "split_seed": Annotated[
+        int | None,
+        typer.Option(
+            "--split-seed",
+            help="Seed of the tiles drawn and of the train/val split alone: runs of several "
+            "--seed that share it are validated on the same tiles, so their val losses compare.",
+            show_default="--seed",
         ),
     ],
     "device": DeviceChoice,
@@ -145,6 +164,17 @@ FINETUNE_OPTIONS: dict[str, Any] = {
             help="Share of training crops that get synthetic clouds, thin clouds and cast "
             "shadows with exact labels (and, less often, other surface brightness, snow and "
             "top-of-atmosphere haze).",
+            rich_help_panel=_HP,
+        ),
+    ],
+    "synthetic_shadows": Annotated[
+        ShadowPlacement,
+        typer.Option(
+            "--synthetic-shadows",
+            help="Where a synthetic cloud's shadow falls: sun, away from the tile's scene's sun "
+            "by cloud height x tan(zenith) (none when that is off the crop; random where the "
+            "store recorded no sun); random, any direction up to half a crop away.",
+            case_sensitive=False,
             rich_help_panel=_HP,
         ),
     ],

@@ -11,10 +11,12 @@ By concern: ``choices`` (the enums), ``parsing`` (option text, shared checks), `
 
 from cloudkit.config.choices import (
     Arch,
+    BestBy,
     Decode,
     Device,
     Head,
     Method,
+    ShadowPlacement,
     Shadows,
     TaskName,
     Views,
@@ -57,6 +59,7 @@ __all__ = [
     "METHOD_DEFAULTS",
     "RANDOM_INIT",
     "Arch",
+    "BestBy",
     "Decode",
     "Device",
     "ExperimentConfig",
@@ -68,6 +71,7 @@ __all__ = [
     "PredictOptions",
     "PretrainConfig",
     "SceneOptions",
+    "ShadowPlacement",
     "Shadows",
     "TaskName",
     "TileOptions",

@@ -58,6 +58,20 @@ class TaskName(str, enum.Enum):
     multi = "multi"  # clear, thick cloud, thin cloud, cloud shadow
 
 
+class BestBy(str, enum.Enum):
+    """Which epoch of a fine-tuning is its best checkpoint."""
+
+    iou = "iou"  # the highest val IoU (the paper's)
+    loss = "loss"  # the lowest val loss (what early stopping watches): steadier on few tiles
+
+
+class ShadowPlacement(str, enum.Enum):
+    """Where a synthetic cloud's shadow falls in a training crop (data/synthetic_clouds.py)."""
+
+    sun = "sun"  # away from the tile's scene's sun by height x tan(zenith): none off the crop
+    random = "random"  # any direction, up to half a crop away: a shadow for most clouds
+
+
 class Head(str, enum.Enum):
     """Segmentation head (cloudkit.models.segmentation)."""
 

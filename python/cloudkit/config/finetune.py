@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from cloudkit.config.choices import Arch, Device, Head, TaskName
+from cloudkit.config.choices import Arch, BestBy, Device, Head, ShadowPlacement, TaskName
 from cloudkit.config.parsing import (
     _check_signs,
     _check_training,
@@ -38,9 +38,13 @@ class FinetuneOptions:
     backbone_lr_scale: float = 0.1  # the backbone's lr once unfrozen is lr * this
     freeze_epochs: int = 5
     patience: int = 15  # early stopping: epochs without a lower val loss
+    best_by: BestBy = BestBy.iou  # which epoch is best.pt
     val_fraction: float = 0.2
     min_valid: float = 0.5
     seed: int = 0
+    # seed of the tiles drawn (--fraction) and of the train/val split; None: ``seed``. Runs of
+    # several seeds that share it are validated on the same tiles, so their losses compare
+    split_seed: int | None = None
     device: Device = Device.auto
     amp: bool | None = None  # bf16 autocast; default on with CUDA; never on CPU
     workers: int | None = None
@@ -50,6 +54,8 @@ class FinetuneOptions:
     arch: Arch | None = None
     # share of training crops that get synthetic clouds and shadows (data/training_crops.py)
     synthetic: float = 0.0
+    # where a synthetic cloud's shadow falls: cast by the tile's sun, or anywhere near
+    synthetic_shadows: ShadowPlacement = ShadowPlacement.sun
     # weight of hard negatives: a tile is seen 1 + round(w * hard share) times per epoch
     # (data/hard_negatives.py)
     hard_negatives: float = 0.0
@@ -69,6 +75,8 @@ class FinetuneOptions:
             object.__setattr__(self, "resolutions", tuple(float(r) for r in self.resolutions))
         object.__setattr__(self, "task", TaskName(self.task))
         object.__setattr__(self, "head", Head(self.head))
+        object.__setattr__(self, "best_by", BestBy(self.best_by))
+        object.__setattr__(self, "synthetic_shadows", ShadowPlacement(self.synthetic_shadows))
         if self.arch is not None:
             object.__setattr__(self, "arch", Arch(self.arch))
         object.__setattr__(self, "device", Device(self.device))
@@ -119,6 +127,11 @@ class FinetuneOptions:
                     f"{self.task.value} needs {len(classes)} positive weights, one per class "
                     f"({', '.join(classes)})"
                 )
+
+    @property
+    def draw_seed(self) -> int:
+        """The seed of the tiles drawn and of the train/val split."""
+        return self.seed if self.split_seed is None else self.split_seed
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able values (paths and enums as strings), e.g. for a checkpoint."""

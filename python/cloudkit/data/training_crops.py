@@ -57,12 +57,14 @@ class TrainingCrops(Dataset):
         *,
         resolutions: tuple[float, float] | None = None,
         synthetic: float = 0.0,
+        sun_cast: bool = True,
     ) -> None:
         self.tiles = tiles
         self.indices = np.asarray(indices, dtype=np.int64)
         self.crop = crop
         self.resolutions = resolutions
         self.synthetic = synthetic
+        self.sun_cast = sun_cast
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -133,7 +135,7 @@ class TrainingCrops(Dataset):
             x = x + np.array([PATH_REFLECTANCE[b] for b in bands], np.float32)[:, None, None]
             toa = True
         if rng.random() < p:
-            sun = _sun(item)
+            sun = _sun(item) if self.sun_cast else None
             x, y = composite(x, y, bands, toa=toa, rng=rng, sun=sun, resolution=seen)
         if self.tiles.any_bands:
             x = drop_bands(x, rng)

@@ -6,13 +6,14 @@ starts from a pretraining checkpoint (or random weights); Adam; the backbone is 
 first ``--freeze-epochs`` epochs (its BatchNorm statistics still adapt) and then trained with
 ``lr * backbone_lr_scale``; cosine schedule per step; random crops with flips; soft Dice + BCE
 (binary tasks) or multi-class Dice + CE; early stopping on the val loss; the best checkpoint by
-val IoU of the positive class (binary) or mean IoU (multi-class).
+val IoU of the positive class (binary) or mean IoU (multi-class), or with ``--best-by loss`` by
+the val loss (on a few tiles the IoU can peak in the first epochs, the loss rarely does).
 
 Pixels whose label is no-data or whose ``valid`` flag is off count in no loss and no metric.
 
 :class:`FineTuning` supplies these to the training engine (engine.py), which writes every epoch
-``DIR/last.pt`` (everything needed to resume exactly), ``DIR/best.pt`` when the val IoU
-improved (the model and what evaluation needs, no optimiser) and a line of
+``DIR/last.pt`` (everything needed to resume exactly), ``DIR/best.pt`` when the val IoU (or
+loss) improved (the model and what evaluation needs, no optimiser) and a line of
 ``DIR/metrics.jsonl``.
 """
 
@@ -28,7 +29,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from cloudkit.config import RANDOM_INIT, FinetuneConfig
+from cloudkit.config import RANDOM_INIT, BestBy, FinetuneConfig, ShadowPlacement
 from cloudkit.data.hard_negatives import oversample
 from cloudkit.data.sampling import stratified_fraction, stratified_split
 from cloudkit.data.tasks import IGNORE, Task, get_task, task_targets
@@ -63,16 +64,24 @@ _RESUME_FIXED = (
     "backbone_lr_scale",
     "freeze_epochs",
     "val_fraction",
+    "best_by",
     "min_valid",
     "seed",
+    "split_seed",
     "any_bands",
     "arch",
     "synthetic",
+    "synthetic_shadows",
     "hard_negatives",
     "resolutions",
 )
 #: what a run written before an option existed used
-_RESUME_BEFORE = {"hard_negatives": 0.0}
+_RESUME_BEFORE = {
+    "hard_negatives": 0.0,
+    "split_seed": None,
+    "best_by": "iou",
+    "synthetic_shadows": "sun",
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,9 +202,9 @@ class FineTuning(Engine):
                 f"{self.stores} has no labelled tile (no cloud fractions); tile labelled scenes "
                 "(e.g. --scl-labels) to fine-tune"
             )
-        subset = stratified_fraction(bins, cfg.fraction, seed=cfg.seed)
+        subset = stratified_fraction(bins, cfg.fraction, seed=cfg.draw_seed)
         self.train_idx, self.val_idx = stratified_split(
-            subset, bins, cfg.val_fraction, seed=cfg.seed
+            subset, bins, cfg.val_fraction, seed=cfg.draw_seed
         )
         if len(self.val_idx) == 0 or len(self.train_idx) == 0:
             raise OptionError(
@@ -227,6 +236,7 @@ class FineTuning(Engine):
             cfg.crop,
             resolutions=cfg.resolutions,
             synthetic=cfg.synthetic,
+            sun_cast=cfg.synthetic_shadows is ShadowPlacement.sun,
         )
         super().__init__(cfg, crops, device=device, dist=dist, checkpoint=checkpoint)
         self.val_loader = DataLoader(
@@ -311,11 +321,13 @@ class FineTuning(Engine):
             "images_per_s": stats.images_per_s,
             "seconds": stats.seconds,
         }
-        # a tie in IoU (a small val set without the positive class scores 0 every epoch)
-        # goes to the lower val loss, not to the first epoch
-        record["best"] = record["val_iou"] > self.best_iou or (
-            record["val_iou"] == self.best_iou and record["val_loss"] < self.best_epoch_val_loss
-        )
+        if self.cfg.best_by is BestBy.loss:
+            record["best"] = record["val_loss"] < self.best_epoch_val_loss
+        else:  # a tie in IoU (a small val set without the positive class scores 0 every
+            # epoch) goes to the lower val loss, not to the first epoch
+            record["best"] = record["val_iou"] > self.best_iou or (
+                record["val_iou"] == self.best_iou and record["val_loss"] < self.best_epoch_val_loss
+            )
         if record["best"]:
             self.best_iou = record["val_iou"]
             self.best_epoch = stats.epoch
@@ -386,8 +398,13 @@ class FineTuning(Engine):
     def stop_note(self, epoch: int) -> str:
         return (
             f"early stop after epoch {epoch}: no lower val loss for {self.cfg.patience} "
-            f"epochs; best val IoU {self.best_iou:.4f} in epoch {self.best_epoch}"
+            f"epochs; best val {self._best_figure()} in epoch {self.best_epoch}"
         )
+
+    def _best_figure(self) -> str:
+        if self.cfg.best_by is BestBy.loss:
+            return f"loss {self.best_epoch_val_loss:.4f}"
+        return f"IoU {self.best_iou:.4f}"
 
     def summary(self) -> str:
         cfg = self.cfg
