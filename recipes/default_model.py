@@ -26,7 +26,8 @@
    the scoring sets) is exported in half precision, as cloudkit ships it: ``OUT/default.pt``
    (`cloudkit export`); every run is exported as ``OUT/finetune.pt``,
    ``OUT/finetune-random.pt``. Each run's best.pt is its epoch of the lowest val loss
-   (``finetune --best-by loss``). With ``--seeds 0,1,2`` every seed is trained, all validated
+   (``finetune --best-by loss``; ``--best-by iou`` keeps the highest val IoU, as the recipe
+   did before 2026-12-07). With ``--seeds 0,1,2`` every seed is trained, all validated
    on the first seed's tiles (``finetune --split-seed``), and the lowest val loss of them all
    is shipped.
 
@@ -221,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--teacher", default=TEACHER, help="of the L1C sources, e.g. "
                         "ukis-csmask+dl-l8s2-uv (the two vote)")  # fmt: skip
     parser.add_argument("--hard-negatives", type=float, default=0.0)
+    parser.add_argument("--best-by", choices=("loss", "iou"), default="loss", help="the epoch "
+                        "each run keeps (iou: the recipe's rule before 2026-12-07)")  # fmt: skip
     parser.add_argument("--scl-vote", default="", help="a teacher that votes with SCL on the "
                         "L2A scenes, e.g. ukis-csmask (default: SCL alone)")  # fmt: skip
     args = parser.parse_args(argv)
@@ -268,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
                     "--resolutions", "10,60", "--epochs", str(ft_epochs),
                     "--batch-size", str(ft_batch), "--crop", str(TILE), "--lr", "1e-3",
                     "--freeze-epochs", "2", "--backbone-lr-scale", "0.5", "--patience", "0",
-                    "--val-fraction", "0.1", "--best-by", "loss", "--workers", "0",
+                    "--val-fraction", "0.1", "--best-by", args.best_by, "--workers", "0",
                     "--hard-negatives", f"{args.hard_negatives:g}", *common,
                     *split_tiles]  # fmt: skip
         for init in [i for i in ("random", *PRETRAINING) if i in wanted]:  # a start's runs together

@@ -36,6 +36,7 @@ def test_quick_recipe_makes_a_model_predict_takes(tmp_path, capsys):
         "$ cloudkit export",
     ):
         assert step in done.stdout
+    assert "--best-by loss" in done.stdout  # each run keeps its epoch of the lowest val loss
     # the CloudSEN12 patches (scoring only) and the s2cloudless arrays (share-alike) stay out
     assert "cloudsen12" not in done.stdout.lower() and "s2cloudless-1.2.2" not in done.stdout
     weights = out / "default.pt"
