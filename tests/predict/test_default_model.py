@@ -87,9 +87,12 @@ def test_real_l1c_band_folder(tmp_path, capsys):
     classes, summary = _predicted(capsys, tmp_path, AWS_T19UDP)
     assert classes.shape == (122, 122)
     assert summary["cloud_percent"] is not None
-    # 900 m is far outside what the model learnt: the mask comes with a warning
+    # 900 m is far outside what the model learnt (crops seen at 10 to 60 m): the mask comes
+    # with a warning
     (warning,) = summary["warnings"]
-    assert "read at 900 m, more than 8x coarser than the 20 m this model works at" in warning
+    assert "read at 900 m, more than 8x coarser than the 60 m pixels this model was trained on" in (
+        warning
+    )
 
 
 @pytest.mark.shared_data

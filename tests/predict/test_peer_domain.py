@@ -30,7 +30,10 @@ def test_a_peer_far_outside_its_domain_warns_and_teaches_nothing(tmp_path, capsy
     assert code == 0, err
     (summary,) = tmp_path.glob("*.json")
     (warning,) = json.loads(summary.read_text())["warnings"]
-    assert "read at 900 m, more than 8x coarser than the 30 m this model works at" in warning
+    assert (
+        "read at 900 m, more than 8x coarser than the 30 m pixels this model was trained on"
+        in warning
+    )
     assert "read at 900 m" in out + err  # said where the run is watched, not only in the JSON
     store = tmp_path / "t.zarr"
     line = fails_with_one_line(capsys, "tile", AWS_T19UDP, store, "--labels-from", "ukis-csmask")

@@ -504,7 +504,7 @@ class TestErrors:
         code, _, err = _run(capsys, *scenes, "-m", new, "-o", tmp_path / "b", "--resolution", 60)
         assert code == 0, err
         assert "records no resolution" not in err
-        assert err.count("read at 60 m, more than 8x coarser than the 5 m this model") == 2
+        assert err.count("read at 60 m, more than 8x coarser than the 5 m pixels this model") == 2
 
     @pytest.mark.shared_data
     def test_cuda_without_a_gpu(self, tmp_path, capsys):

@@ -350,11 +350,14 @@ def unchecked_resolution(info) -> str | None:
 
 def _warnings(plan: GridPlan, info) -> list[str]:
     """What a user must know to trust the mask: said, even though the run succeeds."""
-    made_for = info.made_for or info.resolution  # a peer's card, or the model's own size
+    # the coarsest pixels it was trained on (a checkpoint's record, a peer's card), else the
+    # size it works at
+    made_for = info.made_for or info.resolution
     if made_for and plan.resolution > COARSEST * made_for:
+        what = "pixels this model was trained on" if info.made_for else "this model works at"
         return [
             f"read at {plan.resolution:g} m, more than {COARSEST}x coarser than the "
-            f"{made_for:g} m this model works at: its classes are unreliable there"
+            f"{made_for:g} m {what}: its classes are unreliable there"
         ]
     return []
 
