@@ -250,11 +250,12 @@ def main(argv: list[str] | None = None) -> int:
         print("recipe: --seed and --seeds: give one of them", file=sys.stderr)
         return 1
     try:
-        seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [args.seed]
+        if args.seeds is not None:
+            seeds = [int(x) for x in args.seeds.split(",")]
+        else:
+            seeds = list(SEEDS) if args.seed is None else [args.seed]
     except ValueError:
         seeds = []
-    if args.seeds is None and args.seed is None:
-        seeds = list(SEEDS)
     if not seeds or len(set(seeds)) != len(seeds):
         print(f"recipe: --seeds {args.seeds}: distinct whole numbers, e.g. 0,1,2", file=sys.stderr)
         return 1

@@ -135,6 +135,7 @@ def test_recipe_without_the_samples_is_one_line(tmp_path):
         (["--seeds", "0,0"], "--seeds 0,0: distinct whole numbers, e.g. 0,1,2"),
         (["--seeds", "0,a"], "--seeds 0,a: distinct whole numbers, e.g. 0,1,2"),
         (["--seed", "0", "--seeds", "0,1"], "--seed and --seeds: give one of them"),
+        (["--seeds", ""], "--seeds : distinct whole numbers, e.g. 0,1,2"),
     ],
 )
 def test_recipe_options_are_checked_before_any_step(tmp_path, option, message):
