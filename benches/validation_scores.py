@@ -24,13 +24,11 @@ from pathlib import Path
 import torch
 
 from cloudkit.config import FinetuneConfig
-from cloudkit.data.tasks import IGNORE
-from cloudkit.eval.metrics import ConfusionAccumulator, class_metrics
+from cloudkit.eval.metrics import class_metrics
 from cloudkit.models.checkpoint import load_finetuned
-from cloudkit.models.losses import predict_classes
 from cloudkit.models.zoo import shipped_model, verified_weights
 from cloudkit.train.distributed import Dist
-from cloudkit.train.finetune import FineTuning, targets_of
+from cloudkit.train.finetune import FineTuning, val_figures
 
 #: the recipe's labelled stores, in its order (the split depends on it)
 STORES = ("t29unu", "sahara", "t19udp-preview", "bigearthnet", "eolearn")
@@ -54,17 +52,12 @@ def validation_run(stores: Path, seed: int, batch_size: int, out: Path) -> FineT
 
 
 def scores(run: FineTuning, model_path: Path) -> dict[str, float]:
+    """What finetune records per epoch, and each class's IoU, from one pass over the tiles."""
     _, model = load_finetuned(model_path)
     run.model = model.float()
-    figures = run.validate()  # what finetune records per epoch (it leaves the model training)
-    run.model.eval()
-    confusion = ConfusionAccumulator(run.task.num_classes, ignore=IGNORE)
-    with torch.inference_mode():
-        for batch in run.val_loader:
-            targets = targets_of(batch, run.task, run.device)
-            predicted = predict_classes(run.model(batch["image"]).float(), run.task.binary)
-            confusion.update(predicted.masked_fill(targets == IGNORE, 0), targets)
-    per_class = class_metrics(confusion.matrix, run.task.classes)["per_class"]
+    val_loss, confusion = run.validation_pass()
+    figures = val_figures(val_loss, confusion, run.task)
+    per_class = class_metrics(confusion, run.task.classes)["per_class"]
     figures.update({f"iou {name}": per_class[name]["iou"] for name in run.task.classes})
     return figures
 

@@ -109,6 +109,25 @@ def targets_of(batch: dict[str, Tensor], task: Task, device: torch.device) -> Te
     return targets.masked_fill(~batch["valid"].to(device)[:, 0], IGNORE)
 
 
+def val_figures(val_loss: float, confusion: np.ndarray, task: Task) -> dict[str, Any]:
+    """What an epoch records of its validation: the val loss, and the IoU and F1 of the
+    positive class (binary) or their means over the classes (multi-class)."""
+    metrics = class_metrics(confusion, task.classes)
+    per_class = metrics["per_class"]
+    if task.binary:
+        positive = per_class[task.classes[1]]
+        iou, f1 = positive["iou"], positive["f1"]
+    else:
+        iou = metrics["mean_iou"]
+        f1 = float(np.mean([per_class[c]["f1"] for c in task.classes]))
+    return {
+        "val_loss": val_loss,
+        "val_iou": iou,
+        "val_f1": f1,
+        "val_overall_accuracy": metrics["overall_accuracy"],
+    }
+
+
 # ---------------------------------------------------------------------------------------------
 # initial weights
 
@@ -341,10 +360,15 @@ class FineTuning(Engine):
         record["early_stop"] = self.stopped
         return record
 
-    @torch.inference_mode()
     def validate(self) -> dict[str, Any]:
         """Val loss (mean over pixels' batches), IoU and F1 of the positive class (binary) or
         their means over the classes (multi-class), on whole val tiles."""
+        return val_figures(*self.validation_pass(), self.task)
+
+    @torch.inference_mode()
+    def validation_pass(self) -> tuple[float, np.ndarray]:
+        """The model on every whole val tile: the val loss (NaN with no labelled pixel) and
+        the class confusion matrix (rows: labels), labelled pixels only."""
         self.model.eval()
         confusion = ConfusionAccumulator(self.task.num_classes, ignore=IGNORE)
         loss_sum, count = 0.0, 0
@@ -360,20 +384,7 @@ class FineTuning(Engine):
             pred = predict_classes(logits, self.task.binary)
             confusion.update(pred.masked_fill(targets == IGNORE, 0), targets)
         self.model.train()
-        metrics = class_metrics(confusion.matrix, self.task.classes)
-        per_class = metrics["per_class"]
-        if self.task.binary:
-            positive = per_class[self.task.classes[1]]
-            iou, f1 = positive["iou"], positive["f1"]
-        else:
-            iou = metrics["mean_iou"]
-            f1 = float(np.mean([per_class[c]["f1"] for c in self.task.classes]))
-        return {
-            "val_loss": loss_sum / count if count else math.nan,
-            "val_iou": iou,
-            "val_f1": f1,
-            "val_overall_accuracy": metrics["overall_accuracy"],
-        }
+        return (loss_sum / count if count else math.nan), confusion.matrix
 
     def epoch_figures(self, record: dict[str, Any]) -> list[str]:
         parts = [
