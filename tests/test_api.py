@@ -168,6 +168,31 @@ class TestPredictArray:
         )
         np.testing.assert_array_equal(checked, scene.checked.repeat(2, axis=0).repeat(2, axis=1))
 
+    @pytest.mark.parametrize("lazy", [False, pytest.param(True, marks=needs_dask)])
+    def test_a_10_m_pixel_without_data_is_no_data_and_its_neighbours_keep_their_class(
+        self, model, scene, lazy
+    ):
+        fine = scene.reflectance.repeat(2, axis=1).repeat(2, axis=2)
+        expected = scene.mask.repeat(2, axis=0).repeat(2, axis=1)
+        with_data = np.argwhere(expected != 255)
+        holes = np.zeros(fine.shape[1:], dtype=bool)
+        for y, x in with_data[[len(with_data) // 3, 2 * len(with_data) // 3]]:
+            holes[y, x] = True  # one of the four 10 m pixels of a 20 m pixel
+        fine[4][holes] = np.nan  # one band lacks them
+        array = fine
+        if lazy:
+            import dask.array as da
+
+            array = da.from_array(fine, chunks=(13, 160, 160))
+        classes, probs = model.predict_array(
+            array, bands=L1C_BANDS, resolution=10, return_probabilities=True,
+            **WINDOW, **MODEL_SHADOWS,
+        )  # fmt: skip
+        classes, probs = np.asarray(classes), np.asarray(probs)
+        assert (classes[holes] == 255).all() and np.isnan(probs[:, holes]).all()
+        # a model pixel averages what has data, so the rest of the mask does not change
+        np.testing.assert_array_equal(classes[~holes], expected[~holes])
+
     def test_probabilities_one_per_class_nan_without_data(self, model, scene):
         classes, probs = model.predict_array(
             scene.reflectance[[1, 2, 3, 7]],  # B02 B03 B04 B08: an any-band model takes them

@@ -14,13 +14,15 @@ import numpy as np
 from cloudkit.arrays.grid import Box, Windows, classes_of, predict_box, to_array_grid
 from cloudkit.arrays.reading import WindowModel
 from cloudkit.arrays.values import Pixels, to_dn
+from cloudkit.predict.writer import NODATA
 
 if TYPE_CHECKING:
     import dask.array
 
 #: ``(classes (h, w) uint8, per_class (K, h, w) float32)`` of the array pixels ``core``, on
-#: the model's grid
-Masker = Callable[[np.ndarray, tuple[int, int], Box], tuple[np.ndarray, np.ndarray]]
+#: the model's grid, and ``missing`` ``(H, W)`` bool, on the array's: its pixels of ``core``
+#: with no data in some band
+Masker = Callable[[np.ndarray, tuple[int, int], Box], tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
 def masker(
@@ -35,19 +37,24 @@ def masker(
 
     def mask(
         block: np.ndarray, origin: tuple[int, int], core: Box
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         dn = to_dn(block, pixels)
         probs, valid = predict_box(
             model, bands, dn, pixels.shifts, windows, origin=origin, core=core, shape=shape
         )
-        return classes_of(model.info, probs, valid)
+        y0, x0 = core.y0 - origin[0], core.x0 - origin[1]
+        missing = np.zeros((core.y1 - core.y0, core.x1 - core.x0), dtype=bool)
+        for band in dn[:, y0 : y0 + missing.shape[0], x0 : x0 + missing.shape[1]]:
+            missing |= band == 0  # a band at a time: a scene's (C, H, W) bools are big
+        return (*classes_of(model.info, probs, valid), missing)
 
     return mask
 
 
-def mask_numpy(mask: Masker, array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def mask_numpy(mask: Masker, array: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(C, H, W)``: the whole array as one block; classes and probabilities on the model's
-    grid (`grid.to_array_grid` takes them to the array's)."""
+    grid (`grid.to_array_grid` takes them to the array's, `blank_missing` then blanks its
+    pixels without data), and which array pixels have no data."""
     height, width = array.shape[1:]
     return mask(array, (0, 0), Box(0, height, 0, width))
 
@@ -75,12 +82,12 @@ def mask_dask(
         _, iy, ix = block_info[0]["chunk-location"]
         core = Box(starts_y[iy], starts_y[iy + 1], starts_x[ix], starts_x[ix + 1])
         origin = (max(0, core.y0 - depth[1]), max(0, core.x0 - depth[2]))
-        codes, per_class = mask(block, origin, core)
+        codes, per_class, missing = mask(block, origin, core)
         shape = (core.y1 - core.y0, core.x1 - core.x0)
-        codes = to_array_grid(codes, k, *shape)
+        codes = blank_missing(to_array_grid(codes, k, *shape), missing)
         if not with_probs:
             return codes[None]
-        per_class = to_array_grid(per_class.astype(np.float32), k, *shape)
+        per_class = blank_missing(to_array_grid(per_class.astype(np.float32), k, *shape), missing)
         return np.concatenate([per_class, codes[None].astype(np.float32)])
 
     stacked = da.map_overlap(  # type: ignore[no-untyped-call]
@@ -97,6 +104,16 @@ def mask_dask(
     if not with_probs:
         return stacked[0], None
     return stacked[-1].astype(np.uint8), stacked[:-1]
+
+
+def blank_missing(values: np.ndarray, missing: np.ndarray) -> np.ndarray:
+    """Class codes ``(H, W)`` (NODATA) or probabilities ``(K, H, W)`` (NaN) on the array's
+    grid, blanked where the array has no data. A model pixel averages the array pixels it
+    covers that have data, so without this a pixel with no data in a finer array would take
+    the class of its neighbours."""
+    values = values.copy()  # to_array_grid may return a view of the model's grid
+    values[..., missing] = NODATA if values.dtype == np.uint8 else np.nan
+    return values
 
 
 def _chunks(sizes: Sequence[int], factor: int, margin: int) -> tuple[int, ...]:

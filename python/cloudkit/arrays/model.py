@@ -218,7 +218,7 @@ class Model:
                 mask, data, windows, len(info.classes), with_probs=return_probabilities
             )
         else:
-            classes, probs = chunked.mask_numpy(mask, data)
+            classes, probs, missing = chunked.mask_numpy(mask, data)
             values.require_some_valid(classes, NODATA)
             if check == shadowed.GEOMETRIC:  # on the model's grid, as predict checks a scene
                 latitude = labelled.latitude(like) if like is not None else None
@@ -226,9 +226,9 @@ class Model:
                     classes, probs, info, resolution=pixel * windows.factor, sun=sun,
                     latitude=latitude, nodata=NODATA,
                 )  # fmt: skip
-            classes = to_array_grid(classes, windows.factor, *shape)
+            classes = chunked.blank_missing(to_array_grid(classes, windows.factor, *shape), missing)
             if return_probabilities:
-                probs = to_array_grid(probs, windows.factor, *shape)
+                probs = chunked.blank_missing(to_array_grid(probs, windows.factor, *shape), missing)
         if like is not None:
             classes, probs = labelled.pack(
                 like, classes, probs if return_probabilities else None, info.classes, NODATA
