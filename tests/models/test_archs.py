@@ -1,5 +1,5 @@
 """Light encoders (`models/archs.py`): MobileNetV3-Large, EfficientNet-B0 and RegNetY-400MF
-beside ResNet-18, with the any-band stem, in the U-Net and light heads, through a checkpoint,
+beside ResNet-18 (and ResNet-18 under a narrower decoder), with the any-band stem, in the U-Net and light heads, through a checkpoint,
 and `--arch` in `cloudkit pretrain` (MoCo, DeepCluster) and `cloudkit finetune`."""
 
 from __future__ import annotations
@@ -67,6 +67,25 @@ def test_segmenter_shapes_any_size(arch, head):
     with torch.no_grad():
         out = model(_slots(1, 40)[..., :37])
     assert out.shape == (1, 4, 40, 37) and torch.isfinite(out).all()
+
+
+def test_resnet18_narrow_is_resnet18_under_a_narrower_decoder():
+    def unet(arch):
+        encoder = Encoder(SLOTS, any_bands=True, arch=arch)
+        return build_segmenter(encoder, head="unet", num_classes=4, binary=False).eval()
+
+    wide, narrow = unet("resnet18"), unet("resnet18_narrow")
+    shapes = {k: v.shape for k, v in wide.encoder.state_dict().items()}
+    assert {k: v.shape for k, v in narrow.encoder.state_dict().items()} == shapes
+    decoder = sum(p.numel() for p in wide.decoder.parameters())
+    assert sum(p.numel() for p in narrow.decoder.parameters()) < 0.4 * decoder
+    with torch.no_grad():
+        out = narrow(_slots(1, 40)[..., :37])
+    assert out.shape == (1, 4, 40, 37) and torch.isfinite(out).all()
+    again = load_segmenter(segmenter_state(narrow, task="multi")).eval()
+    assert again.encoder.arch == "resnet18_narrow"
+    with pytest.raises(CheckpointError, match="weights of a resnet18 with the unet head"):
+        load_segmenter(dict(segmenter_state(narrow, task="multi"), arch="resnet18"))
 
 
 def test_paper_head_is_resnet_only():

@@ -147,9 +147,10 @@ FINETUNE_OPTIONS: dict[str, Any] = {
         Arch | None,
         typer.Option(
             "--arch",
-            help="The encoder of a model from random weights: resnet18, or a light torchvision "
-            "network (mobilenet_v3_large, efficientnet_b0, regnet_y_400mf). With --init, the "
-            "checkpoint's (naming another is an error).",
+            help="The encoder of a model from random weights: resnet18, resnet18_narrow (under "
+            "a narrower U-Net decoder), or a light torchvision network (mobilenet_v3_large, "
+            "efficientnet_b0, regnet_y_400mf). With --init, the checkpoint's (naming another is "
+            "an error).",
             show_default="the --init checkpoint's; resnet18 from random weights",
             case_sensitive=False,
             rich_help_panel=_HP,

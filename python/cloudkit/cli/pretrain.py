@@ -166,8 +166,9 @@ def pretrain(
         Arch,
         typer.Option(
             "--arch",
-            help="The encoder: resnet18 (the paper's), or a light torchvision network "
-            "(mobilenet_v3_large, efficientnet_b0, regnet_y_400mf; no pretrained weights).",
+            help="The encoder: resnet18 (the paper's; resnet18_narrow fine-tunes it under a "
+            "narrower U-Net decoder), or a light torchvision network (mobilenet_v3_large, "
+            "efficientnet_b0, regnet_y_400mf; no pretrained weights).",
             case_sensitive=False,
         ),
     ],

@@ -30,6 +30,7 @@ class Arch(str, enum.Enum):
     weights."""
 
     resnet18 = "resnet18"  # the paper's and the default
+    resnet18_narrow = "resnet18_narrow"  # ResNet-18 under a narrower U-Net decoder
     mobilenet_v3_large = "mobilenet_v3_large"  # light: about a quarter of ResNet-18's parameters
     efficientnet_b0 = "efficientnet_b0"
     regnet_y_400mf = "regnet_y_400mf"

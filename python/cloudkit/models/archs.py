@@ -8,6 +8,8 @@ read). The first convolution, whatever its input channels, is the *stem*: cloudk
 it with one of as many channels as bands (or a `band_slots.PresenceStem` over the 13 slots).
 
 - ``resnet18``: the paper's encoder and the default; 11.2 M parameters.
+- ``resnet18_narrow``: the same encoder under the light networks' narrower U-Net decoder
+  (96/64/32/16 instead of 256/128/64/32), whose decoder costs less than half as much.
 - ``mobilenet_v3_large``: inverted residuals with squeeze-excitation and hard-swish; 3.0 M.
 - ``efficientnet_b0``: MBConv blocks with squeeze-excitation and SiLU; 4.0 M.
 - ``regnet_y_400mf``: RegNetY bottlenecks with group convolutions and squeeze-excitation; 3.9 M.
@@ -113,6 +115,16 @@ ARCHS: dict[str, Arch] = {
             (64, 64, 128, 256, 512),
             512,
             (256, 128, 64, 32, 16),
+        ),
+        Arch(  # the same encoder, the light networks' narrow decoder: 1.4x less network time
+            "resnet18_narrow",
+            _resnet18,
+            lambda net: net,
+            "conv1",
+            _resnet_stages,
+            (64, 64, 128, 256, 512),
+            512,
+            (96, 64, 32, 16, 16),
         ),
         Arch(
             "mobilenet_v3_large",
