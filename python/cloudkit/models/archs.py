@@ -23,7 +23,7 @@ norm folded into a convolution for prediction) is what runs.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import cast
 
 from torch import nn
@@ -103,29 +103,23 @@ def _regnet_stages(net: nn.Module) -> list[nn.Module]:
     return [regnet.stem, trunk.block1, trunk.block2, trunk.block3, trunk.block4]
 
 
+_RESNET18 = Arch(
+    "resnet18",
+    _resnet18,
+    lambda net: net,
+    "conv1",
+    _resnet_stages,
+    (64, 64, 128, 256, 512),
+    512,
+    (256, 128, 64, 32, 16),
+)
+
 ARCHS: dict[str, Arch] = {
     arch.name: arch
     for arch in (
-        Arch(
-            "resnet18",
-            _resnet18,
-            lambda net: net,
-            "conv1",
-            _resnet_stages,
-            (64, 64, 128, 256, 512),
-            512,
-            (256, 128, 64, 32, 16),
-        ),
-        Arch(  # the same encoder, the light networks' narrow decoder: 1.4x less network time
-            "resnet18_narrow",
-            _resnet18,
-            lambda net: net,
-            "conv1",
-            _resnet_stages,
-            (64, 64, 128, 256, 512),
-            512,
-            (96, 64, 32, 16, 16),
-        ),
+        _RESNET18,
+        # the same encoder, the light networks' narrow decoder: 1.4x less network time
+        replace(_RESNET18, name="resnet18_narrow", decoder=(96, 64, 32, 16, 16)),
         Arch(
             "mobilenet_v3_large",
             _classifier_off(tv.mobilenet_v3_large),
