@@ -108,11 +108,11 @@ def mask_dask(
 
 def blank_missing(values: np.ndarray, missing: np.ndarray) -> np.ndarray:
     """Class codes ``(H, W)`` (NODATA) or probabilities ``(K, H, W)`` (NaN) on the array's
-    grid, blanked where the array has no data. A model pixel averages the array pixels it
-    covers that have data, so without this a pixel with no data in a finer array would take
-    the class of its neighbours."""
-    values = values.copy()  # to_array_grid may return a view of the model's grid
-    values[..., missing] = NODATA if values.dtype == np.uint8 else np.nan
+    grid, blanked in place where the array has no data. A model pixel averages the array
+    pixels it covers that have data, so without this a pixel with no data in a finer array
+    would take the class of its neighbours."""
+    if missing.any():  # a scene's probabilities are large: no pass for nothing
+        values[..., missing] = NODATA if values.dtype == np.uint8 else np.nan
     return values
 
 
