@@ -82,11 +82,11 @@ SHIPPED: tuple[ShippedModel, ...] = (
             "F1 0.555 +/- 0.019, scribbles 0.823 +/- 0.022, s2cloudless 0.761 +/- 0.096 and "
             "T29UNU shadow F1 0.719 +/- 0.021 (with predict's shadow check); these weights are "
             "the seed of the lowest validation loss. Against the weights shipped before "
-            "(model 0.1.0, shipped until 2026-12-07: one seed of the recipe at commit 1562a15): more "
-            "cloud (CloudSEN12 dense 0.550 vs 0.502, scribbles 0.800 vs 0.781, s2cloudless 0.867 "
-            "vs 0.842), weaker "
-            "shadows (T29UNU 0.712 vs 0.774, synthetic products 0.395 vs 0.546). "
-            "docs/models.md has every figure beside the baselines and the peers",
+            "(model 0.1.0, shipped until 2026-12-07: one seed of the recipe at commit "
+            "1562a15): more cloud (CloudSEN12 dense 0.550 vs 0.502, scribbles 0.800 vs 0.781, "
+            "s2cloudless 0.867 vs 0.842), weaker shadows (T29UNU 0.712 vs 0.774, synthetic "
+            "products 0.395 vs 0.546). docs/models.md has every figure beside the baselines and "
+            "the peers",
         ),
     ),
 )
