@@ -2,7 +2,7 @@
 its epochs: val loss, mean IoU and each class's IoU.
 
     python benches/validation_scores.py STORES MODEL [MODEL ...] [--seed 0] [--batch-size 8]
-                                        [--json OUT]
+                                        [--bands B02,B03,B04] [--json OUT]
 
 STORES is a recipe OUT's ``stores/`` (recipes/default_model.py); MODEL a best.pt/last.pt of
 `cloudkit finetune`, an exported model, or ``default`` (the shipped weights). The tiles are
@@ -10,7 +10,9 @@ those ``finetune --split-seed SEED`` holds out (the recipe validates every seed 
 so models trained on the rest of the same stores compare on data none of them trained on,
 and the shipped model can be chosen without looking at a scoring set. The val loss is a mean
 over batches (its Dice term is one per batch), so ``--batch-size`` is the fine-tuning's (8 in
-the recipe at full size, 4 at ``--size quick``).
+the recipe at full size, 4 at ``--size quick``). ``--bands`` scores the same tiles with only
+those bands present (the others as an any-band model sees a band a product lacks), e.g.
+true colour, as the CloudSEN12 patches are.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ import argparse
 import json
 import sys
 import tempfile
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import torch
 
 from cloudkit.config import FinetuneConfig
 from cloudkit.eval.metrics import class_metrics
+from cloudkit.models.band_slots import SLOTS
 from cloudkit.models.checkpoint import load_finetuned
 from cloudkit.models.zoo import shipped_model, verified_weights
 from cloudkit.train.distributed import Dist
@@ -51,6 +55,28 @@ def validation_run(stores: Path, seed: int, batch_size: int, out: Path) -> FineT
     return FineTuning(cfg, device=torch.device("cpu"), dist=Dist())
 
 
+def band_list(value: str) -> tuple[str, ...]:
+    bands = tuple(value.split(","))
+    unknown = [band for band in bands if band not in SLOTS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"not Sentinel-2 bands: {','.join(unknown)}")
+    return bands
+
+
+class OnlyBands:
+    """A loader of any-band tiles whose other band slots read as absent (NaN)."""
+
+    def __init__(self, loader: Iterable[dict], bands: Sequence[str]) -> None:
+        self.loader = loader
+        self.absent = [slot for slot, band in enumerate(SLOTS) if band not in bands]
+
+    def __iter__(self) -> Iterator[dict]:
+        for batch in self.loader:
+            image = batch["image"].clone()
+            image[:, self.absent] = float("nan")
+            yield {**batch, "image": image}
+
+
 def scores(run: FineTuning, model_path: Path) -> dict[str, float]:
     """What finetune records per epoch, and each class's IoU, from one pass over the tiles."""
     _, model = load_finetuned(model_path)
@@ -68,12 +94,16 @@ def main() -> int:
     parser.add_argument("models", nargs="+")
     parser.add_argument("--seed", type=int, default=0, help="whose split (finetune --split-seed)")
     parser.add_argument("--batch-size", type=int, default=8, help="the fine-tuning's")
+    parser.add_argument("--bands", type=band_list, help="only these present, e.g. B02,B03,B04")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         run = validation_run(args.stores, args.seed, args.batch_size, Path(tmp))
         print(f"{len(run.val_idx)} validation tiles of seed {args.seed}: {run.val_idx.tolist()}")
+        if args.bands:
+            run.val_loader = OnlyBands(run.val_loader, args.bands)
+            print("bands present: " + ",".join(args.bands))
         for name in args.models:
             shipped = shipped_model(name)
             path = verified_weights(shipped) if shipped and not Path(name).exists() else Path(name)

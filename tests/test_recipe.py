@@ -10,6 +10,7 @@ its defaults (seeds 0, 1 and 2, random weights).
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ from tests.helpers.shared_data import AWS_T19UDP, DATA
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "default_model.py"
 VALIDATION_BENCH = RECIPE.parents[1] / "benches" / "validation_scores.py"
+OFFSETS_BENCH = RECIPE.parents[1] / "benches" / "class_offsets.py"
 
 
 @pytest.mark.shared_data
@@ -113,6 +115,43 @@ def test_quick_recipe_makes_a_model_predict_takes(tmp_path, capsys):
         assert {"iou clear", "iou thick cloud", "iou thin cloud", "iou cloud shadow"} <= set(
             scored[str(path)]
         )
+
+    # and on true colour alone: the same tiles, every other band absent
+    true_colour = tmp_path / "validation-rgb.json"
+    bench = subprocess.run(
+        [sys.executable, str(VALIDATION_BENCH), str(out / "stores"), *map(str, runs.values()),
+         "--batch-size", "4", "--bands", "B02,B03,B04", "--json", str(true_colour)],
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert bench.returncode == 0, bench.stdout[-3000:] + bench.stderr[-3000:]
+    assert "bands present: B02,B03,B04" in bench.stdout
+    rgb = json.loads(true_colour.read_text())
+    for path in runs.values():
+        assert rgb[str(path)]["val_loss"] != pytest.approx(scored[str(path)]["val_loss"], abs=1e-4)
+
+    # class offsets fitted on those tiles, folded into the classifier: the folded model scores
+    # on them what the fit said it would
+    first = next(iter(runs.values()))
+    shifted = tmp_path / "offsets.pt"
+    fitted = subprocess.run(
+        [sys.executable, str(OFFSETS_BENCH), str(out / "stores"), str(first), str(shifted)],
+        capture_output=True,
+        text=True,
+    )
+    assert fitted.returncode == 0, fitted.stdout[-3000:] + fitted.stderr[-3000:]
+    promised = float(re.search(r"with offsets: val mean IoU ([0-9.]+)", fitted.stdout).group(1))
+    rescored = tmp_path / "offsets.json"
+    bench = subprocess.run(
+        [sys.executable, str(VALIDATION_BENCH), str(out / "stores"), str(shifted),
+         "--batch-size", "4", "--json", str(rescored)],
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert bench.returncode == 0, bench.stdout[-3000:] + bench.stderr[-3000:]
+    assert json.loads(rescored.read_text())[str(shifted)]["val_iou"] == pytest.approx(
+        promised, abs=2e-4
+    )
 
 
 def test_recipe_without_the_samples_is_one_line(tmp_path):
