@@ -71,6 +71,31 @@ def test_labels_follow_the_paint():
     assert LABEL_NODATA in seen  # faint veils and shadows are left unlabelled
 
 
+def test_ice_veils_are_bright_at_1380_nm_and_darker_in_the_swir():
+    """``ice`` veils are high ice cloud: per unit of visible brightness they show more in the
+    cirrus band than the low water clouds labelled thick, and less in the SWIR."""
+    image = _surface(L1C_BANDS)
+    image[L1C_BANDS.index("B10")] = 0.001  # the ground is hidden at 1.38 um
+    labels = np.zeros(image.shape[1:], np.uint8)
+    cirrus, red, swir = (L1C_BANDS.index(b) for b in ("B10", "B04", "B12"))
+    ratios = {LABEL_THIN_CLOUD: ([], []), LABEL_THICK_CLOUD: ([], [])}
+    for seed in range(60):
+        out, new = composite(
+            image, labels, L1C_BANDS, toa=True, rng=np.random.default_rng(seed), veils="ice"
+        )
+        for label, (at_cirrus, at_swir) in ratios.items():
+            pixels = new == label
+            if pixels.sum() > 50:
+                veil = out[red][pixels] - image[red][pixels]  # what the cloud adds in the red
+                at_cirrus.append(np.median(out[cirrus][pixels] / np.maximum(veil, 1e-3)))
+                added = out[swir][pixels] - image[swir][pixels]
+                at_swir.append(np.median(added / np.maximum(veil, 1e-3)))
+    (thin_cirrus, thin_swir), (thick_cirrus, thick_swir) = ratios.values()
+    assert len(thin_cirrus) >= 5 and len(thick_cirrus) >= 5
+    assert np.median(thin_cirrus) > 2 * np.median(thick_cirrus)
+    assert np.median(thin_swir) < np.median(thick_swir)
+
+
 def test_shadows_keep_the_path_reflectance_on_l1c():
     """A shadow on top-of-atmosphere data cannot fall below the atmosphere's own signal."""
     blue = L1C_BANDS.index("B02")

@@ -123,6 +123,37 @@ def test_synthetic_shadows_follow_the_sun_unless_placed_at_random(rgb, monkeypat
         assert all(s is None for s in suns)
 
 
+def test_the_veil_style_of_finetune_reaches_every_composite(rgb, monkeypatch, tmp_path):
+    """--synthetic-veils ice: the fine-tuning's crops draw their thin clouds as cirrus."""
+    from cloudkit.config import FinetuneConfig, Veils
+    from cloudkit.data import training_crops
+    from cloudkit.train.distributed import Dist
+    from cloudkit.train.finetune import FineTuning
+
+    styles = []
+    composite = training_crops.composite
+
+    def spy(*args, veils="water", **kwargs):
+        styles.append(veils)
+        return composite(*args, veils=veils, **kwargs)
+
+    monkeypatch.setattr(training_crops, "composite", spy)
+    cfg = FinetuneConfig(
+        stores=[rgb],
+        out=tmp_path / "run",
+        batch_size=4,
+        crop=24,
+        synthetic=1.0,
+        synthetic_veils="ice",
+        val_fraction=0.25,
+        workers=0,
+    )
+    assert cfg.synthetic_veils is Veils.ice
+    run = FineTuning(cfg, device=torch.device("cpu"), dist=Dist())
+    _draw(run.train_set.views, 6)
+    assert styles == ["ice"] * 6
+
+
 def test_any_band_finetune_and_predictor(eleven, rgb, tmp_path):
     """An any-band model trains on stores of different bands and reads any product holding
     true colour: the checkpoint says so, and the predictor picks each scene's bands."""

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from cloudkit.cli._options import DeviceChoice, MinValid
-from cloudkit.config import Arch, BestBy, Head, ShadowPlacement, TaskName
+from cloudkit.config import Arch, BestBy, Head, ShadowPlacement, TaskName, Veils
 
 _HP = "Fine-tuning (default: the paper's protocol)"
 
@@ -175,6 +175,17 @@ FINETUNE_OPTIONS: dict[str, Any] = {
             help="Where a synthetic cloud's shadow falls: sun, away from the tile's scene's sun "
             "by cloud height x tan(zenith) (none when that is off the crop; random where the "
             "store recorded no sun); random, any direction up to half a crop away.",
+            case_sensitive=False,
+            rich_help_panel=_HP,
+        ),
+    ],
+    "synthetic_veils": Annotated[
+        Veils,
+        typer.Option(
+            "--synthetic-veils",
+            help="How synthetic thin clouds look: water, thin water clouds labelled thin from "
+            "0.3 opaque (the shipped model's); ice, cirrus, bright in B10 and darker in the "
+            "SWIR than the thick clouds, labelled from 0.2, drawn more often.",
             case_sensitive=False,
             rich_help_panel=_HP,
         ),

@@ -19,6 +19,7 @@ from cloudkit.config.choices import (
     ShadowPlacement,
     Shadows,
     TaskName,
+    Veils,
     Views,
 )
 from cloudkit.config.finetune import (
@@ -74,6 +75,7 @@ __all__ = [
     "ShadowPlacement",
     "Shadows",
     "TaskName",
+    "Veils",
     "TileOptions",
     "Views",
     "default_overlap",

@@ -73,6 +73,13 @@ class ShadowPlacement(str, enum.Enum):
     random = "random"  # any direction, up to half a crop away: a shadow for most clouds
 
 
+class Veils(str, enum.Enum):
+    """How synthetic thin clouds are drawn and labelled (data/synthetic_clouds.py)."""
+
+    water = "water"  # thin water clouds, labelled from 0.3 opaque: the shipped model's
+    ice = "ice"  # cirrus: bright at 1.38 um, darker in the SWIR, labelled from 0.2, more often
+
+
 class Head(str, enum.Enum):
     """Segmentation head (cloudkit.models.segmentation)."""
 

@@ -8,7 +8,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from cloudkit.config.choices import Arch, BestBy, Device, Head, ShadowPlacement, TaskName
+from cloudkit.config.choices import (
+    Arch,
+    BestBy,
+    Device,
+    Head,
+    ShadowPlacement,
+    TaskName,
+    Veils,
+)
 from cloudkit.config.parsing import (
     _check_signs,
     _check_training,
@@ -56,6 +64,8 @@ class FinetuneOptions:
     synthetic: float = 0.0
     # where a synthetic cloud's shadow falls: cast by the tile's sun, or anywhere near
     synthetic_shadows: ShadowPlacement = ShadowPlacement.sun
+    # how synthetic thin clouds look and from which opacity they are labelled thin
+    synthetic_veils: Veils = Veils.water
     # weight of hard negatives: a tile is seen 1 + round(w * hard share) times per epoch
     # (data/hard_negatives.py)
     hard_negatives: float = 0.0
@@ -77,6 +87,7 @@ class FinetuneOptions:
         object.__setattr__(self, "head", Head(self.head))
         object.__setattr__(self, "best_by", BestBy(self.best_by))
         object.__setattr__(self, "synthetic_shadows", ShadowPlacement(self.synthetic_shadows))
+        object.__setattr__(self, "synthetic_veils", Veils(self.synthetic_veils))
         if self.arch is not None:
             object.__setattr__(self, "arch", Arch(self.arch))
         object.__setattr__(self, "device", Device(self.device))

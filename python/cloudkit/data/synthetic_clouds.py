@@ -6,7 +6,7 @@ gives the model every pixel's true class for shapes, covers, thicknesses and sha
 the real samples lack, at whatever resolution the crop is seen at.
 
 A cloud field is fractal noise (power spectrum ``1/f^beta``) cut at the quantile of the cover
-drawn, with soft edges; thick clouds are opaque where it is dense, thin clouds a faint layer.
+drawn, with soft edges; thick clouds are opaque where it is dense, thin clouds a smooth veil.
 The shadow is the thick field shifted away from the sun by cloud height x tan(sun zenith), so
 shadows can fall inside the crop from clouds outside it. Where the crop's scene's sun angles and
 pixel size are known, the shift is the one the sun casts (a height drawn log-uniformly over
@@ -19,23 +19,28 @@ Radiometry is per band, by ESA name:
 - clouds replace the surface by ``alpha * cloud + (1 - alpha) * surface``; a cloud's
   spectrum is nearly flat in the visible and near infrared, lower in the water-vapour band
   B09 and the SWIR (B11, B12); the cirrus band B10 sees the cloud only (no surface signal);
+  how veils differ from thick clouds is a style (:data:`VEIL_STYLES`): ``water`` draws them
+  as thin water clouds, ``ice`` as cirrus, high ice cloud, bright at 1.38 um for its opacity
+  (it sits above the water vapour that hides low clouds there) and darker in the SWIR (ice
+  absorbs more than water), with the thick clouds low water clouds, faint at 1.38 um;
 - a shadow removes the direct sun: ``path + (surface - path) * (1 - depth * (1 - diffuse))``
   where ``diffuse`` is the share of skylight (largest in the blue) and ``path`` the
   atmosphere's own reflectance, which top-of-atmosphere (L1C) images carry and L2A not.
 
 Labels use the store's codes: thick cloud where the thick layer is at least a quarter opaque
 (generous, as people draw masks: the human CloudSEN12 masks include faint cloud edges), thin
-cloud where only the thin layer is, once plain to see (opacity 0.3), cloud shadow where the
-shadow is at least 0.3 deep on what was clear ground and no cloud veils it (opacity < 0.05).
-Where a layer is merely faint (0.1 up to those), the label is no-data: the loss ignores what
-a person would hesitate on, rather than teach that a faint veil is cloud, or clear. Elsewhere
-the real label is kept. Everything is drawn from the ``numpy.random.Generator`` passed in, so a seeded
-caller gets the same composite every time.
+cloud where only the thin layer is, once plain to see (opacity 0.3; ``ice`` veils from 0.2),
+cloud shadow where the shadow is at least 0.3 deep on what was clear ground and no cloud
+veils it (opacity < 0.05). Where a layer is merely faint (0.1 up to those), the label is
+no-data: the loss ignores what a person would hesitate on, rather than teach that a faint
+veil is cloud, or clear. Elsewhere the real label is kept. Everything is drawn from the
+``numpy.random.Generator`` passed in, so a seeded caller gets the same composite every time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
@@ -88,6 +93,34 @@ SHADOW_MAX_VEIL = 0.05
 KINDS = ("cumulus", "cumulus", "cumulus", "stratus", "thin", "mixed")
 
 
+@dataclass(frozen=True)
+class VeilStyle:
+    """How thin clouds are drawn and labelled."""
+
+    kinds: tuple[str, ...]  # the cloud fields, equally likely
+    max_alpha: float  # a veil's peak opacity is drawn up to this
+    label_alpha: float  # thin cloud from this opacity
+    ice: bool  # veils are ice cloud: darker in the SWIR
+    #: B10 reflectance per unit opacity of the thick and thin layers: (low, high) of a draw
+    thick_cirrus: tuple[float, float]
+    thin_cirrus: tuple[float, float]
+
+
+VEIL_STYLES = {
+    # one field in six a veil, labelled once plain to see; the spectrum of the thick clouds
+    "water": VeilStyle(KINDS, 0.55, THIN_LABEL_ALPHA, False, (0.005, 0.08), (0.005, 0.08)),
+    # cirrus: two fields in seven veils, up to 0.7 opaque, labelled once visible
+    "ice": VeilStyle(
+        ("cumulus", "cumulus", "cumulus", "stratus", "thin", "thin", "mixed"),
+        0.7,
+        0.2,
+        True,
+        (0.003, 0.04),
+        (0.06, 0.2),
+    ),
+}
+
+
 def composite(
     image: np.ndarray,
     labels: np.ndarray,
@@ -97,11 +130,14 @@ def composite(
     rng: np.random.Generator,
     sun: SunAngles | None = None,
     resolution: float | None = None,
+    veils: str = "water",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Clouds and shadows over ``image`` (C, S, S) reflectance in ``bands`` order (NaN
     channels stay NaN); ``labels`` (S, S) store codes. ``toa``: the image is top-of-
     atmosphere (L1C), so shadows keep the path reflectance. ``sun`` and ``resolution`` (metres
-    per pixel of the crop as seen): the shadows' shift follows them. Returns new arrays."""
+    per pixel of the crop as seen): the shadows' shift follows them. ``veils``: a key of
+    :data:`VEIL_STYLES`. Returns new arrays."""
+    style = VEIL_STYLES[veils]
     size = image.shape[-1]
     if image.shape[-2] != size or labels.shape != image.shape[-2:]:
         raise ValueError(f"composite needs square (C, S, S) crops, got {image.shape}")
@@ -109,7 +145,7 @@ def composite(
     # the field holds every cloud whose shadow may fall into the crop
     margin = max(size // 2, int(np.ceil(np.abs(shift).max())) + 8) if shift else size // 2
     field = size + 2 * margin
-    kind = KINDS[rng.integers(len(KINDS))]
+    kind = style.kinds[rng.integers(len(style.kinds))]
     thick = np.zeros((field, field), np.float32)
     thin = np.zeros((field, field), np.float32)
     if kind in ("cumulus", "stratus", "mixed"):
@@ -118,7 +154,7 @@ def composite(
         thick = 1.0 - np.exp(-density * rng.uniform(1.5, 4.0))
     if kind in ("thin", "mixed"):
         haze = _soft_cover(_cloud_noise(rng, field, smooth=True), rng.uniform(0.2, 0.9), 1.0)
-        thin = np.clip(haze / rng.uniform(0.3, 1.5), 0.0, 1.0) * rng.uniform(0.15, 0.55)
+        thin = np.clip(haze / rng.uniform(0.3, 1.5), 0.0, 1.0) * rng.uniform(0.15, style.max_alpha)
 
     shadow = np.zeros((size, size), np.float32)
     if shift is not None and thick.max() > 0 and rng.random() < 0.85:
@@ -135,10 +171,12 @@ def composite(
         out[c] = path + (out[c] - path) * keep
 
     texture = 1.0 + 0.18 * _fractal(rng, size, rng.uniform(1.6, 2.6))
-    thick_refl = _cloud_reflectance(bands, rng, rng.uniform(0.25, 0.85), texture)
+    brightness = rng.uniform(0.25, 0.85)
+    thick_refl = _cloud_reflectance(bands, rng, brightness, texture, style.thick_cirrus)
     out = out * (1.0 - thick) + thick_refl * thick
     if thin.max() > 0:
-        thin_refl = _cloud_reflectance(bands, rng, rng.uniform(0.25, 0.6), np.ones_like(texture))
+        brightness, flat = rng.uniform(0.25, 0.6), np.ones_like(texture)
+        thin_refl = _cloud_reflectance(bands, rng, brightness, flat, style.thin_cirrus, style.ice)
         out = out * (1.0 - thin) + thin_refl * thin
 
     new = labels.copy()
@@ -147,7 +185,7 @@ def composite(
     # a shadow under even a faint veil may be no darker than the ground around it
     unveiled = (thick < SHADOW_MAX_VEIL) & (thin < SHADOW_MAX_VEIL)
     new[(on_clear >= SHADOW_LABEL_DEPTH) & unveiled] = LABEL_CLOUD_SHADOW
-    new[(thin >= THIN_LABEL_ALPHA) & (thick < THICK_LABEL_ALPHA)] = LABEL_THIN_CLOUD
+    new[(thin >= style.label_alpha) & (thick < THICK_LABEL_ALPHA)] = LABEL_THIN_CLOUD
     new[thick >= THICK_LABEL_ALPHA] = LABEL_THICK_CLOUD
     return out, new
 
@@ -257,15 +295,24 @@ def _cast_shadow(
 
 
 def _cloud_reflectance(
-    bands: Sequence[str], rng: np.random.Generator, brightness: float, texture: np.ndarray
+    bands: Sequence[str],
+    rng: np.random.Generator,
+    brightness: float,
+    texture: np.ndarray,
+    cirrus_range: tuple[float, float],
+    ice: bool = False,
 ) -> np.ndarray:
-    """(C, S, S) reflectance of a cloud layer: a perturbed spectrum times a texture."""
+    """(C, S, S) reflectance of a cloud layer: a perturbed spectrum times a texture; its B10
+    reflectance per unit opacity drawn in ``cirrus_range``, its SWIR lower for ``ice``."""
     swir = {
         "B11": rng.uniform(0.7, 1.2),
         "B12": rng.uniform(0.6, 1.2),
         "B09": rng.uniform(0.8, 1.2),
     }
-    cirrus = rng.uniform(0.005, 0.08)
+    if ice:  # ice absorbs more than water in the SWIR
+        swir["B11"] *= rng.uniform(0.4, 0.8)
+        swir["B12"] *= rng.uniform(0.3, 0.7)
+    cirrus = rng.uniform(*cirrus_range)
     layers = []
     for band in bands:
         if band == CIRRUS_BAND:

@@ -14,10 +14,11 @@ augmentations' through one ``numpy.random.Generator`` per item drawn from it.
   at 30 m.
 - ``synthetic=p``: with probability ``p`` the crop gets synthetic clouds, thin clouds and cast
   shadows (`synthetic_clouds.composite`, exact labels), the shadows cast as the sun of the
-  tile's scene casts them where its store recorded it; before that, a crop without cloud
-  labels gets with probability ``p / 2`` another surface brightness and colour (so bright
-  soils are not taken for haze) and with ``p / 7`` snow (so bright is not always cloud), and an
-  L2A crop with probability ``p / 2`` the atmosphere's path reflectance (so the model sees
+  tile's scene casts them where its store recorded it, the thin clouds in the style ``veils``
+  (`synthetic_clouds.VEIL_STYLES`); before that, a crop without cloud labels gets with
+  probability ``p / 2`` another surface brightness and colour (so bright soils are not taken
+  for haze) and with ``p / 7`` snow (so bright is not always cloud), and an L2A crop with
+  probability ``p / 2`` the atmosphere's path reflectance (so the model sees
   top-of-atmosphere and surface reflectance alike).
 - ``any_bands``: the crop keeps a random realistic band subset (`band_slots.drop_bands`).
 """
@@ -58,6 +59,7 @@ class TrainingCrops(Dataset):
         resolutions: tuple[float, float] | None = None,
         synthetic: float = 0.0,
         sun_cast: bool = True,
+        veils: str = "water",
     ) -> None:
         self.tiles = tiles
         self.indices = np.asarray(indices, dtype=np.int64)
@@ -65,6 +67,7 @@ class TrainingCrops(Dataset):
         self.resolutions = resolutions
         self.synthetic = synthetic
         self.sun_cast = sun_cast
+        self.veils = veils
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -136,7 +139,9 @@ class TrainingCrops(Dataset):
             toa = True
         if rng.random() < p:
             sun = _sun(item) if self.sun_cast else None
-            x, y = composite(x, y, bands, toa=toa, rng=rng, sun=sun, resolution=seen)
+            x, y = composite(
+                x, y, bands, toa=toa, rng=rng, sun=sun, resolution=seen, veils=self.veils
+            )
         if self.tiles.any_bands:
             x = drop_bands(x, rng)
         return torch.from_numpy(x), torch.from_numpy(y[None].astype(np.uint8))

@@ -72,6 +72,7 @@ _RESUME_FIXED = (
     "arch",
     "synthetic",
     "synthetic_shadows",
+    "synthetic_veils",
     "hard_negatives",
     "resolutions",
 )
@@ -81,6 +82,7 @@ _RESUME_BEFORE = {
     "split_seed": None,
     "best_by": "iou",
     "synthetic_shadows": "sun",
+    "synthetic_veils": "water",
 }
 
 
@@ -256,6 +258,7 @@ class FineTuning(Engine):
             resolutions=cfg.resolutions,
             synthetic=cfg.synthetic,
             sun_cast=cfg.synthetic_shadows is ShadowPlacement.sun,
+            veils=cfg.synthetic_veils.value,
         )
         super().__init__(cfg, crops, device=device, dist=dist, checkpoint=checkpoint)
         self.val_loader = DataLoader(
