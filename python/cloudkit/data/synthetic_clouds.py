@@ -107,16 +107,23 @@ class VeilStyle:
 
 
 VEIL_STYLES = {
-    # one field in six a veil, labelled once plain to see; the spectrum of the thick clouds
-    "water": VeilStyle(KINDS, 0.55, THIN_LABEL_ALPHA, False, (0.005, 0.08), (0.005, 0.08)),
-    # cirrus: two fields in seven veils, up to 0.7 opaque, labelled once visible
+    # thin water clouds: the thick clouds' spectrum, one field in six, labelled once plain to see
+    "water": VeilStyle(
+        kinds=KINDS,
+        max_alpha=0.55,
+        label_alpha=THIN_LABEL_ALPHA,
+        ice=False,
+        thick_cirrus=(0.005, 0.08),
+        thin_cirrus=(0.005, 0.08),
+    ),
+    # cirrus over low water clouds: two fields in seven, labelled once visible
     "ice": VeilStyle(
-        ("cumulus", "cumulus", "cumulus", "stratus", "thin", "thin", "mixed"),
-        0.7,
-        0.2,
-        True,
-        (0.003, 0.04),
-        (0.06, 0.2),
+        kinds=("cumulus", "cumulus", "cumulus", "stratus", "thin", "thin", "mixed"),
+        max_alpha=0.7,
+        label_alpha=0.2,
+        ice=True,
+        thick_cirrus=(0.003, 0.04),
+        thin_cirrus=(0.06, 0.2),
     ),
 }
 
