@@ -21,6 +21,8 @@ augmentations' through one ``numpy.random.Generator`` per item drawn from it.
   probability ``p / 2`` the atmosphere's path reflectance (so the model sees
   top-of-atmosphere and surface reflectance alike).
 - ``any_bands``: the crop keeps a random realistic band subset (`band_slots.drop_bands`).
+
+Validation sees none of this: :class:`WholeTiles` gives its tiles whole and unchanged.
 """
 
 from __future__ import annotations
@@ -44,6 +46,21 @@ FLIP_PROBABILITY = 0.5
 #: surface brightness factor range of the surface jitter, and the spread of colour per band
 SURFACE_GAIN = (0.7, 4.0)
 SURFACE_COLOUR_SIGMA = 0.15
+
+
+class WholeTiles(Dataset):
+    """Validation items: whole tiles of ``indices``, unchanged."""
+
+    def __init__(self, tiles: TileDataset, indices: np.ndarray) -> None:
+        self.tiles = tiles
+        self.indices = np.asarray(indices, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        item = self.tiles[int(self.indices[i])]
+        return {"image": item["image"], "valid": item["valid"], "labels": item["labels"]}
 
 
 class TrainingCrops(Dataset):

@@ -27,14 +27,14 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from cloudkit.config import RANDOM_INIT, BestBy, FinetuneConfig, ShadowPlacement
 from cloudkit.data.hard_negatives import oversample
 from cloudkit.data.sampling import stratified_fraction, stratified_split
 from cloudkit.data.tasks import IGNORE, Task, get_task, task_targets
 from cloudkit.data.tiles import TileDataset
-from cloudkit.data.training_crops import TrainingCrops
+from cloudkit.data.training_crops import TrainingCrops, WholeTiles
 from cloudkit.errors import CheckpointError, CloudkitError, OptionError, StoreError, TileShapeError
 from cloudkit.eval.metrics import ConfusionAccumulator, class_metrics
 from cloudkit.models.checkpoint import BEST, FINE_TUNING, LAST, PRETRAINING, load_checkpoint
@@ -88,21 +88,6 @@ _RESUME_BEFORE = {
 
 # ---------------------------------------------------------------------------------------------
 # data
-
-
-class WholeTiles(Dataset):
-    """Validation items: whole tiles of ``indices``, unchanged."""
-
-    def __init__(self, tiles: TileDataset, indices: np.ndarray) -> None:
-        self.tiles = tiles
-        self.indices = np.asarray(indices, dtype=np.int64)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int) -> dict[str, Tensor]:
-        item = self.tiles[int(self.indices[i])]
-        return {"image": item["image"], "valid": item["valid"], "labels": item["labels"]}
 
 
 def targets_of(batch: dict[str, Tensor], task: Task, device: torch.device) -> Tensor:
