@@ -20,11 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cloudkit.data.tasks import IGNORE
+from cloudkit.eval.metrics import class_metrics, confusion_matrix
 from cloudkit.models.checkpoint import load_finetuned
 from cloudkit.models.losses import predict_classes
-from cloudkit.models.zoo import shipped_model, verified_weights
 from cloudkit.train.finetune import FineTuning, targets_of
-from validation_scores import validation_run
+from validation_scores import model_path, validation_run
 
 CLASSIFIER_BIAS = "decoder.classifier.bias"
 GRID = np.arange(-2.0, 4.01, 0.25)
@@ -38,30 +39,31 @@ def val_logits(run: FineTuning, path: Path) -> tuple[np.ndarray, np.ndarray]:
     with torch.no_grad():
         for batch in run.val_loader:
             targets = targets_of(batch, run.task, torch.device("cpu"))
-            labelled = targets != 255
+            labelled = targets != IGNORE
             logits.append(model(batch["image"]).permute(0, 2, 3, 1)[labelled].numpy())
             labels.append(targets[labelled].numpy())
     return np.concatenate(logits), np.concatenate(labels)
 
 
-def class_ious(logits: np.ndarray, labels: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    n = logits.shape[1]
+def scored(logits: np.ndarray, labels: np.ndarray, offsets: np.ndarray, classes: list[str]) -> dict:
+    """`class_metrics` of the model's own class rule on the shifted logits: its mean IoU is
+    the val IoU `cloudkit finetune` records."""
     shifted = torch.from_numpy(logits + offsets.astype(np.float32))[:, :, None, None]
-    predicted = predict_classes(shifted, binary=False)[:, 0, 0].numpy()  # the model's own rule
-    confusion = np.bincount(labels * n + predicted, minlength=n * n).reshape(n, n)
-    hits = np.diag(confusion)
-    return hits / np.maximum(confusion.sum(0) + confusion.sum(1) - hits, 1)
+    predicted = predict_classes(shifted, binary=False)[:, 0, 0]
+    return class_metrics(confusion_matrix(predicted, labels, len(classes)), classes)
 
 
-def fit_offsets(logits: np.ndarray, labels: np.ndarray, rounds: int = 3) -> np.ndarray:
-    offsets = np.zeros(logits.shape[1])
-    best = class_ious(logits, labels, offsets).mean()
+def fit_offsets(
+    logits: np.ndarray, labels: np.ndarray, classes: list[str], rounds: int = 3
+) -> np.ndarray:
+    offsets = np.zeros(len(classes))
+    best = scored(logits, labels, offsets, classes)["mean_iou"]
     for _ in range(rounds):
         for c in range(1, len(offsets)):
             for value in GRID:
                 trial = offsets.copy()
                 trial[c] = value
-                score = class_ious(logits, labels, trial).mean()
+                score = scored(logits, labels, trial, classes)["mean_iou"]
                 if score > best:
                     best, offsets = score, trial
     return offsets
@@ -87,24 +89,21 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0, help="whose split (finetune --split-seed)")
     parser.add_argument("--offsets", help="comma-separated, one per class: skip the fit")
     args = parser.parse_args()
-    shipped = shipped_model(args.model)
-    path = (
-        verified_weights(shipped) if shipped and not Path(args.model).exists() else Path(args.model)
-    )
+    path = model_path(args.model)
     with tempfile.TemporaryDirectory() as tmp:
         run = validation_run(args.stores, args.seed, 8, Path(tmp))
         logits, labels = val_logits(run, path)
-    names = run.task.classes
+    names = list(run.task.classes)
     if args.offsets:
         offsets = np.array([float(v) for v in args.offsets.split(",")])
         if len(offsets) != len(names):
             parser.error(f"--offsets needs {len(names)} values, one per class: {', '.join(names)}")
     else:
-        offsets = fit_offsets(logits, labels)
+        offsets = fit_offsets(logits, labels, names)
     for what, applied in (("as trained", np.zeros(len(names))), ("with offsets", offsets)):
-        ious = class_ious(logits, labels, applied)
-        per_class = ", ".join(f"{n} {v:.3f}" for n, v in zip(names, ious, strict=True))
-        print(f"{what}: val mean IoU {ious.mean():.4f} ({per_class})")
+        metrics = scored(logits, labels, applied, names)
+        per_class = ", ".join(f"{n} {metrics['per_class'][n]['iou']:.3f}" for n in names)
+        print(f"{what}: val mean IoU {metrics['mean_iou']:.4f} ({per_class})")
     print("offsets: " + ", ".join(f"{n} {v:+.2f}" for n, v in zip(names, offsets, strict=True)))
     fold(path, offsets, args.out)
     print(f"wrote {args.out}")

@@ -55,6 +55,12 @@ def validation_run(stores: Path, seed: int, batch_size: int, out: Path) -> FineT
     return FineTuning(cfg, device=torch.device("cpu"), dist=Dist())
 
 
+def model_path(name: str) -> Path:
+    """The checkpoint file of MODEL: a path, or a shipped model's verified weights."""
+    shipped = shipped_model(name)
+    return verified_weights(shipped) if shipped and not Path(name).exists() else Path(name)
+
+
 def band_list(value: str) -> tuple[str, ...]:
     bands = tuple(value.split(","))
     unknown = [band for band in bands if band not in SLOTS]
@@ -105,9 +111,7 @@ def main() -> int:
             run.val_loader = OnlyBands(run.val_loader, args.bands)
             print("bands present: " + ",".join(args.bands))
         for name in args.models:
-            shipped = shipped_model(name)
-            path = verified_weights(shipped) if shipped and not Path(name).exists() else Path(name)
-            results[name] = scores(run, path)
+            results[name] = scores(run, model_path(name))
             print(name + ": " + ", ".join(f"{k} {v:.4f}" for k, v in results[name].items()))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
